@@ -1,0 +1,121 @@
+//! Configuration: timers, windows and the limits of design §10.
+
+use std::time::Duration;
+
+/// Engine configuration. Every limit has a default suited to a production
+/// node; tests and benchmarks tighten or relax them.
+///
+/// ```
+/// use astral_core::Config;
+/// let config = Config { recv_window: 1 << 20, ..Config::default() };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// A stream whose handshake has not completed after this long is closed.
+    pub handshake_timeout: Duration,
+    /// A query not answered (by the peer, or by the local application for
+    /// inbound queries) after this long fails.
+    pub routing_timeout: Duration,
+    /// Interval between pings on an established stream.
+    pub keepalive_interval: Duration,
+    /// A stream from which nothing authenticated arrived for this long is
+    /// declared dead.
+    pub dead_timeout: Duration,
+    /// A session that finds no stream to its peer for this long after losing
+    /// its stream closes with [`CloseReason::PeerUnreachable`](crate::CloseReason::PeerUnreachable).
+    pub recovery_timeout: Duration,
+    /// Receive window per session and direction: the credit this node grants
+    /// (the `buffer` field of Query/Response). Bounds reassembly memory.
+    pub recv_window: u32,
+    /// Bytes an application may queue on one session beyond what the peer
+    /// has credited; writes beyond it return `WriteError::Blocked`.
+    pub send_buffer: u32,
+    /// Bytes one session may put in a record before the scheduler serves
+    /// the next session with data (fairness quantum).
+    pub quantum: usize,
+    /// Open sessions (either direction) with one peer.
+    pub max_sessions_per_peer: usize,
+    /// Inbound queries waiting for the application to accept or reject.
+    pub max_pending_queries: usize,
+    /// Longest query string accepted (bytes of UTF-8).
+    pub max_query_len: usize,
+    /// Established or handshaking streams with one peer.
+    pub max_streams_per_peer: usize,
+    /// Streams still in the handshake, over all peers.
+    pub max_handshaking_streams: usize,
+    /// Bytes of undelivered encrypted output one stream may hold before the
+    /// scheduler stops filling it (the driver drains it by `poll_transmit`).
+    pub max_stream_output: usize,
+    /// Resets sent for frames naming unknown sessions, per second per stream.
+    pub unknown_session_resets_per_sec: u32,
+    /// Automatic migration: a stream must be this much faster (fraction of
+    /// the current stream's smoothed RTT) to attract sessions...
+    pub migrate_rtt_gain: f64,
+    /// ...and stay that much faster for this long (hysteresis).
+    pub migrate_sustain: Duration,
+    /// How often the automatic policy is evaluated.
+    pub policy_interval: Duration,
+    /// Turn automatic RTT-driven migration on or off (manual migration,
+    /// drain and recovery always work).
+    pub auto_migrate: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            handshake_timeout: Duration::from_secs(10),
+            routing_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(5),
+            dead_timeout: Duration::from_secs(20),
+            recovery_timeout: Duration::from_secs(30),
+            recv_window: 256 * 1024,
+            send_buffer: 256 * 1024,
+            quantum: 16 * 1024,
+            max_sessions_per_peer: 65_536,
+            max_pending_queries: 1024,
+            max_query_len: 4096,
+            max_streams_per_peer: 16,
+            max_handshaking_streams: 256,
+            max_stream_output: 512 * 1024,
+            unknown_session_resets_per_sec: 64,
+            migrate_rtt_gain: 0.3,
+            migrate_sustain: Duration::from_secs(5),
+            policy_interval: Duration::from_secs(1),
+            auto_migrate: true,
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub &'static str);
+
+impl Config {
+    /// Checks the relations between values that the engine relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.recv_window == 0 {
+            return Err(ConfigError("recv_window must be > 0"));
+        }
+        if self.send_buffer == 0 {
+            return Err(ConfigError("send_buffer must be > 0"));
+        }
+        if self.quantum == 0 {
+            return Err(ConfigError("quantum must be > 0"));
+        }
+        if self.dead_timeout <= self.keepalive_interval {
+            return Err(ConfigError("dead_timeout must exceed keepalive_interval"));
+        }
+        if self.max_query_len > u16::MAX as usize {
+            return Err(ConfigError("max_query_len cannot exceed 65535"));
+        }
+        if self.max_stream_output < 70_000 {
+            return Err(ConfigError("max_stream_output must hold at least one record"));
+        }
+        if !(0.0..1.0).contains(&self.migrate_rtt_gain) {
+            return Err(ConfigError("migrate_rtt_gain must be in [0, 1)"));
+        }
+        Ok(())
+    }
+}

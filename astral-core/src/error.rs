@@ -1,0 +1,96 @@
+//! Errors returned by the application-facing API, one enum per operation.
+
+/// `Node::connect` / `Node::accept` failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// Too many streams in the handshake or to this peer.
+    #[error("stream limit reached: {0}")]
+    Limit(&'static str),
+    /// Dialing ourselves.
+    #[error("cannot connect to own identity")]
+    SelfConnect,
+    /// snow refused the parameters (should not happen).
+    #[error("noise: {0}")]
+    Noise(String),
+}
+
+/// `Node::open_session` failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The query is longer than `max_query_len`.
+    #[error("query too long ({0} bytes)")]
+    QueryTooLong(usize),
+    /// `max_sessions_per_peer` reached.
+    #[error("too many sessions with this peer")]
+    TooManySessions,
+    /// Opening a session with ourselves.
+    #[error("cannot open a session with own identity")]
+    SelfSession,
+}
+
+/// Errors of session operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// No such session (closed and removed, or never existed).
+    #[error("unknown session")]
+    Unknown,
+    /// The operation needs another state (e.g. accepting an open session).
+    #[error("session is {0}")]
+    WrongState(&'static str),
+}
+
+/// `SessionHandle::write` failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The send buffer is full; wait for `Event::Writable`.
+    #[error("send buffer full")]
+    Blocked,
+    /// The write side was finished or the session closed.
+    #[error("session closed for writing")]
+    Closed,
+}
+
+/// `SessionHandle::read` failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// Nothing to read yet; wait for `Event::Readable`.
+    #[error("nothing to read yet")]
+    Blocked,
+    /// The session was reset or failed; no more data will come.
+    #[error("session closed: {0}")]
+    Closed(crate::CloseReason),
+}
+
+/// `Node::migrate` failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MigrateError {
+    /// No such session.
+    #[error("unknown session")]
+    UnknownSession,
+    /// The session is not open (routing, recovering or closed).
+    #[error("session not open")]
+    SessionNotOpen,
+    /// No such stream.
+    #[error("target stream unknown")]
+    TargetUnknown,
+    /// The session already sends on that stream.
+    #[error("target is the current stream")]
+    TargetIsCurrent,
+    /// The stream leads to another node.
+    #[error("target stream belongs to another identity")]
+    WrongPeer,
+    /// The stream has not yet carried an authenticated record from the peer.
+    #[error("target stream not yet confirmed by the peer")]
+    TargetNotConfirmed,
+}
+
+/// `Node::drain_stream` failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DrainError {
+    /// No such established stream.
+    #[error("unknown stream")]
+    UnknownStream,
+    /// No other confirmed stream to the peer to move sessions to.
+    #[error("no other stream to the peer")]
+    NoAlternative,
+}

@@ -1,0 +1,144 @@
+//! Events the engine reports to the application, drained by `Node::poll_event`.
+
+use crate::{NodeId, SessionId, StreamId};
+
+/// Why a stream ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamCloseReason {
+    /// The driver reported the transport closed (EOF, reset, error).
+    #[error("transport closed: {0}")]
+    TransportClosed(String),
+    /// The Noise handshake failed (wrong key, garbage, version).
+    #[error("handshake failed: {0}")]
+    HandshakeFailed(String),
+    /// The handshake did not complete within `handshake_timeout`.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// Nothing authenticated arrived within `dead_timeout`.
+    #[error("peer silent for too long (ping timeout)")]
+    PingTimeout,
+    /// A record failed to decrypt or was malformed.
+    #[error("bad record: {0}")]
+    BadRecord(String),
+    /// A frame violated the protocol.
+    #[error("protocol error: {0}")]
+    ProtocolError(String),
+    /// A configured limit was exceeded.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(&'static str),
+    /// Closed by the local application.
+    #[error("closed locally")]
+    Local,
+    /// Drained (sessions moved off) and closed.
+    #[error("drained")]
+    Drained,
+    /// A stream with the same id already exists with this peer.
+    #[error("a stream with the same id already exists with this peer")]
+    DuplicateId,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    /// Both directions finished and were acknowledged: nothing was lost.
+    #[error("closed gracefully")]
+    Graceful,
+    /// The peer rejected the query with this code.
+    #[error("query rejected with code {0}")]
+    Rejected(u8),
+    /// The local application rejected the inbound query.
+    #[error("query rejected locally")]
+    RejectedLocally,
+    /// The peer reset the session.
+    #[error("reset by peer")]
+    ResetByPeer,
+    /// The local application reset the session.
+    #[error("reset locally")]
+    ResetLocally,
+    /// No answer to the query (or no local decision) within `routing_timeout`.
+    #[error("query timed out")]
+    RoutingTimeout,
+    /// No stream to the peer existed for longer than `recovery_timeout`.
+    #[error("peer unreachable")]
+    PeerUnreachable,
+    /// The peer broke the session protocol (credit, offsets, Fin).
+    #[error("protocol error: {0}")]
+    ProtocolError(String),
+}
+
+/// Something the application should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A stream finished its handshake with `peer`.
+    StreamUp {
+        /// The stream.
+        stream: StreamId,
+        /// Authenticated identity at the other end.
+        peer: NodeId,
+    },
+    /// A stream ended; the driver should close its transport.
+    StreamDown {
+        /// The stream.
+        stream: StreamId,
+        /// The peer, if the handshake had authenticated it.
+        peer: Option<NodeId>,
+        /// Why.
+        reason: StreamCloseReason,
+    },
+    /// First stream to `peer` came up.
+    Linked(NodeId),
+    /// Last stream to `peer` went down.
+    Unlinked(NodeId),
+    /// The peer opened a session with a query; accept or reject it.
+    Query {
+        /// The new session (pending).
+        session: SessionId,
+        /// Who asked.
+        peer: NodeId,
+        /// The query string.
+        query: String,
+    },
+    /// An outbound query was accepted; the session is open.
+    SessionOpen {
+        /// The session.
+        session: SessionId,
+    },
+    /// The session has bytes or end-of-stream to read.
+    Readable {
+        /// The session.
+        session: SessionId,
+    },
+    /// A session that refused a write has room again.
+    Writable {
+        /// The session.
+        session: SessionId,
+    },
+    /// The session ended.
+    SessionClosed {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// The session's traffic now flows over another stream.
+    Migrated {
+        /// The session.
+        session: SessionId,
+        /// Previous sending stream.
+        from: StreamId,
+        /// New sending stream.
+        to: StreamId,
+    },
+    /// The session lost its stream and is resuming elsewhere.
+    Recovering {
+        /// The session.
+        session: SessionId,
+    },
+    /// The session resumed on another stream.
+    Recovered {
+        /// The session.
+        session: SessionId,
+        /// Bytes retransmitted because the peer had not received them.
+        resent_bytes: u64,
+    },
+}

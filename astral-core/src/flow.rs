@@ -1,0 +1,653 @@
+//! Byte flows of one session direction: the send buffer with retention of
+//! uncredited bytes, and the receive reassembly buffer keyed by offset.
+//!
+//! Offsets are absolute positions in a direction's byte flow. A Fin occupies
+//! one extra unit after the last data byte (like TCP's FIN), so a cumulative
+//! credit of `final + 1` acknowledges the Fin itself; that is what lets a Fin
+//! lost with a dead stream be retransmitted (design §8, rule 1).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Violations of flow control by the peer; each is a session protocol error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    /// The peer sent bytes beyond the credit this node granted.
+    #[error("data [{offset}, {end}) exceeds granted credit {limit}")]
+    CreditExceeded {
+        /// First byte of the offending frame.
+        offset: u64,
+        /// One past its last byte.
+        end: u64,
+        /// The credit limit in force.
+        limit: u64,
+    },
+    /// Data after the final offset announced by Fin.
+    #[error("data beyond the final offset {0}")]
+    DataBeyondFin(u64),
+    /// A Fin that contradicts data or an earlier Fin.
+    #[error("inconsistent fin at {offset} (data reaches {received})")]
+    BadFin {
+        /// The Fin's final offset.
+        offset: u64,
+        /// Highest offset received or previous final offset.
+        received: u64,
+    },
+    /// The peer credited bytes this node never sent.
+    #[error("credit {consumed} exceeds bytes sent {sent}")]
+    CreditBeyondSent {
+        /// Cumulative credit claimed.
+        consumed: u64,
+        /// Bytes (plus Fin) ever sent.
+        sent: u64,
+    },
+    /// A Resume claiming more bytes received than were sent.
+    #[error("peer claims {received} received but only {sent} were sent")]
+    ResumeBeyondSent {
+        /// Claimed.
+        received: u64,
+        /// Sent.
+        sent: u64,
+    },
+    /// A cumulative counter would overflow.
+    #[error("offset overflow")]
+    Overflow,
+}
+
+/// Small writes are coalesced into one chunk up to this size; larger
+/// `Bytes` writes are kept as they are (zero copy).
+const COALESCE_LIMIT: usize = 4096;
+
+/// Sending half of a session: bytes the application wrote, from the oldest
+/// byte the peer has not credited (`acked`) to the newest (`written`).
+///
+/// Bytes below `sent` are in flight and retained until credited, so they can
+/// be retransmitted after a stream dies; retention is bounded by the peer's
+/// window plus the local send buffer.
+#[derive(Debug, Default)]
+pub struct SendBuf {
+    /// Retained chunks; the first starts at `base`.
+    chunks: VecDeque<Bytes>,
+    /// Small writes not yet cut into a chunk.
+    tail: BytesMut,
+    base: u64,
+    written: u64,
+    sent: u64,
+    sent_max: u64,
+    acked: u64,
+    /// Position of `sent` within `chunks`: index and offset in that chunk.
+    cursor_idx: u32,
+    cursor_off: u32,
+    peer_window: u32,
+    fin_requested: bool,
+    fin_sent: bool,
+    fin_ever_sent: bool,
+    /// Bytes sent more than once (after recovery).
+    retransmitted: u64,
+}
+
+impl SendBuf {
+    /// Total bytes the application wrote.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+    /// Next offset to transmit.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+    /// Highest offset ever transmitted.
+    pub fn sent_max(&self) -> u64 {
+        self.sent_max
+    }
+    /// Peer's cumulative credit (consumed bytes, +1 once it consumed the Fin).
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+    /// Credit window the peer granted.
+    pub fn peer_window(&self) -> u32 {
+        self.peer_window
+    }
+    /// Sets the window the peer granted (from Query/Response `buffer`).
+    pub fn set_peer_window(&mut self, window: u32) {
+        self.peer_window = window;
+    }
+    /// Bytes retransmitted so far.
+    pub fn retransmitted(&self) -> u64 {
+        self.retransmitted
+    }
+    /// Bytes retained (written, not yet credited).
+    pub fn retained(&self) -> u64 {
+        self.written - self.acked.min(self.written)
+    }
+    /// Whether the application has finished this direction.
+    pub fn fin_requested(&self) -> bool {
+        self.fin_requested
+    }
+    /// Whether the Fin is currently considered transmitted.
+    pub fn fin_sent(&self) -> bool {
+        self.fin_sent
+    }
+    /// Whether the peer credited the Fin: this direction is complete.
+    pub fn fin_acked(&self) -> bool {
+        self.fin_requested && self.acked > self.written
+    }
+
+    /// Room for more application bytes, given the local buffer limit.
+    pub fn capacity(&self, send_buffer: u32) -> usize {
+        let limit = u64::from(self.peer_window) + u64::from(send_buffer);
+        limit.saturating_sub(self.retained()) as usize
+    }
+
+    /// Copies up to `capacity` bytes of `data`; returns how many were taken.
+    pub fn write(&mut self, data: &[u8], capacity: usize) -> usize {
+        let n = data.len().min(capacity);
+        if n == 0 {
+            return 0;
+        }
+        self.tail.extend_from_slice(&data[..n]);
+        self.written += n as u64;
+        if self.tail.len() >= COALESCE_LIMIT {
+            self.seal_tail();
+        }
+        n
+    }
+
+    /// Queues `data` without copying when it is large. Takes at most
+    /// `capacity` bytes; returns how many.
+    pub fn write_bytes(&mut self, mut data: Bytes, capacity: usize) -> usize {
+        let n = data.len().min(capacity);
+        if n == 0 {
+            return 0;
+        }
+        data.truncate(n);
+        if n < COALESCE_LIMIT {
+            self.tail.extend_from_slice(&data);
+            self.written += n as u64;
+            return n;
+        }
+        self.seal_tail();
+        self.chunks.push_back(data);
+        self.written += n as u64;
+        n
+    }
+
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+    }
+
+    /// Marks the end of this direction: a Fin follows the last byte.
+    pub fn finish(&mut self) {
+        self.fin_requested = true;
+    }
+
+    /// Bytes that may be transmitted now under the peer's credit.
+    pub fn sendable(&self) -> u64 {
+        let limit = self.acked.min(self.written) + u64::from(self.peer_window);
+        self.written.min(limit).saturating_sub(self.sent)
+    }
+
+    /// Whether the Fin should be (re)transmitted now.
+    pub fn fin_due(&self) -> bool {
+        self.fin_requested && !self.fin_sent && self.sent == self.written
+    }
+
+    /// Whether there is anything for the scheduler: data under credit or a Fin.
+    pub fn has_output(&self) -> bool {
+        self.sendable() > 0 || self.fin_due()
+    }
+
+    /// Takes up to `max` sendable bytes as a zero-copy slice with its offset.
+    pub fn take(&mut self, max: usize) -> Option<(u64, Bytes)> {
+        let want = (self.sendable().min(max as u64)) as usize;
+        if want == 0 {
+            return None;
+        }
+        if self.cursor_idx as usize >= self.chunks.len() {
+            self.seal_tail();
+        }
+        let chunk = self.chunks.get(self.cursor_idx as usize)?;
+        let off = self.cursor_off as usize;
+        let n = want.min(chunk.len() - off);
+        let piece = chunk.slice(off..off + n);
+        let offset = self.sent;
+        if off + n == chunk.len() {
+            self.cursor_idx += 1;
+            self.cursor_off = 0;
+        } else {
+            self.cursor_off += n as u32;
+        }
+        self.sent += n as u64;
+        self.retransmitted += self.sent.min(self.sent_max).saturating_sub(offset);
+        self.sent_max = self.sent_max.max(self.sent);
+        Some((offset, piece))
+    }
+
+    /// Marks the Fin transmitted; returns its final offset.
+    pub fn take_fin(&mut self) -> u64 {
+        self.fin_sent = true;
+        self.fin_ever_sent = true;
+        self.sent_max = self.sent_max.max(self.written);
+        self.written
+    }
+
+    /// Applies a cumulative credit from the peer. Returns whether it advanced.
+    pub fn on_credit(&mut self, consumed: u64) -> Result<bool, FlowError> {
+        let ceiling = self.sent_max + u64::from(self.fin_ever_sent);
+        if consumed > ceiling {
+            return Err(FlowError::CreditBeyondSent {
+                consumed,
+                sent: ceiling,
+            });
+        }
+        if consumed <= self.acked {
+            return Ok(false);
+        }
+        self.acked = consumed;
+        self.release();
+        Ok(true)
+    }
+
+    /// Drops chunks wholly below the credited offset.
+    fn release(&mut self) {
+        let upto = self.acked.min(self.written);
+        if self.sent < upto {
+            // The peer credited bytes we were about to retransmit: skip them.
+            self.seek(upto);
+        }
+        while let Some(front) = self.chunks.front() {
+            let end = self.base + front.len() as u64;
+            if end > upto || self.cursor_idx == 0 {
+                break;
+            }
+            self.base = end;
+            self.chunks.pop_front();
+            self.cursor_idx -= 1;
+        }
+    }
+
+    /// Rewinds (or advances) transmission to `offset`, clamped to what is
+    /// retained. Used by recovery: retransmit `[max(received, acked), sent)`.
+    pub fn retransmit_from(&mut self, received: u64) -> Result<(), FlowError> {
+        if received > self.sent_max {
+            return Err(FlowError::ResumeBeyondSent {
+                received,
+                sent: self.sent_max,
+            });
+        }
+        let from = received.max(self.acked.min(self.written));
+        if from < self.sent {
+            self.seek(from);
+        }
+        // A Fin the peer has not received must be sent again.
+        if self.fin_sent && received <= self.written {
+            self.fin_sent = false;
+        }
+        Ok(())
+    }
+
+    fn seek(&mut self, offset: u64) {
+        let mut pos = self.base;
+        let mut idx = 0usize;
+        while idx < self.chunks.len() {
+            let len = self.chunks[idx].len() as u64;
+            if offset < pos + len {
+                break;
+            }
+            pos += len;
+            idx += 1;
+        }
+        self.cursor_idx = idx as u32;
+        self.cursor_off = (offset - pos) as u32;
+        self.sent = offset;
+    }
+}
+
+/// Receiving half of a session: reassembly by offset.
+///
+/// Everything stored lies in `[consumed, consumed + window)`, so memory is
+/// bounded by the window; bytes below `delivered` are duplicates and dropped.
+#[derive(Debug)]
+pub struct RecvBuf {
+    /// Unread segments keyed by offset, non-overlapping, all `>= consumed`.
+    segs: BTreeMap<u64, Bytes>,
+    delivered: u64,
+    consumed: u64,
+    advertised: u64,
+    fin: u64,
+    window: u32,
+    eof_read: bool,
+}
+
+const NO_FIN: u64 = u64::MAX;
+
+impl RecvBuf {
+    /// A receive buffer granting `window` bytes of credit.
+    pub fn new(window: u32) -> Self {
+        RecvBuf {
+            segs: BTreeMap::new(),
+            delivered: 0,
+            consumed: 0,
+            advertised: 0,
+            fin: NO_FIN,
+            window,
+            eof_read: false,
+        }
+    }
+    /// Contiguous bytes received.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+    /// Bytes the application consumed.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+    /// The window this side grants.
+    pub fn window(&self) -> u32 {
+        self.window
+    }
+    /// Final offset, if the peer's Fin arrived.
+    pub fn fin(&self) -> Option<u64> {
+        (self.fin != NO_FIN).then_some(self.fin)
+    }
+    /// Whether the application has read end-of-stream.
+    pub fn eof_read(&self) -> bool {
+        self.eof_read
+    }
+    /// Bytes held (delivered-unread plus out of order).
+    pub fn buffered(&self) -> u64 {
+        self.segs.values().map(|b| b.len() as u64).sum()
+    }
+
+    /// What a Resume reports as received: contiguous bytes, plus the Fin.
+    pub fn received_mark(&self) -> u64 {
+        self.delivered + u64::from(self.fin == self.delivered)
+    }
+
+    /// Cumulative credit to advertise: consumed, plus the Fin once read.
+    pub fn credit_value(&self) -> u64 {
+        self.consumed + u64::from(self.eof_read)
+    }
+
+    /// Whether a Credit frame is worth sending now (batched: a quarter
+    /// window consumed, or end-of-stream reached).
+    pub fn credit_due(&self) -> bool {
+        let value = self.credit_value();
+        if value <= self.advertised {
+            return false;
+        }
+        let threshold = u64::from((self.window / 4).max(1));
+        self.eof_read || value - self.advertised >= threshold
+    }
+
+    /// Records that `value` was advertised.
+    pub fn mark_advertised(&mut self, value: u64) {
+        self.advertised = self.advertised.max(value);
+    }
+
+    /// Stores a data frame. Returns whether new contiguous bytes arrived.
+    pub fn on_data(&mut self, offset: u64, mut data: Bytes) -> Result<bool, FlowError> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(FlowError::Overflow)?;
+        let limit = self.consumed + u64::from(self.window);
+        if end > limit {
+            return Err(FlowError::CreditExceeded { offset, end, limit });
+        }
+        if self.fin != NO_FIN && end > self.fin {
+            return Err(FlowError::DataBeyondFin(self.fin));
+        }
+        if end <= self.delivered || data.is_empty() {
+            return Ok(false);
+        }
+        let mut off = offset;
+        if off < self.delivered {
+            data.advance((self.delivered - off) as usize);
+            off = self.delivered;
+        }
+        self.insert(off, data);
+        let before = self.delivered;
+        while let Some((&k, v)) = self.segs.range(self.delivered..).next() {
+            if k != self.delivered {
+                break;
+            }
+            self.delivered += v.len() as u64;
+        }
+        Ok(self.delivered > before)
+    }
+
+    /// Inserts `data` at `off`, keeping only the bytes no segment holds yet.
+    fn insert(&mut self, mut off: u64, mut data: Bytes) {
+        if let Some((&k, v)) = self.segs.range(..off).next_back() {
+            let e = k + v.len() as u64;
+            if e > off {
+                let skip = (e - off).min(data.len() as u64) as usize;
+                data.advance(skip);
+                off += skip as u64;
+            }
+        }
+        while !data.is_empty() {
+            let end = off + data.len() as u64;
+            let next = self
+                .segs
+                .range(off..end)
+                .next()
+                .map(|(&k, v)| (k, v.len() as u64));
+            match next {
+                None => {
+                    self.segs.insert(off, data);
+                    return;
+                }
+                Some((k, len)) => {
+                    if k > off {
+                        let head = data.split_to((k - off) as usize);
+                        self.segs.insert(off, head);
+                        off = k;
+                    }
+                    let skip = len.min(data.len() as u64) as usize;
+                    data.advance(skip);
+                    off += skip as u64;
+                }
+            }
+        }
+    }
+
+    /// Records the peer's Fin at `offset`. Returns whether end-of-stream is
+    /// now readable (all bytes before it delivered).
+    pub fn on_fin(&mut self, offset: u64) -> Result<bool, FlowError> {
+        if self.fin != NO_FIN {
+            if self.fin != offset {
+                return Err(FlowError::BadFin {
+                    offset,
+                    received: self.fin,
+                });
+            }
+            return Ok(false);
+        }
+        let highest = self
+            .segs
+            .iter()
+            .next_back()
+            .map(|(&k, v)| k + v.len() as u64)
+            .unwrap_or(0)
+            .max(self.delivered);
+        if offset < highest {
+            return Err(FlowError::BadFin {
+                offset,
+                received: highest,
+            });
+        }
+        if offset > self.consumed + u64::from(self.window) {
+            return Err(FlowError::CreditExceeded {
+                offset,
+                end: offset,
+                limit: self.consumed + u64::from(self.window),
+            });
+        }
+        self.fin = offset;
+        Ok(self.delivered == offset)
+    }
+
+    /// Whether a read would return data or end-of-stream.
+    pub fn is_readable(&self) -> bool {
+        self.delivered > self.consumed || (self.fin == self.consumed && !self.eof_read)
+    }
+
+    /// Whether everything up to and including the Fin has been read.
+    pub fn is_finished(&self) -> bool {
+        self.eof_read
+    }
+
+    /// Takes up to `max` contiguous bytes without copying. `Ok(None)` at
+    /// end-of-stream, `Err(())` when nothing is available yet.
+    #[allow(clippy::result_unit_err)]
+    pub fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, ()> {
+        if self.delivered > self.consumed {
+            // Invariant: the first segment starts at `consumed` whenever
+            // `delivered > consumed`, so this entry exists.
+            let mut entry = match self.segs.first_entry() {
+                Some(e) => e,
+                None => return Err(()),
+            };
+            let seg = entry.get_mut();
+            let n = seg.len().min(max.max(1));
+            let out = if n == seg.len() {
+                entry.remove()
+            } else {
+                let head = seg.split_to(n);
+                let rest = entry.remove();
+                self.segs.insert(self.consumed + n as u64, rest);
+                head
+            };
+            self.consumed += out.len() as u64;
+            return Ok(Some(out));
+        }
+        if self.fin == self.consumed {
+            self.eof_read = true;
+            return Ok(None);
+        }
+        Err(())
+    }
+
+    /// Discards everything readable (used after the application closed its
+    /// read side); returns how many bytes were dropped.
+    pub fn discard_readable(&mut self) -> u64 {
+        let mut n = 0;
+        while let Ok(Some(chunk)) = self.read_chunk(usize::MAX) {
+            n += chunk.len() as u64;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_take_credit_release() {
+        let mut s = SendBuf::default();
+        s.set_peer_window(10);
+        assert_eq!(s.write(b"hello world!", 100), 12);
+        assert_eq!(s.sendable(), 10);
+        let (o, b) = s.take(4).unwrap();
+        assert_eq!((o, &b[..]), (0, &b"hell"[..]));
+        let (o, b) = s.take(100).unwrap();
+        assert_eq!((o, &b[..]), (4, &b"o worl"[..]));
+        assert!(s.take(100).is_none());
+        assert!(s.on_credit(5).unwrap());
+        let (o, b) = s.take(100).unwrap();
+        assert_eq!((o, &b[..]), (10, &b"d!"[..]));
+        assert!(matches!(
+            s.on_credit(13),
+            Err(FlowError::CreditBeyondSent { .. })
+        ));
+        s.finish();
+        assert!(s.fin_due());
+        assert_eq!(s.take_fin(), 12);
+        assert!(s.on_credit(13).unwrap());
+        assert!(s.fin_acked());
+    }
+
+    #[test]
+    fn retransmit_rewinds_to_received() {
+        let mut s = SendBuf::default();
+        s.set_peer_window(1000);
+        s.write_bytes(Bytes::from(vec![1u8; 5000]), 10_000);
+        s.write(&[2u8; 100], 10_000);
+        let mut got = 0;
+        while let Some((_, b)) = s.take(1000) {
+            got += b.len();
+        }
+        assert_eq!(got, 1000);
+        s.on_credit(300).unwrap();
+        s.retransmit_from(200).unwrap();
+        // Credit 300 is above 200: resend starts at 300.
+        let (o, b) = s.take(50).unwrap();
+        assert_eq!((o, b.len()), (300, 50));
+        assert_eq!(s.retransmitted(), 50);
+        assert!(s.retransmit_from(5000).is_err());
+    }
+
+    #[test]
+    fn recv_reassembles_out_of_order_and_drops_duplicates() {
+        let mut r = RecvBuf::new(100);
+        assert!(!r.on_data(5, Bytes::from_static(b"fghij")).unwrap());
+        assert!(r.on_data(0, Bytes::from_static(b"abcdefg")).unwrap());
+        assert_eq!(r.delivered(), 10);
+        assert!(!r.on_data(2, Bytes::from_static(b"cd")).unwrap());
+        let a = r.read_chunk(100).unwrap().unwrap();
+        let b = r.read_chunk(100).unwrap().unwrap();
+        assert_eq!([&a[..], &b[..]].concat(), b"abcdefghij");
+        assert_eq!(r.read_chunk(10), Err(()));
+        assert!(r.on_fin(10).unwrap());
+        assert_eq!(r.read_chunk(10), Ok(None));
+        assert_eq!(r.credit_value(), 11);
+    }
+
+    #[test]
+    fn recv_overlapping_segments() {
+        let mut r = RecvBuf::new(100);
+        r.on_data(10, Bytes::from_static(b"KLM")).unwrap();
+        r.on_data(20, Bytes::from_static(b"UV")).unwrap();
+        r.on_data(5, Bytes::from_static(b"fghijklmnopqrstuvwxyz")).unwrap();
+        r.on_data(0, Bytes::from_static(b"abcde")).unwrap();
+        assert_eq!(r.delivered(), 26);
+        let mut all = Vec::new();
+        while let Ok(Some(c)) = r.read_chunk(7) {
+            all.extend_from_slice(&c);
+        }
+        assert_eq!(&all, b"abcdefghijKLMnopqrstUVwxyz");
+    }
+
+    #[test]
+    fn recv_limits() {
+        let mut r = RecvBuf::new(10);
+        assert!(matches!(
+            r.on_data(5, Bytes::from_static(b"123456")),
+            Err(FlowError::CreditExceeded { .. })
+        ));
+        r.on_data(0, Bytes::from_static(b"12")).unwrap();
+        assert!(r.on_fin(1).is_err());
+        r.on_fin(4).unwrap();
+        assert!(matches!(
+            r.on_data(3, Bytes::from_static(b"45")),
+            Err(FlowError::DataBeyondFin(4))
+        ));
+        assert!(r.on_fin(5).is_err());
+    }
+
+    #[test]
+    fn credit_is_batched() {
+        let mut r = RecvBuf::new(400);
+        r.on_data(0, Bytes::from(vec![0u8; 400])).unwrap();
+        r.read_chunk(50).unwrap();
+        assert!(!r.credit_due());
+        r.read_chunk(50).unwrap();
+        assert!(r.credit_due());
+        r.mark_advertised(r.credit_value());
+        assert!(!r.credit_due());
+    }
+}

@@ -1,0 +1,204 @@
+//! Outbound path: the per-stream scheduler builds records on demand.
+//!
+//! Records are built only when the driver pulls (`poll_transmit`), so the
+//! core never buffers more ciphertext than the transport can take: that is
+//! the backpressure from socket to session. Control frames go first, then
+//! data from sessions in round robin with a quantum, all in one record (one
+//! AEAD call per up to 65,519 bytes of frames).
+
+use bytes::BytesMut;
+
+use crate::event::StreamCloseReason;
+use crate::frame::{encode_data_at_header, Frame, DATA_AT_HEADER_LEN};
+use crate::noise::RecordCipher;
+use crate::session::{self, SessionState};
+use crate::stream::Crypto;
+use crate::{Node, SessionId, StreamId, Timestamp};
+
+/// Fin frame size: opcode + session + offset.
+const FIN_LEN: usize = 17;
+
+impl Node {
+    /// Appends ciphertext for `stream` to `out`: handshake messages or whole
+    /// records, until about `max_bytes` were written or nothing is left.
+    /// Returns the number of bytes appended. Call it whenever the transport
+    /// can take more (after any `handle_*` call or API call).
+    pub fn poll_transmit(&mut self, now: Timestamp, stream: StreamId, out: &mut BytesMut, max_bytes: usize) -> usize {
+        self.last_now = now;
+        let start = out.len();
+        loop {
+            if out.len() - start >= max_bytes {
+                break;
+            }
+            let Some(st) = self.streams.get_mut(&stream) else { break };
+            match &mut st.crypto {
+                Crypto::Handshake(hs) => {
+                    match hs.poll_output(out) {
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.kill_stream(now, stream, StreamCloseReason::HandshakeFailed(e.to_string()));
+                            break;
+                        }
+                    }
+                    if hs.is_complete() {
+                        self.establish(now, stream);
+                        continue;
+                    }
+                    break;
+                }
+                Crypto::Transport(_) => {
+                    if !self.build_record(now, stream) {
+                        break;
+                    }
+                    let Some(st) = self.streams.get_mut(&stream) else { break };
+                    let Crypto::Transport(cipher) = &mut st.crypto else { break };
+                    if let Err(e) = cipher.seal_record(&self.scratch, out) {
+                        // Only an oversize plaintext fails, which the builder prevents.
+                        self.kill_stream(now, stream, StreamCloseReason::BadRecord(e.to_string()));
+                        break;
+                    }
+                    st.stats.records_out += 1;
+                }
+                Crypto::None => break,
+            }
+        }
+        let n = out.len() - start;
+        if let Some(st) = self.streams.get_mut(&stream) {
+            st.stats.bytes_out += n as u64;
+            if st.close_after_flush && !st.has_output() {
+                self.kill_stream(now, stream, StreamCloseReason::Drained);
+            }
+        }
+        n
+    }
+
+    /// Fills `self.scratch` with one record's plaintext. Returns false if
+    /// there was nothing to send.
+    fn build_record(&mut self, now: Timestamp, stream: StreamId) -> bool {
+        const MAX: usize = RecordCipher::MAX_PLAINTEXT;
+        let quantum = self.config.quantum;
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let mut frames = 0u64;
+        let mut finished: Vec<SessionId> = Vec::new();
+
+        // 1. Explicit control frames (pings, pongs, markers, resets, responses).
+        if let Some(st) = self.streams.get_mut(&stream) {
+            while let Some(f) = st.ctrl.front() {
+                if buf.len() + f.encoded_len() > MAX {
+                    break;
+                }
+                if let Some(f) = st.ctrl.pop_front() {
+                    // Frames we build always fit the wire format.
+                    let _ = f.encode(&mut buf);
+                    frames += 1;
+                }
+            }
+        }
+
+        // 2. Per-session control: query, response, resume, credit.
+        loop {
+            let Some(id) = self.streams.get_mut(&stream).and_then(|st| st.ctrl_sessions.pop_front()) else { break };
+            let query = self.queries.get(&id).map(|q| q.len()).unwrap_or(0);
+            let Some(s) = self.get_mut(id) else { continue };
+            if s.send_stream != stream || !s.has(session::F_IN_CTRL) {
+                continue;
+            }
+            // Worst case: Query + Response + Resume + Credit.
+            let need = 15 + query + 14 + 26 + 17;
+            if buf.len() + need > MAX {
+                if let Some(st) = self.streams.get_mut(&stream) {
+                    st.ctrl_sessions.push_front(id);
+                }
+                break;
+            }
+            let Some(s) = self.get_mut(id) else { continue };
+            s.clear(session::F_IN_CTRL);
+            let wire = s.wire;
+            if s.has(session::F_QUERY_PENDING) {
+                s.clear(session::F_QUERY_PENDING);
+                let buffer = s.recv.window();
+                if let Some(q) = self.queries.get(&id) {
+                    let _ = Frame::Query { session: wire, buffer, query: q.clone() }.encode(&mut buf);
+                    frames += 1;
+                }
+            }
+            let Some(s) = self.get_mut(id) else { continue };
+            if s.has(session::F_RESPONSE_PENDING) {
+                s.clear(session::F_RESPONSE_PENDING);
+                let f = Frame::Response { session: wire, code: s.response_code, buffer: s.recv.window() };
+                let _ = f.encode(&mut buf);
+                frames += 1;
+            }
+            if s.has(session::F_RESUME_PENDING | session::F_RESUME_REPLY_PENDING) {
+                let reply = !s.has(session::F_RESUME_PENDING);
+                s.clear(session::F_RESUME_PENDING | session::F_RESUME_REPLY_PENDING);
+                let f = Frame::Resume {
+                    session: wire,
+                    received: s.recv.received_mark(),
+                    consumed: s.recv.credit_value(),
+                    reply,
+                };
+                let _ = f.encode(&mut buf);
+                s.recv.mark_advertised(s.recv.credit_value());
+                frames += 1;
+            } else if s.recv.credit_due() || s.has(session::F_ACK_PENDING) {
+                let consumed = s.recv.credit_value();
+                let _ = Frame::Credit { session: wire, consumed }.encode(&mut buf);
+                s.recv.mark_advertised(consumed);
+                frames += 1;
+            }
+            s.clear(session::F_ACK_PENDING);
+            if s.is_done() {
+                finished.push(id);
+            }
+        }
+
+        // 3. Data, round robin with a quantum; Fin after a direction's last byte.
+        while buf.len() + DATA_AT_HEADER_LEN < MAX {
+            let Some((id, more)) = self
+                .streams
+                .get_mut(&stream)
+                .and_then(|st| st.sched.pop_front().map(|id| (id, !st.sched.is_empty())))
+            else {
+                break;
+            };
+            let Some(s) = self.get_mut(id) else { continue };
+            if s.send_stream != stream || !s.has(session::F_IN_SCHED) {
+                continue;
+            }
+            s.clear(session::F_IN_SCHED);
+            if !matches!(s.state, SessionState::Open | SessionState::Migrating) {
+                continue;
+            }
+            let room = MAX - buf.len() - DATA_AT_HEADER_LEN;
+            let max = if more { room.min(quantum) } else { room };
+            if let Some((offset, payload)) = s.send.take(max) {
+                encode_data_at_header(&mut buf, s.wire, offset, payload.len() as u16);
+                buf.extend_from_slice(&payload);
+                frames += 1;
+            }
+            if s.send.fin_due() && buf.len() + FIN_LEN <= MAX {
+                let offset = s.send.take_fin();
+                let _ = Frame::Fin { session: s.wire, offset }.encode(&mut buf);
+                frames += 1;
+            }
+            if s.send.has_output() {
+                s.set(session::F_IN_SCHED);
+                if let Some(st) = self.streams.get_mut(&stream) {
+                    st.sched.push_back(id);
+                }
+            }
+        }
+
+        for id in finished {
+            self.maybe_finish(now, id);
+        }
+        if let Some(st) = self.streams.get_mut(&stream) {
+            st.stats.frames_out += frames;
+        }
+        let built = !buf.is_empty();
+        self.scratch = buf;
+        built
+    }
+}

@@ -1,0 +1,1 @@
+//! mio driver (see issue: astral-mio).

@@ -1,0 +1,1 @@
+//! Tokio driver (see issue: astral-tokio).
