@@ -271,10 +271,11 @@ impl SendBuf {
     /// Rewinds (or advances) transmission to `offset`, clamped to what is
     /// retained. Used by recovery: retransmit `[max(received, acked), sent)`.
     pub fn retransmit_from(&mut self, received: u64) -> Result<(), FlowError> {
-        if received > self.sent_max {
+        let ceiling = self.sent_max + u64::from(self.fin_ever_sent);
+        if received > ceiling {
             return Err(FlowError::ResumeBeyondSent {
                 received,
-                sent: self.sent_max,
+                sent: ceiling,
             });
         }
         let from = received.max(self.acked.min(self.written));
@@ -589,6 +590,19 @@ mod tests {
         assert_eq!((o, b.len()), (300, 50));
         assert_eq!(s.retransmitted(), 50);
         assert!(s.retransmit_from(5000).is_err());
+    }
+
+    #[test]
+    fn resume_may_count_the_fin() {
+        // Regression: a Resume saying "received 1" of an empty direction
+        // whose Fin arrived is legal (the Fin occupies offset 0).
+        let mut s = SendBuf::default();
+        s.set_peer_window(10);
+        s.finish();
+        assert_eq!(s.take_fin(), 0);
+        assert!(s.retransmit_from(1).is_ok());
+        assert!(!s.fin_due());
+        assert!(s.retransmit_from(2).is_err());
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! Migration and recovery scenarios in the simulator (design §7–§8).
+
+use std::time::Duration;
+
+use astral_core::{Config, Event, SessionState};
+use astral_sim::{Action, FlowSpec, LinkConfig, Sim};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn two_links(seed: u64, config: Config) -> Sim {
+    let mut sim = Sim::new(seed, 2, config);
+    sim.link(0, 1, LinkConfig::with_latency(ms(5)));
+    sim.link(0, 1, LinkConfig::with_latency(ms(20)));
+    sim
+}
+
+fn migrated_events(sim: &Sim) -> usize {
+    sim.events_matching(|e| matches!(e, Event::Migrated { .. })).len()
+}
+
+#[test]
+fn migrate_mid_transfer_from_opener() {
+    let mut sim = two_links(1, Config::default());
+    sim.open_flows(&[FlowSpec::new(0, 1, 20_000_000, 20_000_000)]);
+    sim.at(Sim::t(ms(200)), Action::Migrate { flow: 0, responder: false, link: 1 });
+    assert!(sim.run_until_done(Duration::from_secs(60)));
+    sim.check().unwrap();
+    // Both ends report it.
+    assert_eq!(migrated_events(&sim), 2);
+}
+
+#[test]
+fn migrate_mid_transfer_from_acceptor_and_back() {
+    let mut sim = two_links(2, Config::default());
+    sim.open_flows(&[FlowSpec::new(0, 1, 10_000_000, 10_000_000)]);
+    sim.at(Sim::t(ms(100)), Action::Migrate { flow: 0, responder: true, link: 1 });
+    sim.at(Sim::t(ms(400)), Action::Migrate { flow: 0, responder: false, link: 0 });
+    assert!(sim.run_until_done(Duration::from_secs(60)));
+    sim.check().unwrap();
+    assert_eq!(migrated_events(&sim), 4);
+}
+
+#[test]
+fn concurrent_migrations_same_and_different_targets_settle() {
+    for (seed, a_target, b_target) in [(3, 1, 1), (4, 1, 2), (5, 2, 1)] {
+        let mut sim = Sim::new(seed, 2, Config::default());
+        sim.link(0, 1, LinkConfig::with_latency(ms(5)));
+        sim.link(0, 1, LinkConfig::with_latency(ms(9)));
+        sim.link(1, 0, LinkConfig::with_latency(ms(13)));
+        sim.open_flows(&[FlowSpec::new(0, 1, 40_000_000, 40_000_000)]);
+        sim.at(Sim::t(ms(150)), Action::Migrate { flow: 0, responder: false, link: a_target });
+        sim.at(Sim::t(ms(150)), Action::Migrate { flow: 0, responder: true, link: b_target });
+        // Snapshot bindings after the migrations settle but before the end.
+        sim.run_for(ms(600));
+        let f = &sim.flows[0];
+        let (sa, sb) = (f.at_opener.unwrap(), f.at_acceptor.unwrap());
+        let ia = sim.nodes[0].session_info(sa).unwrap();
+        let ib = sim.nodes[1].session_info(sb).unwrap();
+        assert_ne!(ia.state, SessionState::Migrating, "seed {seed}");
+        assert_ne!(ib.state, SessionState::Migrating, "seed {seed}");
+        let wa = sim.nodes[0].stream_info(ia.send_stream).unwrap().wire_id;
+        let wb = sim.nodes[1].stream_info(ib.send_stream).unwrap().wire_id;
+        assert_eq!(wa, wb, "seed {seed}: both directions end on one stream");
+        assert!(sim.run_until_done(Duration::from_secs(60)));
+        sim.check().unwrap();
+    }
+}
+
+#[test]
+fn migration_started_while_previous_in_flight() {
+    let mut sim = Sim::new(6, 2, Config::default());
+    sim.link(0, 1, LinkConfig::with_latency(ms(50)));
+    sim.link(0, 1, LinkConfig::with_latency(ms(50)));
+    sim.link(0, 1, LinkConfig::with_latency(ms(50)));
+    sim.open_flows(&[FlowSpec::new(0, 1, 5_000_000, 5_000_000)]);
+    sim.at(Sim::t(ms(500)), Action::Migrate { flow: 0, responder: false, link: 1 });
+    sim.at(Sim::t(ms(510)), Action::Migrate { flow: 0, responder: false, link: 2 });
+    assert!(sim.run_until_done(Duration::from_secs(60)));
+    sim.check().unwrap();
+}
+
+#[test]
+fn target_dies_mid_migration_session_recovers() {
+    let mut sim = two_links(7, Config::default());
+    sim.open_flows(&[FlowSpec::new(0, 1, 10_000_000, 10_000_000)]);
+    sim.at(Sim::t(ms(200)), Action::Migrate { flow: 0, responder: false, link: 1 });
+    sim.at(Sim::t(ms(205)), Action::Kill(1));
+    assert!(sim.run_until_done(Duration::from_secs(60)));
+    sim.check().unwrap();
+}
+
+#[test]
+fn old_stream_dies_mid_migration_session_recovers() {
+    let mut sim = two_links(8, Config::default());
+    sim.open_flows(&[FlowSpec::new(0, 1, 10_000_000, 10_000_000)]);
+    sim.at(Sim::t(ms(200)), Action::Migrate { flow: 0, responder: false, link: 1 });
+    sim.at(Sim::t(ms(202)), Action::Kill(0));
+    assert!(sim.run_until_done(Duration::from_secs(60)));
+    sim.check().unwrap();
+    assert!(!sim.events_matching(|e| matches!(e, Event::Recovered { .. })).is_empty());
+}
+
+#[test]
+fn ten_thousand_sessions_migrate_in_one_round_trip() {
+    let config = Config { max_pending_queries: 20_000, ..Config::default() };
+    let mut sim = Sim::new(9, 2, config);
+    sim.manual_queries = true;
+    sim.link(0, 1, LinkConfig::with_latency(ms(10)));
+    sim.link(0, 1, LinkConfig::with_latency(ms(10)));
+    // Idle sessions: tiny payloads, sent late so they stay open meanwhile.
+    let specs: Vec<_> = (0..10_000).map(|_| FlowSpec::new(0, 1, 0, 0)).collect();
+    // Keep them open: write nothing yet by opening and running until open.
+    sim.open_flows(&specs[..0]);
+    let peer = sim.id(1);
+    let now = sim.now;
+    let ids: Vec<_> = (0..10_000).map(|i| sim.nodes[0].open_session(now, peer, &format!("idle{i}")).unwrap()).collect();
+    // Accept them all at node 1 by hand.
+    sim.run_for(ms(100));
+    let mut accepted = 0;
+    for (_, n, e) in sim.log.clone() {
+        if let (1, Event::Query { session, .. }) = (n, e) {
+            sim.nodes[1].accept_query(sim.now, session).unwrap();
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 10_000);
+    sim.run_for(ms(100));
+    assert!(ids.iter().all(|id| sim.nodes[0].session_info(*id).unwrap().state == SessionState::Open));
+    let target = sim.links[1].sa;
+    let start = sim.now;
+    for id in &ids {
+        sim.nodes[0].migrate(start, *id, target).unwrap();
+    }
+    let before = sim.log.len();
+    // One round trip is 20 ms; allow for serialisation of 10k markers.
+    sim.run_for(ms(25));
+    let done = sim.log[before..]
+        .iter()
+        .filter(|(_, n, e)| *n == 0 && matches!(e, Event::Migrated { .. }))
+        .count();
+    assert_eq!(done, 10_000, "all migrations complete within ~one RTT");
+    assert!(ids.iter().all(|id| sim.nodes[0].session_info(*id).unwrap().state == SessionState::Open));
+}
+
+#[test]
+fn kill_mid_transfer_with_second_stream_loses_nothing() {
+    let mut sim = two_links(10, Config::default());
+    let specs: Vec<_> = (0..20).map(|i| FlowSpec::new(i % 2, 1 - i % 2, 2_000_000, 1_000_000)).collect();
+    sim.open_flows(&specs);
+    sim.at(Sim::t(ms(150)), Action::Kill(0));
+    assert!(sim.run_until_done(Duration::from_secs(60)));
+    sim.check().unwrap();
+    let recovered = sim.events_matching(|e| matches!(e, Event::Recovered { .. })).len();
+    assert!(recovered >= 20, "recovered {recovered}");
+}
+
+#[test]
+fn half_open_stream_detected_by_timeout_then_recovered() {
+    let config = Config {
+        keepalive_interval: ms(200),
+        dead_timeout: ms(1000),
+        ..Config::default()
+    };
+    let mut sim = two_links(11, config);
+    sim.open_flows(&[FlowSpec::new(0, 1, 3_000_000, 3_000_000)]);
+    // Only node 1 notices; node 0 keeps sending into the void until its
+    // dead-stream timer fires.
+    sim.at(Sim::t(ms(100)), Action::KillOneSide(0, true));
+    assert!(sim.run_until_done(Duration::from_secs(60)));
+    sim.check().unwrap();
+}
+
+#[test]
+fn partition_and_heal_within_timeout() {
+    let config = Config { recovery_timeout: Duration::from_secs(10), ..Config::default() };
+    let mut sim = Sim::new(12, 2, config);
+    sim.link(0, 1, LinkConfig::default());
+    sim.open_flows(&[FlowSpec::new(0, 1, 4_000_000, 4_000_000), FlowSpec::new(1, 0, 1_000_000, 0)]);
+    sim.at(Sim::t(ms(100)), Action::Kill(0));
+    sim.at(Sim::t(ms(3000)), Action::Connect(1, 0, LinkConfig::default()));
+    assert!(sim.run_until_done(Duration::from_secs(60)));
+    sim.check().unwrap();
+}
+
+#[test]
+fn drain_moves_sessions_and_closes_stream_without_recovery() {
+    let mut sim = two_links(13, Config::default());
+    let specs: Vec<_> = (0..10).map(|_| FlowSpec::new(0, 1, 3_000_000, 3_000_000)).collect();
+    sim.open_flows(&specs);
+    sim.at(Sim::t(ms(200)), Action::Drain { link: 0, from_b: false });
+    assert!(sim.run_until_done(Duration::from_secs(60)));
+    sim.check().unwrap();
+    assert!(sim.events_matching(|e| matches!(e, Event::Recovering { .. })).is_empty());
+    let downs = sim.events_matching(|e| matches!(e, Event::StreamDown { reason: astral_core::StreamCloseReason::Drained, .. }));
+    assert_eq!(downs.len(), 2, "both ends close the drained stream");
+}
