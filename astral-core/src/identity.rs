@@ -275,7 +275,8 @@ mod tests {
             format!("{text}\n\n  \n"),
             text.replace('\n', "\r\n"),
             text.replace('\n', "  \n"),
-            text.to_uppercase().replace("ASTRAL-IDENTITY-V1", "astral-identity-v1"),
+            text.to_uppercase()
+                .replace("ASTRAL-IDENTITY-V1", "astral-identity-v1"),
         ] {
             let parsed = Identity::parse_key_file(&variant).unwrap();
             assert_eq!(parsed.node_id(), id.node_id(), "{variant:?}");

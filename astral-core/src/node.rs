@@ -215,7 +215,7 @@ impl Node {
         let id = StreamId(self.next_stream);
         self.next_stream += 1;
         self.handshaking += 1;
-        let stream = Stream::new(id, initiator, remote, hs, now);
+        let stream = Stream::new(id, initiator, remote, Crypto::Handshake(Box::new(hs)), now);
         self.streams.insert(id, stream);
         self.timers.arm(now + self.config.handshake_timeout, TimerKey::Stream(id));
         id
@@ -234,6 +234,28 @@ impl Node {
         });
         self.peer_index.insert(id, i);
         i
+    }
+
+    /// Fuzzing only: an established stream to `peer` with the no-security
+    /// record cipher (records are `u16 len || plaintext || 16 zero bytes`).
+    #[cfg(feature = "fuzzing")]
+    pub fn insert_established_for_fuzzing(&mut self, now: Timestamp, peer: NodeId, wire: u64) -> StreamId {
+        let id = StreamId(self.next_stream);
+        self.next_stream += 1;
+        let cipher = crate::noise::RecordCipher::insecure_for_fuzzing();
+        let mut st = Stream::new(id, false, Some(peer), Crypto::Transport(Box::new(cipher)), now);
+        st.set_state(StreamState::Established);
+        st.wire = wire;
+        st.features = Features::ALL;
+        st.confirmed = true;
+        st.established_at = now;
+        st.next_ping = now + self.config.keepalive_interval;
+        let p = self.peer_idx(peer);
+        st.peer = Some(p);
+        self.streams.insert(id, st);
+        self.peers[p as usize].streams.push(id);
+        self.timers.arm(now, TimerKey::Stream(id));
+        id
     }
 
     /// The driver's transport for `stream` ended (EOF, error, reset).
@@ -281,7 +303,14 @@ impl Node {
         // peer; the responder has read message 3, so its peer knows the stream.
         stream.confirmed = !initiator;
         stream.last_rx = now;
-        stream.next_ping = now;
+        stream.reset_tokens = self.config.unknown_session_resets_per_sec;
+        stream.reset_refill = now;
+        // Ping at once: it confirms the stream to the peer and gives a
+        // first RTT sample before any policy decision.
+        let nonce = self.rng.next_u64();
+        stream.ping_outstanding = Some((nonce, now));
+        stream.ctrl.push_back(Frame::Ping { nonce, pong: false });
+        stream.next_ping = now + self.config.keepalive_interval;
         if !est.features.contains(Features::EXTENDED_FRAMES) {
             self.kill_stream(now, sid, StreamCloseReason::ProtocolError("peer lacks extended frames".into()));
             return;
@@ -305,7 +334,7 @@ impl Node {
         if let Some(stream) = self.streams.get_mut(&sid) {
             stream.peer = Some(p);
         }
-        self.timers.arm(now, TimerKey::Stream(sid));
+        self.timers.arm(now + self.config.keepalive_interval, TimerKey::Stream(sid));
         self.events.push_back(Event::StreamUp { stream: sid, peer: est.remote });
         if first {
             self.events.push_back(Event::Linked(est.remote));

@@ -474,9 +474,10 @@ impl Handshake {
         else {
             return Err(NoiseError::NotComplete);
         };
-        let transport = self.state.into_transport_mode().map_err(|e| {
-            NoiseError::Handshake(format!("could not enter transport mode: {e}"))
-        })?;
+        let transport = self
+            .state
+            .into_transport_mode()
+            .map_err(|e| NoiseError::Handshake(format!("could not enter transport mode: {e}")))?;
         Ok(Established {
             remote,
             stream_id,
@@ -558,7 +559,9 @@ impl RecordCipher {
                 if let Err(e) = transport.write_message(plaintext, &mut out[start..]) {
                     out.truncate(header);
                     // Only nonce exhaustion (2^64 records) can get here.
-                    return Err(NoiseError::Handshake(format!("record encryption failed: {e}")));
+                    return Err(NoiseError::Handshake(format!(
+                        "record encryption failed: {e}"
+                    )));
                 }
             }
             #[cfg(feature = "fuzzing")]
@@ -817,7 +820,10 @@ mod tests {
         let t1 = run(&mut i1, &mut r1, usize::MAX);
         let t2 = run(&mut i2, &mut r2, 3);
         assert_eq!(t1, t2);
-        let (mut e1, mut e2) = (i1.into_established().unwrap(), i2.into_established().unwrap());
+        let (mut e1, mut e2) = (
+            i1.into_established().unwrap(),
+            i2.into_established().unwrap(),
+        );
         let (mut w1, mut w2) = (BytesMut::new(), BytesMut::new());
         e1.cipher.seal_record(b"same", &mut w1).unwrap();
         e2.cipher.seal_record(b"same", &mut w2).unwrap();
@@ -851,7 +857,10 @@ mod tests {
             .unwrap();
         assert_eq!(x, z);
         // Never the static key Identity::from_seed would derive from it.
-        assert_ne!(Identity::from_seed([1; 32]).private_bytes(), Identity::from_private(x).private_bytes());
+        assert_ne!(
+            Identity::from_seed([1; 32]).private_bytes(),
+            Identity::from_private(x).private_bytes()
+        );
     }
 
     #[test]
@@ -883,7 +892,8 @@ mod tests {
         let (a, b) = ids();
         let impostor = Identity::from_seed([99; 32]);
         let mut i = Handshake::initiator(&a, b.node_id(), Features::ALL, [1; 32]).unwrap();
-        let mut other = Handshake::initiator(&a, impostor.node_id(), Features::ALL, [1; 32]).unwrap();
+        let mut other =
+            Handshake::initiator(&a, impostor.node_id(), Features::ALL, [1; 32]).unwrap();
         let mut r = Handshake::responder(&impostor, 1, Features::ALL, [2; 32]).unwrap();
         let mut wire = BytesMut::new();
         i.poll_output(&mut wire).unwrap();
@@ -892,7 +902,9 @@ mod tests {
         r.handle_input(&mut w2).unwrap();
         r.poll_output(&mut w2).unwrap();
         match i.handle_input(&mut w2).unwrap_err() {
-            NoiseError::Handshake(msg) => assert!(msg.contains("not the expected identity"), "{msg}"),
+            NoiseError::Handshake(msg) => {
+                assert!(msg.contains("not the expected identity"), "{msg}")
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -902,12 +914,18 @@ mod tests {
         let (mut i, mut r) = pair(Features::ALL, Features::ALL, [1; 32], [2; 32]);
         assert!(!r.poll_output(&mut BytesMut::new()).unwrap());
         let mut i2 = pair(Features::ALL, Features::ALL, [1; 32], [2; 32]).0;
-        assert_eq!(i2.handle_input(&mut BytesMut::from(&[0u8, 1, 2][..])), Err(NoiseError::Unexpected));
+        assert_eq!(
+            i2.handle_input(&mut BytesMut::from(&[0u8, 1, 2][..])),
+            Err(NoiseError::Unexpected)
+        );
         let mut wire = BytesMut::new();
         i.poll_output(&mut wire).unwrap();
         r.handle_input(&mut wire).unwrap();
         assert_eq!(
-            pair(Features::ALL, Features::ALL, [1; 32], [2; 32]).0.into_established().unwrap_err(),
+            pair(Features::ALL, Features::ALL, [1; 32], [2; 32])
+                .0
+                .into_established()
+                .unwrap_err(),
             NoiseError::NotComplete
         );
         // Responder got message 1 and has not answered: more bytes are a violation.
@@ -920,17 +938,26 @@ mod tests {
     fn bad_handshake_messages() {
         let (_, mut r) = pair(Features::ALL, Features::ALL, [1; 32], [2; 32]);
         let mut big = BytesMut::from(&[0xff, 0xff][..]);
-        assert_eq!(r.handle_input(&mut big), Err(NoiseError::MessageTooLarge(65535)));
+        assert_eq!(
+            r.handle_input(&mut big),
+            Err(NoiseError::MessageTooLarge(65535))
+        );
 
         let (_, mut r) = pair(Features::ALL, Features::ALL, [1; 32], [2; 32]);
         let mut short = BytesMut::from(&[0, 3, 1, 2, 3][..]);
-        assert!(matches!(r.handle_input(&mut short), Err(NoiseError::Handshake(_))));
+        assert!(matches!(
+            r.handle_input(&mut short),
+            Err(NoiseError::Handshake(_))
+        ));
 
         let (_, mut r) = pair(Features::ALL, Features::ALL, [1; 32], [2; 32]);
         let mut garbage = BytesMut::new();
         garbage.put_u16(60);
         garbage.put_bytes(0xAB, 60);
-        assert!(matches!(r.handle_input(&mut garbage), Err(NoiseError::Handshake(_))));
+        assert!(matches!(
+            r.handle_input(&mut garbage),
+            Err(NoiseError::Handshake(_))
+        ));
 
         // Tampered message 3 (flip a byte of the encrypted static key).
         let (mut i, mut r) = pair(Features::ALL, Features::ALL, [1; 32], [2; 32]);
@@ -941,7 +968,10 @@ mod tests {
         i.handle_input(&mut w).unwrap();
         i.poll_output(&mut w).unwrap();
         w[10] ^= 1;
-        assert!(matches!(r.handle_input(&mut w), Err(NoiseError::Handshake(_))));
+        assert!(matches!(
+            r.handle_input(&mut w),
+            Err(NoiseError::Handshake(_))
+        ));
     }
 
     /// Drives a raw snow responder so the test can send arbitrary payloads.
@@ -949,13 +979,14 @@ mod tests {
         let (a, b) = ids();
         let mut i = Handshake::initiator(&a, b.node_id(), Features::ALL, [1; 32]).unwrap();
         let key = b.private_bytes();
-        let mut raw = snow::Builder::with_resolver(params(), Box::new(SeededResolver::new([2; 32])))
-            .local_private_key(&key)
-            .unwrap()
-            .prologue(PROLOGUE)
-            .unwrap()
-            .build_responder()
-            .unwrap();
+        let mut raw =
+            snow::Builder::with_resolver(params(), Box::new(SeededResolver::new([2; 32])))
+                .local_private_key(&key)
+                .unwrap()
+                .prologue(PROLOGUE)
+                .unwrap()
+                .build_responder()
+                .unwrap();
         let mut w = BytesMut::new();
         i.poll_output(&mut w).unwrap();
         let mut buf = [0u8; 1024];
@@ -980,15 +1011,16 @@ mod tests {
     fn raw_initiator(payload3: &[u8], responder_features: Features) -> Result<(), NoiseError> {
         let (a, b) = ids();
         let key = a.private_bytes();
-        let mut raw = snow::Builder::with_resolver(params(), Box::new(SeededResolver::new([1; 32])))
-            .local_private_key(&key)
-            .unwrap()
-            .remote_public_key(b.node_id().as_bytes())
-            .unwrap()
-            .prologue(PROLOGUE)
-            .unwrap()
-            .build_initiator()
-            .unwrap();
+        let mut raw =
+            snow::Builder::with_resolver(params(), Box::new(SeededResolver::new([1; 32])))
+                .local_private_key(&key)
+                .unwrap()
+                .remote_public_key(b.node_id().as_bytes())
+                .unwrap()
+                .prologue(PROLOGUE)
+                .unwrap()
+                .build_initiator()
+                .unwrap();
         let mut r = Handshake::responder(&b, 5, responder_features, [2; 32]).unwrap();
         let mut buf = [0u8; 1024];
         let mut w = BytesMut::new();
@@ -1012,11 +1044,23 @@ mod tests {
     #[test]
     fn bad_message_3_payloads() {
         assert_eq!(raw_initiator(&[1, 0, 0, 0, 1], Features::ALL), Ok(()));
-        assert_eq!(raw_initiator(&[], Features::ALL), Err(NoiseError::BadPayload));
-        assert_eq!(raw_initiator(&[7, 0, 0, 0, 1], Features::ALL), Err(NoiseError::Version(7)));
-        assert_eq!(raw_initiator(&[1, 0, 0, 1], Features::ALL), Err(NoiseError::BadPayload));
+        assert_eq!(
+            raw_initiator(&[], Features::ALL),
+            Err(NoiseError::BadPayload)
+        );
+        assert_eq!(
+            raw_initiator(&[7, 0, 0, 0, 1], Features::ALL),
+            Err(NoiseError::Version(7))
+        );
+        assert_eq!(
+            raw_initiator(&[1, 0, 0, 1], Features::ALL),
+            Err(NoiseError::BadPayload)
+        );
         // Chose a feature the responder never offered.
-        assert_eq!(raw_initiator(&[1, 0, 0, 0, 1], Features::NONE), Err(NoiseError::BadPayload));
+        assert_eq!(
+            raw_initiator(&[1, 0, 0, 0, 1], Features::NONE),
+            Err(NoiseError::BadPayload)
+        );
     }
 
     #[test]
@@ -1027,13 +1071,19 @@ mod tests {
         let mut tampered = wire.clone();
         tampered[5] ^= 0x40;
         let mut plain = BytesMut::from(&b"kept"[..]);
-        assert_eq!(re.cipher.open_record(&mut tampered, &mut plain), Err(NoiseError::Decrypt));
+        assert_eq!(
+            re.cipher.open_record(&mut tampered, &mut plain),
+            Err(NoiseError::Decrypt)
+        );
         assert_eq!(&plain[..], b"kept");
         // Tampered tag.
         let mut tampered = wire.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
-        assert_eq!(re.cipher.open_record(&mut tampered, &mut plain), Err(NoiseError::Decrypt));
+        assert_eq!(
+            re.cipher.open_record(&mut tampered, &mut plain),
+            Err(NoiseError::Decrypt)
+        );
         // The genuine record still opens (failed attempts did not use a nonce).
         assert!(re.cipher.open_record(&mut wire, &mut plain).unwrap());
         assert_eq!(&plain[..], b"keptpayload");
@@ -1047,22 +1097,42 @@ mod tests {
             );
         }
         // Incomplete records need more bytes.
-        assert_eq!(re.cipher.open_record(&mut BytesMut::new(), &mut plain), Ok(false));
-        assert_eq!(re.cipher.open_record(&mut BytesMut::from(&[0u8][..]), &mut plain), Ok(false));
         assert_eq!(
-            re.cipher.open_record(&mut BytesMut::from(&[0u8, 20, 1, 2][..]), &mut plain),
+            re.cipher.open_record(&mut BytesMut::new(), &mut plain),
+            Ok(false)
+        );
+        assert_eq!(
+            re.cipher
+                .open_record(&mut BytesMut::from(&[0u8][..]), &mut plain),
+            Ok(false)
+        );
+        assert_eq!(
+            re.cipher
+                .open_record(&mut BytesMut::from(&[0u8, 20, 1, 2][..]), &mut plain),
             Ok(false)
         );
 
         let mut out = BytesMut::from(&b"xy"[..]);
         assert_eq!(
-            ie.cipher.seal_record(&vec![0; RecordCipher::MAX_PLAINTEXT + 1], &mut out),
+            ie.cipher
+                .seal_record(&vec![0; RecordCipher::MAX_PLAINTEXT + 1], &mut out),
             Err(NoiseError::PlaintextTooLarge(65520))
         );
         assert_eq!(&out[..], b"xy");
-        ie.cipher.seal_record(&vec![0; RecordCipher::MAX_PLAINTEXT], &mut out).unwrap();
+        ie.cipher
+            .seal_record(&vec![0; RecordCipher::MAX_PLAINTEXT], &mut out)
+            .unwrap();
         assert_eq!(out.len(), 2 + 2 + RecordCipher::MAX_RECORD);
         assert_eq!(&out[2..4], &[0xff, 0xff]);
+    }
+
+    #[test]
+    fn types_are_send() {
+        fn send<T: Send + 'static>() {}
+        send::<Handshake>();
+        send::<Established>();
+        send::<RecordCipher>();
+        send::<SeededResolver>();
     }
 
     #[test]
@@ -1086,7 +1156,10 @@ mod tests {
         let mut bad = wire.clone();
         bad[6] = 1;
         let mut plain = BytesMut::new();
-        assert_eq!(c.open_record(&mut bad, &mut plain), Err(NoiseError::Decrypt));
+        assert_eq!(
+            c.open_record(&mut bad, &mut plain),
+            Err(NoiseError::Decrypt)
+        );
         assert!(c.open_record(&mut wire, &mut plain).unwrap());
         assert_eq!(&plain[..], b"abc");
     }

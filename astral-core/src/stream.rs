@@ -154,11 +154,11 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    pub fn new(id: StreamId, initiator: bool, remote: Option<NodeId>, hs: Handshake, now: Timestamp) -> Self {
+    pub fn new(id: StreamId, initiator: bool, remote: Option<NodeId>, crypto: Crypto, now: Timestamp) -> Self {
         Stream {
             id,
             state: StreamState::Handshaking,
-            crypto: Crypto::Handshake(Box::new(hs)),
+            crypto,
             initiator,
             remote,
             peer: None,

@@ -741,8 +741,206 @@ impl Sim {
         }
     }
 
+    /// Delivers the oldest chunk queued on `link` in one direction (`to_a`:
+    /// towards the dialer) right now, ignoring its scheduled time: lets a
+    /// fuzzer or a test choose any interleaving of streams. Returns false if
+    /// nothing was queued.
+    pub fn deliver_one(&mut self, link: usize, to_a: bool) -> bool {
+        self.pump_app();
+        self.pull_output();
+        let now = self.now;
+        let Some(l) = self.links.get_mut(link) else { return false };
+        if !l.alive {
+            return false;
+        }
+        let (d, node, stream) = if to_a { (&mut l.ba, l.a, l.sa) } else { (&mut l.ab, l.b, l.sb) };
+        let Some((_, data)) = d.queue.pop_front() else { return false };
+        d.in_flight -= data.len();
+        self.nodes[node].handle_input(now, stream, &data);
+        self.collect_events();
+        true
+    }
+
+    /// Advances virtual time by `d`, running timers but delivering nothing.
+    pub fn advance(&mut self, d: Duration) {
+        self.pump_app();
+        self.pull_output();
+        self.now += d;
+        let now = self.now;
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].poll_timeout().is_some_and(|t| t <= now) {
+                self.nodes[n].handle_timeout(now);
+            }
+        }
+        self.collect_events();
+    }
+
+    /// Applies a scripted action now.
+    pub fn act(&mut self, action: Action) {
+        self.apply(action);
+        self.collect_events();
+    }
+
     /// Events of one kind, for assertions.
     pub fn events_matching(&self, f: impl Fn(&Event) -> bool) -> Vec<(Timestamp, usize, Event)> {
         self.log.iter().filter(|(_, _, e)| f(e)).cloned().collect()
+    }
+}
+
+/// Fuzzing harnesses built on the simulator; also run by ordinary tests so
+/// they stay correct where no fuzzer is installed.
+pub mod fuzzing {
+    use super::*;
+
+    /// Interprets `data` as a schedule: which stream delivers its next chunk,
+    /// when migrations start and from which side, when time passes (and, with
+    /// `kills`, when streams die or new ones come up). Then lets the run
+    /// finish and checks the oracle. Never panics on any input.
+    pub fn run_ordering(data: &[u8], streams: usize, kills: bool) -> Result<(), String> {
+        let mut it = data.iter().copied();
+        let seed = u64::from(it.next().unwrap_or(0));
+        let config = Config {
+            recv_window: 8192,
+            send_buffer: 8192,
+            keepalive_interval: Duration::from_millis(300),
+            dead_timeout: Duration::from_secs(1),
+            ..Config::default()
+        };
+        let mut sim = Sim::new(seed, 2, config);
+        sim.keep_log = false;
+        let streams = streams.clamp(2, 3);
+        for i in 0..streams {
+            let (a, b) = if i == 2 { (1, 0) } else { (0, 1) };
+            sim.link(a, b, LinkConfig { latency: Duration::from_millis(1), bandwidth: None, buffer: 1 << 20 });
+        }
+        let up = u64::from(it.next().unwrap_or(7)) * 700;
+        let down = u64::from(it.next().unwrap_or(3)) * 500;
+        let mut f1 = FlowSpec::new(0, 1, up, down);
+        f1.max_write = 1 + usize::from(it.next().unwrap_or(0)) * 40;
+        let mut f2 = FlowSpec::new(1, 0, down / 2, up / 3);
+        f2.max_read = 1 + usize::from(it.next().unwrap_or(0)) * 30;
+        sim.open_flows(&[f1, f2]);
+        let mut links = streams;
+        while let Some(op) = it.next() {
+            let arg = it.next().unwrap_or(0);
+            match op % 8 {
+                0..=3 => {
+                    let link = usize::from(arg) % links;
+                    sim.deliver_one(link, op % 2 == 1);
+                }
+                4 => {
+                    let flow = usize::from(arg & 1);
+                    let responder = arg & 2 != 0;
+                    let link = usize::from(arg >> 2) % links;
+                    sim.act(Action::Migrate { flow, responder, link });
+                }
+                5 => sim.advance(Duration::from_millis(u64::from(arg % 50))),
+                6 if kills => {
+                    if arg & 0x80 != 0 && links < 6 {
+                        sim.act(Action::Connect(usize::from(arg & 1), 1 - usize::from(arg & 1), LinkConfig::default()));
+                        links += 1;
+                    } else {
+                        sim.act(Action::Kill(usize::from(arg) % links));
+                    }
+                }
+                _ => {
+                    let link = usize::from(arg) % links;
+                    for _ in 0..4 {
+                        sim.deliver_one(link, arg & 1 == 0);
+                    }
+                }
+            }
+        }
+        // Make sure a path exists, then let the run finish on its own.
+        if !sim.links.iter().any(|l| l.alive) {
+            sim.act(Action::Connect(0, 1, LinkConfig::default()));
+        }
+        if !sim.run_until_done(Duration::from_secs(300)) {
+            return Err(format!("did not settle: {}", sim.check().err().unwrap_or_default()));
+        }
+        sim.check()
+    }
+}
+
+/// A hand-driven peer that speaks the wire protocol frame by frame, for
+/// tests that need a misbehaving or scripted counterpart: it completes a
+/// real Noise handshake with a [`Node`] and then sends whatever frames the
+/// test chooses.
+pub mod raw {
+    use astral_core::frame::{DecodeLimits, Frame, FrameReader};
+    use astral_core::noise::{Features, Handshake, RecordCipher};
+    use astral_core::{Identity, Node, StreamId, Timestamp};
+    use bytes::BytesMut;
+
+    /// A raw peer connected to one node over one stream.
+    pub struct RawPeer {
+        /// The raw peer's identity.
+        pub identity: Identity,
+        /// The node-side stream handle.
+        pub stream: StreamId,
+        /// The stream's wire id.
+        pub wire: u64,
+        cipher: RecordCipher,
+        rx: BytesMut,
+    }
+
+    impl RawPeer {
+        /// Dials `node` (which accepts) and completes the handshake.
+        pub fn connect(node: &mut Node, now: Timestamp, seed: u8) -> RawPeer {
+            let identity = Identity::from_seed([seed; 32]);
+            let mut hs = Handshake::initiator(&identity, node.local_id(), Features::ALL, [seed; 32]).expect("initiator");
+            let stream = node.accept(now).expect("accept");
+            let mut to_node = BytesMut::new();
+            let mut from_node = BytesMut::new();
+            for _ in 0..4 {
+                to_node.clear();
+                hs.poll_output(&mut to_node).expect("handshake output");
+                if !to_node.is_empty() {
+                    node.handle_input(now, stream, &to_node);
+                }
+                if hs.is_complete() {
+                    break;
+                }
+                node.poll_transmit(now, stream, &mut from_node, usize::MAX);
+                hs.handle_input(&mut from_node).expect("handshake input");
+            }
+            let est = hs.into_established().expect("established");
+            RawPeer { identity, stream, wire: est.stream_id, cipher: est.cipher, rx: from_node }
+        }
+
+        /// Sends `frames` in one record.
+        pub fn send(&mut self, node: &mut Node, now: Timestamp, frames: &[Frame]) {
+            let mut plain = Vec::new();
+            for f in frames {
+                f.encode(&mut plain).expect("encodable");
+            }
+            let mut out = BytesMut::new();
+            self.cipher.seal_record(&plain, &mut out).expect("seal");
+            node.handle_input(now, self.stream, &out);
+        }
+
+        /// Sends raw bytes as the transport (e.g. a forged record).
+        pub fn send_raw(&mut self, node: &mut Node, now: Timestamp, bytes: &[u8]) {
+            node.handle_input(now, self.stream, bytes);
+        }
+
+        /// Everything the node has for us, decoded.
+        pub fn recv(&mut self, node: &mut Node, now: Timestamp) -> Vec<Frame> {
+            node.poll_transmit(now, self.stream, &mut self.rx, usize::MAX);
+            let mut frames = Vec::new();
+            loop {
+                let mut plain = BytesMut::new();
+                match self.cipher.open_record(&mut self.rx, &mut plain) {
+                    Ok(true) => {
+                        for f in FrameReader::new(plain.freeze(), DecodeLimits::default()) {
+                            frames.push(f.expect("node sends valid frames"));
+                        }
+                    }
+                    Ok(false) => break,
+                    Err(e) => panic!("node sent a bad record: {e}"),
+                }
+            }
+            frames
+        }
     }
 }
