@@ -7,9 +7,7 @@
 //! Run: `cargo bench -p astral-core --bench noise -- --measurement-time 2`
 
 use astral_core::identity::Identity;
-use astral_core::noise::{
-    Features, Handshake, RecordCipher, SeededResolver, PATTERN, PROLOGUE,
-};
+use astral_core::noise::{Features, Handshake, RecordCipher, SeededResolver, PATTERN, PROLOGUE};
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
@@ -37,7 +35,12 @@ fn raw_transports() -> (snow::TransportState, snow::TransportState) {
     let a = Identity::from_seed([1; 32]);
     let b = Identity::from_seed([2; 32]);
     let (ka, kb) = (a.private_bytes(), b.private_bytes());
-    let builder = |seed| snow::Builder::with_resolver(PATTERN.parse().unwrap(), Box::new(SeededResolver::new(seed)));
+    let builder = |seed| {
+        snow::Builder::with_resolver(
+            PATTERN.parse().unwrap(),
+            Box::new(SeededResolver::new(seed)),
+        )
+    };
     let mut i = builder([3; 32])
         .local_private_key(&ka)
         .unwrap()
@@ -104,7 +107,9 @@ fn bench(c: &mut Criterion) {
         let mut wire = BytesMut::with_capacity(2 * (2 + RecordCipher::MAX_RECORD));
         let mut plain = BytesMut::with_capacity(2 * PAYLOAD);
         bench.iter(|| {
-            let n = tx.write_message(black_box(&payload), &mut scratch_tx).unwrap();
+            let n = tx
+                .write_message(black_box(&payload), &mut scratch_tx)
+                .unwrap();
             wire.extend_from_slice(&(n as u16).to_be_bytes());
             wire.extend_from_slice(&scratch_tx[..n]);
             let len = usize::from(u16::from_be_bytes([wire[0], wire[1]]));

@@ -111,7 +111,9 @@ impl Config {
             return Err(ConfigError("max_query_len cannot exceed 65535"));
         }
         if self.max_stream_output < 70_000 {
-            return Err(ConfigError("max_stream_output must hold at least one record"));
+            return Err(ConfigError(
+                "max_stream_output must hold at least one record",
+            ));
         }
         if !(0.0..1.0).contains(&self.migrate_rtt_gain) {
             return Err(ConfigError("migrate_rtt_gain must be in [0, 1)"));

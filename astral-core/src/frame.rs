@@ -227,62 +227,66 @@ impl DecodeLimits {
     };
 }
 
-/// Fails with `Truncated` unless `buf` holds at least `n` bytes.
-#[inline]
-fn need(buf: &Bytes, n: usize) -> Result<(), FrameError> {
-    let have = buf.len();
-    if have < n {
-        Err(FrameError::Truncated { needed: n - have })
-    } else {
-        Ok(())
+/// Bounds-checked big-endian reader over the front of a frame.
+struct Rd<'a>(&'a [u8]);
+
+impl<'a> Rd<'a> {
+    /// Takes the next `N` bytes, or fails with the number missing.
+    #[inline]
+    fn take<const N: usize>(&mut self) -> Result<&'a [u8; N], FrameError> {
+        match self.0.split_first_chunk::<N>() {
+            Some((head, rest)) => {
+                self.0 = rest;
+                Ok(head)
+            }
+            None => Err(FrameError::Truncated {
+                needed: N - self.0.len(),
+            }),
+        }
     }
-}
 
-#[inline]
-fn get_u8(buf: &mut Bytes) -> Result<u8, FrameError> {
-    need(buf, 1)?;
-    Ok(buf.get_u8())
-}
-
-#[inline]
-fn get_u16(buf: &mut Bytes) -> Result<u16, FrameError> {
-    need(buf, 2)?;
-    Ok(buf.get_u16())
-}
-
-#[inline]
-fn get_u32(buf: &mut Bytes) -> Result<u32, FrameError> {
-    need(buf, 4)?;
-    Ok(buf.get_u32())
-}
-
-#[inline]
-fn get_u64(buf: &mut Bytes) -> Result<u64, FrameError> {
-    need(buf, 8)?;
-    Ok(buf.get_u64())
-}
-
-#[inline]
-fn get_bool(buf: &mut Bytes, field: &'static str) -> Result<bool, FrameError> {
-    match get_u8(buf)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        v => Err(FrameError::InvalidValue {
-            field,
-            value: u64::from(v),
-        }),
+    #[inline]
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take::<1>()?[0])
     }
-}
 
-/// Reads a u16 length, checks it against `limit`, then splits off that many bytes.
-#[inline]
-fn get_blob(buf: &mut Bytes, limit: usize) -> Result<Bytes, FrameError> {
-    let len = usize::from(get_u16(buf)?);
-    if len > limit {
-        return Err(FrameError::LengthOverLimit { len, limit });
+    #[inline]
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        Ok(u32::from_be_bytes(*self.take::<4>()?))
     }
-    need(buf, len)?;
-    Ok(buf.split_to(len))
+
+    #[inline]
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        Ok(u64::from_be_bytes(*self.take::<8>()?))
+    }
+
+    #[inline]
+    fn bool(&mut self, field: &'static str) -> Result<bool, FrameError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(FrameError::InvalidValue {
+                field,
+                value: u64::from(v),
+            }),
+        }
+    }
+
+    /// Reads a u16 length, checks it against `limit` (before requiring the
+    /// bytes), then checks that the bytes are present. Does not consume them.
+    #[inline]
+    fn blob_len(&mut self, limit: usize) -> Result<usize, FrameError> {
+        let len = usize::from(u16::from_be_bytes(*self.take::<2>()?));
+        if len > limit {
+            return Err(FrameError::LengthOverLimit { len, limit });
+        }
+        if self.0.len() < len {
+            return Err(FrameError::Truncated {
+                needed: len - self.0.len(),
+            });
+        }
+        Ok(len)
+    }
 }
 
 impl Frame {
@@ -291,18 +295,22 @@ impl Frame {
     /// Payloads are zero-copy slices of `buf` (`Bytes::split_to`). On error
     /// `buf` may be left in any state. Never panics.
     pub fn decode(buf: &mut Bytes, limits: &DecodeLimits) -> Result<Frame, FrameError> {
-        let op = get_u8(buf)?;
+        let s: &[u8] = buf;
+        let mut r = Rd(s);
+        let op = r.u8()?;
         let frame = match op {
             OP_PING => {
-                let nonce = get_u64(buf)?;
-                let pong = get_bool(buf, "pong")?;
+                let nonce = r.u64()?;
+                let pong = r.bool("pong")?;
                 Frame::Ping { nonce, pong }
             }
             OP_QUERY => {
-                let session = get_u64(buf)?;
-                let buffer = get_u32(buf)?;
-                let raw = get_blob(buf, limits.max_query_len)?;
-                let query = std::str::from_utf8(&raw)
+                let session = r.u64()?;
+                let buffer = r.u32()?;
+                let len = r.blob_len(limits.max_query_len)?;
+                let (raw, rest) = r.0.split_at(len);
+                r.0 = rest;
+                let query = std::str::from_utf8(raw)
                     .map_err(|_| FrameError::InvalidUtf8)?
                     .to_owned();
                 Frame::Query {
@@ -312,9 +320,9 @@ impl Frame {
                 }
             }
             OP_RESPONSE => {
-                let session = get_u64(buf)?;
-                let code = get_u8(buf)?;
-                let buffer = get_u32(buf)?;
+                let session = r.u64()?;
+                let code = r.u8()?;
+                let buffer = r.u32()?;
                 Frame::Response {
                     session,
                     code,
@@ -322,45 +330,45 @@ impl Frame {
                 }
             }
             OP_READ => {
-                let session = get_u64(buf)?;
-                let len = get_u32(buf)?;
+                let session = r.u64()?;
+                let len = r.u32()?;
                 Frame::Read { session, len }
             }
             OP_DATA => {
-                let session = get_u64(buf)?;
-                let payload = get_blob(buf, limits.max_payload_len)?;
-                Frame::Data { session, payload }
+                let session = r.u64()?;
+                let len = r.blob_len(limits.max_payload_len)?;
+                buf.advance(s.len() - r.0.len());
+                let payload = buf.split_to(len);
+                return Ok(Frame::Data { session, payload });
             }
-            OP_RESET => Frame::Reset {
-                session: get_u64(buf)?,
-            },
-            OP_MIGRATE => Frame::Migrate {
-                session: get_u64(buf)?,
-            },
+            OP_RESET => Frame::Reset { session: r.u64()? },
+            OP_MIGRATE => Frame::Migrate { session: r.u64()? },
             OP_DATA_AT => {
-                let session = get_u64(buf)?;
-                let offset = get_u64(buf)?;
-                let payload = get_blob(buf, limits.max_payload_len)?;
-                Frame::DataAt {
+                let session = r.u64()?;
+                let offset = r.u64()?;
+                let len = r.blob_len(limits.max_payload_len)?;
+                buf.advance(s.len() - r.0.len());
+                let payload = buf.split_to(len);
+                return Ok(Frame::DataAt {
                     session,
                     offset,
                     payload,
-                }
+                });
             }
             OP_CREDIT => {
-                let session = get_u64(buf)?;
-                let consumed = get_u64(buf)?;
+                let session = r.u64()?;
+                let consumed = r.u64()?;
                 Frame::Credit { session, consumed }
             }
             OP_FIN => {
-                let session = get_u64(buf)?;
-                let offset = get_u64(buf)?;
+                let session = r.u64()?;
+                let offset = r.u64()?;
                 Frame::Fin { session, offset }
             }
             OP_MIGRATE_TO => {
-                let session = get_u64(buf)?;
-                let target = get_u64(buf)?;
-                let epoch = get_u32(buf)?;
+                let session = r.u64()?;
+                let target = r.u64()?;
+                let epoch = r.u32()?;
                 Frame::MigrateTo {
                     session,
                     target,
@@ -368,10 +376,10 @@ impl Frame {
                 }
             }
             OP_RESUME => {
-                let session = get_u64(buf)?;
-                let received = get_u64(buf)?;
-                let consumed = get_u64(buf)?;
-                let reply = get_bool(buf, "reply")?;
+                let session = r.u64()?;
+                let received = r.u64()?;
+                let consumed = r.u64()?;
+                let reply = r.bool("reply")?;
                 Frame::Resume {
                     session,
                     received,
@@ -382,6 +390,7 @@ impl Frame {
             OP_DRAIN => Frame::Drain,
             other => return Err(FrameError::UnknownOpcode(other)),
         };
+        buf.advance(s.len() - r.0.len());
         Ok(frame)
     }
 

@@ -43,7 +43,10 @@ impl SessionHandle<'_> {
 
     /// Current state.
     pub fn state(&self) -> SessionState {
-        self.node.get(self.id).map(|s| s.state).unwrap_or(SessionState::Closed)
+        self.node
+            .get(self.id)
+            .map(|s| s.state)
+            .unwrap_or(SessionState::Closed)
     }
 
     /// Snapshot (state, streams, counters).
@@ -54,7 +57,10 @@ impl SessionHandle<'_> {
     /// Bytes that `write` would accept now.
     pub fn write_capacity(&self) -> usize {
         let cap = self.node.config.send_buffer;
-        self.node.get(self.id).map(|s| s.send.capacity(cap)).unwrap_or(0)
+        self.node
+            .get(self.id)
+            .map(|s| s.send.capacity(cap))
+            .unwrap_or(0)
     }
 
     /// Queues bytes (copied); returns how many were taken, at least one, or
@@ -111,7 +117,10 @@ impl SessionHandle<'_> {
 
     /// Takes up to `max` bytes without copying; `Ok(None)` at end-of-stream.
     pub fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
-        let s = self.node.get_mut(self.id).ok_or(ReadError::Closed(CloseReason::Graceful))?;
+        let s = self
+            .node
+            .get_mut(self.id)
+            .ok_or(ReadError::Closed(CloseReason::Graceful))?;
         if !s.state.is_established() && s.state != SessionState::Routing {
             return Err(ReadError::Blocked);
         }
@@ -152,9 +161,12 @@ impl SessionHandle<'_> {
 
     /// Abort: the peer gets a Reset, unsent and unread bytes are dropped.
     pub fn reset(self, now: Timestamp) {
-        let Some(s) = self.node.get(self.id) else { return };
+        let Some(s) = self.node.get(self.id) else {
+            return;
+        };
         let (wire, stream) = (s.wire, s.send_stream);
         self.node.push_ctrl(stream, Frame::Reset { session: wire });
-        self.node.remove_session(now, self.id, CloseReason::ResetLocally);
+        self.node
+            .remove_session(now, self.id, CloseReason::ResetLocally);
     }
 }

@@ -23,12 +23,18 @@ impl Node {
     /// other streams.
     pub fn handle_input(&mut self, now: Timestamp, stream: StreamId, data: &[u8]) {
         self.last_now = now;
-        let Some(st) = self.streams.get_mut(&stream) else { return };
+        let Some(st) = self.streams.get_mut(&stream) else {
+            return;
+        };
         st.stats.bytes_in += data.len() as u64;
         st.rx.extend_from_slice(data);
         if let Crypto::Handshake(hs) = &mut st.crypto {
             if let Err(e) = hs.handle_input(&mut st.rx) {
-                self.kill_stream(now, stream, StreamCloseReason::HandshakeFailed(e.to_string()));
+                self.kill_stream(
+                    now,
+                    stream,
+                    StreamCloseReason::HandshakeFailed(e.to_string()),
+                );
                 return;
             }
             if hs.is_complete() {
@@ -41,13 +47,20 @@ impl Node {
     /// Decrypts and dispatches every complete record buffered for `stream`.
     fn drain_records(&mut self, now: Timestamp, stream: StreamId) {
         let limits = DecodeLimits {
-            max_query_len: self.config.max_query_len,
+            // Over-long queries are refused per session (Response LIMIT),
+            // not treated as malformed: decode up to the wire maximum.
+            max_query_len: u16::MAX as usize,
             max_payload_len: crate::noise::RecordCipher::MAX_PLAINTEXT,
         };
         loop {
-            let Some(st) = self.streams.get_mut(&stream) else { return };
-            let Crypto::Transport(cipher) = &mut st.crypto else { return };
-            self.plain.reserve(crate::noise::RecordCipher::MAX_PLAINTEXT);
+            let Some(st) = self.streams.get_mut(&stream) else {
+                return;
+            };
+            let Crypto::Transport(cipher) = &mut st.crypto else {
+                return;
+            };
+            self.plain
+                .reserve(crate::noise::RecordCipher::MAX_PLAINTEXT);
             match cipher.open_record(&mut st.rx, &mut self.plain) {
                 Ok(false) => return,
                 Ok(true) => {}
@@ -65,7 +78,11 @@ impl Node {
                 let frame = match frame {
                     Ok(f) => f,
                     Err(e) => {
-                        self.kill_stream(now, stream, StreamCloseReason::ProtocolError(e.to_string()));
+                        self.kill_stream(
+                            now,
+                            stream,
+                            StreamCloseReason::ProtocolError(e.to_string()),
+                        );
                         return;
                     }
                 };
@@ -77,34 +94,69 @@ impl Node {
                     return;
                 }
             }
-            if self.streams.get(&stream).is_some_and(|s| s.ctrl.len() > MAX_CTRL_QUEUE) {
-                self.kill_stream(now, stream, StreamCloseReason::LimitExceeded("control queue"));
+            if self
+                .streams
+                .get(&stream)
+                .is_some_and(|s| s.ctrl.len() > MAX_CTRL_QUEUE)
+            {
+                self.kill_stream(
+                    now,
+                    stream,
+                    StreamCloseReason::LimitExceeded("control queue"),
+                );
                 return;
             }
         }
     }
 
     /// Dispatches one frame. Err closes the stream.
-    fn on_frame(&mut self, now: Timestamp, stream: StreamId, p: u32, frame: Frame) -> Result<(), StreamCloseReason> {
+    fn on_frame(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        p: u32,
+        frame: Frame,
+    ) -> Result<(), StreamCloseReason> {
         match frame {
             Frame::Ping { nonce, pong: false } => {
                 self.push_ctrl(stream, Frame::Ping { nonce, pong: true });
             }
             Frame::Ping { nonce, pong: true } => self.on_pong(now, stream, nonce),
-            Frame::Query { session, buffer, query } => self.on_query(now, stream, p, session, buffer, query),
-            Frame::Response { session, code, buffer } => self.on_response(now, stream, p, session, code, buffer),
-            Frame::DataAt { session, offset, payload } => self.on_data(now, stream, p, session, offset, payload),
-            Frame::Credit { session, consumed } => self.on_credit(now, stream, p, session, consumed),
+            Frame::Query {
+                session,
+                buffer,
+                query,
+            } => self.on_query(now, stream, p, session, buffer, query),
+            Frame::Response {
+                session,
+                code,
+                buffer,
+            } => self.on_response(now, stream, p, session, code, buffer),
+            Frame::DataAt {
+                session,
+                offset,
+                payload,
+            } => self.on_data(now, stream, p, session, offset, payload),
+            Frame::Credit { session, consumed } => {
+                self.on_credit(now, stream, p, session, consumed)
+            }
             Frame::Fin { session, offset } => self.on_fin(now, stream, p, session, offset),
             Frame::Reset { session } => {
                 if let Some(id) = self.lookup(p, session) {
                     self.remove_session(now, id, CloseReason::ResetByPeer);
                 }
             }
-            Frame::MigrateTo { session, target, epoch } => self.on_migrate_to(now, stream, p, session, target, epoch),
-            Frame::Resume { session, received, consumed, reply } => {
-                self.on_resume(now, stream, p, session, received, consumed, reply)
-            }
+            Frame::MigrateTo {
+                session,
+                target,
+                epoch,
+            } => self.on_migrate_to(now, stream, p, session, target, epoch),
+            Frame::Resume {
+                session,
+                received,
+                consumed,
+                reply,
+            } => self.on_resume(now, stream, p, session, received, consumed, reply),
             Frame::Drain => self.on_drain(now, stream, p),
             Frame::Read { .. } | Frame::Data { .. } | Frame::Migrate { .. } => {
                 return Err(StreamCloseReason::ProtocolError(format!(
@@ -121,7 +173,9 @@ impl Node {
     }
 
     fn on_pong(&mut self, now: Timestamp, stream: StreamId, nonce: u64) {
-        let Some(st) = self.streams.get_mut(&stream) else { return };
+        let Some(st) = self.streams.get_mut(&stream) else {
+            return;
+        };
         if let Some((n, sent)) = st.ping_outstanding {
             if n == nonce {
                 st.rtt.sample(now.saturating_duration_since(sent));
@@ -149,7 +203,13 @@ impl Node {
     }
 
     /// The peer broke a session's rules: reset that session only.
-    pub(crate) fn session_violation(&mut self, now: Timestamp, stream: StreamId, id: SessionId, err: FlowError) {
+    pub(crate) fn session_violation(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        id: SessionId,
+        err: FlowError,
+    ) {
         let Some(s) = self.get(id) else { return };
         let wire = s.wire;
         tracing::warn!(session = ?id, %err, "session protocol violation");
@@ -166,12 +226,24 @@ impl Node {
             s.transition(SessionState::Open);
             s.migrations = s.migrations.saturating_add(1);
             let from = s.migrated_from;
-            self.events.push_back(Event::Migrated { session: id, from, to: stream });
+            self.events.push_back(Event::Migrated {
+                session: id,
+                from,
+                to: stream,
+            });
             self.check_drains();
         }
     }
 
-    fn on_query(&mut self, now: Timestamp, stream: StreamId, p: u32, wire: u64, buffer: u32, query: String) {
+    fn on_query(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        p: u32,
+        wire: u64,
+        buffer: u32,
+        query: String,
+    ) {
         if let Some(id) = self.lookup(p, wire) {
             self.duplicate_query(now, stream, id);
             return;
@@ -183,25 +255,45 @@ impl Node {
             Some(codes::LIMIT)
         } else if self.pending_inbound >= self.config.max_pending_queries {
             Some(codes::BUSY)
-        } else if self.peers[p as usize].sessions.len() >= self.config.max_sessions_per_peer {
+        } else if self.peers[p as usize].session_count >= self.config.max_sessions_per_peer {
             Some(codes::LIMIT)
         } else {
             None
         };
         if let Some(code) = reject {
-            self.push_ctrl(stream, Frame::Response { session: wire, code, buffer: 0 });
+            self.push_ctrl(
+                stream,
+                Frame::Response {
+                    session: wire,
+                    code,
+                    buffer: 0,
+                },
+            );
             return;
         }
-        let mut s = Session::new(wire, p, Role::Responder, SessionState::Pending, self.config.recv_window);
+        let mut s = Session::new(
+            wire,
+            p,
+            Role::Responder,
+            SessionState::Pending,
+            self.config.recv_window,
+        );
         s.send.set_peer_window(buffer);
         s.deadline = now + self.config.routing_timeout;
         s.recv_stream = stream;
         let id = self.alloc_session(s);
         self.pending_inbound += 1;
-        self.timers.arm(now + self.config.routing_timeout, crate::timer::TimerKey::Session(id));
+        self.timers.arm(
+            now + self.config.routing_timeout,
+            crate::timer::TimerKey::Session(id),
+        );
         self.rebind(id, stream);
         let peer = self.peers[p as usize].id;
-        self.events.push_back(Event::Query { session: id, peer, query });
+        self.events.push_back(Event::Query {
+            session: id,
+            peer,
+            query,
+        });
     }
 
     /// The querier sent its Query again (its stream died before it saw our
@@ -212,7 +304,14 @@ impl Node {
         if s.role != Role::Responder {
             // Both sides picked the same wire id (2^-64): refuse theirs.
             let wire = s.wire;
-            self.push_ctrl(stream, Frame::Response { session: wire, code: codes::ID_COLLISION, buffer: 0 });
+            self.push_ctrl(
+                stream,
+                Frame::Response {
+                    session: wire,
+                    code: codes::ID_COLLISION,
+                    buffer: 0,
+                },
+            );
             return;
         }
         if s.state == SessionState::Pending {
@@ -230,14 +329,27 @@ impl Node {
                 s.recoveries = s.recoveries.saturating_add(1);
                 s.clear(session::F_RESUME_PENDING);
                 let resent = s.send.sent_max() - s.send.sent();
-                self.events.push_back(Event::Recovered { session: id, resent_bytes: resent });
+                self.events.push_back(Event::Recovered {
+                    session: id,
+                    resent_bytes: resent,
+                });
             }
             self.rebind(id, stream);
         }
     }
 
-    fn on_response(&mut self, now: Timestamp, stream: StreamId, p: u32, wire: u64, code: u8, buffer: u32) {
-        let Some(id) = self.lookup(p, wire) else { return };
+    fn on_response(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        p: u32,
+        wire: u64,
+        code: u8,
+        buffer: u32,
+    ) {
+        let Some(id) = self.lookup(p, wire) else {
+            return;
+        };
         let Some(s) = self.get_mut(id) else { return };
         if s.role != Role::Querier || s.state != SessionState::Routing {
             return;
@@ -259,7 +371,15 @@ impl Node {
         self.signal_writable(id);
     }
 
-    fn on_data(&mut self, now: Timestamp, stream: StreamId, p: u32, wire: u64, offset: u64, payload: Bytes) {
+    fn on_data(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        p: u32,
+        wire: u64,
+        offset: u64,
+        payload: Bytes,
+    ) {
         let Some(id) = self.lookup(p, wire) else {
             self.unknown_session(now, stream, p, wire);
             return;
@@ -267,7 +387,11 @@ impl Node {
         let Some(s) = self.get_mut(id) else { return };
         if s.state == SessionState::Pending {
             // We granted no credit before accepting.
-            let err = FlowError::CreditExceeded { offset, end: offset + payload.len() as u64, limit: 0 };
+            let err = FlowError::CreditExceeded {
+                offset,
+                end: offset + payload.len() as u64,
+                limit: 0,
+            };
             self.session_violation(now, stream, id, err);
             return;
         }
@@ -338,7 +462,8 @@ impl Node {
 
     pub(crate) fn signal_readable(&mut self, id: SessionId) {
         let Some(s) = self.get_mut(id) else { return };
-        if s.recv.is_readable() && !s.has(session::F_READABLE_SIGNALLED) && s.state.is_established() {
+        if s.recv.is_readable() && !s.has(session::F_READABLE_SIGNALLED) && s.state.is_established()
+        {
             s.set(session::F_READABLE_SIGNALLED);
             self.events.push_back(Event::Readable { session: id });
         }

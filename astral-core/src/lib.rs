@@ -13,8 +13,8 @@ pub mod event;
 pub mod flow;
 pub mod frame;
 mod handle;
-mod ids;
 pub mod identity;
+mod ids;
 mod input;
 mod migrate;
 mod node;
@@ -28,7 +28,9 @@ mod timer;
 mod transmit;
 
 pub use config::Config;
-pub use error::{ConnectError, DrainError, MigrateError, OpenError, ReadError, SessionError, WriteError};
+pub use error::{
+    ConnectError, DrainError, MigrateError, OpenError, ReadError, SessionError, WriteError,
+};
 pub use event::{CloseReason, Event, StreamCloseReason};
 pub use handle::SessionHandle;
 pub use identity::{Identity, NodeId};

@@ -20,13 +20,22 @@ impl Node {
     /// Moves `session` to `target` (another stream with the same peer)
     /// without pausing writes. Completes (`Event::Migrated`) once the peer's
     /// traffic for the session shows up on `target`.
-    pub fn migrate(&mut self, now: Timestamp, session: SessionId, target: StreamId) -> Result<(), MigrateError> {
+    pub fn migrate(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        target: StreamId,
+    ) -> Result<(), MigrateError> {
         self.last_now = now;
         let s = self.get(session).ok_or(MigrateError::UnknownSession)?;
         if !matches!(s.state, SessionState::Open | SessionState::Migrating) {
             return Err(MigrateError::SessionNotOpen);
         }
-        let t = self.streams.get(&target).filter(|t| t.is_established()).ok_or(MigrateError::TargetUnknown)?;
+        let t = self
+            .streams
+            .get(&target)
+            .filter(|t| t.is_established())
+            .ok_or(MigrateError::TargetUnknown)?;
         if t.peer != Some(s.peer) {
             return Err(MigrateError::WrongPeer);
         }
@@ -52,19 +61,36 @@ impl Node {
             s.migrated_from = old;
         }
         s.transition(SessionState::Migrating);
-        self.push_ctrl(old, Frame::MigrateTo { session: wire, target: target_wire, epoch });
+        self.push_ctrl(
+            old,
+            Frame::MigrateTo {
+                session: wire,
+                target: target_wire,
+                epoch,
+            },
+        );
         self.rebind(id, target);
     }
 
     /// A MigrateTo marker from the peer.
-    pub(crate) fn on_migrate_to(&mut self, now: Timestamp, stream: StreamId, p: u32, wire: u64, target: u64, epoch: u32) {
+    pub(crate) fn on_migrate_to(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        p: u32,
+        wire: u64,
+        target: u64,
+        epoch: u32,
+    ) {
         let _ = now;
-        let Some(id) = self.lookup(p, wire) else { return };
-        let target_stream = self.peers[p as usize]
-            .streams
-            .iter()
-            .copied()
-            .find(|s| self.streams.get(s).is_some_and(|st| st.wire == target && st.is_established()));
+        let Some(id) = self.lookup(p, wire) else {
+            return;
+        };
+        let target_stream = self.peers[p as usize].streams.iter().copied().find(|s| {
+            self.streams
+                .get(s)
+                .is_some_and(|st| st.wire == target && st.is_established())
+        });
         let peer_id = self.peers[p as usize].id;
         let local_wins_tie = self.local_id < peer_id;
         let Some(s) = self.get_mut(id) else { return };
@@ -90,7 +116,11 @@ impl Node {
         }
         if from != t {
             s.migrations = s.migrations.saturating_add(1);
-            self.events.push_back(Event::Migrated { session: id, from, to: t });
+            self.events.push_back(Event::Migrated {
+                session: id,
+                from,
+                to: t,
+            });
             self.rebind(id, t);
         } else {
             self.schedule_ctrl(id);
@@ -102,7 +132,11 @@ impl Node {
     /// asks the peer to do the same, then closes the stream.
     pub fn drain_stream(&mut self, now: Timestamp, stream: StreamId) -> Result<usize, DrainError> {
         self.last_now = now;
-        let st = self.streams.get(&stream).filter(|s| s.is_established()).ok_or(DrainError::UnknownStream)?;
+        let st = self
+            .streams
+            .get(&stream)
+            .filter(|s| s.is_established())
+            .ok_or(DrainError::UnknownStream)?;
         let p = st.peer.ok_or(DrainError::UnknownStream)?;
         let alt = self.best_stream_excluding(p, stream);
         if alt == StreamId::NONE {
@@ -132,10 +166,9 @@ impl Node {
     /// Migrates (or, for sessions not yet open, rebinds) every session of
     /// peer `p` sending on `from` to `to`. Returns how many moved.
     fn move_sessions_off(&mut self, p: u32, from: StreamId, to: StreamId) -> usize {
-        let ids: Vec<SessionId> = self.peers[p as usize]
-            .sessions
-            .iter()
-            .copied()
+        let ids: Vec<SessionId> = self
+            .peer_sessions(p)
+            .into_iter()
             .filter(|id| self.get(*id).is_some_and(|s| s.send_stream == from))
             .collect();
         for &id in &ids {
@@ -151,7 +184,9 @@ impl Node {
     /// The peer asks us to move off `stream` (first Drain), or announces
     /// that it is closing it now that both sides moved off (second Drain).
     pub(crate) fn on_drain(&mut self, now: Timestamp, stream: StreamId, p: u32) {
-        let Some(st) = self.streams.get_mut(&stream) else { return };
+        let Some(st) = self.streams.get_mut(&stream) else {
+            return;
+        };
         if st.remote_drain {
             self.kill_stream(now, stream, StreamCloseReason::Drained);
             return;
@@ -169,13 +204,21 @@ impl Node {
         let draining: SmallVec<[StreamId; 4]> = self
             .streams
             .values()
-            .filter(|s| s.local_drain && s.drain_nonce.is_none() && !s.close_after_flush && s.session_count == 0)
+            .filter(|s| {
+                s.local_drain
+                    && s.drain_nonce.is_none()
+                    && !s.close_after_flush
+                    && s.session_count == 0
+            })
             .map(|s| s.id)
             .collect();
         for id in draining {
-            let pending = self.slots.iter().filter_map(|s| s.session.as_ref()).any(|s| {
-                s.state == SessionState::Migrating && s.migrated_from == id
-            });
+            let pending = self
+                .slots
+                .iter()
+                .flatten()
+                .filter_map(|s| s.session.as_ref())
+                .any(|s| s.state == SessionState::Migrating && s.migrated_from == id);
             if pending {
                 continue;
             }
@@ -214,12 +257,13 @@ impl Node {
             for cur in cands.iter().filter(|c| c.sessions > 0) {
                 if let Some(target) = self.policy.migrate_target(now, cur, &cands) {
                     if target != cur.id {
-                        let ids: Vec<SessionId> = self.peers[p as usize]
-                            .sessions
-                            .iter()
-                            .copied()
+                        let ids: Vec<SessionId> = self
+                            .peer_sessions(p)
+                            .into_iter()
                             .filter(|id| {
-                                self.get(*id).is_some_and(|s| s.send_stream == cur.id && s.state == SessionState::Open)
+                                self.get(*id).is_some_and(|s| {
+                                    s.send_stream == cur.id && s.state == SessionState::Open
+                                })
                             })
                             .collect();
                         for id in ids {

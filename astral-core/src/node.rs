@@ -1,7 +1,7 @@
 //! The Node: registries of streams, peers and sessions, the public
 //! `handle_*` / `poll_*` API, and stream lifecycle.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 
 use bytes::BytesMut;
@@ -57,9 +57,13 @@ pub(crate) struct Peer {
     pub streams: SmallVec<[StreamId; 4]>,
     /// Streams still in the handshake.
     pub handshaking: usize,
-    /// Every live session with this peer (ordered: deterministic iteration).
-    pub sessions: BTreeSet<SessionId>,
+    /// Live sessions with this peer.
+    pub session_count: usize,
 }
+
+const PAGE_BITS: usize = 10;
+const PAGE: usize = 1 << PAGE_BITS;
+const PAGE_MASK: usize = PAGE - 1;
 
 pub(crate) struct Slot {
     pub generation: u32,
@@ -102,7 +106,9 @@ pub struct Node {
     pub(crate) handshaking: usize,
     pub(crate) peers: Vec<Peer>,
     pub(crate) peer_index: HashMap<NodeId, u32, SeededState>,
-    pub(crate) slots: Vec<Slot>,
+    /// Session slots in fixed pages, so growth never over-allocates by
+    /// more than one page (an idle session's cost stays predictable).
+    pub(crate) slots: Vec<Vec<Slot>>,
     pub(crate) free_slots: Vec<u32>,
     pub(crate) wire_map: HashMap<(u32, u64), SessionId, SeededState>,
     pub(crate) queries: HashMap<SessionId, String, SeededState>,
@@ -125,7 +131,10 @@ impl Node {
     pub fn new(config: Config, identity: Identity, seed: u64) -> Node {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let hs = |rng: &mut ChaCha20Rng| SeededState(rng.next_u64(), rng.next_u64());
-        let policy = Box::new(RttPolicy::new(config.migrate_rtt_gain, config.migrate_sustain));
+        let policy = Box::new(RttPolicy::new(
+            config.migrate_rtt_gain,
+            config.migrate_sustain,
+        ));
         Node {
             local_id: identity.node_id(),
             identity,
@@ -211,13 +220,20 @@ impl Node {
         Ok(())
     }
 
-    fn insert_stream(&mut self, now: Timestamp, initiator: bool, remote: Option<NodeId>, hs: Handshake) -> StreamId {
+    fn insert_stream(
+        &mut self,
+        now: Timestamp,
+        initiator: bool,
+        remote: Option<NodeId>,
+        hs: Handshake,
+    ) -> StreamId {
         let id = StreamId(self.next_stream);
         self.next_stream += 1;
         self.handshaking += 1;
         let stream = Stream::new(id, initiator, remote, Crypto::Handshake(Box::new(hs)), now);
         self.streams.insert(id, stream);
-        self.timers.arm(now + self.config.handshake_timeout, TimerKey::Stream(id));
+        self.timers
+            .arm(now + self.config.handshake_timeout, TimerKey::Stream(id));
         id
     }
 
@@ -230,7 +246,7 @@ impl Node {
             id,
             streams: SmallVec::new(),
             handshaking: 0,
-            sessions: BTreeSet::new(),
+            session_count: 0,
         });
         self.peer_index.insert(id, i);
         i
@@ -239,11 +255,22 @@ impl Node {
     /// Fuzzing only: an established stream to `peer` with the no-security
     /// record cipher (records are `u16 len || plaintext || 16 zero bytes`).
     #[cfg(feature = "fuzzing")]
-    pub fn insert_established_for_fuzzing(&mut self, now: Timestamp, peer: NodeId, wire: u64) -> StreamId {
+    pub fn insert_established_for_fuzzing(
+        &mut self,
+        now: Timestamp,
+        peer: NodeId,
+        wire: u64,
+    ) -> StreamId {
         let id = StreamId(self.next_stream);
         self.next_stream += 1;
         let cipher = crate::noise::RecordCipher::insecure_for_fuzzing();
-        let mut st = Stream::new(id, false, Some(peer), Crypto::Transport(Box::new(cipher)), now);
+        let mut st = Stream::new(
+            id,
+            false,
+            Some(peer),
+            Crypto::Transport(Box::new(cipher)),
+            now,
+        );
         st.set_state(StreamState::Established);
         st.wire = wire;
         st.features = Features::ALL;
@@ -260,7 +287,11 @@ impl Node {
 
     /// The driver's transport for `stream` ended (EOF, error, reset).
     pub fn handle_transport_closed(&mut self, now: Timestamp, stream: StreamId, reason: &str) {
-        self.kill_stream(now, stream, StreamCloseReason::TransportClosed(reason.to_string()));
+        self.kill_stream(
+            now,
+            stream,
+            StreamCloseReason::TransportClosed(reason.to_string()),
+        );
     }
 
     /// Closes a stream at the application's request. Its sessions resume on
@@ -271,7 +302,9 @@ impl Node {
 
     /// Handshake finished: register the stream with its peer.
     pub(crate) fn establish(&mut self, now: Timestamp, sid: StreamId) {
-        let Some(stream) = self.streams.get_mut(&sid) else { return };
+        let Some(stream) = self.streams.get_mut(&sid) else {
+            return;
+        };
         let crypto = std::mem::replace(&mut stream.crypto, Crypto::None);
         let Crypto::Handshake(hs) = crypto else {
             stream.crypto = crypto;
@@ -312,20 +345,36 @@ impl Node {
         stream.ctrl.push_back(Frame::Ping { nonce, pong: false });
         stream.next_ping = now + self.config.keepalive_interval;
         if !est.features.contains(Features::EXTENDED_FRAMES) {
-            self.kill_stream(now, sid, StreamCloseReason::ProtocolError("peer lacks extended frames".into()));
+            self.kill_stream(
+                now,
+                sid,
+                StreamCloseReason::ProtocolError("peer lacks extended frames".into()),
+            );
             return;
         }
         if est.remote == self.local_id {
-            self.kill_stream(now, sid, StreamCloseReason::HandshakeFailed("connected to itself".into()));
+            self.kill_stream(
+                now,
+                sid,
+                StreamCloseReason::HandshakeFailed("connected to itself".into()),
+            );
             return;
         }
         let p = self.peer_idx(est.remote);
         let peer = &self.peers[p as usize];
         if peer.streams.len() >= self.config.max_streams_per_peer {
-            self.kill_stream(now, sid, StreamCloseReason::LimitExceeded("max_streams_per_peer"));
+            self.kill_stream(
+                now,
+                sid,
+                StreamCloseReason::LimitExceeded("max_streams_per_peer"),
+            );
             return;
         }
-        if peer.streams.iter().any(|s| self.streams.get(s).is_some_and(|s| s.wire == est.stream_id)) {
+        if peer
+            .streams
+            .iter()
+            .any(|s| self.streams.get(s).is_some_and(|s| s.wire == est.stream_id))
+        {
             self.kill_stream(now, sid, StreamCloseReason::DuplicateId);
             return;
         }
@@ -334,8 +383,12 @@ impl Node {
         if let Some(stream) = self.streams.get_mut(&sid) {
             stream.peer = Some(p);
         }
-        self.timers.arm(now + self.config.keepalive_interval, TimerKey::Stream(sid));
-        self.events.push_back(Event::StreamUp { stream: sid, peer: est.remote });
+        self.timers
+            .arm(now + self.config.keepalive_interval, TimerKey::Stream(sid));
+        self.events.push_back(Event::StreamUp {
+            stream: sid,
+            peer: est.remote,
+        });
         if first {
             self.events.push_back(Event::Linked(est.remote));
         }
@@ -345,7 +398,9 @@ impl Node {
 
     /// Ends a stream for `reason`, reports it and lets its sessions recover.
     pub(crate) fn kill_stream(&mut self, now: Timestamp, sid: StreamId, reason: StreamCloseReason) {
-        let Some(mut stream) = self.streams.remove(&sid) else { return };
+        let Some(mut stream) = self.streams.remove(&sid) else {
+            return;
+        };
         let was_handshaking = stream.state == StreamState::Handshaking;
         stream.set_state(StreamState::Closed);
         if was_handshaking {
@@ -358,7 +413,11 @@ impl Node {
         }
         self.policy.forget(sid);
         let peer_id = stream.peer.map(|p| self.peers[p as usize].id);
-        self.events.push_back(Event::StreamDown { stream: sid, peer: peer_id.or(stream.remote), reason: reason.clone() });
+        self.events.push_back(Event::StreamDown {
+            stream: sid,
+            peer: peer_id.or(stream.remote),
+            reason: reason.clone(),
+        });
         let Some(p) = stream.peer else { return };
         let peer = &mut self.peers[p as usize];
         peer.streams.retain(|s| *s != sid);
@@ -401,10 +460,9 @@ impl Node {
             .copied()
             .find(|s| {
                 *s != exclude
-                    && self
-                        .streams
-                        .get(s)
-                        .is_some_and(|s| s.is_established() && !s.close_after_flush && !s.local_drain)
+                    && self.streams.get(s).is_some_and(|s| {
+                        s.is_established() && !s.close_after_flush && !s.local_drain
+                    })
             })
             .unwrap_or(StreamId::NONE)
     }
@@ -433,13 +491,20 @@ impl Node {
 
     /// Peers with at least one established stream.
     pub fn linked_peers(&self) -> Vec<NodeId> {
-        self.peers.iter().filter(|p| !p.streams.is_empty()).map(|p| p.id).collect()
+        self.peers
+            .iter()
+            .filter(|p| !p.streams.is_empty())
+            .map(|p| p.id)
+            .collect()
     }
 
     // ----- sessions ------------------------------------------------------
 
     pub(crate) fn get(&self, id: SessionId) -> Option<&Session> {
-        let slot = self.slots.get(id.index())?;
+        let slot = self
+            .slots
+            .get(id.index() >> PAGE_BITS)?
+            .get(id.index() & PAGE_MASK)?;
         if slot.generation != id.generation() {
             return None;
         }
@@ -447,7 +512,10 @@ impl Node {
     }
 
     pub(crate) fn get_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        let slot = self.slots.get_mut(id.index())?;
+        let slot = self
+            .slots
+            .get_mut(id.index() >> PAGE_BITS)?
+            .get_mut(id.index() & PAGE_MASK)?;
         if slot.generation != id.generation() {
             return None;
         }
@@ -458,32 +526,55 @@ impl Node {
         let key = (session.peer, session.wire);
         let peer = session.peer;
         let id = if let Some(index) = self.free_slots.pop() {
-            let slot = &mut self.slots[index as usize];
+            let i = index as usize;
+            let slot = &mut self.slots[i >> PAGE_BITS][i & PAGE_MASK];
             slot.session = Some(session);
             SessionId::new(index, slot.generation)
         } else {
-            let index = self.slots.len() as u32;
-            self.slots.push(Slot { generation: 0, session: Some(session) });
+            if self.slots.last().is_none_or(|p| p.len() == PAGE) {
+                self.slots.push(Vec::with_capacity(PAGE));
+            }
+            let index =
+                ((self.slots.len() - 1) * PAGE + self.slots.last().map_or(0, |p| p.len())) as u32;
+            if let Some(page) = self.slots.last_mut() {
+                page.push(Slot {
+                    generation: 0,
+                    session: Some(session),
+                });
+            }
             SessionId::new(index, 0)
         };
         self.wire_map.insert(key, id);
-        self.peers[peer as usize].sessions.insert(id);
+        self.peers[peer as usize].session_count += 1;
         id
     }
 
     /// Removes a session and reports why.
     pub(crate) fn remove_session(&mut self, now: Timestamp, id: SessionId, reason: CloseReason) {
-        let Some(slot) = self.slots.get_mut(id.index()) else { return };
+        let Some(slot) = self
+            .slots
+            .get_mut(id.index() >> PAGE_BITS)
+            .and_then(|p| p.get_mut(id.index() & PAGE_MASK))
+        else {
+            return;
+        };
         if slot.generation != id.generation() {
             return;
         }
-        let Some(mut session) = slot.session.take() else { return };
+        let Some(mut session) = slot.session.take() else {
+            return;
+        };
         slot.generation = slot.generation.wrapping_add(1);
         self.free_slots.push(id.index() as u32);
         session.transition(SessionState::Closed);
         self.wire_map.remove(&(session.peer, session.wire));
-        self.peers[session.peer as usize].sessions.remove(&id);
-        self.queries.remove(&id);
+        self.peers[session.peer as usize].session_count -= 1;
+        if self.queries.remove(&id).is_some()
+            && self.queries.is_empty()
+            && self.queries.capacity() > 1024
+        {
+            self.queries.shrink_to_fit();
+        }
         if session.role == Role::Responder && session.state == SessionState::Pending {
             self.pending_inbound -= 1;
         }
@@ -494,19 +585,30 @@ impl Node {
             let key = (session.peer, session.wire);
             self.time_wait.insert(
                 key,
-                TimeWait { received: session.recv.received_mark(), consumed: session.recv.credit_value() },
+                TimeWait {
+                    received: session.recv.received_mark(),
+                    consumed: session.recv.credit_value(),
+                },
             );
             let expiry = now + self.config.recovery_timeout;
             self.time_wait_order.push_back((key, expiry));
             self.timers.arm(expiry, TimerKey::TimeWait);
         }
-        self.events.push_back(Event::SessionClosed { session: id, reason });
+        self.events.push_back(Event::SessionClosed {
+            session: id,
+            reason,
+        });
     }
 
     /// Opens a session with `peer` for `query`. The query goes out on the
     /// best stream to the peer, or as soon as one comes up; without an answer
     /// within `routing_timeout` the session closes with `RoutingTimeout`.
-    pub fn open_session(&mut self, now: Timestamp, peer: NodeId, query: &str) -> Result<SessionId, OpenError> {
+    pub fn open_session(
+        &mut self,
+        now: Timestamp,
+        peer: NodeId,
+        query: &str,
+    ) -> Result<SessionId, OpenError> {
         if peer == self.local_id {
             return Err(OpenError::SelfSession);
         }
@@ -514,7 +616,7 @@ impl Node {
             return Err(OpenError::QueryTooLong(query.len()));
         }
         let p = self.peer_idx(peer);
-        if self.peers[p as usize].sessions.len() >= self.config.max_sessions_per_peer {
+        if self.peers[p as usize].session_count >= self.config.max_sessions_per_peer {
             return Err(OpenError::TooManySessions);
         }
         let wire = loop {
@@ -523,12 +625,19 @@ impl Node {
                 break w;
             }
         };
-        let mut s = Session::new(wire, p, Role::Querier, SessionState::Routing, self.config.recv_window);
+        let mut s = Session::new(
+            wire,
+            p,
+            Role::Querier,
+            SessionState::Routing,
+            self.config.recv_window,
+        );
         s.deadline = now + self.config.routing_timeout;
         s.set(session::F_QUERY_PENDING);
         let id = self.alloc_session(s);
         self.queries.insert(id, query.to_string());
-        self.timers.arm(now + self.config.routing_timeout, TimerKey::Session(id));
+        self.timers
+            .arm(now + self.config.routing_timeout, TimerKey::Session(id));
         let stream = self.best_stream(p, StreamId::NONE);
         if stream != StreamId::NONE {
             self.rebind(id, stream);
@@ -554,14 +663,30 @@ impl Node {
     }
 
     /// Rejects an inbound query with `code` (non-zero; 0 becomes 1).
-    pub fn reject_query(&mut self, now: Timestamp, id: SessionId, code: u8) -> Result<(), SessionError> {
+    pub fn reject_query(
+        &mut self,
+        now: Timestamp,
+        id: SessionId,
+        code: u8,
+    ) -> Result<(), SessionError> {
         let s = self.get(id).ok_or(SessionError::Unknown)?;
         if s.state != SessionState::Pending {
             return Err(SessionError::WrongState(s.state.name()));
         }
-        let code = if code == codes::ACCEPTED { codes::REJECTED } else { code };
+        let code = if code == codes::ACCEPTED {
+            codes::REJECTED
+        } else {
+            code
+        };
         let (wire, stream) = (s.wire, s.send_stream);
-        self.push_ctrl(stream, Frame::Response { session: wire, code, buffer: 0 });
+        self.push_ctrl(
+            stream,
+            Frame::Response {
+                session: wire,
+                code,
+                buffer: 0,
+            },
+        );
         self.remove_session(now, id, CloseReason::RejectedLocally);
         Ok(())
     }
@@ -604,10 +729,14 @@ impl Node {
 
     /// Snapshots of every session.
     pub fn sessions(&self) -> impl Iterator<Item = SessionInfo> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, slot)| {
-            slot.session.as_ref()?;
-            self.session_info(SessionId::new(i as u32, slot.generation))
-        })
+        self.slots
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                slot.session.as_ref()?;
+                self.session_info(SessionId::new(i as u32, slot.generation))
+            })
     }
 
     /// Number of live sessions.
@@ -616,6 +745,24 @@ impl Node {
     }
 
     // ----- scheduling ----------------------------------------------------
+
+    /// Every live session with peer `p`, in slot order (deterministic).
+    /// Linear in all sessions: used only on rare events (a stream coming up
+    /// or dying, a drain, the policy tick), which keeps an idle session small.
+    pub(crate) fn peer_sessions(&self, p: u32) -> Vec<SessionId> {
+        if self.peers[p as usize].session_count == 0 {
+            return Vec::new();
+        }
+        self.slots
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let s = slot.session.as_ref()?;
+                (s.peer == p).then(|| SessionId::new(i as u32, slot.generation))
+            })
+            .collect()
+    }
 
     /// Makes `stream` the session's sending stream, moving its queue entries.
     pub(crate) fn rebind(&mut self, id: SessionId, stream: StreamId) {
@@ -638,14 +785,18 @@ impl Node {
     /// Queues the session's data (or Fin) on its sending stream if it has any.
     pub(crate) fn schedule(&mut self, id: SessionId) {
         let Some(s) = self.get_mut(id) else { return };
-        if s.has(session::F_IN_SCHED) || !matches!(s.state, SessionState::Open | SessionState::Migrating) {
+        if s.has(session::F_IN_SCHED)
+            || !matches!(s.state, SessionState::Open | SessionState::Migrating)
+        {
             return;
         }
         if !s.send.has_output() {
             return;
         }
         let stream = s.send_stream;
-        let Some(st) = self.streams.get_mut(&stream) else { return };
+        let Some(st) = self.streams.get_mut(&stream) else {
+            return;
+        };
         if !st.is_established() {
             return;
         }
@@ -663,7 +814,9 @@ impl Node {
             return;
         }
         let stream = s.send_stream;
-        let Some(st) = self.streams.get_mut(&stream) else { return };
+        let Some(st) = self.streams.get_mut(&stream) else {
+            return;
+        };
         if !st.is_established() {
             return;
         }
@@ -686,11 +839,13 @@ impl Node {
     /// a newly established one.
     fn adopt_orphans(&mut self, now: Timestamp, p: u32) {
         let _ = now;
-        let orphans: Vec<SessionId> = self.peers[p as usize]
-            .sessions
-            .iter()
-            .copied()
-            .filter(|id| self.get(*id).is_some_and(|s| !self.streams.contains_key(&s.send_stream)))
+        let orphans: Vec<SessionId> = self
+            .peer_sessions(p)
+            .into_iter()
+            .filter(|id| {
+                self.get(*id)
+                    .is_some_and(|s| !self.streams.contains_key(&s.send_stream))
+            })
             .collect();
         for id in orphans {
             let stream = self.best_stream(p, StreamId::NONE);
@@ -730,13 +885,18 @@ impl Node {
     fn on_stream_timer(&mut self, now: Timestamp, id: StreamId) {
         let keepalive = self.config.keepalive_interval;
         let dead = self.config.dead_timeout;
-        let Some(st) = self.streams.get_mut(&id) else { return };
+        let Some(st) = self.streams.get_mut(&id) else {
+            return;
+        };
         match st.state {
             StreamState::Handshaking => {
                 if now >= st.created + self.config.handshake_timeout {
                     self.kill_stream(now, id, StreamCloseReason::HandshakeTimeout);
                 } else {
-                    self.timers.arm(st.created + self.config.handshake_timeout, TimerKey::Stream(id));
+                    self.timers.arm(
+                        st.created + self.config.handshake_timeout,
+                        TimerKey::Stream(id),
+                    );
                 }
             }
             StreamState::Established => {
@@ -768,7 +928,14 @@ impl Node {
             SessionState::Routing => self.remove_session(now, id, CloseReason::RoutingTimeout),
             SessionState::Pending => {
                 let (wire, stream) = (s.wire, s.send_stream);
-                self.push_ctrl(stream, Frame::Response { session: wire, code: codes::TIMEOUT, buffer: 0 });
+                self.push_ctrl(
+                    stream,
+                    Frame::Response {
+                        session: wire,
+                        code: codes::TIMEOUT,
+                        buffer: 0,
+                    },
+                );
                 self.remove_session(now, id, CloseReason::RoutingTimeout);
             }
             SessionState::Recovering => self.remove_session(now, id, CloseReason::PeerUnreachable),
@@ -790,7 +957,8 @@ impl Node {
     fn arm_policy(&mut self, now: Timestamp) {
         if !self.policy_armed {
             self.policy_armed = true;
-            self.timers.arm(now + self.config.policy_interval, TimerKey::Policy);
+            self.timers
+                .arm(now + self.config.policy_interval, TimerKey::Policy);
         }
     }
 
@@ -798,7 +966,12 @@ impl Node {
 
     /// Next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() && self.events.capacity() > 1024 {
+            // A burst (e.g. 100k queries) must not leave its peak behind.
+            self.events.shrink_to(64);
+        }
+        e
     }
 
     /// Whether `stream` has output the driver should pull now.

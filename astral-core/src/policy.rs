@@ -145,7 +145,7 @@ mod tests {
     fn migrates_only_after_sustained_gain() {
         let mut p = RttPolicy::new(0.3, Duration::from_secs(5));
         let all = [c(1, 100), c(2, 10)];
-        let t = |s| Timestamp::from_nanos(s * 1_000_000_000);
+        let t = |s: u64| Timestamp::from_nanos(s * 1_000_000_000);
         assert_eq!(p.migrate_target(t(0), &all[0], &all), None);
         assert_eq!(p.migrate_target(t(3), &all[0], &all), None);
         assert_eq!(p.migrate_target(t(5), &all[0], &all), Some(StreamId(2)));
@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn alternating_rtts_do_not_flap() {
         let mut p = RttPolicy::new(0.3, Duration::from_secs(5));
-        let t = |s| Timestamp::from_nanos(s * 1_000_000_000);
+        let t = |s: u64| Timestamp::from_nanos(s * 1_000_000_000);
         for s in 0..60 {
             // Every other second the faster stream looks slow again.
             let other = if s % 2 == 0 { c(2, 10) } else { c(2, 100) };

@@ -14,8 +14,14 @@ use crate::{Node, SessionId, StreamId, Timestamp};
 impl Node {
     /// A stream of peer `p` is gone. `graceful` means a completed drain: only
     /// sessions still bound to it need a new stream, nothing was in flight.
-    pub(crate) fn on_stream_lost(&mut self, now: Timestamp, p: u32, dead: StreamId, graceful: bool) {
-        let ids: Vec<SessionId> = self.peers[p as usize].sessions.iter().copied().collect();
+    pub(crate) fn on_stream_lost(
+        &mut self,
+        now: Timestamp,
+        p: u32,
+        dead: StreamId,
+        graceful: bool,
+    ) {
+        let ids = self.peer_sessions(p);
         for id in ids {
             let Some(s) = self.get(id) else { continue };
             let bound = s.send_stream == dead;
@@ -68,8 +74,16 @@ impl Node {
         let Some(s) = self.get_mut(id) else { return };
         s.set(session::F_RESUME_PENDING);
         let current = s.send_stream;
-        let keep = current != dead && self.streams.get(&current).is_some_and(|st| st.is_established());
-        let stream = if keep { current } else { self.best_stream(p, dead) };
+        let keep = current != dead
+            && self
+                .streams
+                .get(&current)
+                .is_some_and(|st| st.is_established());
+        let stream = if keep {
+            current
+        } else {
+            self.best_stream(p, dead)
+        };
         self.rebind_or_orphan(id, stream);
     }
 
@@ -129,8 +143,10 @@ impl Node {
             s.transition(SessionState::Open);
             s.deadline = Timestamp::MAX;
             s.recoveries = s.recoveries.saturating_add(1);
-            s.resent_at_recovery = resent;
-            self.events.push_back(Event::Recovered { session: id, resent_bytes: resent });
+            self.events.push_back(Event::Recovered {
+                session: id,
+                resent_bytes: resent,
+            });
         } else if s.state == SessionState::Migrating {
             // Both sides now send on the Resume's stream.
             s.transition(SessionState::Open);

@@ -112,7 +112,6 @@ pub(crate) struct Session {
     pub recv: RecvBuf,
     pub migrations: u16,
     pub recoveries: u16,
-    pub resent_at_recovery: u64,
 }
 
 impl Session {
@@ -133,7 +132,6 @@ impl Session {
             recv: RecvBuf::new(window),
             migrations: 0,
             recoveries: 0,
-            resent_at_recovery: 0,
         }
     }
 
@@ -155,7 +153,11 @@ impl Session {
             true
         } else {
             tracing::error!(from = ?self.state, ?to, "illegal session transition refused");
-            debug_assert!(false, "illegal session transition {:?} -> {:?}", self.state, to);
+            debug_assert!(
+                false,
+                "illegal session transition {:?} -> {:?}",
+                self.state, to
+            );
             false
         }
     }
@@ -169,7 +171,13 @@ impl Session {
     /// Control frames this session wants on its sending stream.
     pub fn wants_control(&self) -> bool {
         self.recv.credit_due()
-            || self.has(F_RESUME_PENDING | F_RESUME_REPLY_PENDING | F_QUERY_PENDING | F_RESPONSE_PENDING | F_ACK_PENDING)
+            || self.has(
+                F_RESUME_PENDING
+                    | F_RESUME_REPLY_PENDING
+                    | F_QUERY_PENDING
+                    | F_RESPONSE_PENDING
+                    | F_ACK_PENDING,
+            )
     }
 }
 
@@ -217,4 +225,18 @@ pub struct SessionStats {
     pub recoveries: u32,
     /// Credit window granted by the peer.
     pub peer_window: u32,
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "Session {} SendBuf {} RecvBuf {} Slot {}",
+            std::mem::size_of::<super::Session>(),
+            std::mem::size_of::<crate::flow::SendBuf>(),
+            std::mem::size_of::<crate::flow::RecvBuf>(),
+            std::mem::size_of::<crate::node::Slot>()
+        );
+    }
 }

@@ -154,7 +154,13 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    pub fn new(id: StreamId, initiator: bool, remote: Option<NodeId>, crypto: Crypto, now: Timestamp) -> Self {
+    pub fn new(
+        id: StreamId,
+        initiator: bool,
+        remote: Option<NodeId>,
+        crypto: Crypto,
+        now: Timestamp,
+    ) -> Self {
         Stream {
             id,
             state: StreamState::Handshaking,
@@ -192,7 +198,11 @@ impl Stream {
 
     /// Usable for new traffic: established, confirmed, not being drained.
     pub fn is_usable(&self) -> bool {
-        self.is_established() && self.confirmed && !self.local_drain && !self.remote_drain && !self.close_after_flush
+        self.is_established()
+            && self.confirmed
+            && !self.local_drain
+            && !self.remote_drain
+            && !self.close_after_flush
     }
 
     pub fn set_state(&mut self, to: StreamState) -> bool {

@@ -23,20 +23,32 @@ impl Node {
     /// records, until about `max_bytes` were written or nothing is left.
     /// Returns the number of bytes appended. Call it whenever the transport
     /// can take more (after any `handle_*` call or API call).
-    pub fn poll_transmit(&mut self, now: Timestamp, stream: StreamId, out: &mut BytesMut, max_bytes: usize) -> usize {
+    pub fn poll_transmit(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        out: &mut BytesMut,
+        max_bytes: usize,
+    ) -> usize {
         self.last_now = now;
         let start = out.len();
         loop {
             if out.len() - start >= max_bytes {
                 break;
             }
-            let Some(st) = self.streams.get_mut(&stream) else { break };
+            let Some(st) = self.streams.get_mut(&stream) else {
+                break;
+            };
             match &mut st.crypto {
                 Crypto::Handshake(hs) => {
                     match hs.poll_output(out) {
                         Ok(_) => {}
                         Err(e) => {
-                            self.kill_stream(now, stream, StreamCloseReason::HandshakeFailed(e.to_string()));
+                            self.kill_stream(
+                                now,
+                                stream,
+                                StreamCloseReason::HandshakeFailed(e.to_string()),
+                            );
                             break;
                         }
                     }
@@ -50,8 +62,12 @@ impl Node {
                     if !self.build_record(now, stream) {
                         break;
                     }
-                    let Some(st) = self.streams.get_mut(&stream) else { break };
-                    let Crypto::Transport(cipher) = &mut st.crypto else { break };
+                    let Some(st) = self.streams.get_mut(&stream) else {
+                        break;
+                    };
+                    let Crypto::Transport(cipher) = &mut st.crypto else {
+                        break;
+                    };
                     if let Err(e) = cipher.seal_record(&self.scratch, out) {
                         // Only an oversize plaintext fails, which the builder prevents.
                         self.kill_stream(now, stream, StreamCloseReason::BadRecord(e.to_string()));
@@ -97,8 +113,11 @@ impl Node {
         }
 
         // 2. Per-session control: query, response, resume, credit.
-        loop {
-            let Some(id) = self.streams.get_mut(&stream).and_then(|st| st.ctrl_sessions.pop_front()) else { break };
+        while let Some(id) = self
+            .streams
+            .get_mut(&stream)
+            .and_then(|st| st.ctrl_sessions.pop_front())
+        {
             let query = self.queries.get(&id).map(|q| q.len()).unwrap_or(0);
             let Some(s) = self.get_mut(id) else { continue };
             if s.send_stream != stream || !s.has(session::F_IN_CTRL) {
@@ -119,14 +138,23 @@ impl Node {
                 s.clear(session::F_QUERY_PENDING);
                 let buffer = s.recv.window();
                 if let Some(q) = self.queries.get(&id) {
-                    let _ = Frame::Query { session: wire, buffer, query: q.clone() }.encode(&mut buf);
+                    let _ = Frame::Query {
+                        session: wire,
+                        buffer,
+                        query: q.clone(),
+                    }
+                    .encode(&mut buf);
                     frames += 1;
                 }
             }
             let Some(s) = self.get_mut(id) else { continue };
             if s.has(session::F_RESPONSE_PENDING) {
                 s.clear(session::F_RESPONSE_PENDING);
-                let f = Frame::Response { session: wire, code: s.response_code, buffer: s.recv.window() };
+                let f = Frame::Response {
+                    session: wire,
+                    code: s.response_code,
+                    buffer: s.recv.window(),
+                };
                 let _ = f.encode(&mut buf);
                 frames += 1;
             }
@@ -144,7 +172,11 @@ impl Node {
                 frames += 1;
             } else if s.recv.credit_due() || s.has(session::F_ACK_PENDING) {
                 let consumed = s.recv.credit_value();
-                let _ = Frame::Credit { session: wire, consumed }.encode(&mut buf);
+                let _ = Frame::Credit {
+                    session: wire,
+                    consumed,
+                }
+                .encode(&mut buf);
                 s.recv.mark_advertised(consumed);
                 frames += 1;
             }
@@ -180,7 +212,11 @@ impl Node {
             }
             if s.send.fin_due() && buf.len() + FIN_LEN <= MAX {
                 let offset = s.send.take_fin();
-                let _ = Frame::Fin { session: s.wire, offset }.encode(&mut buf);
+                let _ = Frame::Fin {
+                    session: s.wire,
+                    offset,
+                }
+                .encode(&mut buf);
                 frames += 1;
             }
             if s.send.has_output() {
@@ -197,8 +233,20 @@ impl Node {
         if let Some(st) = self.streams.get_mut(&stream) {
             st.stats.frames_out += frames;
         }
+        if let Some(st) = self.streams.get_mut(&stream) {
+            shrink_if_idle(&mut st.ctrl);
+            shrink_if_idle(&mut st.ctrl_sessions);
+            shrink_if_idle(&mut st.sched);
+        }
         let built = !buf.is_empty();
         self.scratch = buf;
         built
+    }
+}
+
+/// Releases a queue's burst capacity once it is empty again.
+fn shrink_if_idle<T>(q: &mut std::collections::VecDeque<T>) {
+    if q.is_empty() && q.capacity() > 4096 {
+        q.shrink_to(64);
     }
 }

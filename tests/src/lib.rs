@@ -23,7 +23,8 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use astral_core::{
-    CloseReason, Config, Event, Identity, Node, NodeId, ReadError, SessionId, StreamId, Timestamp, WriteError,
+    CloseReason, Config, Event, Identity, Node, NodeId, ReadError, SessionId, StreamId, Timestamp,
+    WriteError,
 };
 use bytes::{Bytes, BytesMut};
 use rand_chacha::ChaCha20Rng;
@@ -417,6 +418,16 @@ impl Sim {
                     }
                     let (_, data) = d.queue.pop_front().expect("front exists");
                     d.in_flight -= data.len();
+                    if data.is_empty() {
+                        // Close marker: the sender closed its end.
+                        link.alive = false;
+                        self.nodes[node].handle_transport_closed(
+                            now,
+                            stream,
+                            "peer closed the transport",
+                        );
+                        break;
+                    }
                     self.nodes[node].handle_input(now, stream, &data);
                 }
             }
@@ -477,7 +488,9 @@ impl Sim {
                     let start = d.free_at.max(now);
                     let serial = cfg
                         .bandwidth
-                        .map(|bw| Duration::from_nanos((n as u128 * 1_000_000_000 / bw as u128) as u64))
+                        .map(|bw| {
+                            Duration::from_nanos((n as u128 * 1_000_000_000 / bw as u128) as u64)
+                        })
                         .unwrap_or_default();
                     d.free_at = start + serial;
                     let at = d.free_at + cfg.latency;
@@ -498,7 +511,9 @@ impl Sim {
         let now = self.now;
         match action {
             Action::Kill(li) => {
-                let Some(l) = self.links.get_mut(li) else { return };
+                let Some(l) = self.links.get_mut(li) else {
+                    return;
+                };
                 if l.alive {
                     l.alive = false;
                     let (a, sa, b, sb) = (l.a, l.sa, l.b, l.sb);
@@ -507,29 +522,51 @@ impl Sim {
                 }
             }
             Action::KillOneSide(li, b_side) => {
-                let Some(l) = self.links.get_mut(li) else { return };
+                let Some(l) = self.links.get_mut(li) else {
+                    return;
+                };
                 if l.alive {
                     l.alive = false;
                     let (node, s) = if b_side { (l.b, l.sb) } else { (l.a, l.sa) };
-                    self.nodes[node].handle_transport_closed(now, s, "killed by simulator (one side)");
+                    self.nodes[node].handle_transport_closed(
+                        now,
+                        s,
+                        "killed by simulator (one side)",
+                    );
                 }
             }
             Action::Connect(a, b, cfg) => {
                 self.link(a, b, cfg);
             }
-            Action::Migrate { flow, responder, link } => {
-                let (Some(f), Some(l)) = (self.flows.get(flow), self.links.get(link)) else { return };
+            Action::Migrate {
+                flow,
+                responder,
+                link,
+            } => {
+                let (Some(f), Some(l)) = (self.flows.get(flow), self.links.get(link)) else {
+                    return;
+                };
                 let (node, sid, stream) = if responder {
-                    (f.spec.acceptor, f.at_acceptor, if l.a == f.spec.acceptor { l.sa } else { l.sb })
+                    (
+                        f.spec.acceptor,
+                        f.at_acceptor,
+                        if l.a == f.spec.acceptor { l.sa } else { l.sb },
+                    )
                 } else {
-                    (f.spec.opener, f.at_opener, if l.a == f.spec.opener { l.sa } else { l.sb })
+                    (
+                        f.spec.opener,
+                        f.at_opener,
+                        if l.a == f.spec.opener { l.sa } else { l.sb },
+                    )
                 };
                 if let Some(sid) = sid {
                     let _ = self.nodes[node].migrate(now, sid, stream);
                 }
             }
             Action::Drain { link, from_b } => {
-                let Some(l) = self.links.get(link) else { return };
+                let Some(l) = self.links.get(link) else {
+                    return;
+                };
                 let (node, stream) = if from_b { (l.b, l.sb) } else { (l.a, l.sa) };
                 let _ = self.nodes[node].drain_stream(now, stream);
             }
@@ -576,6 +613,23 @@ impl Sim {
                     None => {
                         let _ = self.nodes[n].reject_query(now, *session, 2);
                     }
+                }
+            }
+            Event::StreamDown { stream, .. } => {
+                // The node closed this stream: like a driver, close the
+                // transport. The other end sees the close after the bytes
+                // already in flight (an orderly TCP FIN), via an empty marker.
+                let now = self.now;
+                if let Some(l) = self.links.iter_mut().find(|l| {
+                    l.alive && ((l.a == n && l.sa == *stream) || (l.b == n && l.sb == *stream))
+                }) {
+                    let latency = l.config.latency;
+                    let d = if l.a == n { &mut l.ab } else { &mut l.ba };
+                    let at = d
+                        .queue
+                        .back()
+                        .map_or(now + latency, |(t, _)| (*t).max(now + latency));
+                    d.queue.push_back((at, Bytes::new()));
                 }
             }
             Event::Readable { session } => {
@@ -627,10 +681,13 @@ impl Sim {
         let max_write = f.spec.max_write.max(1);
         let (key, mut written, total) = (half.key, half.written, half.total);
         let mut chunk = vec![0u8; max_write];
-        let Some(mut s) = self.nodes[node].session(sid) else { return };
+        let Some(mut s) = self.nodes[node].session(sid) else {
+            return;
+        };
         let mut blocked = false;
         while written < total {
-            let want = (1 + self.rng.next_u64() as usize % max_write).min((total - written) as usize);
+            let want =
+                (1 + self.rng.next_u64() as usize % max_write).min((total - written) as usize);
             fill_pattern(key, written, &mut chunk[..want]);
             match s.write(&chunk[..want]) {
                 Ok(n) => written += n as u64,
@@ -681,7 +738,10 @@ impl Sim {
                         fill_pattern(key, read, &mut expect[..n]);
                         if buf[..n] != expect[..n] {
                             let at = (0..n).find(|k| buf[*k] != expect[*k]).unwrap_or(0);
-                            errors.push(format!("flow {i}: wrong byte at offset {}", read + at as u64));
+                            errors.push(format!(
+                                "flow {i}: wrong byte at offset {}",
+                                read + at as u64
+                            ));
                             break;
                         }
                         read += n as u64;
@@ -713,7 +773,10 @@ impl Sim {
             problems.extend(f.errors.iter().cloned());
             if let Some(code) = f.spec.reject {
                 if f.closed_opener != Some(CloseReason::Rejected(code)) {
-                    problems.push(format!("flow {i}: expected rejection {code}, got {:?}", f.closed_opener));
+                    problems.push(format!(
+                        "flow {i}: expected rejection {code}, got {:?}",
+                        f.closed_opener
+                    ));
                 }
                 continue;
             }
@@ -725,7 +788,9 @@ impl Sim {
                     ));
                 }
             }
-            if f.closed_opener != Some(CloseReason::Graceful) || f.closed_acceptor != Some(CloseReason::Graceful) {
+            if f.closed_opener != Some(CloseReason::Graceful)
+                || f.closed_acceptor != Some(CloseReason::Graceful)
+            {
                 problems.push(format!(
                     "flow {i}: closed opener {:?} acceptor {:?}",
                     f.closed_opener, f.closed_acceptor
@@ -749,14 +814,27 @@ impl Sim {
         self.pump_app();
         self.pull_output();
         let now = self.now;
-        let Some(l) = self.links.get_mut(link) else { return false };
+        let Some(l) = self.links.get_mut(link) else {
+            return false;
+        };
         if !l.alive {
             return false;
         }
-        let (d, node, stream) = if to_a { (&mut l.ba, l.a, l.sa) } else { (&mut l.ab, l.b, l.sb) };
-        let Some((_, data)) = d.queue.pop_front() else { return false };
+        let (d, node, stream) = if to_a {
+            (&mut l.ba, l.a, l.sa)
+        } else {
+            (&mut l.ab, l.b, l.sb)
+        };
+        let Some((_, data)) = d.queue.pop_front() else {
+            return false;
+        };
         d.in_flight -= data.len();
-        self.nodes[node].handle_input(now, stream, &data);
+        if data.is_empty() {
+            l.alive = false;
+            self.nodes[node].handle_transport_closed(now, stream, "peer closed the transport");
+        } else {
+            self.nodes[node].handle_input(now, stream, &data);
+        }
         self.collect_events();
         true
     }
@@ -811,7 +889,15 @@ pub mod fuzzing {
         let streams = streams.clamp(2, 3);
         for i in 0..streams {
             let (a, b) = if i == 2 { (1, 0) } else { (0, 1) };
-            sim.link(a, b, LinkConfig { latency: Duration::from_millis(1), bandwidth: None, buffer: 1 << 20 });
+            sim.link(
+                a,
+                b,
+                LinkConfig {
+                    latency: Duration::from_millis(1),
+                    bandwidth: None,
+                    buffer: 1 << 20,
+                },
+            );
         }
         let up = u64::from(it.next().unwrap_or(7)) * 700;
         let down = u64::from(it.next().unwrap_or(3)) * 500;
@@ -832,12 +918,20 @@ pub mod fuzzing {
                     let flow = usize::from(arg & 1);
                     let responder = arg & 2 != 0;
                     let link = usize::from(arg >> 2) % links;
-                    sim.act(Action::Migrate { flow, responder, link });
+                    sim.act(Action::Migrate {
+                        flow,
+                        responder,
+                        link,
+                    });
                 }
                 5 => sim.advance(Duration::from_millis(u64::from(arg % 50))),
                 6 if kills => {
                     if arg & 0x80 != 0 && links < 6 {
-                        sim.act(Action::Connect(usize::from(arg & 1), 1 - usize::from(arg & 1), LinkConfig::default()));
+                        sim.act(Action::Connect(
+                            usize::from(arg & 1),
+                            1 - usize::from(arg & 1),
+                            LinkConfig::default(),
+                        ));
                         links += 1;
                     } else {
                         sim.act(Action::Kill(usize::from(arg) % links));
@@ -856,7 +950,10 @@ pub mod fuzzing {
             sim.act(Action::Connect(0, 1, LinkConfig::default()));
         }
         if !sim.run_until_done(Duration::from_secs(300)) {
-            return Err(format!("did not settle: {}", sim.check().err().unwrap_or_default()));
+            return Err(format!(
+                "did not settle: {}",
+                sim.check().err().unwrap_or_default()
+            ));
         }
         sim.check()
     }
@@ -888,7 +985,9 @@ pub mod raw {
         /// Dials `node` (which accepts) and completes the handshake.
         pub fn connect(node: &mut Node, now: Timestamp, seed: u8) -> RawPeer {
             let identity = Identity::from_seed([seed; 32]);
-            let mut hs = Handshake::initiator(&identity, node.local_id(), Features::ALL, [seed; 32]).expect("initiator");
+            let mut hs =
+                Handshake::initiator(&identity, node.local_id(), Features::ALL, [seed; 32])
+                    .expect("initiator");
             let stream = node.accept(now).expect("accept");
             let mut to_node = BytesMut::new();
             let mut from_node = BytesMut::new();
@@ -905,7 +1004,13 @@ pub mod raw {
                 hs.handle_input(&mut from_node).expect("handshake input");
             }
             let est = hs.into_established().expect("established");
-            RawPeer { identity, stream, wire: est.stream_id, cipher: est.cipher, rx: from_node }
+            RawPeer {
+                identity,
+                stream,
+                wire: est.stream_id,
+                cipher: est.cipher,
+                rx: from_node,
+            }
         }
 
         /// Sends `frames` in one record.

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use astral_core::frame::Frame;
-use astral_core::{codes, CloseReason, Config, Event, Identity, Node, OpenError, StreamCloseReason, Timestamp};
+use astral_core::{
+    codes, CloseReason, Config, Event, Identity, Node, OpenError, StreamCloseReason, Timestamp,
+};
 use astral_sim::raw::RawPeer;
 
 fn node(config: Config) -> Node {
@@ -19,7 +21,15 @@ const T0: Timestamp = Timestamp::ZERO;
 
 /// Opens session `wire` from the raw peer and lets the node accept it.
 fn open(n: &mut Node, p: &mut RawPeer, wire: u64) -> astral_core::SessionId {
-    p.send(n, T0, &[Frame::Query { session: wire, buffer: 1000, query: "q".into() }]);
+    p.send(
+        n,
+        T0,
+        &[Frame::Query {
+            session: wire,
+            buffer: 1000,
+            query: "q".into(),
+        }],
+    );
     let id = events(n)
         .into_iter()
         .find_map(|e| match e {
@@ -29,17 +39,32 @@ fn open(n: &mut Node, p: &mut RawPeer, wire: u64) -> astral_core::SessionId {
         .expect("query event");
     n.accept_query(T0, id).unwrap();
     let frames = p.recv(n, T0);
-    assert!(frames.contains(&Frame::Response { session: wire, code: 0, buffer: n.config().recv_window }));
+    assert!(frames.contains(&Frame::Response {
+        session: wire,
+        code: 0,
+        buffer: n.config().recv_window
+    }));
     id
 }
 
 #[test]
 fn data_beyond_credit_resets_the_session_only() {
-    let mut n = node(Config { recv_window: 100, ..Config::default() });
+    let mut n = node(Config {
+        recv_window: 100,
+        ..Config::default()
+    });
     let mut p = RawPeer::connect(&mut n, T0, 1);
     let id = open(&mut n, &mut p, 5);
     events(&mut n);
-    p.send(&mut n, T0, &[Frame::DataAt { session: 5, offset: 0, payload: vec![0u8; 101].into() }]);
+    p.send(
+        &mut n,
+        T0,
+        &[Frame::DataAt {
+            session: 5,
+            offset: 0,
+            payload: vec![0u8; 101].into(),
+        }],
+    );
     let ev = events(&mut n);
     assert!(ev.iter().any(|e| matches!(e, Event::SessionClosed { session, reason: CloseReason::ProtocolError(_) } if *session == id)), "{ev:?}");
     assert!(p.recv(&mut n, T0).contains(&Frame::Reset { session: 5 }));
@@ -52,11 +77,44 @@ fn credit_beyond_sent_and_bad_fin_are_session_errors() {
     let mut n = node(Config::default());
     let mut p = RawPeer::connect(&mut n, T0, 1);
     open(&mut n, &mut p, 5);
-    p.send(&mut n, T0, &[Frame::Credit { session: 5, consumed: 10 }]);
-    assert!(events(&mut n).iter().any(|e| matches!(e, Event::SessionClosed { reason: CloseReason::ProtocolError(_), .. })));
+    p.send(
+        &mut n,
+        T0,
+        &[Frame::Credit {
+            session: 5,
+            consumed: 10,
+        }],
+    );
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::SessionClosed {
+            reason: CloseReason::ProtocolError(_),
+            ..
+        }
+    )));
     open(&mut n, &mut p, 6);
-    p.send(&mut n, T0, &[Frame::DataAt { session: 6, offset: 0, payload: vec![1u8; 10].into() }, Frame::Fin { session: 6, offset: 5 }]);
-    assert!(events(&mut n).iter().any(|e| matches!(e, Event::SessionClosed { reason: CloseReason::ProtocolError(_), .. })));
+    p.send(
+        &mut n,
+        T0,
+        &[
+            Frame::DataAt {
+                session: 6,
+                offset: 0,
+                payload: vec![1u8; 10].into(),
+            },
+            Frame::Fin {
+                session: 6,
+                offset: 5,
+            },
+        ],
+    );
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::SessionClosed {
+            reason: CloseReason::ProtocolError(_),
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -64,9 +122,25 @@ fn base_frames_close_the_stream_with_a_protocol_error() {
     let mut n = node(Config::default());
     let mut p = RawPeer::connect(&mut n, T0, 1);
     events(&mut n);
-    p.send(&mut n, T0, &[Frame::Data { session: 1, payload: vec![1].into() }]);
+    p.send(
+        &mut n,
+        T0,
+        &[Frame::Data {
+            session: 1,
+            payload: vec![1].into(),
+        }],
+    );
     let ev = events(&mut n);
-    assert!(ev.iter().any(|e| matches!(e, Event::StreamDown { reason: StreamCloseReason::ProtocolError(_), .. })), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            Event::StreamDown {
+                reason: StreamCloseReason::ProtocolError(_),
+                ..
+            }
+        )),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -74,20 +148,52 @@ fn forged_and_oversize_records_close_the_stream() {
     let mut n = node(Config::default());
     let mut p = RawPeer::connect(&mut n, T0, 1);
     events(&mut n);
-    p.send_raw(&mut n, T0, &[0, 20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
-    assert!(events(&mut n).iter().any(|e| matches!(e, Event::StreamDown { reason: StreamCloseReason::BadRecord(_), .. })));
+    p.send_raw(
+        &mut n,
+        T0,
+        &[
+            0, 20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+        ],
+    );
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            reason: StreamCloseReason::BadRecord(_),
+            ..
+        }
+    )));
     let mut p = RawPeer::connect(&mut n, T0, 2);
     events(&mut n);
     p.send_raw(&mut n, T0, &[0, 3, 1, 2, 3]);
-    assert!(events(&mut n).iter().any(|e| matches!(e, Event::StreamDown { reason: StreamCloseReason::BadRecord(_), .. })));
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            reason: StreamCloseReason::BadRecord(_),
+            ..
+        }
+    )));
 }
 
 #[test]
 fn garbage_handshake_closes_with_reason() {
     let mut n = node(Config::default());
     let s = n.accept(T0).unwrap();
-    n.handle_input(T0, s, &[0, 48].iter().chain([7u8; 48].iter()).copied().collect::<Vec<_>>());
-    assert!(events(&mut n).iter().any(|e| matches!(e, Event::StreamDown { reason: StreamCloseReason::HandshakeFailed(_), .. })));
+    n.handle_input(
+        T0,
+        s,
+        &[0, 48]
+            .iter()
+            .chain([7u8; 48].iter())
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            reason: StreamCloseReason::HandshakeFailed(_),
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -96,10 +202,22 @@ fn markers_naming_unknown_streams_or_sessions_are_ignored() {
     let mut p = RawPeer::connect(&mut n, T0, 1);
     let id = open(&mut n, &mut p, 5);
     events(&mut n);
-    p.send(&mut n, T0, &[
-        Frame::MigrateTo { session: 5, target: 0xdead, epoch: 1 },
-        Frame::MigrateTo { session: 77, target: p.wire, epoch: 1 },
-    ]);
+    p.send(
+        &mut n,
+        T0,
+        &[
+            Frame::MigrateTo {
+                session: 5,
+                target: 0xdead,
+                epoch: 1,
+            },
+            Frame::MigrateTo {
+                session: 77,
+                target: p.wire,
+                epoch: 1,
+            },
+        ],
+    );
     assert!(events(&mut n).is_empty());
     let info = n.session_info(id).unwrap();
     assert_eq!(info.state, astral_core::SessionState::Open);
@@ -112,63 +230,142 @@ fn marker_naming_another_peers_stream_is_ignored() {
     let mut p = RawPeer::connect(&mut n, T0, 1);
     let q = RawPeer::connect(&mut n, T0, 2);
     let id = open(&mut n, &mut p, 5);
-    p.send(&mut n, T0, &[Frame::MigrateTo { session: 5, target: q.wire, epoch: 1 }]);
+    p.send(
+        &mut n,
+        T0,
+        &[Frame::MigrateTo {
+            session: 5,
+            target: q.wire,
+            epoch: 1,
+        }],
+    );
     assert_eq!(n.session_info(id).unwrap().send_stream, p.stream);
 }
 
 #[test]
 fn unknown_sessions_get_rate_limited_resets() {
-    let mut n = node(Config { unknown_session_resets_per_sec: 3, ..Config::default() });
+    let mut n = node(Config {
+        unknown_session_resets_per_sec: 3,
+        ..Config::default()
+    });
     let mut p = RawPeer::connect(&mut n, Timestamp::from_nanos(2_000_000_000), 1);
     let now = Timestamp::from_nanos(2_000_000_000);
-    let frames: Vec<Frame> = (100..110).map(|s| Frame::Credit { session: s, consumed: 1 }).collect();
+    let frames: Vec<Frame> = (100..110)
+        .map(|s| Frame::Credit {
+            session: s,
+            consumed: 1,
+        })
+        .collect();
     p.send(&mut n, now, &frames);
-    let resets = p.recv(&mut n, now).iter().filter(|f| matches!(f, Frame::Reset { .. })).count();
+    let resets = p
+        .recv(&mut n, now)
+        .iter()
+        .filter(|f| matches!(f, Frame::Reset { .. }))
+        .count();
     assert_eq!(resets, 3);
 }
 
 #[test]
 fn limit_query_length() {
-    let mut n = node(Config { max_query_len: 8, ..Config::default() });
+    let mut n = node(Config {
+        max_query_len: 8,
+        ..Config::default()
+    });
     let mut p = RawPeer::connect(&mut n, T0, 1);
-    // Longer than the limit: the decoder refuses it (the frame is malformed
-    // for this node), which closes the stream.
-    p.send(&mut n, T0, &[Frame::Query { session: 1, buffer: 10, query: "a".repeat(9) }]);
-    assert!(events(&mut n).iter().any(|e| matches!(e, Event::StreamDown { .. })));
-    let mut n2 = node(Config { max_query_len: 8, ..Config::default() });
-    assert_eq!(n2.open_session(T0, Identity::from_seed([1; 32]).node_id(), "123456789"), Err(OpenError::QueryTooLong(9)));
+    // Longer than the limit: refused for that session, the stream stays.
+    p.send(
+        &mut n,
+        T0,
+        &[Frame::Query {
+            session: 1,
+            buffer: 10,
+            query: "a".repeat(9),
+        }],
+    );
+    assert!(p.recv(&mut n, T0).contains(&Frame::Response {
+        session: 1,
+        code: codes::LIMIT,
+        buffer: 0
+    }));
+    assert!(n.stream_info(p.stream).is_some());
+    let mut n2 = node(Config {
+        max_query_len: 8,
+        ..Config::default()
+    });
+    assert_eq!(
+        n2.open_session(T0, Identity::from_seed([1; 32]).node_id(), "123456789"),
+        Err(OpenError::QueryTooLong(9))
+    );
 }
 
 #[test]
 fn limit_pending_queries() {
-    let mut n = node(Config { max_pending_queries: 2, ..Config::default() });
+    let mut n = node(Config {
+        max_pending_queries: 2,
+        ..Config::default()
+    });
     let mut p = RawPeer::connect(&mut n, T0, 1);
-    let q = |s| Frame::Query { session: s, buffer: 10, query: "x".into() };
+    let q = |s| Frame::Query {
+        session: s,
+        buffer: 10,
+        query: "x".into(),
+    };
     p.send(&mut n, T0, &[q(1), q(2), q(3)]);
     let frames = p.recv(&mut n, T0);
-    assert!(frames.contains(&Frame::Response { session: 3, code: codes::BUSY, buffer: 0 }));
+    assert!(frames.contains(&Frame::Response {
+        session: 3,
+        code: codes::BUSY,
+        buffer: 0
+    }));
 }
 
 #[test]
 fn limit_sessions_per_peer() {
-    let mut n = node(Config { max_sessions_per_peer: 2, ..Config::default() });
+    let mut n = node(Config {
+        max_sessions_per_peer: 2,
+        ..Config::default()
+    });
     let mut p = RawPeer::connect(&mut n, T0, 1);
-    let q = |s| Frame::Query { session: s, buffer: 10, query: "x".into() };
+    let q = |s| Frame::Query {
+        session: s,
+        buffer: 10,
+        query: "x".into(),
+    };
     p.send(&mut n, T0, &[q(1), q(2), q(3)]);
-    assert!(p.recv(&mut n, T0).contains(&Frame::Response { session: 3, code: codes::LIMIT, buffer: 0 }));
+    assert!(p.recv(&mut n, T0).contains(&Frame::Response {
+        session: 3,
+        code: codes::LIMIT,
+        buffer: 0
+    }));
     let peer = p.identity.node_id();
-    assert_eq!(n.open_session(T0, peer, "x"), Err(OpenError::TooManySessions));
+    assert_eq!(
+        n.open_session(T0, peer, "x"),
+        Err(OpenError::TooManySessions)
+    );
 }
 
 #[test]
 fn limit_streams_per_peer_and_handshakes() {
-    let mut n = node(Config { max_streams_per_peer: 1, max_handshaking_streams: 2, ..Config::default() });
+    let mut n = node(Config {
+        max_streams_per_peer: 1,
+        max_handshaking_streams: 2,
+        ..Config::default()
+    });
     let _p = RawPeer::connect(&mut n, T0, 1);
     events(&mut n);
     let _p2 = RawPeer::connect(&mut n, T0, 1);
-    assert!(events(&mut n).iter().any(|e| matches!(e, Event::StreamDown { reason: StreamCloseReason::LimitExceeded(_), .. })));
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            reason: StreamCloseReason::LimitExceeded(_),
+            ..
+        }
+    )));
     let peer = Identity::from_seed([1; 32]).node_id();
-    assert!(n.connect(T0, peer).is_err(), "one established stream already");
+    assert!(
+        n.connect(T0, peer).is_err(),
+        "one established stream already"
+    );
     n.accept(T0).unwrap();
     n.accept(T0).unwrap();
     assert!(n.accept(T0).is_err(), "two handshakes in progress");
@@ -176,30 +373,72 @@ fn limit_streams_per_peer_and_handshakes() {
 
 #[test]
 fn handshake_and_routing_timeouts() {
-    let config = Config { handshake_timeout: Duration::from_secs(1), routing_timeout: Duration::from_secs(2), ..Config::default() };
+    let config = Config {
+        handshake_timeout: Duration::from_secs(1),
+        routing_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
     let mut n = node(config);
     n.accept(T0).unwrap();
     n.handle_timeout(T0 + Duration::from_secs(1));
-    assert!(events(&mut n).iter().any(|e| matches!(e, Event::StreamDown { reason: StreamCloseReason::HandshakeTimeout, .. })));
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            reason: StreamCloseReason::HandshakeTimeout,
+            ..
+        }
+    )));
     let peer = Identity::from_seed([1; 32]).node_id();
     let id = n.open_session(T0, peer, "x").unwrap();
     n.handle_timeout(T0 + Duration::from_secs(2));
-    assert!(events(&mut n).contains(&Event::SessionClosed { session: id, reason: CloseReason::RoutingTimeout }));
+    assert!(events(&mut n).contains(&Event::SessionClosed {
+        session: id,
+        reason: CloseReason::RoutingTimeout
+    }));
     // An inbound query the application ignores is answered with TIMEOUT.
     let mut p = RawPeer::connect(&mut n, T0 + Duration::from_secs(3), 1);
     let t = T0 + Duration::from_secs(3);
-    p.send(&mut n, t, &[Frame::Query { session: 1, buffer: 10, query: "x".into() }]);
+    p.send(
+        &mut n,
+        t,
+        &[Frame::Query {
+            session: 1,
+            buffer: 10,
+            query: "x".into(),
+        }],
+    );
     n.handle_timeout(t + Duration::from_secs(2));
-    assert!(p.recv(&mut n, t + Duration::from_secs(2)).contains(&Frame::Response { session: 1, code: codes::TIMEOUT, buffer: 0 }));
+    assert!(p
+        .recv(&mut n, t + Duration::from_secs(2))
+        .contains(&Frame::Response {
+            session: 1,
+            code: codes::TIMEOUT,
+            buffer: 0
+        }));
 }
 
 #[test]
 fn dead_stream_timeout_and_pings() {
-    let config = Config { keepalive_interval: Duration::from_secs(1), dead_timeout: Duration::from_secs(3), ..Config::default() };
+    let config = Config {
+        keepalive_interval: Duration::from_secs(1),
+        dead_timeout: Duration::from_secs(3),
+        ..Config::default()
+    };
     let mut n = node(config);
     let mut p = RawPeer::connect(&mut n, T0, 1);
     let frames = p.recv(&mut n, T0);
-    assert!(frames.iter().any(|f| matches!(f, Frame::Ping { pong: false, .. })), "pings at once: {frames:?}");
+    assert!(
+        frames
+            .iter()
+            .any(|f| matches!(f, Frame::Ping { pong: false, .. })),
+        "pings at once: {frames:?}"
+    );
     n.handle_timeout(T0 + Duration::from_secs(3));
-    assert!(events(&mut n).iter().any(|e| matches!(e, Event::StreamDown { reason: StreamCloseReason::PingTimeout, .. })));
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            reason: StreamCloseReason::PingTimeout,
+            ..
+        }
+    )));
 }

@@ -20,7 +20,10 @@ use astral_sim::{Action, FlowSpec, LinkConfig, Sim};
 use proptest::prelude::*;
 
 fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[derive(Clone, Debug)]
@@ -38,7 +41,16 @@ fn schedule(max_links: usize, with_kills: bool) -> impl Strategy<Value = Schedul
     (
         any::<u64>(),
         prop::collection::vec(1u64..40, 2..=max_links),
-        prop::collection::vec((any::<bool>(), 0u32..300_000, 0u32..300_000, 1u16..20_000, 1u16..20_000), 1..4),
+        prop::collection::vec(
+            (
+                any::<bool>(),
+                0u32..300_000,
+                0u32..300_000,
+                1u16..20_000,
+                1u16..20_000,
+            ),
+            1..4,
+        ),
         prop::collection::vec((0u16..800, 0usize..4, any::<bool>(), 0usize..8), 0..6),
         if with_kills {
             prop::collection::vec((0u16..800, 0usize..8), 1..3).boxed()
@@ -52,15 +64,17 @@ fn schedule(max_links: usize, with_kills: bool) -> impl Strategy<Value = Schedul
         },
         prop_oneof![Just(4096u32), Just(65_536u32), Just(262_144u32)],
     )
-        .prop_map(|(seed, latencies, flows, migrations, kills, connects, window)| Schedule {
-            seed,
-            latencies,
-            flows,
-            migrations,
-            kills,
-            connects,
-            window,
-        })
+        .prop_map(
+            |(seed, latencies, flows, migrations, kills, connects, window)| Schedule {
+                seed,
+                latencies,
+                flows,
+                migrations,
+                kills,
+                connects,
+                window,
+            },
+        )
 }
 
 fn run(s: &Schedule) -> Result<(), String> {
@@ -82,7 +96,11 @@ fn run(s: &Schedule) -> Result<(), String> {
         .flows
         .iter()
         .map(|&(dir, up, down, w, r)| {
-            let mut f = if dir { FlowSpec::new(0, 1, up.into(), down.into()) } else { FlowSpec::new(1, 0, up.into(), down.into()) };
+            let mut f = if dir {
+                FlowSpec::new(0, 1, up.into(), down.into())
+            } else {
+                FlowSpec::new(1, 0, up.into(), down.into())
+            };
             f.max_write = w.into();
             f.max_read = r.into();
             f
@@ -92,22 +110,35 @@ fn run(s: &Schedule) -> Result<(), String> {
     let mut links = s.latencies.len();
     for &(at, b, lat) in &s.connects {
         let (x, y) = if b { (1, 0) } else { (0, 1) };
-        sim.at(Sim::t(Duration::from_millis(at.into())), Action::Connect(x, y, LinkConfig::with_latency(Duration::from_millis(lat))));
+        sim.at(
+            Sim::t(Duration::from_millis(at.into())),
+            Action::Connect(x, y, LinkConfig::with_latency(Duration::from_millis(lat))),
+        );
         links += 1;
     }
     for &(at, flow, responder, link) in &s.migrations {
-        let action = Action::Migrate { flow: flow % specs.len(), responder, link: link % s.latencies.len() };
+        let action = Action::Migrate {
+            flow: flow % specs.len(),
+            responder,
+            link: link % s.latencies.len(),
+        };
         sim.at(Sim::t(Duration::from_millis(at.into())), action);
     }
     for &(at, link) in &s.kills {
-        sim.at(Sim::t(Duration::from_millis(at.into())), Action::Kill(link % links.max(1)));
+        sim.at(
+            Sim::t(Duration::from_millis(at.into())),
+            Action::Kill(link % links.max(1)),
+        );
     }
     // Links that come up later may be killed too.
     if !sim.run_until_done(Duration::from_secs(600)) {
         // A run whose every stream died for good can only end unreachable.
         let alive = sim.links.iter().any(|l| l.alive);
         if alive {
-            return Err(format!("did not settle: {}", sim.check().err().unwrap_or_default()));
+            return Err(format!(
+                "did not settle: {}",
+                sim.check().err().unwrap_or_default()
+            ));
         }
     }
     let alive = sim.links.iter().any(|l| l.alive);

@@ -17,7 +17,9 @@ fn one_session_both_ways() {
     sim.open_flows(&[FlowSpec::new(0, 1, 1_000_000, 300_000)]);
     assert!(sim.run_until_done(secs(60)), "did not settle");
     sim.check().unwrap();
-    assert!(!sim.events_matching(|e| matches!(e, Event::Linked(_))).is_empty());
+    assert!(!sim
+        .events_matching(|e| matches!(e, Event::Linked(_)))
+        .is_empty());
 }
 
 #[test]
@@ -63,7 +65,10 @@ fn half_close_keeps_other_direction_flowing() {
 
 #[test]
 fn stream_death_without_alternative_closes_sessions_with_reason() {
-    let config = Config { recovery_timeout: secs(3), ..Config::default() };
+    let config = Config {
+        recovery_timeout: secs(3),
+        ..Config::default()
+    };
     let mut sim = Sim::new(5, 2, config);
     sim.link(0, 1, LinkConfig::default());
     sim.open_flows(&[FlowSpec::new(0, 1, 50_000_000, 50_000_000)]);
@@ -72,8 +77,12 @@ fn stream_death_without_alternative_closes_sessions_with_reason() {
     let f = &sim.flows[0];
     assert_eq!(f.closed_opener, Some(CloseReason::PeerUnreachable));
     assert_eq!(f.closed_acceptor, Some(CloseReason::PeerUnreachable));
-    assert!(!sim.events_matching(|e| matches!(e, Event::Unlinked(_))).is_empty());
-    assert!(!sim.events_matching(|e| matches!(e, Event::Recovering { .. })).is_empty());
+    assert!(!sim
+        .events_matching(|e| matches!(e, Event::Unlinked(_)))
+        .is_empty());
+    assert!(!sim
+        .events_matching(|e| matches!(e, Event::Recovering { .. }))
+        .is_empty());
 }
 
 #[test]
@@ -82,7 +91,9 @@ fn same_seed_same_trace() {
         let mut sim = Sim::new(seed, 2, Config::default());
         sim.link(0, 1, LinkConfig::default());
         sim.link(1, 0, LinkConfig::with_latency(Duration::from_millis(2)));
-        let specs: Vec<_> = (0..20).map(|i| FlowSpec::new(i % 2, 1 - i % 2, 30_000, 20_000)).collect();
+        let specs: Vec<_> = (0..20)
+            .map(|i| FlowSpec::new(i % 2, 1 - i % 2, 30_000, 20_000))
+            .collect();
         sim.open_flows(&specs);
         assert!(sim.run_until_done(secs(60)));
         sim.check().unwrap();
@@ -103,5 +114,9 @@ fn workload_really_moves_bytes() {
     assert_eq!(sim.flows[0].down.read, 1_000_000);
     // 5 MB over 100 MB/s links with a 256 KiB window and 10 ms RTT:
     // window-limited to ~26 MB/s, so at least ~0.2 s of virtual time.
-    assert!(sim.now > Sim::t(Duration::from_millis(150)), "{:?}", sim.now);
+    assert!(
+        sim.now > Sim::t(Duration::from_millis(150)),
+        "{:?}",
+        sim.now
+    );
 }

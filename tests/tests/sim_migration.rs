@@ -17,14 +17,22 @@ fn two_links(seed: u64, config: Config) -> Sim {
 }
 
 fn migrated_events(sim: &Sim) -> usize {
-    sim.events_matching(|e| matches!(e, Event::Migrated { .. })).len()
+    sim.events_matching(|e| matches!(e, Event::Migrated { .. }))
+        .len()
 }
 
 #[test]
 fn migrate_mid_transfer_from_opener() {
     let mut sim = two_links(1, Config::default());
     sim.open_flows(&[FlowSpec::new(0, 1, 20_000_000, 20_000_000)]);
-    sim.at(Sim::t(ms(200)), Action::Migrate { flow: 0, responder: false, link: 1 });
+    sim.at(
+        Sim::t(ms(200)),
+        Action::Migrate {
+            flow: 0,
+            responder: false,
+            link: 1,
+        },
+    );
     assert!(sim.run_until_done(Duration::from_secs(60)));
     sim.check().unwrap();
     // Both ends report it.
@@ -35,8 +43,22 @@ fn migrate_mid_transfer_from_opener() {
 fn migrate_mid_transfer_from_acceptor_and_back() {
     let mut sim = two_links(2, Config::default());
     sim.open_flows(&[FlowSpec::new(0, 1, 10_000_000, 10_000_000)]);
-    sim.at(Sim::t(ms(100)), Action::Migrate { flow: 0, responder: true, link: 1 });
-    sim.at(Sim::t(ms(400)), Action::Migrate { flow: 0, responder: false, link: 0 });
+    sim.at(
+        Sim::t(ms(100)),
+        Action::Migrate {
+            flow: 0,
+            responder: true,
+            link: 1,
+        },
+    );
+    sim.at(
+        Sim::t(ms(400)),
+        Action::Migrate {
+            flow: 0,
+            responder: false,
+            link: 0,
+        },
+    );
     assert!(sim.run_until_done(Duration::from_secs(60)));
     sim.check().unwrap();
     assert_eq!(migrated_events(&sim), 4);
@@ -50,8 +72,22 @@ fn concurrent_migrations_same_and_different_targets_settle() {
         sim.link(0, 1, LinkConfig::with_latency(ms(9)));
         sim.link(1, 0, LinkConfig::with_latency(ms(13)));
         sim.open_flows(&[FlowSpec::new(0, 1, 40_000_000, 40_000_000)]);
-        sim.at(Sim::t(ms(150)), Action::Migrate { flow: 0, responder: false, link: a_target });
-        sim.at(Sim::t(ms(150)), Action::Migrate { flow: 0, responder: true, link: b_target });
+        sim.at(
+            Sim::t(ms(150)),
+            Action::Migrate {
+                flow: 0,
+                responder: false,
+                link: a_target,
+            },
+        );
+        sim.at(
+            Sim::t(ms(150)),
+            Action::Migrate {
+                flow: 0,
+                responder: true,
+                link: b_target,
+            },
+        );
         // Snapshot bindings after the migrations settle but before the end.
         sim.run_for(ms(600));
         let f = &sim.flows[0];
@@ -75,8 +111,22 @@ fn migration_started_while_previous_in_flight() {
     sim.link(0, 1, LinkConfig::with_latency(ms(50)));
     sim.link(0, 1, LinkConfig::with_latency(ms(50)));
     sim.open_flows(&[FlowSpec::new(0, 1, 5_000_000, 5_000_000)]);
-    sim.at(Sim::t(ms(500)), Action::Migrate { flow: 0, responder: false, link: 1 });
-    sim.at(Sim::t(ms(510)), Action::Migrate { flow: 0, responder: false, link: 2 });
+    sim.at(
+        Sim::t(ms(500)),
+        Action::Migrate {
+            flow: 0,
+            responder: false,
+            link: 1,
+        },
+    );
+    sim.at(
+        Sim::t(ms(510)),
+        Action::Migrate {
+            flow: 0,
+            responder: false,
+            link: 2,
+        },
+    );
     assert!(sim.run_until_done(Duration::from_secs(60)));
     sim.check().unwrap();
 }
@@ -85,7 +135,14 @@ fn migration_started_while_previous_in_flight() {
 fn target_dies_mid_migration_session_recovers() {
     let mut sim = two_links(7, Config::default());
     sim.open_flows(&[FlowSpec::new(0, 1, 10_000_000, 10_000_000)]);
-    sim.at(Sim::t(ms(200)), Action::Migrate { flow: 0, responder: false, link: 1 });
+    sim.at(
+        Sim::t(ms(200)),
+        Action::Migrate {
+            flow: 0,
+            responder: false,
+            link: 1,
+        },
+    );
     sim.at(Sim::t(ms(205)), Action::Kill(1));
     assert!(sim.run_until_done(Duration::from_secs(60)));
     sim.check().unwrap();
@@ -95,16 +152,28 @@ fn target_dies_mid_migration_session_recovers() {
 fn old_stream_dies_mid_migration_session_recovers() {
     let mut sim = two_links(8, Config::default());
     sim.open_flows(&[FlowSpec::new(0, 1, 10_000_000, 10_000_000)]);
-    sim.at(Sim::t(ms(200)), Action::Migrate { flow: 0, responder: false, link: 1 });
+    sim.at(
+        Sim::t(ms(200)),
+        Action::Migrate {
+            flow: 0,
+            responder: false,
+            link: 1,
+        },
+    );
     sim.at(Sim::t(ms(202)), Action::Kill(0));
     assert!(sim.run_until_done(Duration::from_secs(60)));
     sim.check().unwrap();
-    assert!(!sim.events_matching(|e| matches!(e, Event::Recovered { .. })).is_empty());
+    assert!(!sim
+        .events_matching(|e| matches!(e, Event::Recovered { .. }))
+        .is_empty());
 }
 
 #[test]
 fn ten_thousand_sessions_migrate_in_one_round_trip() {
-    let config = Config { max_pending_queries: 20_000, ..Config::default() };
+    let config = Config {
+        max_pending_queries: 20_000,
+        ..Config::default()
+    };
     let mut sim = Sim::new(9, 2, config);
     sim.manual_queries = true;
     sim.link(0, 1, LinkConfig::with_latency(ms(10)));
@@ -115,7 +184,13 @@ fn ten_thousand_sessions_migrate_in_one_round_trip() {
     sim.open_flows(&specs[..0]);
     let peer = sim.id(1);
     let now = sim.now;
-    let ids: Vec<_> = (0..10_000).map(|i| sim.nodes[0].open_session(now, peer, &format!("idle{i}")).unwrap()).collect();
+    let ids: Vec<_> = (0..10_000)
+        .map(|i| {
+            sim.nodes[0]
+                .open_session(now, peer, &format!("idle{i}"))
+                .unwrap()
+        })
+        .collect();
     // Accept them all at node 1 by hand.
     sim.run_for(ms(100));
     let mut accepted = 0;
@@ -127,7 +202,9 @@ fn ten_thousand_sessions_migrate_in_one_round_trip() {
     }
     assert_eq!(accepted, 10_000);
     sim.run_for(ms(100));
-    assert!(ids.iter().all(|id| sim.nodes[0].session_info(*id).unwrap().state == SessionState::Open));
+    assert!(ids
+        .iter()
+        .all(|id| sim.nodes[0].session_info(*id).unwrap().state == SessionState::Open));
     let target = sim.links[1].sa;
     let start = sim.now;
     for id in &ids {
@@ -141,18 +218,24 @@ fn ten_thousand_sessions_migrate_in_one_round_trip() {
         .filter(|(_, n, e)| *n == 0 && matches!(e, Event::Migrated { .. }))
         .count();
     assert_eq!(done, 10_000, "all migrations complete within ~one RTT");
-    assert!(ids.iter().all(|id| sim.nodes[0].session_info(*id).unwrap().state == SessionState::Open));
+    assert!(ids
+        .iter()
+        .all(|id| sim.nodes[0].session_info(*id).unwrap().state == SessionState::Open));
 }
 
 #[test]
 fn kill_mid_transfer_with_second_stream_loses_nothing() {
     let mut sim = two_links(10, Config::default());
-    let specs: Vec<_> = (0..20).map(|i| FlowSpec::new(i % 2, 1 - i % 2, 2_000_000, 1_000_000)).collect();
+    let specs: Vec<_> = (0..20)
+        .map(|i| FlowSpec::new(i % 2, 1 - i % 2, 2_000_000, 1_000_000))
+        .collect();
     sim.open_flows(&specs);
     sim.at(Sim::t(ms(150)), Action::Kill(0));
     assert!(sim.run_until_done(Duration::from_secs(60)));
     sim.check().unwrap();
-    let recovered = sim.events_matching(|e| matches!(e, Event::Recovered { .. })).len();
+    let recovered = sim
+        .events_matching(|e| matches!(e, Event::Recovered { .. }))
+        .len();
     assert!(recovered >= 20, "recovered {recovered}");
 }
 
@@ -174,12 +257,21 @@ fn half_open_stream_detected_by_timeout_then_recovered() {
 
 #[test]
 fn partition_and_heal_within_timeout() {
-    let config = Config { recovery_timeout: Duration::from_secs(10), ..Config::default() };
+    let config = Config {
+        recovery_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
     let mut sim = Sim::new(12, 2, config);
     sim.link(0, 1, LinkConfig::default());
-    sim.open_flows(&[FlowSpec::new(0, 1, 4_000_000, 4_000_000), FlowSpec::new(1, 0, 1_000_000, 0)]);
+    sim.open_flows(&[
+        FlowSpec::new(0, 1, 4_000_000, 4_000_000),
+        FlowSpec::new(1, 0, 1_000_000, 0),
+    ]);
     sim.at(Sim::t(ms(100)), Action::Kill(0));
-    sim.at(Sim::t(ms(3000)), Action::Connect(1, 0, LinkConfig::default()));
+    sim.at(
+        Sim::t(ms(3000)),
+        Action::Connect(1, 0, LinkConfig::default()),
+    );
     assert!(sim.run_until_done(Duration::from_secs(60)));
     sim.check().unwrap();
 }
@@ -187,12 +279,30 @@ fn partition_and_heal_within_timeout() {
 #[test]
 fn drain_moves_sessions_and_closes_stream_without_recovery() {
     let mut sim = two_links(13, Config::default());
-    let specs: Vec<_> = (0..10).map(|_| FlowSpec::new(0, 1, 3_000_000, 3_000_000)).collect();
+    let specs: Vec<_> = (0..10)
+        .map(|_| FlowSpec::new(0, 1, 3_000_000, 3_000_000))
+        .collect();
     sim.open_flows(&specs);
-    sim.at(Sim::t(ms(200)), Action::Drain { link: 0, from_b: false });
+    sim.at(
+        Sim::t(ms(200)),
+        Action::Drain {
+            link: 0,
+            from_b: false,
+        },
+    );
     assert!(sim.run_until_done(Duration::from_secs(60)));
     sim.check().unwrap();
-    assert!(sim.events_matching(|e| matches!(e, Event::Recovering { .. })).is_empty());
-    let downs = sim.events_matching(|e| matches!(e, Event::StreamDown { reason: astral_core::StreamCloseReason::Drained, .. }));
+    assert!(sim
+        .events_matching(|e| matches!(e, Event::Recovering { .. }))
+        .is_empty());
+    let downs = sim.events_matching(|e| {
+        matches!(
+            e,
+            Event::StreamDown {
+                reason: astral_core::StreamCloseReason::Drained,
+                ..
+            }
+        )
+    });
     assert_eq!(downs.len(), 2, "both ends close the drained stream");
 }

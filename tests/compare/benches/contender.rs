@@ -1,0 +1,342 @@
+//! What a contender is, and the workloads for any stream transport.
+//!
+//! A contender is anything implementing [`Contender`]: three blocking
+//! workloads run on the shared tokio runtime. Most contenders are byte-stream
+//! transports; for those, implement the smaller [`Transport`] trait and wrap
+//! it with [`streamed`]: the client and server sides of every workload are
+//! written once here, so all transports run exactly the same code.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::runtime::Runtime;
+
+pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Upper bound for one workload run, so a wedged contender cannot hang the run.
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(900);
+/// Echo rounds run before the measured ones.
+const ECHO_WARMUP: usize = 100;
+/// Server-side read buffer (also the bulk receiver's buffer).
+const READ_BUF: usize = 64 * 1024;
+
+/// Result of one bulk transfer.
+pub struct Bulk {
+    /// From the first byte written (sessions already established) to the
+    /// last session's receipt acknowledged by the server.
+    pub elapsed: Duration,
+    /// Payload bytes delivered (all sessions).
+    pub bytes: u64,
+    /// How the sessions were carried, e.g. "64 streams / 1 conn".
+    pub mode: String,
+}
+
+/// One side of the comparison. Every method blocks on `rt` and returns
+/// only once the server side has been torn down again.
+pub trait Contender {
+    fn name(&self) -> String;
+    /// `payload` bytes split over `sessions` concurrent sessions, written
+    /// `write_size` bytes at a time.
+    fn bulk(&self, rt: &Runtime, payload: u64, sessions: usize, write_size: usize) -> Res<Bulk>;
+    /// 1-byte round trips over one session; one latency per measured round.
+    fn echo(&self, rt: &Runtime, rounds: usize) -> Res<Vec<Duration>>;
+    /// `n` sequential session set-ups (connect + handshake + first 1-byte
+    /// round trip + close); one latency per set-up.
+    fn handshakes(&self, rt: &Runtime, n: usize) -> Res<Vec<Duration>>;
+}
+
+/// A byte-stream transport: a listener that accepts connections, and
+/// connections that carry one (not multiplexed) or many streams.
+///
+/// Every method may be called from any runtime task; `Clone` must be cheap.
+pub trait Transport: Clone + Send + Sync + 'static {
+    type Listener: Send + 'static;
+    /// An accepted connection before its handshake.
+    type Incoming: Send + 'static;
+    /// An established connection (either side).
+    type Conn: Send + 'static;
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    fn name(&self) -> String;
+    /// Whether one connection carries many streams; if not, `open_stream` and
+    /// `accept_stream` yield the connection itself, once.
+    fn multiplexed(&self) -> bool;
+
+    fn listen(&self) -> impl Future<Output = Res<(Self::Listener, SocketAddr)>> + Send;
+    fn accept(&self, l: &mut Self::Listener) -> impl Future<Output = Res<Self::Incoming>> + Send;
+    /// Server side of the handshake.
+    fn establish(&self, inc: Self::Incoming) -> impl Future<Output = Res<Self::Conn>> + Send;
+    /// Next stream opened by the peer; `None` once the connection is closed.
+    fn accept_stream(
+        &self,
+        c: &mut Self::Conn,
+    ) -> impl Future<Output = Res<Option<Self::Stream>>> + Send;
+
+    /// Client side: connect and handshake.
+    fn connect(&self, addr: SocketAddr) -> impl Future<Output = Res<Self::Conn>> + Send;
+    fn open_stream(&self, c: &mut Self::Conn) -> impl Future<Output = Res<Self::Stream>> + Send;
+}
+
+/// Make a [`Contender`] out of a [`Transport`].
+pub fn streamed<T: Transport>(t: T) -> Box<dyn Contender> {
+    Box::new(Streamed(t))
+}
+
+struct Streamed<T>(T);
+
+/// Server for one workload run; stops accepting when dropped.
+struct Server(tokio::task::JoinHandle<()>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn start_server<T: Transport>(t: &T) -> Res<(Server, SocketAddr)> {
+    let (mut listener, addr) = t.listen().await?;
+    let t = t.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok(inc) = t.accept(&mut listener).await else {
+                return;
+            };
+            let t = t.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = t.establish(inc).await else {
+                    return;
+                };
+                while let Ok(Some(stream)) = t.accept_stream(&mut conn).await {
+                    tokio::spawn(async move {
+                        // A peer that goes away mid-workload is the client's
+                        // problem to report, not the server's.
+                        let _ = serve_stream(stream).await;
+                    });
+                }
+            });
+        }
+    });
+    Ok((Server(task), addr))
+}
+
+/// Opcodes: the first byte a client writes on a stream.
+const OP_BULK: u8 = b'B';
+const OP_ECHO: u8 = b'E';
+
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> Res<()> {
+    let mut op = [0u8; 1];
+    s.read_exact(&mut op).await?;
+    let mut buf = vec![0u8; READ_BUF];
+    match op[0] {
+        OP_BULK => {
+            let mut total = 0u64;
+            loop {
+                let n = s.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+            }
+            s.write_all(&total.to_le_bytes()).await?;
+        }
+        OP_ECHO => loop {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            s.write_all(&buf[..n]).await?;
+            s.flush().await?;
+        },
+        other => return Err(format!("unknown opcode {other}").into()),
+    }
+    s.shutdown().await?;
+    Ok(())
+}
+
+async fn send_bulk<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    bytes: u64,
+    data: Arc<Vec<u8>>,
+) -> Res<()> {
+    s.write_all(&[OP_BULK]).await?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left).map_or(data.len(), |l| l.min(data.len()));
+        s.write_all(&data[..n]).await?;
+        left -= n as u64;
+    }
+    s.shutdown().await?;
+    let mut ack = [0u8; 8];
+    s.read_exact(&mut ack).await?;
+    let got = u64::from_le_bytes(ack);
+    if got != bytes {
+        return Err(format!("server received {got} bytes, sent {bytes}").into());
+    }
+    Ok(())
+}
+
+/// Payload pattern: not all zeros, not trivially compressible.
+fn pattern(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn within<F: Future<Output = Res<R>>, R>(f: F) -> Res<R> {
+    tokio::time::timeout(WORKLOAD_TIMEOUT, f)
+        .await
+        .map_err(|_| format!("workload timed out after {WORKLOAD_TIMEOUT:?}"))?
+}
+
+impl<T: Transport> Contender for Streamed<T> {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+
+    fn bulk(&self, rt: &Runtime, payload: u64, sessions: usize, write_size: usize) -> Res<Bulk> {
+        let t = &self.0;
+        rt.block_on(within(async {
+            let (_server, addr) = start_server(t).await?;
+            let sessions = sessions.max(1);
+            let per = payload / sessions as u64;
+            let mut conns = Vec::new();
+            let mut streams = Vec::new();
+            let mode = if t.multiplexed() {
+                let mut c = t.connect(addr).await?;
+                for _ in 0..sessions {
+                    streams.push(t.open_stream(&mut c).await?);
+                }
+                conns.push(c);
+                if sessions == 1 {
+                    "1 stream / 1 conn".to_string()
+                } else {
+                    format!("{sessions} streams / 1 conn")
+                }
+            } else {
+                for _ in 0..sessions {
+                    let mut c = t.connect(addr).await?;
+                    streams.push(t.open_stream(&mut c).await?);
+                    conns.push(c);
+                }
+                if sessions == 1 {
+                    "1 conn".to_string()
+                } else {
+                    format!("{sessions} conns")
+                }
+            };
+            let data = Arc::new(pattern(write_size.max(1)));
+            let start = Instant::now();
+            let tasks: Vec<_> = streams
+                .into_iter()
+                .map(|s| tokio::spawn(send_bulk(s, per, data.clone())))
+                .collect();
+            for task in tasks {
+                task.await??;
+            }
+            let elapsed = start.elapsed();
+            drop(conns);
+            Ok(Bulk {
+                elapsed,
+                bytes: per * sessions as u64,
+                mode,
+            })
+        }))
+    }
+
+    fn echo(&self, rt: &Runtime, rounds: usize) -> Res<Vec<Duration>> {
+        let t = &self.0;
+        rt.block_on(within(async {
+            let (_server, addr) = start_server(t).await?;
+            let mut c = t.connect(addr).await?;
+            let mut s = t.open_stream(&mut c).await?;
+            s.write_all(&[OP_ECHO]).await?;
+            let mut lat = Vec::with_capacity(rounds);
+            let mut byte = [0u8; 1];
+            for i in 0..ECHO_WARMUP + rounds {
+                let start = Instant::now();
+                s.write_all(&[i as u8]).await?;
+                s.flush().await?;
+                s.read_exact(&mut byte).await?;
+                let d = start.elapsed();
+                if byte[0] != i as u8 {
+                    return Err("echo returned the wrong byte".into());
+                }
+                if i >= ECHO_WARMUP {
+                    lat.push(d);
+                }
+            }
+            s.shutdown().await?;
+            drop(s);
+            drop(c);
+            Ok(lat)
+        }))
+    }
+
+    fn handshakes(&self, rt: &Runtime, n: usize) -> Res<Vec<Duration>> {
+        let t = &self.0;
+        rt.block_on(within(async {
+            let (_server, addr) = start_server(t).await?;
+            let mut lat = Vec::with_capacity(n);
+            for _ in 0..n {
+                let start = Instant::now();
+                let mut c = t.connect(addr).await?;
+                let mut s = t.open_stream(&mut c).await?;
+                s.write_all(&[OP_ECHO, 7]).await?;
+                s.flush().await?;
+                let mut byte = [0u8; 1];
+                s.read_exact(&mut byte).await?;
+                drop(s);
+                drop(c);
+                lat.push(start.elapsed());
+            }
+            Ok(lat)
+        }))
+    }
+}
+
+/// Joins a read half and a write half into one stream (used for QUIC's
+/// separate send and receive streams).
+pub struct Duplex<R, W> {
+    pub r: R,
+    pub w: W,
+}
+
+impl<R: AsyncRead + Unpin, W: Unpin> AsyncRead for Duplex<R, W> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().r).poll_read(cx, buf)
+    }
+}
+
+impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Duplex<R, W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().w).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().w).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().w).poll_shutdown(cx)
+    }
+}
