@@ -878,8 +878,8 @@ pub mod fuzzing {
         let mut it = data.iter().copied();
         let seed = u64::from(it.next().unwrap_or(0));
         let config = Config {
-            recv_window: 8192,
-            send_buffer: 8192,
+            recv_window: 2048,
+            send_buffer: 2048,
             keepalive_interval: Duration::from_millis(300),
             dead_timeout: Duration::from_secs(1),
             ..Config::default()
@@ -899,12 +899,14 @@ pub mod fuzzing {
                 },
             );
         }
-        let up = u64::from(it.next().unwrap_or(7)) * 700;
-        let down = u64::from(it.next().unwrap_or(3)) * 500;
+        // Small flows with a small window: many records, many interleavings,
+        // and fast enough for a fuzzer to try thousands of schedules.
+        let up = u64::from(it.next().unwrap_or(7)) * 64;
+        let down = u64::from(it.next().unwrap_or(3)) * 48;
         let mut f1 = FlowSpec::new(0, 1, up, down);
-        f1.max_write = 1 + usize::from(it.next().unwrap_or(0)) * 40;
+        f1.max_write = 1 + usize::from(it.next().unwrap_or(0)) * 8;
         let mut f2 = FlowSpec::new(1, 0, down / 2, up / 3);
-        f2.max_read = 1 + usize::from(it.next().unwrap_or(0)) * 30;
+        f2.max_read = 1 + usize::from(it.next().unwrap_or(0)) * 8;
         sim.open_flows(&[f1, f2]);
         let mut links = streams;
         while let Some(op) = it.next() {

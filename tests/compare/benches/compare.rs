@@ -26,6 +26,7 @@ mod snowio;
 mod sys;
 mod transports;
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -232,6 +233,15 @@ fn growth_kib(s: &Sample) -> Option<f64> {
     Some(s.peak_rss_kib? as f64 - s.start_rss_kib? as f64)
 }
 
+fn fmt_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
 /// (median, min, max)
 fn stats(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     v.retain(|x| x.is_finite());
@@ -340,10 +350,13 @@ fn main() {
     }
     let total_s = run_start.elapsed().as_secs_f64();
 
+    let table = tables(&cfg, &names, &cells, total_s);
     if cfg.json {
+        // JSON on stdout; the table still goes to the terminal.
+        eprint!("{table}");
         println!("{}", to_json(&cfg, &names, &cells, total_s));
     } else {
-        print_tables(&cfg, &names, &cells, total_s);
+        print!("{table}");
     }
 }
 
@@ -432,16 +445,20 @@ fn to_json(cfg: &Config, names: &[String], cells: &[Vec<Cell>], total_s: f64) ->
     })
 }
 
-fn print_tables(cfg: &Config, names: &[String], cells: &[Vec<Cell>], total_s: f64) {
+fn tables(cfg: &Config, names: &[String], cells: &[Vec<Cell>], total_s: f64) -> String {
+    // Writing to a String cannot fail.
+    let mut out = String::new();
     let m = machine();
-    println!(
+    _ = writeln!(
+        out,
         "astral-compare — {} CPUs ({}), tokio multi-thread with 2 workers, loopback, client and server in one process",
         m["nproc"], sys::cpu_model()
     );
-    println!(
-        "payload {} MiB, write {} KiB, {} reps (median, min–max over reps), total {:.0} s",
-        cfg.bytes >> 20,
-        cfg.write_size >> 10,
+    _ = writeln!(
+        out,
+        "payload {}, write {}, {} reps (median, min–max over reps), total {:.0} s",
+        fmt_bytes(cfg.bytes),
+        fmt_bytes(cfg.write_size as u64),
         cfg.reps,
         total_s
     );
@@ -449,7 +466,7 @@ fn print_tables(cfg: &Config, names: &[String], cells: &[Vec<Cell>], total_s: f6
     for (wi, w) in WORKLOADS.iter().enumerate() {
         let (title, h1, h2, hn, higher_better) = match w {
             Workload::Bulk1 => (
-                format!("1 session × {} MiB", cfg.bytes >> 20),
+                format!("1 session × {}", fmt_bytes(cfg.bytes)),
                 "goodput MB/s",
                 "",
                 "CPU s/GB",
@@ -457,9 +474,9 @@ fn print_tables(cfg: &Config, names: &[String], cells: &[Vec<Cell>], total_s: f6
             ),
             Workload::BulkN => (
                 format!(
-                    "{} sessions × {} MiB concurrently",
+                    "{} sessions × {} concurrently",
                     cfg.sessions,
-                    (cfg.bytes / cfg.sessions as u64) >> 20
+                    fmt_bytes(cfg.bytes / cfg.sessions as u64)
                 ),
                 "goodput MB/s",
                 "",
@@ -484,9 +501,10 @@ fn print_tables(cfg: &Config, names: &[String], cells: &[Vec<Cell>], total_s: f6
                 true,
             ),
         };
-        println!();
-        println!("== {title}");
-        println!(
+        out.push('\n');
+        _ = writeln!(out, "== {title}");
+        _ = writeln!(
+            out,
             "{:<13} {:<20} {:>26} {:>9} {:>22} {:>16} {:>15}",
             "contender", "mode", h1, "vs snow", h2, hn, "RSS peak/+Δ MiB"
         );
@@ -511,7 +529,7 @@ fn print_tables(cfg: &Config, names: &[String], cells: &[Vec<Cell>], total_s: f6
                     .collect(),
             );
             let rss = match (rss, growth) {
-                (Some((p, _, _)), Some((g, _, _))) => format!("{p:.0} / +{g:.0}"),
+                (Some((p, _, _)), Some((g, _, _))) => format!("{p:.0} / {:+.0}", g + 0.0),
                 (Some((p, _, _)), None) => format!("{p:.0}"),
                 _ => "n/a".into(),
             };
@@ -528,7 +546,8 @@ fn print_tables(cfg: &Config, names: &[String], cells: &[Vec<Cell>], total_s: f6
                 .and_then(|s| s.mode.clone())
                 .unwrap_or_default();
             let prec = if matches!(w, Workload::Echo) { 1 } else { 0 };
-            println!(
+            _ = writeln!(
+                out,
                 "{:<13} {:<20} {:>26} {:>9} {:>22} {:>16} {:>15}",
                 name,
                 mode,
@@ -543,14 +562,22 @@ fn print_tables(cfg: &Config, names: &[String], cells: &[Vec<Cell>], total_s: f6
                 rss,
             );
             for e in &cell.errors {
-                println!("    error: {e}");
+                _ = writeln!(out, "    error: {e}");
             }
         }
     }
-    println!();
-    println!("vs snow: relative to snow-tcp (>1 is better; for echo the inverse ratio of p50).");
-    println!("CPU: process user+sys (client and server together), medians.");
-    println!(
+    out.push('\n');
+    _ = writeln!(
+        out,
+        "vs snow: relative to snow-tcp (>1 is better; for echo the inverse ratio of p50)."
+    );
+    _ = writeln!(
+        out,
+        "CPU: process user+sys (client and server together), medians."
+    );
+    _ = writeln!(
+        out,
         "RSS: VmHWM during the workload / its growth over VmRSS at the workload's start, medians."
     );
+    out
 }

@@ -1,0 +1,57 @@
+//! One TCP connection under a core stream, and the listener entries.
+
+use std::net::SocketAddr;
+
+use astral_core::StreamId;
+use bytes::BytesMut;
+use mio::net::{TcpListener, TcpStream};
+
+/// A slot of the socket table (index = token offset).
+pub(crate) enum Entry {
+    Free,
+    Listener(TcpListener),
+    Conn(Box<Conn>),
+}
+
+/// Life of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    /// Non-blocking connect in progress: wait for WRITABLE.
+    Connecting,
+    /// Carries the core stream's bytes.
+    Open,
+    /// The core closed the stream; write the tail already pulled, then close.
+    Closing,
+}
+
+pub(crate) struct Conn {
+    pub socket: TcpStream,
+    pub stream: StreamId,
+    pub state: ConnState,
+    /// Ciphertext pulled from the core; `out[pos..]` is the unwritten tail.
+    pub out: BytesMut,
+    pub pos: usize,
+    /// Whether WRITABLE interest is registered.
+    pub write_interest: bool,
+    /// Remote address (the dialed one, or the accepted peer's).
+    pub remote: SocketAddr,
+}
+
+impl Conn {
+    pub fn new(socket: TcpStream, stream: StreamId, state: ConnState, remote: SocketAddr) -> Self {
+        Conn {
+            socket,
+            stream,
+            state,
+            out: BytesMut::new(),
+            pos: 0,
+            write_interest: state == ConnState::Connecting,
+            remote,
+        }
+    }
+
+    /// Whether pulled ciphertext still waits for the socket.
+    pub fn has_tail(&self) -> bool {
+        self.pos < self.out.len()
+    }
+}
