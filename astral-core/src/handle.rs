@@ -164,7 +164,7 @@ impl SessionHandle<'_> {
         let Some(s) = self.node.get(self.id) else {
             return;
         };
-        let (wire, stream) = (s.wire, s.send_stream);
+        let (wire, stream) = (s.wire, s.send_stream());
         self.node.push_ctrl(stream, Frame::Reset { session: wire });
         self.node
             .remove_session(now, self.id, CloseReason::ResetLocally);

@@ -221,11 +221,11 @@ impl Node {
     /// sends, and complete a migration once its traffic shows on the target.
     pub(crate) fn touch(&mut self, id: SessionId, stream: StreamId) {
         let Some(s) = self.get_mut(id) else { return };
-        s.recv_stream = stream;
-        if s.state == SessionState::Migrating && s.send_stream == stream {
+        s.set_recv_stream(stream);
+        if s.state == SessionState::Migrating && s.send_stream() == stream {
             s.transition(SessionState::Open);
             s.migrations = s.migrations.saturating_add(1);
-            let from = s.migrated_from;
+            let from = s.migrated_from();
             self.events.push_back(Event::Migrated {
                 session: id,
                 from,
@@ -279,13 +279,12 @@ impl Node {
             self.config.recv_window,
         );
         s.send.set_peer_window(buffer);
-        s.deadline = now + self.config.routing_timeout;
-        s.recv_stream = stream;
+        s.set_recv_stream(stream);
         let id = self.alloc_session(s);
         self.pending_inbound += 1;
         self.timers.arm(
             now + self.config.routing_timeout,
-            crate::timer::TimerKey::Session(id),
+            crate::timer::TimerKey::Session(id, crate::timer::ROUTING_TAG),
         );
         self.rebind(id, stream);
         let peer = self.peers[p as usize].id;
@@ -359,10 +358,9 @@ impl Node {
             return;
         }
         s.transition(SessionState::Open);
-        s.deadline = crate::Timestamp::MAX;
         s.send.set_peer_window(buffer);
         s.clear(session::F_QUERY_PENDING);
-        self.queries.remove(&id);
+        self.forget_query(id);
         self.events.push_back(Event::SessionOpen { session: id });
         // Send where the responder answered: both sides agree from the start.
         self.rebind(id, stream);

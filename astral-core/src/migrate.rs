@@ -39,7 +39,7 @@ impl Node {
         if t.peer != Some(s.peer) {
             return Err(MigrateError::WrongPeer);
         }
-        if target == s.send_stream {
+        if target == s.send_stream() {
             return Err(MigrateError::TargetIsCurrent);
         }
         if !t.confirmed {
@@ -56,9 +56,9 @@ impl Node {
         };
         let Some(s) = self.get_mut(id) else { return };
         s.epoch = s.epoch.wrapping_add(1);
-        let (wire, epoch, old) = (s.wire, s.epoch, s.send_stream);
+        let (wire, epoch, old) = (s.wire, s.epoch, s.send_stream());
         if s.state == SessionState::Open {
-            s.migrated_from = old;
+            s.set_migrated_from(old);
         }
         s.transition(SessionState::Migrating);
         self.push_ctrl(
@@ -99,7 +99,7 @@ impl Node {
         }
         let follow = epoch > s.epoch || (epoch == s.epoch && !local_wins_tie);
         s.epoch = s.epoch.max(epoch);
-        s.recv_stream = stream;
+        s.set_recv_stream(stream);
         if !follow {
             return;
         }
@@ -109,7 +109,7 @@ impl Node {
             tracing::debug!(session = ?id, target, "MigrateTo names an unknown or dead stream; ignored");
             return;
         };
-        let from = s.send_stream;
+        let from = s.send_stream();
         s.set(session::F_ACK_PENDING);
         if s.state == SessionState::Migrating {
             s.transition(SessionState::Open);
@@ -169,7 +169,7 @@ impl Node {
         let ids: Vec<SessionId> = self
             .peer_sessions(p)
             .into_iter()
-            .filter(|id| self.get(*id).is_some_and(|s| s.send_stream == from))
+            .filter(|id| self.get(*id).is_some_and(|s| s.send_stream() == from))
             .collect();
         for &id in &ids {
             match self.get(id).map(|s| s.state) {
@@ -218,7 +218,7 @@ impl Node {
                 .iter()
                 .flatten()
                 .filter_map(|s| s.session.as_ref())
-                .any(|s| s.state == SessionState::Migrating && s.migrated_from == id);
+                .any(|s| s.state == SessionState::Migrating && s.migrated_from() == id);
             if pending {
                 continue;
             }
@@ -262,7 +262,7 @@ impl Node {
                             .into_iter()
                             .filter(|id| {
                                 self.get(*id).is_some_and(|s| {
-                                    s.send_stream == cur.id && s.state == SessionState::Open
+                                    s.send_stream() == cur.id && s.state == SessionState::Open
                                 })
                             })
                             .collect();

@@ -18,7 +18,7 @@ use crate::noise::{Features, Handshake};
 use crate::policy::{Candidate, Policy, RttPolicy};
 use crate::session::{self, Role, Session, SessionInfo, SessionState, SessionStats};
 use crate::stream::{Crypto, Stream, StreamInfo, StreamState};
-use crate::timer::{TimerKey, TimerTable};
+use crate::timer::{TimerKey, TimerTable, ROUTING_TAG};
 use crate::{Identity, NodeId, SessionId, StreamId, Timestamp};
 
 /// Reject codes carried by Response frames (0 = accepted).
@@ -208,6 +208,10 @@ impl Node {
     }
 
     fn check_handshake_limits(&self, remote: Option<NodeId>) -> Result<(), ConnectError> {
+        // Sessions store stream handles in 32 bits.
+        if self.next_stream >= u64::from(u32::MAX) - 1 {
+            return Err(ConnectError::Limit("stream handles exhausted"));
+        }
         if self.handshaking >= self.config.max_handshaking_streams {
             return Err(ConnectError::Limit("max_handshaking_streams"));
         }
@@ -566,19 +570,14 @@ impl Node {
         };
         slot.generation = slot.generation.wrapping_add(1);
         self.free_slots.push(id.index() as u32);
+        if session.state == SessionState::Pending {
+            self.pending_inbound -= 1;
+        }
         session.transition(SessionState::Closed);
         self.wire_map.remove(&(session.peer, session.wire));
         self.peers[session.peer as usize].session_count -= 1;
-        if self.queries.remove(&id).is_some()
-            && self.queries.is_empty()
-            && self.queries.capacity() > 1024
-        {
-            self.queries.shrink_to_fit();
-        }
-        if session.role == Role::Responder && session.state == SessionState::Pending {
-            self.pending_inbound -= 1;
-        }
-        if let Some(s) = self.streams.get_mut(&session.send_stream) {
+        self.forget_query(id);
+        if let Some(s) = self.streams.get_mut(&session.send_stream()) {
             s.session_count = s.session_count.saturating_sub(1);
         }
         if reason == CloseReason::Graceful {
@@ -598,6 +597,17 @@ impl Node {
             session: id,
             reason,
         });
+    }
+
+    /// Drops the stored query of a session that no longer needs it.
+    pub(crate) fn forget_query(&mut self, id: SessionId) {
+        if self.queries.remove(&id).is_some()
+            && self.queries.is_empty()
+            && self.queries.capacity() > 1024
+        {
+            // A burst of opens must not leave its peak allocation behind.
+            self.queries.shrink_to_fit();
+        }
     }
 
     /// Opens a session with `peer` for `query`. The query goes out on the
@@ -632,12 +642,13 @@ impl Node {
             SessionState::Routing,
             self.config.recv_window,
         );
-        s.deadline = now + self.config.routing_timeout;
         s.set(session::F_QUERY_PENDING);
         let id = self.alloc_session(s);
         self.queries.insert(id, query.to_string());
-        self.timers
-            .arm(now + self.config.routing_timeout, TimerKey::Session(id));
+        self.timers.arm(
+            now + self.config.routing_timeout,
+            TimerKey::Session(id, ROUTING_TAG),
+        );
         let stream = self.best_stream(p, StreamId::NONE);
         if stream != StreamId::NONE {
             self.rebind(id, stream);
@@ -653,7 +664,6 @@ impl Node {
             return Err(SessionError::WrongState(s.state.name()));
         }
         s.transition(SessionState::Open);
-        s.deadline = Timestamp::MAX;
         s.response_code = codes::ACCEPTED;
         s.set(session::F_RESPONSE_PENDING);
         self.pending_inbound -= 1;
@@ -678,7 +688,7 @@ impl Node {
         } else {
             code
         };
-        let (wire, stream) = (s.wire, s.send_stream);
+        let (wire, stream) = (s.wire, s.send_stream());
         self.push_ctrl(
             stream,
             Frame::Response {
@@ -706,8 +716,8 @@ impl Node {
             peer: self.peers[s.peer as usize].id,
             role: s.role,
             state: s.state,
-            send_stream: s.send_stream,
-            recv_stream: s.recv_stream,
+            send_stream: s.send_stream(),
+            recv_stream: s.recv_stream(),
             stats: Self::stats_of(s),
         })
     }
@@ -767,8 +777,8 @@ impl Node {
     /// Makes `stream` the session's sending stream, moving its queue entries.
     pub(crate) fn rebind(&mut self, id: SessionId, stream: StreamId) {
         let Some(s) = self.get_mut(id) else { return };
-        let old = s.send_stream;
-        s.send_stream = stream;
+        let old = s.send_stream();
+        s.set_send_stream(stream);
         s.clear(session::F_IN_SCHED | session::F_IN_CTRL);
         if old != stream {
             if let Some(o) = self.streams.get_mut(&old) {
@@ -793,7 +803,7 @@ impl Node {
         if !s.send.has_output() {
             return;
         }
-        let stream = s.send_stream;
+        let stream = s.send_stream();
         let Some(st) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -813,7 +823,7 @@ impl Node {
         if s.has(session::F_IN_CTRL) || !s.wants_control() {
             return;
         }
-        let stream = s.send_stream;
+        let stream = s.send_stream();
         let Some(st) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -844,7 +854,7 @@ impl Node {
             .into_iter()
             .filter(|id| {
                 self.get(*id)
-                    .is_some_and(|s| !self.streams.contains_key(&s.send_stream))
+                    .is_some_and(|s| !self.streams.contains_key(&s.send_stream()))
             })
             .collect();
         for id in orphans {
@@ -875,7 +885,7 @@ impl Node {
         while let Some((_, key)) = self.timers.pop_due(now) {
             match key {
                 TimerKey::Stream(id) => self.on_stream_timer(now, id),
-                TimerKey::Session(id) => self.on_session_timer(now, id),
+                TimerKey::Session(id, tag) => self.on_session_timer(now, id, tag),
                 TimerKey::TimeWait => self.expire_time_wait(now),
                 TimerKey::Policy => self.run_policy(now),
             }
@@ -919,15 +929,17 @@ impl Node {
         }
     }
 
-    fn on_session_timer(&mut self, now: Timestamp, id: SessionId) {
+    /// A session deadline. Routing and Pending happen once per session, so
+    /// their timer is exact; a recovery deadline carries the number of
+    /// recoveries completed when it was armed, so a stale one is ignored.
+    fn on_session_timer(&mut self, now: Timestamp, id: SessionId, tag: u16) {
         let Some(s) = self.get(id) else { return };
-        if s.deadline > now {
-            return;
-        }
         match s.state {
-            SessionState::Routing => self.remove_session(now, id, CloseReason::RoutingTimeout),
-            SessionState::Pending => {
-                let (wire, stream) = (s.wire, s.send_stream);
+            SessionState::Routing if tag == ROUTING_TAG => {
+                self.remove_session(now, id, CloseReason::RoutingTimeout)
+            }
+            SessionState::Pending if tag == ROUTING_TAG => {
+                let (wire, stream) = (s.wire, s.send_stream());
                 self.push_ctrl(
                     stream,
                     Frame::Response {
@@ -938,7 +950,9 @@ impl Node {
                 );
                 self.remove_session(now, id, CloseReason::RoutingTimeout);
             }
-            SessionState::Recovering => self.remove_session(now, id, CloseReason::PeerUnreachable),
+            SessionState::Recovering if s.recoveries.min(ROUTING_TAG - 1) == tag => {
+                self.remove_session(now, id, CloseReason::PeerUnreachable)
+            }
             _ => {}
         }
     }

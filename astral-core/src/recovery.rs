@@ -24,7 +24,7 @@ impl Node {
         let ids = self.peer_sessions(p);
         for id in ids {
             let Some(s) = self.get(id) else { continue };
-            let bound = s.send_stream == dead;
+            let bound = s.send_stream() == dead;
             if graceful && !bound {
                 continue;
             }
@@ -54,7 +54,7 @@ impl Node {
     fn rebind_or_orphan(&mut self, id: SessionId, stream: StreamId) {
         if stream == StreamId::NONE {
             if let Some(s) = self.get_mut(id) {
-                s.send_stream = StreamId::NONE;
+                s.set_send_stream(StreamId::NONE);
                 s.clear(session::F_IN_SCHED | session::F_IN_CTRL);
             }
         } else {
@@ -67,13 +67,13 @@ impl Node {
         let Some(s) = self.get_mut(id) else { return };
         if s.state != SessionState::Recovering {
             s.transition(SessionState::Recovering);
-            s.deadline = now + timeout;
-            self.timers.arm(now + timeout, TimerKey::Session(id));
+            let tag = s.recoveries.min(crate::timer::ROUTING_TAG - 1);
+            self.timers.arm(now + timeout, TimerKey::Session(id, tag));
             self.events.push_back(Event::Recovering { session: id });
         }
         let Some(s) = self.get_mut(id) else { return };
         s.set(session::F_RESUME_PENDING);
-        let current = s.send_stream;
+        let current = s.send_stream();
         let keep = current != dead
             && self
                 .streams
@@ -141,7 +141,6 @@ impl Node {
         }
         if s.state == SessionState::Recovering && !s.has(session::F_RESUME_PENDING) {
             s.transition(SessionState::Open);
-            s.deadline = Timestamp::MAX;
             s.recoveries = s.recoveries.saturating_add(1);
             self.events.push_back(Event::Recovered {
                 session: id,

@@ -1,7 +1,7 @@
 //! Session state: the per-session state machine and its two byte flows.
 
 use crate::flow::{RecvBuf, SendBuf};
-use crate::{StreamId, Timestamp};
+use crate::StreamId;
 
 /// Lifecycle of a session. The legal transitions are listed in
 /// [`SessionState::can_transition`], the one place that defines them.
@@ -86,6 +86,28 @@ pub(crate) const F_QUERY_PENDING: u16 = 1 << 7;
 pub(crate) const F_RESPONSE_PENDING: u16 = 1 << 8;
 pub(crate) const F_ACK_PENDING: u16 = 1 << 9;
 
+/// A stream handle stored in 32 bits: sessions are the per-unit cost of an
+/// idle node, and stream handles never exceed `u32::MAX - 1` (the node
+/// refuses new streams past that).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StreamRef(u32);
+
+impl StreamRef {
+    pub const NONE: StreamRef = StreamRef(u32::MAX);
+
+    pub fn from(s: StreamId) -> StreamRef {
+        u32::try_from(s.0).map(StreamRef).unwrap_or(StreamRef::NONE)
+    }
+
+    pub fn get(self) -> StreamId {
+        if self == StreamRef::NONE {
+            StreamId::NONE
+        } else {
+            StreamId(u64::from(self.0))
+        }
+    }
+}
+
 /// One session. Kept small: an idle session costs a few hundred bytes.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -101,13 +123,11 @@ pub(crate) struct Session {
     /// Highest migration epoch seen or used.
     pub epoch: u32,
     /// Stream this side sends on.
-    pub send_stream: StreamId,
+    tx_stream: StreamRef,
     /// Stream the peer's traffic last arrived on.
-    pub recv_stream: StreamId,
+    rx_stream: StreamRef,
     /// Stream a migration left (while Migrating), for the Migrated event.
-    pub migrated_from: StreamId,
-    /// Routing or recovery deadline.
-    pub deadline: Timestamp,
+    from_stream: StreamRef,
     pub send: SendBuf,
     pub recv: RecvBuf,
     pub migrations: u16,
@@ -124,15 +144,33 @@ impl Session {
             flags: 0,
             response_code: 0,
             epoch: 0,
-            send_stream: StreamId::NONE,
-            recv_stream: StreamId::NONE,
-            migrated_from: StreamId::NONE,
-            deadline: Timestamp::MAX,
+            tx_stream: StreamRef::NONE,
+            rx_stream: StreamRef::NONE,
+            from_stream: StreamRef::NONE,
             send: SendBuf::default(),
             recv: RecvBuf::new(window),
             migrations: 0,
             recoveries: 0,
         }
+    }
+
+    pub fn send_stream(&self) -> StreamId {
+        self.tx_stream.get()
+    }
+    pub fn set_send_stream(&mut self, s: StreamId) {
+        self.tx_stream = StreamRef::from(s);
+    }
+    pub fn recv_stream(&self) -> StreamId {
+        self.rx_stream.get()
+    }
+    pub fn set_recv_stream(&mut self, s: StreamId) {
+        self.rx_stream = StreamRef::from(s);
+    }
+    pub fn migrated_from(&self) -> StreamId {
+        self.from_stream.get()
+    }
+    pub fn set_migrated_from(&mut self, s: StreamId) {
+        self.from_stream = StreamRef::from(s);
     }
 
     pub fn has(&self, flag: u16) -> bool {

@@ -8,13 +8,18 @@ use std::collections::BTreeSet;
 
 use crate::{SessionId, StreamId, Timestamp};
 
+/// Tag of a session's routing (or pending-decision) deadline; recovery
+/// deadlines are tagged with the session's completed-recovery count.
+pub(crate) const ROUTING_TAG: u16 = u16::MAX;
+
 /// What a timer entry is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum TimerKey {
     /// Handshake deadline, keep-alive ping and dead-stream check.
     Stream(StreamId),
-    /// Routing or recovery deadline of a session.
-    Session(SessionId),
+    /// Routing or recovery deadline of a session, tagged with the number of
+    /// recoveries completed when armed.
+    Session(SessionId, u16),
     /// Expiry of remembered closed sessions.
     TimeWait,
     /// Evaluation of the automatic migration policy.

@@ -120,7 +120,7 @@ impl Node {
         {
             let query = self.queries.get(&id).map(|q| q.len()).unwrap_or(0);
             let Some(s) = self.get_mut(id) else { continue };
-            if s.send_stream != stream || !s.has(session::F_IN_CTRL) {
+            if s.send_stream() != stream || !s.has(session::F_IN_CTRL) {
                 continue;
             }
             // Worst case: Query + Response + Resume + Credit.
@@ -196,7 +196,7 @@ impl Node {
                 break;
             };
             let Some(s) = self.get_mut(id) else { continue };
-            if s.send_stream != stream || !s.has(session::F_IN_SCHED) {
+            if s.send_stream() != stream || !s.has(session::F_IN_SCHED) {
                 continue;
             }
             s.clear(session::F_IN_SCHED);

@@ -442,3 +442,38 @@ fn dead_stream_timeout_and_pings() {
         }
     )));
 }
+
+#[test]
+fn rejected_queries_free_their_pending_slot() {
+    // Regression: rejecting (or timing out) a pending query must release its
+    // place under max_pending_queries, or the node ends up refusing all.
+    let mut n = node(Config {
+        max_pending_queries: 2,
+        ..Config::default()
+    });
+    let mut p = RawPeer::connect(&mut n, T0, 1);
+    for s in 1..=10u64 {
+        p.send(
+            &mut n,
+            T0,
+            &[Frame::Query {
+                session: s,
+                buffer: 10,
+                query: "x".into(),
+            }],
+        );
+        let id = events(&mut n)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Query { session, .. } => Some(session),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("query {s} refused"));
+        n.reject_query(T0, id, 9).unwrap();
+        assert!(p.recv(&mut n, T0).contains(&Frame::Response {
+            session: s,
+            code: 9,
+            buffer: 0
+        }));
+    }
+}

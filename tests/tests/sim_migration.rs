@@ -306,3 +306,24 @@ fn drain_moves_sessions_and_closes_stream_without_recovery() {
     });
     assert_eq!(downs.len(), 2, "both ends close the drained stream");
 }
+
+#[test]
+fn routing_deadline_does_not_cut_a_later_recovery_short() {
+    // The routing timer of an opened session fires during a recovery: it
+    // must not be taken for the recovery deadline.
+    let config = Config {
+        routing_timeout: Duration::from_secs(2),
+        recovery_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(14, 2, config);
+    sim.link(0, 1, LinkConfig::default());
+    sim.open_flows(&[FlowSpec::new(0, 1, 200_000_000, 1_000)]);
+    sim.at(Sim::t(ms(1000)), Action::Kill(0));
+    sim.at(
+        Sim::t(ms(4000)),
+        Action::Connect(0, 1, LinkConfig::default()),
+    );
+    assert!(sim.run_until_done(Duration::from_secs(120)));
+    sim.check().unwrap();
+}

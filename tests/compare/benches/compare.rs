@@ -11,8 +11,11 @@
 //! each workload once per repetition, round-robin.
 //!
 //! ```text
-//! cargo bench -p astral-compare --bench compare [-- --json]
+//! cargo bench -p astral-compare --bench compare            table on stdout
+//! cargo bench -p astral-compare --bench compare -- --json  JSON on stdout, table on stderr
 //! COMPARE_QUICK=1                       64 MiB, 2,000 rounds, 100 handshakes, 1 rep
+//! (without cargo bench's `--bench` flag, e.g. `cargo test --benches`: a
+//! 1 MiB / 50 rounds / 5 set-ups smoke run, so tests never run the full thing)
 //! COMPARE_BYTES=256M COMPARE_ROUNDS=N COMPARE_HANDSHAKES=N COMPARE_REPS=N
 //! COMPARE_SESSIONS=64 COMPARE_WRITE=64K COMPARE_ONLY=snow,quinn
 //! ```
@@ -86,7 +89,12 @@ fn env_size(name: &str, default: u64) -> u64 {
 impl Config {
     fn from_env() -> Self {
         let quick = std::env::var("COMPARE_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-        let (bytes, rounds, handshakes, reps) = if quick {
+        // `cargo bench` passes `--bench`; without it (`cargo test --benches`,
+        // `--all-targets`) this is a smoke test, not a measurement.
+        let smoke = !std::env::args().any(|a| a == "--bench");
+        let (bytes, rounds, handshakes, reps) = if smoke {
+            (1 << 20, 50, 5, 1)
+        } else if quick {
             (64 << 20, 2_000, 100, 1)
         } else {
             (1 << 30, 20_000, 500, 3)
