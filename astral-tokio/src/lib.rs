@@ -1,1 +1,76 @@
-//! Tokio driver (see issue: astral-tokio).
+//! Tokio driver for [`astral_core`]: an async [`Node`] with TCP (or any
+//! byte transport) streams, and [`Session`]s that are `AsyncRead +
+//! AsyncWrite`, migrate between streams and survive the death of theirs.
+//!
+//! The driver is thin: every protocol decision is the core's. It moves
+//! bytes between transports and the core, runs the core's timer, and turns
+//! core events into wakeups, futures and channels.
+//!
+//! # Architecture
+//!
+//! * One `Mutex` holds the core [`astral_core::Node`] and the driver's
+//!   per-session wakers, per-transport wakers, pending connects and opens.
+//!   Every core call is followed by a dispatch step: drain core events (wake
+//!   session readers/writers, resolve futures, forward queries to
+//!   [`Incoming`], broadcast the rest on [`Node::events`], hang up
+//!   transports of dead streams, start redials), then wake every transport
+//!   task whose stream now has output. Wakers run after the lock is released.
+//! * One task per transport owns it (no split): it reads ciphertext into a
+//!   64 KiB buffer and feeds the core, and pulls up to 256 KiB of records
+//!   from the core (`poll_transmit`) only once the previous batch was
+//!   written. That on-demand pull is the backpressure from socket to core;
+//!   the core's credit and send-buffer limits carry it on to
+//!   `Session::poll_write`, which returns `Pending` until `Writable`.
+//! * One timer task sleeps until the core's next deadline.
+//!
+//! # Example
+//!
+//! ```
+//! use astral_tokio::{Config, Identity, Node};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), astral_tokio::Error> {
+//! let server = Node::new(Identity::from_seed([1; 32]), Config::default());
+//! let client = Node::new(Identity::from_seed([2; 32]), Config::default());
+//! let addr = server.listen("127.0.0.1:0").await?;
+//!
+//! let srv = server.clone();
+//! tokio::spawn(async move {
+//!     while let Some(q) = srv.next_query().await {
+//!         let mut s = q.accept().unwrap();
+//!         tokio::spawn(async move {
+//!             let mut buf = Vec::new();
+//!             s.read_to_end(&mut buf).await.unwrap();
+//!             s.write_all(&buf).await.unwrap();
+//!         });
+//!     }
+//! });
+//!
+//! client.connect(server.id(), addr).await?;
+//! let mut s = client.open(server.id(), "echo").await?;
+//! s.write_all(b"hello").await?;
+//! s.shutdown().await?;
+//! let mut back = Vec::new();
+//! s.read_to_end(&mut back).await?;
+//! assert_eq!(back, b"hello");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod conn;
+mod driver;
+mod error;
+mod node;
+mod session;
+
+pub use error::{Error, Result, SessionClosedError};
+pub use node::{Node, Role};
+pub use session::{Incoming, IncomingQuery, Session, SessionReader, SessionWriter};
+
+pub use astral_core;
+pub use astral_core::{
+    codes, CloseReason, Config, Event, Identity, NodeId, SessionId, SessionInfo, SessionState,
+    StreamCloseReason, StreamId, StreamInfo,
+};

@@ -1,0 +1,542 @@
+//! Sessions as `AsyncRead + AsyncWrite`, and inbound queries.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use astral_core::{
+    CloseReason, NodeId, ReadError, SessionId, SessionInfo, SessionState, WriteError,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::driver::{Inner, Shared};
+use crate::error::{Error, Result, SessionClosedError};
+
+fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        w => *w = Some(cx.waker().clone()),
+    }
+}
+
+/// What a session operation sees once the core forgot the session.
+fn closed_reason(sh: &Shared, id: SessionId) -> CloseReason {
+    sh.sessions
+        .get(&id)
+        .and_then(|s| s.closed.clone())
+        .unwrap_or(CloseReason::Graceful)
+}
+
+/// The part shared by a [`Session`] and its halves: its drop closes the
+/// session (gracefully: every byte written is still delivered).
+struct SessionRef {
+    inner: Arc<Inner>,
+    id: SessionId,
+    peer: NodeId,
+}
+
+impl Drop for SessionRef {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.inner.with(|sh, now| {
+            if let Some(h) = sh.core.session(id) {
+                match h.state() {
+                    // Never answered: nobody will use it.
+                    SessionState::Routing | SessionState::Pending => h.reset(now),
+                    _ => {
+                        let mut h = h;
+                        h.close();
+                    }
+                }
+            }
+            release(sh, id);
+        });
+    }
+}
+
+/// Drops one handle on a session slot; forgets the slot when it was the
+/// last one and the core is done with the session.
+fn release(sh: &mut Shared, id: SessionId) {
+    let Some(slot) = sh.sessions.get_mut(&id) else {
+        return;
+    };
+    slot.handles = slot.handles.saturating_sub(1);
+    if slot.handles == 0 && (slot.closed.is_some() || sh.core.session_info(id).is_none()) {
+        sh.sessions.remove(&id);
+    }
+}
+
+impl SessionRef {
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let id = self.id;
+        self.inner.with(|sh, _| {
+            let Some(mut h) = sh.core.session(id) else {
+                return match closed_reason(sh, id) {
+                    CloseReason::Graceful => Poll::Ready(Ok(())),
+                    r => Poll::Ready(Err(SessionClosedError::io(r))),
+                };
+            };
+            let dst = buf.initialize_unfilled();
+            match h.read(dst) {
+                Ok(n) => {
+                    buf.advance(n);
+                    Poll::Ready(Ok(()))
+                }
+                Err(ReadError::Blocked) => {
+                    if let Some(s) = sh.sessions.get_mut(&id) {
+                        park(&mut s.read, cx);
+                    }
+                    Poll::Pending
+                }
+                Err(ReadError::Closed(CloseReason::Graceful)) => Poll::Ready(Ok(())),
+                Err(ReadError::Closed(r)) => Poll::Ready(Err(SessionClosedError::io(r))),
+            }
+        })
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let id = self.id;
+        self.inner.with(|sh, _| {
+            let Some(mut h) = sh.core.session(id) else {
+                return Poll::Ready(Err(SessionClosedError::io(closed_reason(sh, id))));
+            };
+            match h.write(buf) {
+                Ok(n) => Poll::Ready(Ok(n)),
+                Err(WriteError::Blocked) => {
+                    if let Some(s) = sh.sessions.get_mut(&id) {
+                        park(&mut s.write, cx);
+                    }
+                    Poll::Pending
+                }
+                Err(WriteError::Closed) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "session closed for writing (shut down or closed)",
+                ))),
+            }
+        })
+    }
+
+    fn finish(&self) {
+        let id = self.id;
+        self.inner.with(|sh, _| {
+            if let Some(mut h) = sh.core.session(id) {
+                h.finish();
+            }
+        });
+    }
+}
+
+/// A session: a bidirectional byte flow with a peer, multiplexed over the
+/// node's streams, that survives migration and the death of its stream.
+///
+/// Implements [`AsyncRead`] (`Ok(0)` = the peer finished its side) and
+/// [`AsyncWrite`] (`shutdown` = half-close: the peer reads end-of-stream,
+/// and this side can still read). A reset or failed session returns an
+/// `io::Error` wrapping a [`SessionClosedError`] with the reason. Dropping a
+/// `Session` closes it gracefully: bytes already written are still
+/// delivered, incoming bytes are discarded.
+///
+/// ```no_run
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
+/// let mut s = node.open(peer, "echo").await?;
+/// s.write_all(b"ping").await?;
+/// s.shutdown().await?;
+/// let mut reply = String::new();
+/// s.read_to_string(&mut reply).await?;
+/// assert_eq!(reply, "ping");
+/// # Ok(()) }
+/// ```
+pub struct Session {
+    r: Arc<SessionRef>,
+}
+
+impl Session {
+    pub(crate) fn new(inner: Arc<Inner>, id: SessionId, peer: NodeId) -> Session {
+        Session {
+            r: Arc::new(SessionRef { inner, id, peer }),
+        }
+    }
+
+    /// The session's local handle (for `Node::migrate`, `Node::session_info`).
+    ///
+    /// ```no_run
+    /// # fn f(s: astral_tokio::Session) { println!("session {}", s.id()); }
+    /// ```
+    pub fn id(&self) -> SessionId {
+        self.r.id
+    }
+
+    /// The peer at the other end.
+    ///
+    /// ```no_run
+    /// # fn f(s: astral_tokio::Session) { println!("talking to {}", s.peer()); }
+    /// ```
+    pub fn peer(&self) -> NodeId {
+        self.r.peer
+    }
+
+    /// Snapshot of the session (state, streams, counters); `None` once the
+    /// core removed it.
+    ///
+    /// ```no_run
+    /// # fn f(s: astral_tokio::Session) {
+    /// if let Some(i) = s.info() { println!("{} bytes written", i.stats.bytes_written); }
+    /// # }
+    /// ```
+    pub fn info(&self) -> Option<SessionInfo> {
+        let id = self.r.id;
+        self.r.inner.peek(|sh| sh.core.session_info(id))
+    }
+
+    /// Why the session ended, once it did.
+    ///
+    /// ```no_run
+    /// # fn f(s: astral_tokio::Session) { if let Some(r) = s.close_reason() { println!("{r}"); } }
+    /// ```
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        let id = self.r.id;
+        self.r
+            .inner
+            .peek(|sh| sh.sessions.get(&id).and_then(|s| s.closed.clone()))
+    }
+
+    /// Graceful close: finish writing (every byte written is delivered) and
+    /// stop reading. Same as dropping the session.
+    ///
+    /// ```no_run
+    /// # fn f(s: astral_tokio::Session) { s.close(); }
+    /// ```
+    pub fn close(self) {}
+
+    /// Aborts the session: the peer gets a Reset; unsent and unread bytes
+    /// are dropped.
+    ///
+    /// ```no_run
+    /// # fn f(s: astral_tokio::Session) { s.reset(); }
+    /// ```
+    pub fn reset(self) {
+        let id = self.r.id;
+        self.r.inner.with(|sh, now| {
+            if let Some(h) = sh.core.session(id) {
+                h.reset(now);
+            }
+        });
+    }
+
+    /// Splits into owned read and write halves (for two tasks). Dropping the
+    /// write half half-closes the session; dropping both closes it.
+    ///
+    /// ```no_run
+    /// # async fn f(s: astral_tokio::Session) {
+    /// let (mut r, mut w) = s.into_split();
+    /// tokio::spawn(async move { let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await; });
+    /// let _ = tokio::io::AsyncWriteExt::write_all(&mut w, b"data").await;
+    /// # }
+    /// ```
+    pub fn into_split(self) -> (SessionReader, SessionWriter) {
+        (
+            SessionReader { r: self.r.clone() },
+            SessionWriter {
+                r: self.r,
+                finished: false,
+            },
+        )
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.r.id)
+            .field("peer", &self.r.peer)
+            .finish()
+    }
+}
+
+impl AsyncRead for Session {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.r.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Session {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.r.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.r.finish();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The read half of a [`Session`] (see [`Session::into_split`]).
+///
+/// ```no_run
+/// # async fn f(s: astral_tokio::Session) -> std::io::Result<()> {
+/// use tokio::io::AsyncReadExt;
+/// let (mut r, _w) = s.into_split();
+/// let mut buf = Vec::new();
+/// r.read_to_end(&mut buf).await?;
+/// # Ok(()) }
+/// ```
+pub struct SessionReader {
+    r: Arc<SessionRef>,
+}
+
+impl SessionReader {
+    /// The session's handle.
+    ///
+    /// ```no_run
+    /// # fn f(r: astral_tokio::SessionReader) { println!("{}", r.id()); }
+    /// ```
+    pub fn id(&self) -> SessionId {
+        self.r.id
+    }
+}
+
+impl AsyncRead for SessionReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.r.poll_read(cx, buf)
+    }
+}
+
+/// The write half of a [`Session`] (see [`Session::into_split`]). Shutting
+/// it down or dropping it half-closes the session.
+///
+/// ```no_run
+/// # async fn f(s: astral_tokio::Session) -> std::io::Result<()> {
+/// use tokio::io::AsyncWriteExt;
+/// let (_r, mut w) = s.into_split();
+/// w.write_all(b"bye").await?;
+/// w.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub struct SessionWriter {
+    r: Arc<SessionRef>,
+    finished: bool,
+}
+
+impl SessionWriter {
+    /// The session's handle.
+    ///
+    /// ```no_run
+    /// # fn f(w: astral_tokio::SessionWriter) { println!("{}", w.id()); }
+    /// ```
+    pub fn id(&self) -> SessionId {
+        self.r.id
+    }
+}
+
+impl AsyncWrite for SessionWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.r.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.finished = true;
+        self.r.finish();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for SessionWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.r.finish();
+        }
+    }
+}
+
+/// An inbound query: accept it for a [`Session`] or reject it with a code.
+/// Dropping it rejects it with [`astral_core::codes::REJECTED`].
+///
+/// ```no_run
+/// # async fn f(node: astral_tokio::Node) -> Result<(), astral_tokio::Error> {
+/// let q = node.next_query().await.unwrap();
+/// if q.query().starts_with("storage.") {
+///     let _session = q.accept()?;
+/// } else {
+///     q.reject(astral_core::codes::NO_SUCH_SERVICE);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct IncomingQuery {
+    inner: Arc<Inner>,
+    id: SessionId,
+    peer: NodeId,
+    query: String,
+    done: bool,
+}
+
+impl IncomingQuery {
+    pub(crate) fn new(inner: Arc<Inner>, id: SessionId, peer: NodeId, query: String) -> Self {
+        IncomingQuery {
+            inner,
+            id,
+            peer,
+            query,
+            done: false,
+        }
+    }
+
+    /// Who asks.
+    ///
+    /// ```no_run
+    /// # fn f(q: astral_tokio::IncomingQuery) { println!("{}", q.peer()); }
+    /// ```
+    pub fn peer(&self) -> NodeId {
+        self.peer
+    }
+
+    /// The query string.
+    ///
+    /// ```no_run
+    /// # fn f(q: astral_tokio::IncomingQuery) { println!("{}", q.query()); }
+    /// ```
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
+    /// The pending session's handle.
+    ///
+    /// ```no_run
+    /// # fn f(q: astral_tokio::IncomingQuery) { println!("{}", q.id()); }
+    /// ```
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Accepts: the session opens. Fails if the query already timed out or
+    /// the peer gave up.
+    ///
+    /// ```no_run
+    /// # fn f(q: astral_tokio::IncomingQuery) -> Result<(), astral_tokio::Error> {
+    /// let session = q.accept()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn accept(mut self) -> Result<Session> {
+        let id = self.id;
+        self.done = true;
+        let r = self.inner.with(|sh, now| {
+            let r = sh.core.accept_query(now, id);
+            if r.is_err() {
+                let reason = closed_reason(sh, id);
+                release(sh, id);
+                return Err(match reason {
+                    CloseReason::Graceful => Error::Session(astral_core::SessionError::Unknown),
+                    r => Error::SessionClosed(r),
+                });
+            }
+            Ok(())
+        });
+        r?;
+        Ok(Session::new(self.inner.clone(), id, self.peer))
+    }
+
+    /// Rejects with `code` (non-zero; see [`astral_core::codes`]); the
+    /// opener's `open` fails with [`Error::Rejected`] carrying it.
+    ///
+    /// ```no_run
+    /// # fn f(q: astral_tokio::IncomingQuery) { q.reject(astral_core::codes::NO_SUCH_SERVICE); }
+    /// ```
+    pub fn reject(mut self, code: u8) {
+        self.reject_inner(code);
+    }
+
+    fn reject_inner(&mut self, code: u8) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let id = self.id;
+        self.inner.with(|sh, now| {
+            let _ = sh.core.reject_query(now, id, code);
+            release(sh, id);
+        });
+    }
+}
+
+impl Drop for IncomingQuery {
+    fn drop(&mut self) {
+        self.reject_inner(astral_core::codes::REJECTED);
+    }
+}
+
+impl std::fmt::Debug for IncomingQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingQuery")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("query", &self.query)
+            .finish()
+    }
+}
+
+/// The node's inbound queries (see [`Node::incoming`](crate::Node::incoming)).
+///
+/// ```no_run
+/// # async fn f(node: astral_tokio::Node) {
+/// let mut incoming = node.incoming();
+/// while let Some(q) = incoming.next().await {
+///     let _ = q.accept();
+/// }
+/// # }
+/// ```
+pub struct Incoming {
+    inner: Arc<Inner>,
+}
+
+impl Incoming {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Incoming { inner }
+    }
+
+    /// The next query; `None` once the node shut down.
+    ///
+    /// ```no_run
+    /// # async fn f(mut i: astral_tokio::Incoming) { while let Some(q) = i.next().await { q.reject(1); } }
+    /// ```
+    pub async fn next(&mut self) -> Option<IncomingQuery> {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        if *shutdown.borrow_and_update() {
+            return None;
+        }
+        let mut rx = tokio::select! {
+            rx = self.inner.incoming.lock() => rx,
+            _ = shutdown.changed() => return None,
+        };
+        tokio::select! {
+            q = rx.recv() => q,
+            _ = shutdown.changed() => None,
+        }
+    }
+}
