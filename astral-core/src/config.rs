@@ -44,9 +44,12 @@ pub struct Config {
     pub max_streams_per_peer: usize,
     /// Streams still in the handshake, over all peers.
     pub max_handshaking_streams: usize,
-    /// Bytes of undelivered encrypted output one stream may hold before the
-    /// scheduler stops filling it (the driver drains it by `poll_transmit`).
-    pub max_stream_output: usize,
+    /// Memory per stream: control frames (pongs, resets, markers, responses)
+    /// one stream may have queued for the driver. Output is otherwise built
+    /// on demand, and input holds at most one partial record, so this bounds
+    /// a stream's memory against a peer that floods requests while the
+    /// driver does not drain output. Exceeding it closes the stream.
+    pub max_control_queue: usize,
     /// Resets sent for frames naming unknown sessions, per second per stream.
     pub unknown_session_resets_per_sec: u32,
     /// Automatic migration: a stream must be this much faster (fraction of
@@ -77,7 +80,7 @@ impl Default for Config {
             max_query_len: 4096,
             max_streams_per_peer: 16,
             max_handshaking_streams: 256,
-            max_stream_output: 512 * 1024,
+            max_control_queue: 65_536,
             unknown_session_resets_per_sec: 64,
             migrate_rtt_gain: 0.3,
             migrate_sustain: Duration::from_secs(5),
@@ -110,10 +113,8 @@ impl Config {
         if self.max_query_len > u16::MAX as usize {
             return Err(ConfigError("max_query_len cannot exceed 65535"));
         }
-        if self.max_stream_output < 70_000 {
-            return Err(ConfigError(
-                "max_stream_output must hold at least one record",
-            ));
+        if self.max_control_queue < 16 {
+            return Err(ConfigError("max_control_queue must allow a few frames"));
         }
         if !(0.0..1.0).contains(&self.migrate_rtt_gain) {
             return Err(ConfigError("migrate_rtt_gain must be in [0, 1)"));

@@ -76,6 +76,14 @@ pub enum Event {
         /// Authenticated identity at the other end.
         peer: NodeId,
     },
+    /// The peer has sent an authenticated record on the stream, so it knows
+    /// the stream: it may now be a migration target. The listener side is
+    /// confirmed at once (right after `StreamUp`), the dialer side when the
+    /// listener's first record arrives.
+    StreamConfirmed {
+        /// The stream.
+        stream: StreamId,
+    },
     /// A stream ended; the driver should close its transport.
     StreamDown {
         /// The stream.

@@ -10,11 +10,6 @@ use crate::session::{self, Role, Session, SessionState};
 use crate::stream::Crypto;
 use crate::{Node, SessionId, StreamId, Timestamp};
 
-/// Bound on queued explicit control frames per stream; a peer that makes us
-/// queue more (e.g. a ping flood while the driver does not drain output) is
-/// cut off.
-const MAX_CTRL_QUEUE: usize = 65_536;
-
 impl Node {
     /// Ciphertext from the transport of `stream`.
     ///
@@ -71,7 +66,10 @@ impl Node {
             }
             st.stats.records_in += 1;
             st.last_rx = now;
-            st.confirmed = true;
+            if !st.confirmed {
+                st.confirmed = true;
+                self.events.push_back(Event::StreamConfirmed { stream });
+            }
             let Some(p) = st.peer else { return };
             let record = self.plain.split().freeze();
             for frame in FrameReader::new(record, limits) {
@@ -97,7 +95,7 @@ impl Node {
             if self
                 .streams
                 .get(&stream)
-                .is_some_and(|s| s.ctrl.len() > MAX_CTRL_QUEUE)
+                .is_some_and(|s| s.ctrl.len() > self.config.max_control_queue)
             {
                 self.kill_stream(
                     now,

@@ -128,8 +128,20 @@ pub struct Node {
 impl Node {
     /// A node with `identity`, drawing all randomness (handshake ephemerals,
     /// stream and session ids, ping nonces, hash keys) from `seed`.
+    ///
+    /// A 64-bit seed suits tests and simulations; production drivers should
+    /// use [`Node::with_seed_bytes`] with 32 bytes from the OS so handshake
+    /// ephemerals carry full entropy.
     pub fn new(config: Config, identity: Identity, seed: u64) -> Node {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        Self::from_rng(config, identity, ChaCha20Rng::seed_from_u64(seed))
+    }
+
+    /// Like [`Node::new`] with a full 256-bit seed.
+    pub fn with_seed_bytes(config: Config, identity: Identity, seed: [u8; 32]) -> Node {
+        Self::from_rng(config, identity, ChaCha20Rng::from_seed(seed))
+    }
+
+    fn from_rng(config: Config, identity: Identity, mut rng: ChaCha20Rng) -> Node {
         let hs = |rng: &mut ChaCha20Rng| SeededState(rng.next_u64(), rng.next_u64());
         let policy = Box::new(RttPolicy::new(
             config.migrate_rtt_gain,
@@ -395,6 +407,10 @@ impl Node {
         });
         if first {
             self.events.push_back(Event::Linked(est.remote));
+        }
+        if !initiator {
+            self.events
+                .push_back(Event::StreamConfirmed { stream: sid });
         }
         self.arm_policy(now);
         self.adopt_orphans(now, p);

@@ -92,7 +92,7 @@ impl Node {
     /// there was nothing to send.
     fn build_record(&mut self, now: Timestamp, stream: StreamId) -> bool {
         const MAX: usize = RecordCipher::MAX_PLAINTEXT;
-        let quantum = self.config.quantum;
+        let quantum = self.config.quantum.max(1);
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         let mut frames = 0u64;

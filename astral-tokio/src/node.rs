@@ -87,17 +87,18 @@ fn shutdown(inner: &Arc<Inner>) {
     }
 }
 
-fn os_seed() -> u64 {
-    let mut b = [0u8; 8];
-    if getrandom::getrandom(&mut b).is_err() {
-        // No OS randomness: fall back to the clock and the address space.
+/// 256 bits from the OS for the core's generator (handshake ephemerals).
+fn os_seed() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    if let Err(e) = getrandom::getrandom(&mut b) {
+        // Practically unreachable on supported systems; degrade loudly.
+        tracing::warn!(%e, "no OS randomness: seeding from the clock");
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let local = 0u8;
-        return (t.as_nanos() as u64) ^ (&local as *const u8 as u64).rotate_left(32);
+        b[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
     }
-    u64::from_le_bytes(b)
+    b
 }
 
 impl Node {
@@ -112,7 +113,11 @@ impl Node {
     /// # }
     /// ```
     pub fn new(identity: Identity, config: Config) -> Node {
-        Node::with_seed(identity, config, os_seed())
+        Node::from_core(astral_core::Node::with_seed_bytes(
+            config,
+            identity,
+            os_seed(),
+        ))
     }
 
     /// Like [`Node::new`] with a given seed for the core's generator
@@ -126,7 +131,10 @@ impl Node {
     /// # }
     /// ```
     pub fn with_seed(identity: Identity, config: Config, seed: u64) -> Node {
-        let core = astral_core::Node::new(config, identity, seed);
+        Node::from_core(astral_core::Node::new(config, identity, seed))
+    }
+
+    fn from_core(core: astral_core::Node) -> Node {
         let inner = Inner::new(core);
         tokio::spawn(inner.clone().timer_task());
         Node {

@@ -477,3 +477,28 @@ fn rejected_queries_free_their_pending_slot() {
         }));
     }
 }
+
+#[test]
+fn limit_control_queue_against_a_ping_flood() {
+    // The driver does not drain output; the peer keeps pinging.
+    let mut n = node(Config {
+        max_control_queue: 100,
+        ..Config::default()
+    });
+    let mut p = RawPeer::connect(&mut n, T0, 1);
+    events(&mut n);
+    let pings: Vec<Frame> = (0..150)
+        .map(|i| Frame::Ping {
+            nonce: i,
+            pong: false,
+        })
+        .collect();
+    p.send(&mut n, T0, &pings);
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            reason: StreamCloseReason::LimitExceeded(_),
+            ..
+        }
+    )));
+}

@@ -2,9 +2,9 @@
 //! sessions from any number of peers.
 //!
 //! ```text
-//! cargo run -p astral-mio --release --example echo_server -- [LISTEN_ADDR] [SEED]
+//! cargo run -p astral-mio --release --example mio_echo_server -- [LISTEN_ADDR] [SEED]
 //! ```
-//! Prints its node id and address; run `echo_client` against them.
+//! Prints its node id and address; run `mio_echo_client` against them.
 
 mod common;
 

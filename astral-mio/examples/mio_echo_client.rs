@@ -2,8 +2,8 @@
 //! concurrent sessions against an echo server and check every byte.
 //!
 //! ```text
-//! cargo run -p astral-mio --release --example echo_client -- SERVER_ID ADDR [SESSIONS] [PEERS] [SIZE]
-//! cargo run -p astral-mio --release --example echo_client -- --local [SESSIONS] [PEERS] [SIZE]
+//! cargo run -p astral-mio --release --example mio_echo_client -- SERVER_ID ADDR [SESSIONS] [PEERS] [SIZE]
+//! cargo run -p astral-mio --release --example mio_echo_client -- --local [SESSIONS] [PEERS] [SIZE]
 //! ```
 //! `--local` starts an echo server in-process first. Defaults: 10,000
 //! sessions spread over 4 client nodes, 256 bytes each.
@@ -28,7 +28,7 @@ fn main() {
         let addr: SocketAddr = args[1].parse().expect("ADDR: ip:port");
         (id, addr, &args[2..], false)
     } else {
-        eprintln!("usage: echo_client SERVER_ID ADDR [SESSIONS] [PEERS] [SIZE] | --local [SESSIONS] [PEERS] [SIZE]");
+        eprintln!("usage: mio_echo_client SERVER_ID ADDR [SESSIONS] [PEERS] [SIZE] | --local [SESSIONS] [PEERS] [SIZE]");
         std::process::exit(2);
     };
     let num = |i: usize, d: usize| {
