@@ -746,6 +746,8 @@ impl Node {
             bytes_read: s.recv.consumed(),
             bytes_retransmitted: s.send.retransmitted(),
             bytes_retained: s.send.retained(),
+            bytes_in_flight: s.send.sent_max().min(s.send.written())
+                - s.send.acked().min(s.send.written()),
             bytes_buffered: s.recv.buffered(),
             migrations: u32::from(s.migrations),
             recoveries: u32::from(s.recoveries),

@@ -253,8 +253,12 @@ pub struct SessionStats {
     pub bytes_read: u64,
     /// Bytes sent again after recovery.
     pub bytes_retransmitted: u64,
-    /// Bytes retained for retransmission now.
+    /// Bytes held by the sender now: written but not yet credited (in
+    /// flight plus not yet sent). Bounded by peer window + `send_buffer`.
     pub bytes_retained: u64,
+    /// Of those, bytes sent but not yet credited: what recovery may have to
+    /// retransmit. Bounded by the peer's window.
+    pub bytes_in_flight: u64,
     /// Bytes held in the reassembly buffer now.
     pub bytes_buffered: u64,
     /// Completed migrations.
