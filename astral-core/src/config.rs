@@ -59,6 +59,10 @@ pub struct Config {
     pub migrate_sustain: Duration,
     /// How often the automatic policy is evaluated.
     pub policy_interval: Duration,
+    /// Offer AES-256-GCM records in the handshake (used when both ends
+    /// offer it). Defaults to whether this CPU has AES instructions;
+    /// ChaCha20-Poly1305 is the portable default.
+    pub offer_aes_gcm: bool,
     /// Turn automatic RTT-driven migration on or off (manual migration,
     /// drain and recovery always work).
     pub auto_migrate: bool,
@@ -86,6 +90,7 @@ impl Default for Config {
             migrate_sustain: Duration::from_secs(5),
             policy_interval: Duration::from_secs(1),
             auto_migrate: true,
+            offer_aes_gcm: crate::noise::hardware_aes(),
         }
     }
 }

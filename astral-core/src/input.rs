@@ -10,6 +10,9 @@ use crate::session::{self, Role, Session, SessionState};
 use crate::stream::Crypto;
 use crate::{Node, SessionId, StreamId, Timestamp};
 
+/// Allocation step of a stream's receive buffer.
+const RX_CHUNK: usize = 256 * 1024;
+
 impl Node {
     /// Ciphertext from the transport of `stream`.
     ///
@@ -22,6 +25,11 @@ impl Node {
             return;
         };
         st.stats.bytes_in += data.len() as u64;
+        // Records are decrypted in place and their payloads handed on, so
+        // the buffer's front is often shared: grow in large steps.
+        if st.rx.capacity() - st.rx.len() < data.len() {
+            st.rx.reserve(data.len().max(RX_CHUNK));
+        }
         st.rx.extend_from_slice(data);
         if let Crypto::Handshake(hs) = &mut st.crypto {
             if let Err(e) = hs.handle_input(&mut st.rx) {
@@ -54,16 +62,14 @@ impl Node {
             let Crypto::Transport(cipher) = &mut st.crypto else {
                 return;
             };
-            self.plain
-                .reserve(crate::noise::RecordCipher::MAX_PLAINTEXT);
-            match cipher.open_record(&mut st.rx, &mut self.plain) {
-                Ok(false) => return,
-                Ok(true) => {}
+            let record = match cipher.open_in_place(&mut st.rx) {
+                Ok(None) => return,
+                Ok(Some(record)) => record.freeze(),
                 Err(e) => {
                     self.kill_stream(now, stream, StreamCloseReason::BadRecord(e.to_string()));
                     return;
                 }
-            }
+            };
             st.stats.records_in += 1;
             st.last_rx = now;
             if !st.confirmed {
@@ -71,7 +77,6 @@ impl Node {
                 self.events.push_back(Event::StreamConfirmed { stream });
             }
             let Some(p) = st.peer else { return };
-            let record = self.plain.split().freeze();
             for frame in FrameReader::new(record, limits) {
                 let frame = match frame {
                     Ok(f) => f,

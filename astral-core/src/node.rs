@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 
-use bytes::BytesMut;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use siphasher::sip::SipHasher13;
@@ -117,8 +116,6 @@ pub struct Node {
     pub(crate) time_wait_order: VecDeque<((u32, u64), Timestamp)>,
     pub(crate) timers: TimerTable,
     pub(crate) events: VecDeque<Event>,
-    pub(crate) scratch: Vec<u8>,
-    pub(crate) plain: BytesMut,
     pub(crate) policy: Box<dyn Policy>,
     pub(crate) policy_armed: bool,
     /// Time of the latest input, for API calls that take no `now`.
@@ -166,8 +163,6 @@ impl Node {
             time_wait_order: VecDeque::new(),
             timers: TimerTable::default(),
             events: VecDeque::new(),
-            scratch: Vec::with_capacity(crate::noise::RecordCipher::MAX_PLAINTEXT),
-            plain: BytesMut::new(),
             policy,
             policy_armed: false,
             last_now: Timestamp::ZERO,
@@ -200,7 +195,7 @@ impl Node {
         self.check_handshake_limits(Some(remote))?;
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
-        let hs = Handshake::initiator(&self.identity, remote, Features::ALL, seed)
+        let hs = Handshake::initiator(&self.identity, remote, self.local_features(), seed)
             .map_err(|e| ConnectError::Noise(e.to_string()))?;
         let peer = self.peer_idx(remote);
         self.peers[peer as usize].handshaking += 1;
@@ -214,9 +209,18 @@ impl Node {
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
         let wire = self.rng.next_u64() | 1;
-        let hs = Handshake::responder(&self.identity, wire, Features::ALL, seed)
+        let hs = Handshake::responder(&self.identity, wire, self.local_features(), seed)
             .map_err(|e| ConnectError::Noise(e.to_string()))?;
         Ok(self.insert_stream(now, false, None, hs))
+    }
+
+    /// Features this node offers in handshakes.
+    fn local_features(&self) -> Features {
+        if self.config.offer_aes_gcm {
+            Features::ALL
+        } else {
+            Features::EXTENDED_FRAMES
+        }
     }
 
     fn check_handshake_limits(&self, remote: Option<NodeId>) -> Result<(), ConnectError> {

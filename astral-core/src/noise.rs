@@ -22,10 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::{Buf, BufMut, BytesMut};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
-use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
-use snow::{HandshakeState, TransportState};
+use snow::HandshakeState;
 
 use crate::identity::{Identity, NodeId};
 
@@ -62,7 +63,10 @@ impl Features {
     /// The extended frame set (`DataAt`, `Credit`, `MigrateTo`, ...).
     pub const EXTENDED_FRAMES: Features = Features(1);
     /// Everything this build supports.
-    pub const ALL: Features = Features::EXTENDED_FRAMES;
+    pub const ALL: Features = Features(Features::EXTENDED_FRAMES.0 | Features::AES_GCM.0);
+    /// Bit 1: records use AES-256-GCM instead of ChaCha20-Poly1305 (offered
+    /// by a node whose CPU has AES instructions; used when both offer it).
+    pub const AES_GCM: Features = Features(2);
 
     /// True if every bit of `other` is set in `self`.
     pub fn contains(self, other: Features) -> bool {
@@ -126,6 +130,24 @@ impl Random for SeededRandom {
     }
 }
 
+/// Whether this CPU has AES instructions (then AES-256-GCM records are
+/// faster than ChaCha20-Poly1305 and a node offers them).
+pub fn hardware_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 /// Seeded RNG + [`CryptoResolver`]: snow's randomness comes from the seed
 /// given at construction, never from the operating system.
 ///
@@ -170,7 +192,11 @@ impl CryptoResolver for SeededResolver {
     }
 
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
-        DefaultResolver.resolve_cipher(choice)
+        // ring's assembly ChaCha20-Poly1305 / AES-GCM are about twice as
+        // fast as the portable implementations; same algorithms, same bytes.
+        RingResolver
+            .resolve_cipher(choice)
+            .or_else(|| DefaultResolver.resolve_cipher(choice))
     }
 }
 
@@ -474,17 +500,20 @@ impl Handshake {
         else {
             return Err(NoiseError::NotComplete);
         };
-        let transport = self
-            .state
-            .into_transport_mode()
-            .map_err(|e| NoiseError::Handshake(format!("could not enter transport mode: {e}")))?;
+        let mut state = self.state;
+        let initiator = state.is_initiator();
+        // Noise Split(): the two transport keys. We run the transport
+        // ciphers ourselves (in place, no copies), on exactly these keys and
+        // the Noise nonce format, so records are standard Noise transport
+        // messages; the AES-GCM choice was authenticated by the handshake.
+        let (k1, k2) = state.dangerously_get_raw_split();
+        let (tx, rx) = if initiator { (k1, k2) } else { (k2, k1) };
+        let cipher = RecordCipher::from_keys(&tx, &rx, features.contains(Features::AES_GCM))?;
         Ok(Established {
             remote,
             stream_id,
             features,
-            cipher: RecordCipher {
-                inner: Inner::Noise(transport),
-            },
+            cipher,
         })
     }
 }
@@ -507,16 +536,25 @@ pub struct Established {
 // ---------------------------------------------------------------------------
 
 enum Inner {
-    Noise(TransportState),
+    Aead {
+        tx: LessSafeKey,
+        rx: LessSafeKey,
+        tx_n: u64,
+        rx_n: u64,
+        /// AES-GCM encodes the nonce counter big-endian, ChaChaPoly little.
+        aes: bool,
+    },
     #[cfg(feature = "fuzzing")]
     Insecure,
 }
 
 /// Transport records: `u16 BE length || ciphertext` (ciphertext = plaintext +
-/// 16-byte tag; ≤ 65535 bytes).
+/// 16-byte tag; ≤ 65535 bytes). Each ciphertext is a Noise transport message
+/// (empty associated data, nonce = 4 zero bytes || 64-bit counter).
 ///
-/// Sealing encrypts straight into `out` and opening decrypts straight into
-/// `plain`: no allocation per record once those buffers have capacity.
+/// Sealing and opening work in place: the record's frames are written
+/// straight into the output buffer and encrypted there; a received record is
+/// decrypted inside the input buffer and handed on without a copy.
 pub struct RecordCipher {
     inner: Inner,
 }
@@ -524,7 +562,8 @@ pub struct RecordCipher {
 impl fmt::Debug for RecordCipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.inner {
-            Inner::Noise(_) => "noise",
+            Inner::Aead { aes: true, .. } => "aes-256-gcm",
+            Inner::Aead { aes: false, .. } => "chacha20-poly1305",
             #[cfg(feature = "fuzzing")]
             Inner::Insecure => "insecure-for-fuzzing",
         };
@@ -532,6 +571,16 @@ impl fmt::Debug for RecordCipher {
             .field("kind", &kind)
             .finish_non_exhaustive()
     }
+}
+
+fn nonce(n: u64, aes: bool) -> Nonce {
+    let mut b = [0u8; 12];
+    if aes {
+        b[4..].copy_from_slice(&n.to_be_bytes());
+    } else {
+        b[4..].copy_from_slice(&n.to_le_bytes());
+    }
+    Nonce::assume_unique_for_key(b)
 }
 
 impl RecordCipher {
@@ -542,81 +591,146 @@ impl RecordCipher {
     /// Length of the authentication tag.
     pub const TAG_LEN: usize = 16;
 
+    /// A cipher from the two transport keys (`tx` for sending).
+    pub fn from_keys(tx: &[u8; 32], rx: &[u8; 32], aes: bool) -> Result<RecordCipher, NoiseError> {
+        let alg = if aes {
+            &aead::AES_256_GCM
+        } else {
+            &aead::CHACHA20_POLY1305
+        };
+        let key = |k: &[u8; 32]| {
+            UnboundKey::new(alg, k)
+                .map(LessSafeKey::new)
+                .map_err(|_| NoiseError::Handshake("could not set up the record cipher".into()))
+        };
+        Ok(RecordCipher {
+            inner: Inner::Aead {
+                tx: key(tx)?,
+                rx: key(rx)?,
+                tx_n: 0,
+                rx_n: 0,
+                aes,
+            },
+        })
+    }
+
+    /// Whether records use AES-256-GCM (else ChaCha20-Poly1305).
+    pub fn is_aes_gcm(&self) -> bool {
+        matches!(self.inner, Inner::Aead { aes: true, .. })
+    }
+
+    /// Starts a record in `out`: reserves room and writes a placeholder
+    /// length. Append the plaintext frames after it, then call
+    /// [`RecordCipher::seal_in_place`] with the returned position.
+    pub fn begin_record(out: &mut BytesMut) -> usize {
+        out.reserve(2 + Self::MAX_PLAINTEXT + Self::TAG_LEN);
+        let at = out.len();
+        out.put_u16(0);
+        at
+    }
+
+    /// Encrypts, in place, the plaintext that follows the record header at
+    /// `header` in `out` (everything up to the end of `out`), appends the
+    /// tag and fills in the length.
+    pub fn seal_in_place(&mut self, out: &mut BytesMut, header: usize) -> Result<(), NoiseError> {
+        let start = header + 2;
+        let pt_len = out.len().saturating_sub(start);
+        if pt_len > Self::MAX_PLAINTEXT || out.len() < start {
+            out.truncate(header);
+            return Err(NoiseError::PlaintextTooLarge(pt_len));
+        }
+        match &mut self.inner {
+            Inner::Aead { tx, tx_n, aes, .. } => {
+                if *tx_n == u64::MAX {
+                    out.truncate(header);
+                    return Err(NoiseError::Handshake("record nonces exhausted".into()));
+                }
+                let tag = tx
+                    .seal_in_place_separate_tag(nonce(*tx_n, *aes), Aad::empty(), &mut out[start..])
+                    .map_err(|_| NoiseError::Handshake("record encryption failed".into()))?;
+                *tx_n += 1;
+                out.extend_from_slice(tag.as_ref());
+            }
+            #[cfg(feature = "fuzzing")]
+            Inner::Insecure => out.put_bytes(0, Self::TAG_LEN),
+        }
+        let ct_len = (pt_len + Self::TAG_LEN) as u16;
+        out[header..start].copy_from_slice(&ct_len.to_be_bytes());
+        Ok(())
+    }
+
     /// Encrypts `plaintext` (≤ [`Self::MAX_PLAINTEXT`]) into one record
     /// appended to `out` (2-byte length then ciphertext).
     pub fn seal_record(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), NoiseError> {
         if plaintext.len() > Self::MAX_PLAINTEXT {
             return Err(NoiseError::PlaintextTooLarge(plaintext.len()));
         }
-        let ct_len = plaintext.len() + Self::TAG_LEN;
-        let header = out.len();
-        out.reserve(2 + ct_len);
-        out.put_u16(ct_len as u16);
-        let start = out.len();
-        match &mut self.inner {
-            Inner::Noise(transport) => {
-                out.resize(start + ct_len, 0);
-                if let Err(e) = transport.write_message(plaintext, &mut out[start..]) {
-                    out.truncate(header);
-                    // Only nonce exhaustion (2^64 records) can get here.
-                    return Err(NoiseError::Handshake(format!(
-                        "record encryption failed: {e}"
-                    )));
-                }
-            }
-            #[cfg(feature = "fuzzing")]
-            Inner::Insecure => {
-                out.extend_from_slice(plaintext);
-                out.put_bytes(0, Self::TAG_LEN);
-            }
-        }
-        Ok(())
+        let at = Self::begin_record(out);
+        out.extend_from_slice(plaintext);
+        self.seal_in_place(out, at)
     }
 
-    /// If `input` begins with a complete record, removes it and appends its
-    /// plaintext to `plain`: `Ok(true)`. `Ok(false)` if more bytes are needed.
+    /// If `input` begins with a complete record, splits it off and returns
+    /// its plaintext, decrypted in place (no copy): `Ok(Some(..))`.
+    /// `Ok(None)` if more bytes are needed.
     ///
     /// A length field below [`Self::TAG_LEN`] is [`NoiseError::RecordTooShort`]
     /// (reported as soon as the two length bytes are there); a record that
-    /// fails authentication is [`NoiseError::Decrypt`]. On error neither
-    /// `input` nor `plain` is changed; the stream must be torn down.
-    pub fn open_record(
-        &mut self,
-        input: &mut BytesMut,
-        plain: &mut BytesMut,
-    ) -> Result<bool, NoiseError> {
+    /// fails authentication is [`NoiseError::Decrypt`]. After an error the
+    /// stream must be torn down.
+    pub fn open_in_place(&mut self, input: &mut BytesMut) -> Result<Option<BytesMut>, NoiseError> {
         if input.len() < 2 {
-            return Ok(false);
+            return Ok(None);
         }
         let len = usize::from(u16::from_be_bytes([input[0], input[1]]));
         if len < Self::TAG_LEN {
             return Err(NoiseError::RecordTooShort(len));
         }
         if input.len() < 2 + len {
-            return Ok(false);
+            return Ok(None);
         }
-        let record = &input[2..2 + len];
         let pt_len = len - Self::TAG_LEN;
-        let start = plain.len();
         match &mut self.inner {
-            Inner::Noise(transport) => {
-                plain.resize(start + pt_len, 0);
-                if transport.read_message(record, &mut plain[start..]).is_err() {
-                    plain.truncate(start);
+            Inner::Aead { rx, rx_n, aes, .. } => {
+                if *rx_n == u64::MAX {
                     return Err(NoiseError::Decrypt);
                 }
+                let n = nonce(*rx_n, *aes);
+                if rx
+                    .open_in_place(n, Aad::empty(), &mut input[2..2 + len])
+                    .is_err()
+                {
+                    return Err(NoiseError::Decrypt);
+                }
+                *rx_n += 1;
             }
             #[cfg(feature = "fuzzing")]
             Inner::Insecure => {
-                let (body, tag) = record.split_at(pt_len);
-                if tag.iter().any(|&b| b != 0) {
+                if input[2 + pt_len..2 + len].iter().any(|&b| b != 0) {
                     return Err(NoiseError::Decrypt);
                 }
-                plain.extend_from_slice(body);
             }
         }
-        input.advance(2 + len);
-        Ok(true)
+        let mut record = input.split_to(2 + len);
+        record.advance(2);
+        record.truncate(pt_len);
+        Ok(Some(record))
+    }
+
+    /// Like [`RecordCipher::open_in_place`], appending the plaintext to
+    /// `plain` (a copy): `Ok(true)` when a record was consumed.
+    pub fn open_record(
+        &mut self,
+        input: &mut BytesMut,
+        plain: &mut BytesMut,
+    ) -> Result<bool, NoiseError> {
+        match self.open_in_place(input)? {
+            Some(p) => {
+                plain.extend_from_slice(&p);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// No-security cipher for fuzzing only: "ciphertext" = plaintext || 16
@@ -634,6 +748,74 @@ impl RecordCipher {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Our in-place record cipher speaks standard Noise transport messages:
+    /// snow's own TransportState reads what we write and the reverse, for
+    /// both cipher suites.
+    #[test]
+    fn records_interoperate_with_snow_transport() {
+        for (name, aes) in [
+            ("Noise_NN_25519_ChaChaPoly_BLAKE2s", false),
+            ("Noise_NN_25519_AESGCM_BLAKE2s", true),
+        ] {
+            let params: NoiseParams = name.parse().unwrap();
+            let mut i = snow::Builder::with_resolver(
+                params.clone(),
+                Box::new(SeededResolver::new([1; 32])),
+            )
+            .build_initiator()
+            .unwrap();
+            let mut r =
+                snow::Builder::with_resolver(params, Box::new(SeededResolver::new([2; 32])))
+                    .build_responder()
+                    .unwrap();
+            let (mut m, mut p) = (vec![0u8; 1024], vec![0u8; 1024]);
+            let n = i.write_message(&[], &mut m).unwrap();
+            r.read_message(&m[..n], &mut p).unwrap();
+            let n = r.write_message(&[], &mut m).unwrap();
+            i.read_message(&m[..n], &mut p).unwrap();
+            let (k1, k2) = i.dangerously_get_raw_split();
+            let mut ours = RecordCipher::from_keys(&k1, &k2, aes).unwrap();
+            assert_eq!(ours.is_aes_gcm(), aes);
+            let mut theirs = r.into_transport_mode().unwrap();
+            for round in 0..3u8 {
+                let msg = vec![round; 1000 + usize::from(round)];
+                let mut out = BytesMut::new();
+                ours.seal_record(&msg, &mut out).unwrap();
+                let mut plain = vec![0u8; 2000];
+                let n = theirs.read_message(&out[2..], &mut plain).unwrap();
+                assert_eq!(&plain[..n], &msg[..], "{name}: snow reads ours");
+                let mut ct = vec![0u8; 2000];
+                let n = theirs.write_message(&msg, &mut ct).unwrap();
+                let mut input = BytesMut::new();
+                input.put_u16(n as u16);
+                input.extend_from_slice(&ct[..n]);
+                let got = ours.open_in_place(&mut input).unwrap().unwrap();
+                assert_eq!(&got[..], &msg[..], "{name}: we read snow's");
+                assert!(input.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn aes_gcm_is_negotiated_only_when_both_offer_it() {
+        for (a, b, want) in [
+            (Features::ALL, Features::ALL, true),
+            (Features::ALL, Features::EXTENDED_FRAMES, false),
+            (Features::EXTENDED_FRAMES, Features::ALL, false),
+        ] {
+            let (mut i, mut r) = pair(a, b, [3; 32], [4; 32]);
+            run(&mut i, &mut r, 1000);
+            let (mut ei, mut er) = (i.into_established().unwrap(), r.into_established().unwrap());
+            assert_eq!(ei.cipher.is_aes_gcm(), want);
+            assert_eq!(er.cipher.is_aes_gcm(), want);
+            let mut out = BytesMut::new();
+            ei.cipher.seal_record(b"hello", &mut out).unwrap();
+            let mut plain = BytesMut::new();
+            assert!(er.cipher.open_record(&mut out, &mut plain).unwrap());
+            assert_eq!(&plain[..], b"hello");
+        }
+    }
 
     fn ids() -> (Identity, Identity) {
         (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]))

@@ -59,21 +59,9 @@ impl Node {
                     break;
                 }
                 Crypto::Transport(_) => {
-                    if !self.build_record(now, stream) {
+                    if !self.build_record(now, stream, out) {
                         break;
                     }
-                    let Some(st) = self.streams.get_mut(&stream) else {
-                        break;
-                    };
-                    let Crypto::Transport(cipher) = &mut st.crypto else {
-                        break;
-                    };
-                    if let Err(e) = cipher.seal_record(&self.scratch, out) {
-                        // Only an oversize plaintext fails, which the builder prevents.
-                        self.kill_stream(now, stream, StreamCloseReason::BadRecord(e.to_string()));
-                        break;
-                    }
-                    st.stats.records_out += 1;
                 }
                 Crypto::None => break,
             }
@@ -88,25 +76,26 @@ impl Node {
         n
     }
 
-    /// Fills `self.scratch` with one record's plaintext. Returns false if
-    /// there was nothing to send.
-    fn build_record(&mut self, now: Timestamp, stream: StreamId) -> bool {
+    /// Writes one record's frames straight into `out` after a record
+    /// header and encrypts them there. Returns false if there was nothing
+    /// to send (`out` is then unchanged).
+    fn build_record(&mut self, now: Timestamp, stream: StreamId, out: &mut BytesMut) -> bool {
         const MAX: usize = RecordCipher::MAX_PLAINTEXT;
         let quantum = self.config.quantum.max(1);
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
+        let header = RecordCipher::begin_record(out);
+        let body = out.len();
         let mut frames = 0u64;
         let mut finished: Vec<SessionId> = Vec::new();
 
         // 1. Explicit control frames (pings, pongs, markers, resets, responses).
         if let Some(st) = self.streams.get_mut(&stream) {
             while let Some(f) = st.ctrl.front() {
-                if buf.len() + f.encoded_len() > MAX {
+                if (out.len() - body) + f.encoded_len() > MAX {
                     break;
                 }
                 if let Some(f) = st.ctrl.pop_front() {
                     // Frames we build always fit the wire format.
-                    let _ = f.encode(&mut buf);
+                    let _ = f.encode(out);
                     frames += 1;
                 }
             }
@@ -125,7 +114,7 @@ impl Node {
             }
             // Worst case: Query + Response + Resume + Credit.
             let need = 15 + query + 14 + 26 + 17;
-            if buf.len() + need > MAX {
+            if (out.len() - body) + need > MAX {
                 if let Some(st) = self.streams.get_mut(&stream) {
                     st.ctrl_sessions.push_front(id);
                 }
@@ -143,7 +132,7 @@ impl Node {
                         buffer,
                         query: q.clone(),
                     }
-                    .encode(&mut buf);
+                    .encode(out);
                     frames += 1;
                 }
             }
@@ -155,7 +144,7 @@ impl Node {
                     code: s.response_code,
                     buffer: s.recv.window(),
                 };
-                let _ = f.encode(&mut buf);
+                let _ = f.encode(out);
                 frames += 1;
             }
             if s.has(session::F_RESUME_PENDING | session::F_RESUME_REPLY_PENDING) {
@@ -167,7 +156,7 @@ impl Node {
                     consumed: s.recv.credit_value(),
                     reply,
                 };
-                let _ = f.encode(&mut buf);
+                let _ = f.encode(out);
                 s.recv.mark_advertised(s.recv.credit_value());
                 frames += 1;
             } else if s.recv.credit_due() || s.has(session::F_ACK_PENDING) {
@@ -176,7 +165,7 @@ impl Node {
                     session: wire,
                     consumed,
                 }
-                .encode(&mut buf);
+                .encode(out);
                 s.recv.mark_advertised(consumed);
                 frames += 1;
             }
@@ -187,7 +176,7 @@ impl Node {
         }
 
         // 3. Data, round robin with a quantum; Fin after a direction's last byte.
-        while buf.len() + DATA_AT_HEADER_LEN < MAX {
+        while (out.len() - body) + DATA_AT_HEADER_LEN < MAX {
             let Some((id, more)) = self
                 .streams
                 .get_mut(&stream)
@@ -203,20 +192,20 @@ impl Node {
             if !matches!(s.state, SessionState::Open | SessionState::Migrating) {
                 continue;
             }
-            let room = MAX - buf.len() - DATA_AT_HEADER_LEN;
+            let room = MAX - (out.len() - body) - DATA_AT_HEADER_LEN;
             let max = if more { room.min(quantum) } else { room };
             if let Some((offset, payload)) = s.send.take(max) {
-                encode_data_at_header(&mut buf, s.wire, offset, payload.len() as u16);
-                buf.extend_from_slice(&payload);
+                encode_data_at_header(out, s.wire, offset, payload.len() as u16);
+                out.extend_from_slice(&payload);
                 frames += 1;
             }
-            if s.send.fin_due() && buf.len() + FIN_LEN <= MAX {
+            if s.send.fin_due() && (out.len() - body) + FIN_LEN <= MAX {
                 let offset = s.send.take_fin();
                 let _ = Frame::Fin {
                     session: s.wire,
                     offset,
                 }
-                .encode(&mut buf);
+                .encode(out);
                 frames += 1;
             }
             if s.send.has_output() {
@@ -238,9 +227,25 @@ impl Node {
             shrink_if_idle(&mut st.ctrl_sessions);
             shrink_if_idle(&mut st.sched);
         }
-        let built = !buf.is_empty();
-        self.scratch = buf;
-        built
+        if out.len() == body {
+            out.truncate(header);
+            return false;
+        }
+        let Some(Crypto::Transport(cipher)) = self.streams.get_mut(&stream).map(|s| &mut s.crypto)
+        else {
+            out.truncate(header);
+            return false;
+        };
+        if let Err(e) = cipher.seal_in_place(out, header) {
+            // Only an oversize record or nonce exhaustion fails; the builder
+            // prevents the first, the second needs 2^64 records.
+            self.kill_stream(now, stream, StreamCloseReason::BadRecord(e.to_string()));
+            return false;
+        }
+        if let Some(st) = self.streams.get_mut(&stream) {
+            st.stats.records_out += 1;
+        }
+        true
     }
 }
 
