@@ -327,3 +327,130 @@ fn routing_deadline_does_not_cut_a_later_recovery_short() {
     assert!(sim.run_until_done(Duration::from_secs(120)));
     sim.check().unwrap();
 }
+
+#[test]
+fn migrate_api_errors_are_typed() {
+    use astral_core::MigrateError;
+    let mut sim = Sim::new(15, 3, Config::default());
+    sim.link(0, 1, LinkConfig::default());
+    sim.link(0, 1, LinkConfig::default());
+    let other_peer = sim.link(0, 2, LinkConfig::default());
+    sim.open_flows(&[FlowSpec::new(0, 1, 50_000_000, 0)]);
+    sim.run_for(ms(100));
+    let s = sim.flows[0].at_opener.unwrap();
+    let (l0, l1, l2) = (sim.links[0].sa, sim.links[1].sa, sim.links[other_peer].sa);
+    let now = sim.now;
+    let n = &mut sim.nodes[0];
+    let current = n.session_info(s).unwrap().send_stream;
+    let other = if current == l0 { l1 } else { l0 };
+    let bogus = astral_core::SessionId::from_u64(u64::MAX);
+    assert_eq!(
+        n.migrate(now, bogus, other),
+        Err(MigrateError::UnknownSession)
+    );
+    assert_eq!(
+        n.migrate(now, s, astral_core::StreamId(999)),
+        Err(MigrateError::TargetUnknown)
+    );
+    assert_eq!(
+        n.migrate(now, s, current),
+        Err(MigrateError::TargetIsCurrent)
+    );
+    assert_eq!(n.migrate(now, s, l2), Err(MigrateError::WrongPeer));
+    // A session still waiting for its answer is not open.
+    let peer = n.session_info(s).unwrap().peer;
+    let routing = n.open_session(now, peer, "flow:999").unwrap();
+    assert_eq!(
+        n.migrate(now, routing, other),
+        Err(MigrateError::SessionNotOpen)
+    );
+    // A stream the peer has not confirmed yet (handshake just finished on
+    // our side, no record from the peer yet) cannot be a target.
+    let fresh = sim.link(0, 1, LinkConfig::with_latency(ms(50)));
+    let mut confirmed_before = None;
+    for _ in 0..10_000 {
+        sim.step(sim.now + ms(200));
+        let sa = sim.links[fresh].sa;
+        if let Some(info) = sim.nodes[0].stream_info(sa) {
+            if info.state == astral_core::StreamState::Established {
+                confirmed_before = Some(info.confirmed);
+                if !info.confirmed {
+                    let now = sim.now;
+                    assert_eq!(
+                        sim.nodes[0].migrate(now, s, sa),
+                        Err(MigrateError::TargetNotConfirmed)
+                    );
+                }
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        confirmed_before,
+        Some(false),
+        "the dialer is established before the peer confirms"
+    );
+    // Once confirmed, the same call works.
+    sim.run_for(ms(200));
+    let sa = sim.links[fresh].sa;
+    let now = sim.now;
+    assert_eq!(sim.nodes[0].migrate(now, s, sa), Ok(()));
+}
+
+#[test]
+fn policy_moves_sessions_to_a_clearly_faster_stream() {
+    let config = Config {
+        keepalive_interval: ms(200),
+        policy_interval: ms(500),
+        migrate_sustain: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(16, 2, config);
+    sim.link(0, 1, LinkConfig::with_latency(ms(60)));
+    sim.open_flows(&[
+        FlowSpec::new(0, 1, 400_000_000, 0),
+        FlowSpec::new(1, 0, 400_000_000, 0),
+    ]);
+    sim.run_for(ms(500));
+    sim.link(0, 1, LinkConfig::with_latency(ms(5)));
+    sim.run_for(Duration::from_secs(5));
+    let fast = sim.links[1].sa;
+    for f in &sim.flows {
+        let info = sim.nodes[0].session_info(f.at_opener.or(f.at_acceptor).unwrap());
+        if let Some(info) = info {
+            assert_eq!(info.send_stream, fast, "sessions moved to the 5 ms stream");
+        }
+    }
+}
+
+#[test]
+fn alternating_rtts_do_not_make_sessions_flap() {
+    let config = Config {
+        keepalive_interval: ms(100),
+        policy_interval: ms(250),
+        migrate_sustain: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(17, 2, config);
+    sim.link(0, 1, LinkConfig::with_latency(ms(20)));
+    sim.link(0, 1, LinkConfig::with_latency(ms(20)));
+    sim.open_flows(&[FlowSpec::new(0, 1, 2_000_000_000, 0)]);
+    // Every second the two streams swap latencies (5 ms / 60 ms): neither is
+    // better for long enough, so nothing should move.
+    for s in 1..20u64 {
+        let (fast, slow) = if s % 2 == 0 { (0, 1) } else { (1, 0) };
+        sim.at(
+            Sim::t(Duration::from_secs(s)),
+            Action::SetLatency(fast, ms(5)),
+        );
+        sim.at(
+            Sim::t(Duration::from_secs(s)),
+            Action::SetLatency(slow, ms(60)),
+        );
+    }
+    sim.run_for(Duration::from_secs(20));
+    let moves = sim
+        .events_matching(|e| matches!(e, Event::Migrated { .. }))
+        .len();
+    assert!(moves <= 2, "{moves} migrations: flapping");
+}

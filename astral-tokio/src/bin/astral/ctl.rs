@@ -47,15 +47,24 @@ pub async fn serve(node: Node, path: PathBuf) -> Result<(), AnyError> {
         if path.exists() {
             // A stale socket from a dead node: replace it; a live one: refuse.
             if tokio::net::UnixStream::connect(&path).await.is_ok() {
-                return Err(err(format!("control socket {} is in use by another node", path.display())));
+                return Err(err(format!(
+                    "control socket {} is in use by another node",
+                    path.display()
+                )));
             }
             let _ = std::fs::remove_file(&path);
         }
-        let l = tokio::net::UnixListener::bind(&path)
-            .map_err(|e| err(format!("cannot bind control socket {}: {e}", path.display())))?;
+        let l = tokio::net::UnixListener::bind(&path).map_err(|e| {
+            err(format!(
+                "cannot bind control socket {}: {e}",
+                path.display()
+            ))
+        })?;
         tokio::spawn(async move {
             loop {
-                let Ok((conn, _)) = l.accept().await else { continue };
+                let Ok((conn, _)) = l.accept().await else {
+                    continue;
+                };
                 let node = node.clone();
                 tokio::spawn(async move {
                     let (r, mut w) = conn.into_split();
@@ -77,12 +86,16 @@ pub async fn serve(node: Node, path: PathBuf) -> Result<(), AnyError> {
     #[cfg(not(unix))]
     {
         let _ = (node, path);
-        Err(err("control sockets are not yet implemented on this platform"))
+        Err(err(
+            "control sockets are not yet implemented on this platform",
+        ))
     }
 }
 
 fn num(v: &Value, k: &str) -> Result<u64, AnyError> {
-    v.get(k).and_then(Value::as_u64).ok_or_else(|| err(format!("missing numeric field {k:?}")))
+    v.get(k)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| err(format!("missing numeric field {k:?}")))
 }
 
 fn handle(node: &Node, line: &str) -> Result<Value, AnyError> {
@@ -148,7 +161,9 @@ pub async fn run(a: CtlArgs) -> Result<ExitCode, AnyError> {
     let req = match a.cmd {
         CtlCmd::Streams => json!({"cmd": "streams"}),
         CtlCmd::Sessions => json!({"cmd": "sessions"}),
-        CtlCmd::Migrate { session, stream } => json!({"cmd": "migrate", "session": session, "stream": stream}),
+        CtlCmd::Migrate { session, stream } => {
+            json!({"cmd": "migrate", "session": session, "stream": stream})
+        }
         CtlCmd::Drain { stream } => json!({"cmd": "drain", "stream": stream}),
         CtlCmd::Close { stream } => json!({"cmd": "close", "stream": stream}),
     };
@@ -156,18 +171,31 @@ pub async fn run(a: CtlArgs) -> Result<ExitCode, AnyError> {
     let reply: Value = {
         let conn = tokio::net::UnixStream::connect(&a.control)
             .await
-            .map_err(|e| err(format!("cannot reach the node at {}: {e}", a.control.display())))?;
+            .map_err(|e| {
+                err(format!(
+                    "cannot reach the node at {}: {e}",
+                    a.control.display()
+                ))
+            })?;
         let (r, mut w) = conn.into_split();
         w.write_all(format!("{req}\n").as_bytes()).await?;
         let mut lines = BufReader::new(r).lines();
-        let line = lines.next_line().await?.ok_or_else(|| err("the node closed the control connection"))?;
+        let line = lines
+            .next_line()
+            .await?
+            .ok_or_else(|| err("the node closed the control connection"))?;
         serde_json::from_str(&line).map_err(|e| err(format!("bad reply from the node: {e}")))?
     };
     #[cfg(not(unix))]
-    let reply: Value = return Err(err("control sockets are not yet implemented on this platform"));
+    let reply: Value = return Err(err(
+        "control sockets are not yet implemented on this platform",
+    ));
 
     if reply.get("ok").and_then(Value::as_bool) != Some(true) {
-        let msg = reply.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+        let msg = reply
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
         return Err(err(msg.to_string()));
     }
     let result = reply.get("result").cloned().unwrap_or(Value::Null);
@@ -196,15 +224,32 @@ fn print_table(v: &Value) {
                 Some(o) => o.keys().cloned().collect(),
                 None => return println!("{v}"),
             };
-            let cells: Vec<Vec<String>> =
-                rows.iter().map(|r| cols.iter().map(|c| cell(r.get(c).unwrap_or(&Value::Null))).collect()).collect();
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    cols.iter()
+                        .map(|c| cell(r.get(c).unwrap_or(&Value::Null)))
+                        .collect()
+                })
+                .collect();
             let widths: Vec<usize> = cols
                 .iter()
                 .enumerate()
-                .map(|(i, c)| cells.iter().map(|r| r[i].len()).max().unwrap_or(0).max(c.len()))
+                .map(|(i, c)| {
+                    cells
+                        .iter()
+                        .map(|r| r[i].len())
+                        .max()
+                        .unwrap_or(0)
+                        .max(c.len())
+                })
                 .collect();
             let line = |vals: &[String]| {
-                vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join("  ")
+                vals.iter()
+                    .zip(&widths)
+                    .map(|(v, w)| format!("{v:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
             };
             println!("{}", line(&cols));
             for r in &cells {

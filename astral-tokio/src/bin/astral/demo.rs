@@ -31,12 +31,16 @@ pub struct DemoArgs {
     no_kill: bool,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mul) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         None => (s, 1u64),
         Some((i, _)) => {
-            let mul = match s[i..].to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+            let mul = match s[i..]
+                .to_ascii_uppercase()
+                .trim_end_matches("IB")
+                .trim_end_matches('B')
+            {
                 "" => 1,
                 "K" => 1 << 10,
                 "M" => 1 << 20,
@@ -102,13 +106,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, AnyError> {
     let report = outcome?;
 
     let t = timeline.lock().unwrap_or_else(|p| p.into_inner());
-    let ok = report.sent == total && report.received == report.sent && report.sent_hash == report.received_hash;
+    let ok = report.sent == total
+        && report.received == report.sent
+        && report.sent_hash == report.received_hash;
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     let goodput = report.received as f64 / secs / 1e6;
     let rec_time = if t.recovered_after.is_empty() {
         "-".to_string()
     } else {
-        t.recovered_after.iter().map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")
+        t.recovered_after
+            .iter()
+            .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let rows: Vec<(&str, String)> = vec![
         ("bytes sent", report.sent.to_string()),
@@ -130,7 +140,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, AnyError> {
                 None => "-".into(),
             },
         ),
-        ("recoveries", format!("{} ({} bytes resent)", t.recoveries, t.resent_bytes)),
+        (
+            "recoveries",
+            format!("{} ({} bytes resent)", t.recoveries, t.resent_bytes),
+        ),
         ("recovery time", rec_time),
         ("elapsed", format!("{:.2} s", secs)),
         ("goodput", format!("{goodput:.1} MB/s")),
@@ -149,7 +162,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, AnyError> {
             "payload corrupted or incomplete: sent {} bytes, received {} bytes, hashes {}",
             report.sent,
             report.received,
-            if report.sent_hash == report.received_hash { "match" } else { "differ" }
+            if report.sent_hash == report.received_hash {
+                "match"
+            } else {
+                "differ"
+            }
         )))
     }
 }
@@ -168,11 +185,29 @@ async fn transfer(
     let server = Node::new(keys::random_identity()?, Config::default());
     let client = Node::new(keys::random_identity()?, Config::default());
     client.set_redial(Some((Duration::from_millis(20), Duration::from_secs(1))));
-    let addr = server.listen("127.0.0.1:0").await.map_err(|e| err(format!("cannot listen on loopback: {e}")))?;
-    note(&pb, format!("server {} listening on {addr}", server.id().short()));
-    let s1 = client.connect(server.id(), addr).await.map_err(|e| err(format!("first stream: {e}")))?;
-    let s2 = client.connect(server.id(), addr).await.map_err(|e| err(format!("second stream: {e}")))?;
-    note(&pb, format!("client {} connected: two streams {s1}, {s2}", client.id().short()));
+    let addr = server
+        .listen("127.0.0.1:0")
+        .await
+        .map_err(|e| err(format!("cannot listen on loopback: {e}")))?;
+    note(
+        &pb,
+        format!("server {} listening on {addr}", server.id().short()),
+    );
+    let s1 = client
+        .connect(server.id(), addr)
+        .await
+        .map_err(|e| err(format!("first stream: {e}")))?;
+    let s2 = client
+        .connect(server.id(), addr)
+        .await
+        .map_err(|e| err(format!("second stream: {e}")))?;
+    note(
+        &pb,
+        format!(
+            "client {} connected: two streams {s1}, {s2}",
+            client.id().short()
+        ),
+    );
 
     // Events of the client node: migrations, recoveries.
     let mut events = client.events();
@@ -197,17 +232,25 @@ async fn transfer(
                 Event::Recovering { session } if ours(session) => {
                     note(&pbe, "  session recovering...");
                 }
-                Event::Recovered { session, resent_bytes } if ours(session) => {
+                Event::Recovered {
+                    session,
+                    resent_bytes,
+                } if ours(session) => {
                     t.recoveries += 1;
                     t.resent_bytes += resent_bytes;
                     let after = t.killed.map(|(k, _)| k.elapsed());
                     if let Some(d) = after {
                         t.recovered_after.push(d);
                     }
-                    note(&pbe, format!(
-                        "  recovered ({resent_bytes} bytes resent){}",
-                        after.map(|d| format!(" {:.1} ms after the kill", d.as_secs_f64() * 1e3)).unwrap_or_default()
-                    ));
+                    note(
+                        &pbe,
+                        format!(
+                            "  recovered ({resent_bytes} bytes resent){}",
+                            after
+                                .map(|d| format!(" {:.1} ms after the kill", d.as_secs_f64() * 1e3))
+                                .unwrap_or_default()
+                        ),
+                    );
                 }
                 Event::StreamDown { stream, reason, .. } => {
                     note(&pbe, format!("  {stream} down: {reason}"));
@@ -227,13 +270,19 @@ async fn transfer(
     let srv = server.clone();
     let rc = received.clone();
     let recv_task = tokio::spawn(async move {
-        let q = srv.next_query().await.ok_or_else(|| err("server stopped before the query arrived"))?;
+        let q = srv
+            .next_query()
+            .await
+            .ok_or_else(|| err("server stopped before the query arrived"))?;
         let mut s = q.accept().map_err(|e| err(format!("accept: {e}")))?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut n_total = 0u64;
         loop {
-            let n = s.read(&mut buf).await.map_err(|e| err(format!("receiving: {e}")))?;
+            let n = s
+                .read(&mut buf)
+                .await
+                .map_err(|e| err(format!("receiving: {e}")))?;
             if n == 0 {
                 break;
             }
@@ -241,7 +290,9 @@ async fn transfer(
             n_total += n as u64;
             rc.store(n_total, Ordering::Relaxed);
         }
-        s.shutdown().await.map_err(|e| err(format!("closing: {e}")))?;
+        s.shutdown()
+            .await
+            .map_err(|e| err(format!("closing: {e}")))?;
         Ok::<_, AnyError>((n_total, <[u8; 32]>::from(h.finalize())))
     });
 
@@ -256,9 +307,19 @@ async fn transfer(
     });
 
     let start = Instant::now();
-    let mut session = client.open(server.id(), "demo").await.map_err(|e| err(format!("open: {e}")))?;
+    let mut session = client
+        .open(server.id(), "demo")
+        .await
+        .map_err(|e| err(format!("open: {e}")))?;
     *session_cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.id());
-    note(&pb, format!("session {} open on {}", session.id(), send_stream(&session).map_or("?".into(), |s| s.to_string())));
+    note(
+        &pb,
+        format!(
+            "session {} open on {}",
+            session.id(),
+            send_stream(&session).map_or("?".into(), |s| s.to_string())
+        ),
+    );
     pb.set_message("sending");
 
     let mut rng = rand::rngs::StdRng::from_os_rng();
@@ -273,20 +334,35 @@ async fn transfer(
         let n = ((total - sent) as usize).min(chunk.len());
         rng.fill_bytes(&mut chunk[..n]);
         h.update(&chunk[..n]);
-        session.write_all(&chunk[..n]).await.map_err(|e| err(format!("sending: {e}")))?;
+        session
+            .write_all(&chunk[..n])
+            .await
+            .map_err(|e| err(format!("sending: {e}")))?;
         sent += n as u64;
 
         if !migrated && sent >= migrate_at {
             migrated = true;
             let from = send_stream(&session);
-            let to = client.peer_streams(server.id()).into_iter().find(|s| Some(*s) != from);
+            let to = client
+                .peer_streams(server.id())
+                .into_iter()
+                .find(|s| Some(*s) != from);
             match (from, to) {
                 (Some(from), Some(to)) => match client.migrate(session.id(), to) {
                     Ok(()) => {
-                        timeline.lock().unwrap_or_else(|p| p.into_inner()).migrated_at = Some((from, to));
-                        note(&pb, format!("at {}%: migrating {from} -> {to}", sent * 100 / total));
+                        timeline
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .migrated_at = Some((from, to));
+                        note(
+                            &pb,
+                            format!("at {}%: migrating {from} -> {to}", sent * 100 / total),
+                        );
                     }
-                    Err(e) => note(&pb, format!("at {}%: migration refused: {e}", sent * 100 / total)),
+                    Err(e) => note(
+                        &pb,
+                        format!("at {}%: migration refused: {e}", sent * 100 / total),
+                    ),
                 },
                 _ => note(&pb, "no second stream to migrate to; skipping migration"),
             }
@@ -298,9 +374,21 @@ async fn transfer(
                     let t0 = Instant::now();
                     if client.kill_transport(s) {
                         timeline.lock().unwrap_or_else(|p| p.into_inner()).killed = Some((t0, s));
-                        note(&pb, format!("at {}%: killing the TCP connection of {s}", sent * 100 / total));
+                        note(
+                            &pb,
+                            format!(
+                                "at {}%: killing the TCP connection of {s}",
+                                sent * 100 / total
+                            ),
+                        );
                     } else {
-                        note(&pb, format!("at {}%: {s} had no live transport to kill", sent * 100 / total));
+                        note(
+                            &pb,
+                            format!(
+                                "at {}%: {s} had no live transport to kill",
+                                sent * 100 / total
+                            ),
+                        );
                     }
                 }
                 None => note(&pb, "session has no send stream; skipping kill"),
@@ -308,7 +396,10 @@ async fn transfer(
         }
     }
     let sent_hash: [u8; 32] = h.finalize().into();
-    session.shutdown().await.map_err(|e| err(format!("finishing: {e}")))?;
+    session
+        .shutdown()
+        .await
+        .map_err(|e| err(format!("finishing: {e}")))?;
     pb.set_message("waiting for the receiver");
 
     let (rcv, received_hash) = match recv_task.await {
@@ -327,11 +418,19 @@ async fn transfer(
     ev_task.abort();
     client.shutdown();
     server.shutdown();
-    Ok(Report { sent, received: rcv, sent_hash, received_hash, elapsed })
+    Ok(Report {
+        sent,
+        received: rcv,
+        sent_hash,
+        received_hash,
+        elapsed,
+    })
 }
 
 fn send_stream(s: &astral_tokio::Session) -> Option<StreamId> {
-    s.info().map(|i| i.send_stream).filter(|s| *s != StreamId::NONE)
+    s.info()
+        .map(|i| i.send_stream)
+        .filter(|s| *s != StreamId::NONE)
 }
 
 /// A progress line: above the bar on a terminal, plain stderr otherwise.

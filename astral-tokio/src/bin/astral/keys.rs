@@ -17,9 +17,10 @@ pub fn random_identity() -> Result<Identity, AnyError> {
 
 /// Reads and parses a key file.
 pub fn load(path: &Path) -> Result<Identity, AnyError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| err(format!("cannot read key file {}: {e}", path.display())))?;
-    Identity::parse_key_file(&text).map_err(|e| err(format!("bad key file {}: {e}", path.display())))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(format!("cannot read key file {}: {e}", path.display())))?;
+    Identity::parse_key_file(&text)
+        .map_err(|e| err(format!("bad key file {}: {e}", path.display())))
 }
 
 pub fn keygen(output: Option<PathBuf>) -> Result<ExitCode, AnyError> {
@@ -34,8 +35,11 @@ pub fn keygen(output: Option<PathBuf>) -> Result<ExitCode, AnyError> {
                 use std::os::unix::fs::OpenOptionsExt;
                 opts.mode(0o600);
             }
-            let mut f = opts.open(&path).map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
-            f.write_all(text.as_bytes()).map_err(|e| err(format!("cannot write {}: {e}", path.display())))?;
+            let mut f = opts
+                .open(&path)
+                .map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+            f.write_all(text.as_bytes())
+                .map_err(|e| err(format!("cannot write {}: {e}", path.display())))?;
             println!("{}", id.node_id());
         }
         None => {

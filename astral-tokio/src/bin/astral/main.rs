@@ -4,6 +4,7 @@
 //! Errors are printed as one line (`error: ...`) and the process exits
 //! non-zero; it never panics on bad input.
 
+mod bench;
 mod ctl;
 mod demo;
 mod keys;
@@ -24,7 +25,11 @@ pub fn err(msg: impl Into<String>) -> AnyError {
 }
 
 #[derive(Parser)]
-#[command(name = "astral", version, about = "Astral: multiplexed, migrating sessions over many streams")]
+#[command(
+    name = "astral",
+    version,
+    about = "Astral: multiplexed, migrating sessions over many streams"
+)]
 struct Cli {
     /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -55,8 +60,8 @@ enum Cmd {
     Connect(net::ConnectArgs),
     /// Talks to a running `astral listen --control PATH`.
     Ctl(ctl::CtlArgs),
-    /// Loopback benchmark (goodput and echo latency).
-    Bench,
+    /// Loopback benchmark: raw TCP, snow over TCP, astral (goodput, echo).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,12 +70,19 @@ fn main() -> ExitCode {
         Err(e) => {
             // --help / --version print and exit 0; usage errors exit 2.
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     init_logging(cli.verbose);
 
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -97,9 +109,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode, AnyError> {
         Cmd::Listen(a) => net::listen(a).await,
         Cmd::Connect(a) => net::connect(a).await,
         Cmd::Ctl(a) => ctl::run(a).await,
-        Cmd::Bench => Err(err(
-            "`astral bench` is not yet implemented; run `cargo bench -p astral-tokio` for the loopback benchmark",
-        )),
+        Cmd::Bench(a) => bench::run(a).await,
     }
 }
 
@@ -116,5 +126,9 @@ fn init_logging(verbose: u8) {
     } else {
         EnvFilter::new(default)
     };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

@@ -1,0 +1,82 @@
+//! `astral bench`: the loopback benchmark of `astral_tokio::bench` (raw
+//! TCP, snow over TCP, astral over astral-tokio), as a table or JSON.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use astral_tokio::bench::{self, Options};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::{err, AnyError};
+
+/// Where the full peer comparison lives.
+const COMPARE_NOTE: &str = "full comparison with yamux and quinn (and astral-mio): \
+                            cargo bench -p astral-compare --bench compare";
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Bytes per goodput run (suffixes K, M, G = KiB, MiB, GiB).
+    #[arg(long, default_value = "1G", value_parser = crate::demo::parse_size)]
+    bytes: u64,
+    /// 1-byte echo round trips per latency run.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Repetitions of every transport and workload, interleaved (medians
+    /// and min–max are reported).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    reps: u64,
+    /// Print one JSON document with every number (on stdout) instead of
+    /// the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(a: BenchArgs) -> Result<ExitCode, AnyError> {
+    let opts = Options {
+        bytes: a.bytes,
+        rounds: a.rounds as usize,
+        reps: a.reps as usize,
+    };
+    let total = (opts.reps * bench::Transport::available().len() * 2) as u64;
+    // A progress indicator on a terminal only (stderr).
+    let pb = if std::io::stderr().is_terminal() {
+        let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner:.green} [{elapsed_precise}] [{bar:30.cyan/blue}] {pos}/{len} {msg}",
+            )
+            .map_err(|e| err(e.to_string()))?
+            .progress_chars("#>-"),
+        );
+        pb.enable_steady_tick(Duration::from_millis(100));
+        pb
+    } else {
+        ProgressBar::hidden()
+    };
+    let result = bench::run(&opts, |step| {
+        pb.set_position(step.index as u64);
+        let w = match step.workload {
+            bench::Workload::Goodput => "goodput",
+            bench::Workload::Echo => "echo",
+        };
+        pb.set_message(format!(
+            "rep {}/{}: {} {w}",
+            step.rep + 1,
+            opts.reps,
+            step.transport.label()
+        ));
+    })
+    .await;
+    pb.finish_and_clear();
+    let report = result.map_err(|e| err(format!("benchmark failed: {e}")))?;
+    if a.json {
+        let mut doc = report.to_json();
+        doc["note"] = COMPARE_NOTE.into();
+        println!("{doc:#}");
+    } else {
+        print!("{}", report.table());
+        println!("note: {COMPARE_NOTE}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,463 @@
+//! The `astral` binary end to end: keygen, id, listen/connect moving a
+//! 50 MiB file over two streams with the carrying TCP connection killed
+//! mid-way (`ss -K`), and the error paths.
+//!
+//! Every child process is held by a [`Child`] guard that kills it when the
+//! test fails (drop), and every wait is bounded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_astral");
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// A child process killed on drop (so a failing test leaves nothing behind).
+struct Child {
+    inner: std::process::Child,
+    name: &'static str,
+}
+
+impl Child {
+    fn spawn(name: &'static str, cmd: &mut Command) -> Child {
+        let inner = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Child { inner, name }
+    }
+
+    /// Waits for exit, at most `limit`.
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.inner.try_wait().unwrap() {
+                return st;
+            }
+            if t0.elapsed() > limit {
+                let _ = self.inner.kill();
+                panic!("{} did not exit within {limit:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.inner.try_wait() {
+            let _ = self.inner.kill();
+            let _ = self.inner.wait();
+        }
+    }
+}
+
+/// Runs `astral ARGS` to completion (bounded); (status, stdout, stderr).
+fn run(args: &[&str]) -> (ExitStatus, String, String) {
+    let mut c = Child::spawn(
+        "astral",
+        Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let out = drain(c.inner.stdout.take().unwrap());
+    let err = drain(c.inner.stderr.take().unwrap());
+    let st = c.wait(LIMIT);
+    let out = String::from_utf8_lossy(&out.recv().unwrap()).into_owned();
+    let err = String::from_utf8_lossy(&err.recv().unwrap()).into_owned();
+    (st, out, err)
+}
+
+/// Reads a pipe to its end on a thread.
+fn drain(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        let _ = tx.send(v);
+    });
+    rx
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let mut b = [0u8; 8];
+        rand::rng().fill_bytes(&mut b);
+        let p = std::env::temp_dir().join(format!("astral-cli-{tag}-{}", hex(&b)));
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `astral keygen -o FILE` then `astral id -k FILE`: the same id, 64 hex.
+fn keygen(dir: &Dir, name: &str) -> (PathBuf, String) {
+    let key = dir.path(name);
+    let (st, out, err) = run(&["keygen", "-o", key.to_str().unwrap()]);
+    assert!(st.success(), "keygen failed: {err}");
+    let id = out.trim().to_string();
+    assert_eq!(id.len(), 64, "keygen printed {out:?}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    let (st, out, err) = run(&["id", "-k", key.to_str().unwrap()]);
+    assert!(st.success(), "id failed: {err}");
+    assert_eq!(out.trim(), id, "`astral id` disagrees with keygen");
+    (key, id)
+}
+
+/// A running `astral listen`, its stderr lines forwarded on a channel.
+struct Listener {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+    addrs: Vec<String>,
+    stdout: Option<mpsc::Receiver<Vec<u8>>>,
+}
+
+impl Listener {
+    /// Starts `astral listen -k KEY -b 127.0.0.1:0 (×binds) EXTRA...` and
+    /// reads the `listening on ADDR` lines it prints on stderr.
+    fn start(key: &Path, binds: usize, extra: &[&str]) -> Listener {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["-v", "listen", "-k", key.to_str().unwrap()]);
+        for _ in 0..binds {
+            cmd.args(["-b", "127.0.0.1:0"]);
+        }
+        cmd.args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = Child::spawn("astral listen", &mut cmd);
+        let stdout = Some(drain(child.inner.stdout.take().unwrap()));
+        let lines = lines(child.inner.stderr.take().unwrap());
+        let mut l = Listener {
+            child,
+            lines,
+            log: Vec::new(),
+            addrs: Vec::new(),
+            stdout,
+        };
+        while l.addrs.len() < binds {
+            let line = l.next_line(Duration::from_secs(20));
+            if let Some(a) = line.strip_prefix("listening on ") {
+                l.addrs.push(a.trim().to_string());
+            }
+        }
+        l
+    }
+
+    fn next_line(&mut self, limit: Duration) -> String {
+        match self.lines.recv_timeout(limit) {
+            Ok(line) => {
+                self.log.push(line.clone());
+                line
+            }
+            Err(e) => panic!(
+                "listener: no line within {limit:?} ({e}); so far: {:#?}",
+                self.log
+            ),
+        }
+    }
+
+    /// Waits for exit; (status, stdout, whole stderr).
+    fn finish(mut self, limit: Duration) -> (ExitStatus, Vec<u8>, String) {
+        let st = self.child.wait(limit);
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.log.push(line);
+        }
+        let out = self.stdout.take().unwrap().recv().unwrap();
+        (st, out, self.log.join("\n"))
+    }
+}
+
+/// Forwards the lines of a pipe on a channel.
+fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Whether `ss -K` can kill sockets here (root, iproute2, kernel support).
+fn ss_kill(filter: &[&str]) -> Result<String, String> {
+    let out = Command::new("ss")
+        .arg("-K")
+        .args(filter)
+        .output()
+        .map_err(|e| format!("cannot run ss: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The header plus one line per killed socket.
+    if text.lines().count() >= 2 {
+        Ok(text)
+    } else {
+        Err(format!(
+            "ss -K {filter:?} killed nothing (status {}, stderr {})",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `astral ctl --control PATH --json CMD`, parsed.
+fn ctl(control: &Path, cmd: &str) -> serde_json::Value {
+    let (st, out, err) = run(&["ctl", "--control", control.to_str().unwrap(), "--json", cmd]);
+    assert!(st.success(), "ctl {cmd} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ctl {cmd}: not JSON ({e}): {out}"))
+}
+
+fn u64_field(v: &serde_json::Value, names: &[&str]) -> u64 {
+    for n in names {
+        if let Some(x) = v.get(*n).and_then(|x| x.as_u64()) {
+            return x;
+        }
+    }
+    panic!("none of {names:?} in {v}");
+}
+
+/// The listener-side stream the connector's data arrives on, as an index
+/// into the listener's streams ordered by id (0 = the first accepted, i.e.
+/// the connection to the first `-b` address: `connect` dials its addresses
+/// in order, each after the previous handshake).
+fn carrying_stream_index(control: &Path) -> usize {
+    let sessions = ctl(control, "sessions");
+    let sessions = sessions
+        .as_array()
+        .unwrap_or_else(|| panic!("sessions: {sessions}"));
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let recv = u64_field(&sessions[0], &["recv_stream", "recv"]);
+    let streams = ctl(control, "streams");
+    let mut ids: Vec<u64> = streams
+        .as_array()
+        .unwrap_or_else(|| panic!("streams: {streams}"))
+        .iter()
+        .map(|s| u64_field(s, &["id", "stream"]))
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "{streams}");
+    ids.iter()
+        .position(|&i| i == recv)
+        .unwrap_or_else(|| panic!("session's stream {recv} not in {ids:?}"))
+}
+
+#[test]
+fn fifty_mib_over_two_streams_with_one_killed() {
+    const SIZE: usize = 50 << 20;
+    let dir = Dir::new("file");
+    let (ka, ida) = keygen(&dir, "a.key");
+    let (kb, idb) = keygen(&dir, "b.key");
+    assert_ne!(ida, idb);
+    let control = dir.path("ctl.sock");
+
+    let mut data = vec![0u8; SIZE];
+    rand::rng().fill_bytes(&mut data);
+    let want = Sha256::digest(&data);
+
+    let l = Listener::start(
+        &ka,
+        2,
+        &["--stdio", "file", "--control", control.to_str().unwrap()],
+    );
+    let (p1, p2) = (l.addrs[0].clone(), l.addrs[1].clone());
+    let mut conn = Child::spawn(
+        "astral connect",
+        Command::new(BIN)
+            .args(["-v", "connect", "-k", kb.to_str().unwrap()])
+            .arg(format!("{ida}@{p1}"))
+            .arg(format!("{ida}@{p2}"))
+            .args(["--streams", "2", "file"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let conn_out = drain(conn.inner.stdout.take().unwrap());
+    let conn_err = drain(conn.inner.stderr.take().unwrap());
+    let mut stdin = conn.inner.stdin.take().unwrap();
+
+    // First half, then find the TCP connection carrying the data and kill
+    // it while the second half is on its way.
+    let t0 = Instant::now();
+    stdin.write_all(&data[..SIZE / 2]).unwrap();
+    let idx = carrying_stream_index(&control);
+    let port = [&p1, &p2][idx].rsplit(':').next().unwrap().to_string();
+    let writer = std::thread::spawn(move || {
+        // Small writes so that the kill lands mid-way.
+        for chunk in data[SIZE / 2..].chunks(1 << 20) {
+            stdin.write_all(chunk).unwrap();
+        }
+        drop(stdin);
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let killed = ss_kill(&["dst", "127.0.0.1", "dport", "=", &port]);
+    let killed = killed.unwrap_or_else(|e| panic!("cannot kill the connection: {e}"));
+    writer.join().unwrap();
+
+    let st = conn.wait(LIMIT.saturating_sub(t0.elapsed()));
+    let cerr = String::from_utf8_lossy(&conn_err.recv().unwrap()).into_owned();
+    let cout = conn_out.recv().unwrap();
+    let (lst, got, lerr) = l.finish(Duration::from_secs(30));
+    let ctx = format!("killed:\n{killed}\nconnect stderr:\n{cerr}\nlisten stderr:\n{lerr}");
+    assert!(st.success(), "connect exited with {st}\n{ctx}");
+    assert!(lst.success(), "listen exited with {lst}\n{ctx}");
+    assert!(cout.is_empty(), "listener sent {} bytes", cout.len());
+    assert_eq!(got.len(), SIZE, "{ctx}");
+    assert_eq!(Sha256::digest(&got), want, "payload corrupted\n{ctx}");
+    assert!(
+        cerr.contains("session recovered") || lerr.contains("session recovered"),
+        "no recovery logged\n{ctx}"
+    );
+}
+
+#[test]
+fn rejected_query() {
+    let dir = Dir::new("reject");
+    let (ka, ida) = keygen(&dir, "a.key");
+    let (kb, _) = keygen(&dir, "b.key");
+    let l = Listener::start(&ka, 1, &["--serve", "echo=echo"]);
+    let (st, _, err) = run(&[
+        "connect",
+        "-k",
+        kb.to_str().unwrap(),
+        &format!("{ida}@{}", l.addrs[0]),
+        "nosuch",
+    ]);
+    assert!(!st.success());
+    assert!(
+        err.contains("rejected") && err.contains("nosuch"),
+        "unclear message: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    drop(l);
+}
+
+#[test]
+fn echo_service() {
+    let dir = Dir::new("echo");
+    let (ka, ida) = keygen(&dir, "a.key");
+    let (kb, _) = keygen(&dir, "b.key");
+    let l = Listener::start(&ka, 1, &["--serve", "echo=echo"]);
+    let mut c = Child::spawn(
+        "astral connect",
+        Command::new(BIN)
+            .args(["connect", "-k", kb.to_str().unwrap()])
+            .arg(format!("{ida}@{}", l.addrs[0]))
+            .arg("echo")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let out = drain(c.inner.stdout.take().unwrap());
+    let err = drain(c.inner.stderr.take().unwrap());
+    let mut stdin = c.inner.stdin.take().unwrap();
+    stdin.write_all(b"hello, astral\n").unwrap();
+    drop(stdin);
+    let st = c.wait(LIMIT);
+    let err = String::from_utf8_lossy(&err.recv().unwrap()).into_owned();
+    assert!(st.success(), "{err}");
+    assert_eq!(out.recv().unwrap(), b"hello, astral\n");
+    drop(l);
+}
+
+#[test]
+fn wrong_peer_id() {
+    let dir = Dir::new("wrongid");
+    let (ka, _) = keygen(&dir, "a.key");
+    let (kb, _) = keygen(&dir, "b.key");
+    let (_, idc) = keygen(&dir, "c.key");
+    let l = Listener::start(&ka, 1, &["--serve", "echo=echo"]);
+    // C's id at A's address: the Noise XK handshake must fail.
+    let (st, _, err) = run(&[
+        "connect",
+        "-k",
+        kb.to_str().unwrap(),
+        &format!("{idc}@{}", l.addrs[0]),
+        "echo",
+    ]);
+    assert!(!st.success());
+    assert!(
+        err.to_lowercase().contains("handshake"),
+        "unclear message: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    drop(l);
+}
+
+#[test]
+fn unreachable_address() {
+    let dir = Dir::new("unreach");
+    let (kb, _) = keygen(&dir, "b.key");
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = "00".repeat(32);
+    let (st, _, err) = run(&[
+        "connect",
+        "-k",
+        kb.to_str().unwrap(),
+        &format!("{id}@127.0.0.1:{port}"),
+        "echo",
+    ]);
+    assert!(!st.success());
+    assert!(err.contains("cannot connect"), "unclear message: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_inputs() {
+    let dir = Dir::new("bad");
+    let (kb, _) = keygen(&dir, "b.key");
+    let none = dir.path("none");
+    let kb = kb.to_str().unwrap();
+    // Missing key file, malformed id, refusing to overwrite a key file.
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["id", "-k", none.to_str().unwrap()],
+            "cannot read key file",
+        ),
+        (
+            &["connect", "-k", kb, "xyz@127.0.0.1:1", "q"],
+            "bad peer id",
+        ),
+        (&["keygen", "-o", kb], "cannot create"),
+    ];
+    for (args, want) in cases {
+        let (st, _, err) = run(args);
+        assert!(!st.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: unclear message: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn demo() {
+    let (st, out, err) = run(&["demo", "--bytes", "16M"]);
+    assert!(st.success(), "demo failed:\n{out}\n{err}");
+    assert!(out.contains("match"), "no hash match in:\n{out}");
+}
