@@ -10,6 +10,15 @@ use crate::session::{self, Role, Session, SessionState};
 use crate::stream::Crypto;
 use crate::{Node, SessionId, StreamId, Timestamp};
 
+/// What applying a flow frame changed, for the follow-up signalling.
+enum FlowEffect {
+    None,
+    /// New bytes or end-of-stream became readable.
+    Readable,
+    /// The peer's credit advanced: more may be sent, and written.
+    Credited,
+}
+
 /// Allocation step of a stream's receive buffer.
 const RX_CHUNK: usize = 256 * 1024;
 
@@ -372,6 +381,48 @@ impl Node {
         self.signal_writable(id);
     }
 
+    /// The common path of the three flow frames (DataAt, Credit, Fin):
+    /// find the session (or answer an unknown one), apply the frame to its
+    /// flow, reset the session on a violation, then note where the peer's
+    /// traffic arrived and whether the session is complete.
+    fn on_flow_frame(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        p: u32,
+        wire: u64,
+        apply: impl FnOnce(&mut Session) -> Result<FlowEffect, FlowError>,
+    ) {
+        let Some(id) = self.lookup(p, wire) else {
+            self.unknown_session(now, stream, p, wire);
+            return;
+        };
+        let Some(s) = self.get_mut(id) else { return };
+        match apply(s) {
+            Ok(FlowEffect::None) => {}
+            Ok(FlowEffect::Readable) => {
+                if s.has(session::F_READ_CLOSED) {
+                    // The application closed its read side: consume (and
+                    // credit) whatever arrives so the peer can finish.
+                    s.recv.discard_readable();
+                    self.schedule_ctrl(id);
+                } else {
+                    self.signal_readable(id);
+                }
+            }
+            Ok(FlowEffect::Credited) => {
+                self.schedule(id);
+                self.signal_writable(id);
+            }
+            Err(e) => {
+                self.session_violation(now, stream, id, e);
+                return;
+            }
+        }
+        self.touch(id, stream);
+        self.maybe_finish(now, id);
+    }
+
     fn on_data(
         &mut self,
         now: Timestamp,
@@ -381,84 +432,41 @@ impl Node {
         offset: u64,
         payload: Bytes,
     ) {
-        let Some(id) = self.lookup(p, wire) else {
-            self.unknown_session(now, stream, p, wire);
-            return;
-        };
-        let Some(s) = self.get_mut(id) else { return };
-        if s.state == SessionState::Pending {
-            // We granted no credit before accepting.
-            let err = FlowError::CreditExceeded {
-                offset,
-                end: offset + payload.len() as u64,
-                limit: 0,
-            };
-            self.session_violation(now, stream, id, err);
-            return;
-        }
-        match s.recv.on_data(offset, payload) {
-            Ok(new) => {
-                if new {
-                    if s.has(session::F_READ_CLOSED) {
-                        s.recv.discard_readable();
-                        self.schedule_ctrl(id);
-                    } else {
-                        self.signal_readable(id);
-                    }
-                }
+        self.on_flow_frame(now, stream, p, wire, |s| {
+            if s.state == SessionState::Pending {
+                // We granted no credit before accepting.
+                let end = offset.saturating_add(payload.len() as u64);
+                return Err(FlowError::CreditExceeded {
+                    offset,
+                    end,
+                    limit: 0,
+                });
             }
-            Err(e) => {
-                self.session_violation(now, stream, id, e);
-                return;
-            }
-        }
-        self.touch(id, stream);
-        self.maybe_finish(now, id);
+            let new = s.recv.on_data(offset, payload)?;
+            Ok(if new {
+                FlowEffect::Readable
+            } else {
+                FlowEffect::None
+            })
+        });
     }
 
     fn on_credit(&mut self, now: Timestamp, stream: StreamId, p: u32, wire: u64, consumed: u64) {
-        let Some(id) = self.lookup(p, wire) else {
-            self.unknown_session(now, stream, p, wire);
-            return;
-        };
-        let Some(s) = self.get_mut(id) else { return };
-        match s.send.on_credit(consumed) {
-            Ok(true) => {
-                self.schedule(id);
-                self.signal_writable(id);
-            }
-            Ok(false) => {}
-            Err(e) => {
-                self.session_violation(now, stream, id, e);
-                return;
-            }
-        }
-        self.touch(id, stream);
-        self.maybe_finish(now, id);
+        self.on_flow_frame(now, stream, p, wire, |s| {
+            let advanced = s.send.on_credit(consumed)?;
+            Ok(if advanced {
+                FlowEffect::Credited
+            } else {
+                FlowEffect::None
+            })
+        });
     }
 
     fn on_fin(&mut self, now: Timestamp, stream: StreamId, p: u32, wire: u64, offset: u64) {
-        let Some(id) = self.lookup(p, wire) else {
-            self.unknown_session(now, stream, p, wire);
-            return;
-        };
-        let Some(s) = self.get_mut(id) else { return };
-        match s.recv.on_fin(offset) {
-            Ok(_) => {
-                if s.has(session::F_READ_CLOSED) {
-                    s.recv.discard_readable();
-                    self.schedule_ctrl(id);
-                } else {
-                    self.signal_readable(id);
-                }
-            }
-            Err(e) => {
-                self.session_violation(now, stream, id, e);
-                return;
-            }
-        }
-        self.touch(id, stream);
-        self.maybe_finish(now, id);
+        self.on_flow_frame(now, stream, p, wire, |s| {
+            s.recv.on_fin(offset)?;
+            Ok(FlowEffect::Readable)
+        });
     }
 
     pub(crate) fn signal_readable(&mut self, id: SessionId) {

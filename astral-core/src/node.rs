@@ -816,45 +816,52 @@ impl Node {
 
     /// Queues the session's data (or Fin) on its sending stream if it has any.
     pub(crate) fn schedule(&mut self, id: SessionId) {
-        let Some(s) = self.get_mut(id) else { return };
-        if s.has(session::F_IN_SCHED)
-            || !matches!(s.state, SessionState::Open | SessionState::Migrating)
-        {
-            return;
-        }
-        if !s.send.has_output() {
-            return;
-        }
-        let stream = s.send_stream();
-        let Some(st) = self.streams.get_mut(&stream) else {
-            return;
-        };
-        if !st.is_established() {
-            return;
-        }
-        st.sched.push_back(id);
-        // Re-borrow: the stream and the session live in different maps.
-        if let Some(s) = self.get_mut(id) {
-            s.set(session::F_IN_SCHED);
-        }
+        self.enqueue(
+            id,
+            session::F_IN_SCHED,
+            |s| {
+                matches!(s.state, SessionState::Open | SessionState::Migrating)
+                    && s.send.has_output()
+            },
+            |st| &mut st.sched,
+        );
     }
 
     /// Queues the session's control frames (credit, resume, query, response).
     pub(crate) fn schedule_ctrl(&mut self, id: SessionId) {
+        self.enqueue(
+            id,
+            session::F_IN_CTRL,
+            |s| s.wants_control(),
+            |st| &mut st.ctrl_sessions,
+        );
+    }
+
+    /// Puts a session on one of its sending stream's queues once: `flag`
+    /// marks membership, `wanted` says whether it has anything for it.
+    fn enqueue(
+        &mut self,
+        id: SessionId,
+        flag: u16,
+        wanted: impl FnOnce(&Session) -> bool,
+        queue: impl FnOnce(&mut Stream) -> &mut VecDeque<SessionId>,
+    ) {
         let Some(s) = self.get_mut(id) else { return };
-        if s.has(session::F_IN_CTRL) || !s.wants_control() {
+        if s.has(flag) || !wanted(s) {
             return;
         }
         let stream = s.send_stream();
-        let Some(st) = self.streams.get_mut(&stream) else {
+        let Some(st) = self
+            .streams
+            .get_mut(&stream)
+            .filter(|st| st.is_established())
+        else {
             return;
         };
-        if !st.is_established() {
-            return;
-        }
-        st.ctrl_sessions.push_back(id);
+        queue(st).push_back(id);
+        // Re-borrow: the stream and the session live in different maps.
         if let Some(s) = self.get_mut(id) {
-            s.set(session::F_IN_CTRL);
+            s.set(flag);
         }
     }
 
