@@ -91,7 +91,9 @@ fn node_in_the_applications_poll() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(eof && closed) {
         assert!(Instant::now() < deadline, "timed out");
-        let timeout = node.next_timeout();
+        // Bounded so that a lost wake-up fails the test instead of hanging it.
+        let cap = Duration::from_millis(200);
+        let timeout = Some(node.next_timeout().map_or(cap, |t| t.min(cap)));
         poll.poll(&mut events, timeout).expect("poll");
         for ev in events.iter() {
             assert!(ev.token() == Token(0) || node.owns_token(ev.token()));
@@ -123,6 +125,15 @@ fn node_in_the_applications_poll() {
         }
     }
     assert_eq!(got, b"hello over the app's poll");
+    // The other thread's call may not even have been sent yet (a loaded
+    // machine): keep running the loop until it has been served.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !poked.is_finished() {
+        assert!(Instant::now() < deadline, "handle call never served");
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .expect("poll");
+        node.process(&events);
+    }
     assert_eq!(poked.join().expect("poker"), node.local_id());
     assert!(
         server.join().expect("server"),
