@@ -502,3 +502,63 @@ fn limit_control_queue_against_a_ping_flood() {
         }
     )));
 }
+
+#[test]
+fn data_for_a_pending_session_at_the_top_of_the_offset_space() {
+    // Regression (fuzz crash in stream_input): the credit check of a session
+    // still awaiting the application's decision computed `offset + len`
+    // without overflow protection.
+    let mut n = node(Config::default());
+    let mut p = RawPeer::connect(&mut n, T0, 1);
+    p.send(
+        &mut n,
+        T0,
+        &[Frame::Query {
+            session: 3,
+            buffer: 10,
+            query: "q".into(),
+        }],
+    );
+    events(&mut n);
+    p.send(
+        &mut n,
+        T0,
+        &[Frame::DataAt {
+            session: 3,
+            offset: u64::MAX - 2,
+            payload: vec![7u8; 10].into(),
+        }],
+    );
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::SessionClosed {
+            reason: CloseReason::ProtocolError(_),
+            ..
+        }
+    )));
+    assert!(p.recv(&mut n, T0).contains(&Frame::Reset { session: 3 }));
+}
+
+#[test]
+fn data_at_the_top_of_the_offset_space_for_an_open_session() {
+    let mut n = node(Config::default());
+    let mut p = RawPeer::connect(&mut n, T0, 1);
+    open(&mut n, &mut p, 4);
+    events(&mut n);
+    p.send(
+        &mut n,
+        T0,
+        &[Frame::DataAt {
+            session: 4,
+            offset: u64::MAX - 2,
+            payload: vec![7u8; 10].into(),
+        }],
+    );
+    assert!(events(&mut n).iter().any(|e| matches!(
+        e,
+        Event::SessionClosed {
+            reason: CloseReason::ProtocolError(_),
+            ..
+        }
+    )));
+}
