@@ -186,7 +186,7 @@ fn snow_ceiling(total: u64, aes: bool) -> f64 {
     total as f64 / start.elapsed().as_secs_f64() / 1e9
 }
 
-fn open_many(n: usize) -> (Duration, f64, f64) {
+fn open_many(n: usize, exchange: bool) -> (Duration, f64, f64) {
     let config = Config {
         max_pending_queries: n + 1,
         max_sessions_per_peer: n + 1,
@@ -208,14 +208,42 @@ fn open_many(n: usize) -> (Duration, f64, f64) {
             }
         }
     }
-    let mut opened = 0;
+    let mut opened = Vec::new();
     while let Some(e) = p.a.poll_event() {
-        if matches!(e, Event::SessionOpen { .. }) {
-            opened += 1;
+        if let Event::SessionOpen { session } = e {
+            opened.push(session);
         }
     }
     let elapsed = start.elapsed();
-    assert_eq!(opened, n, "all sessions open");
+    assert_eq!(opened.len(), n, "all sessions open");
+    if exchange {
+        // One byte each way on every session: what an idle session keeps
+        // after it has been used.
+        for id in &opened {
+            p.a.session(*id)
+                .expect("session")
+                .write(b"x")
+                .expect("write");
+        }
+        for _ in 0..4 {
+            p.pump();
+            while let Some(e) = p.b.poll_event() {
+                if let Event::Readable { session } = e {
+                    let mut s = p.b.session(session).expect("session");
+                    let mut buf = [0u8; 8];
+                    if s.read(&mut buf) == Ok(1) {
+                        s.write(b"y").expect("write");
+                    }
+                }
+            }
+            while let Some(e) = p.a.poll_event() {
+                if let Event::Readable { session } = e {
+                    let mut buf = [0u8; 8];
+                    let _ = p.a.session(session).expect("session").read(&mut buf);
+                }
+            }
+        }
+    }
     // Let the routing deadlines pass so that only idle state remains.
     for _ in 0..32 {
         p.now += Duration::from_secs(1);
@@ -226,16 +254,20 @@ fn open_many(n: usize) -> (Duration, f64, f64) {
     // Heap now holds both nodes' idle sessions; attribute it per end by
     // measuring one node's share: drop the other node and compare.
     let both = HEAP.load(Ordering::Relaxed) - heap_before;
-    let Pair { a, b, .. } = p;
-    let with_a = HEAP.load(Ordering::Relaxed);
+    let Pair { a, b, buf, .. } = p;
+    drop(buf);
+    let with_both = HEAP.load(Ordering::Relaxed);
     drop(a);
-    let a_bytes = with_a - HEAP.load(Ordering::Relaxed);
+    let with_b = HEAP.load(Ordering::Relaxed);
     drop(b);
+    let after = HEAP.load(Ordering::Relaxed);
     let _ = both;
-    // a_bytes includes a's fixed state (a few KB), negligible at this scale.
-    let per_a = a_bytes as f64 / n as f64;
-    let per_both = both as f64 / n as f64;
-    (elapsed, per_a, per_both - per_a)
+    // Each figure is what dropping that node released, divided by the
+    // sessions: it includes the node's fixed state (a few KB), negligible
+    // at this scale.
+    let per_a = (with_both - with_b) as f64 / n as f64;
+    let per_b = (with_b - after) as f64 / n as f64;
+    (elapsed, per_a, per_b)
 }
 
 fn main() {
@@ -293,7 +325,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let (t, opener, acceptor) = open_many(n);
+    let (_, used_opener, used_acceptor) = open_many(n, true);
+    let (t, opener, acceptor) = open_many(n, false);
     println!(
         "  open {n} sessions              : {:.1} ms ({:.2} µs each)",
         t.as_secs_f64() * 1e3,
@@ -301,4 +334,6 @@ fn main() {
     );
     println!("  idle session heap, opener end   : {opener:.0} bytes");
     println!("  idle session heap, acceptor end : {acceptor:.0} bytes");
+    println!("  after 1 byte each way, opener   : {used_opener:.0} bytes");
+    println!("  after 1 byte each way, acceptor : {used_acceptor:.0} bytes");
 }

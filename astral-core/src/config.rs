@@ -28,6 +28,10 @@ pub struct Config {
     /// Receive window per session and direction: the credit this node grants
     /// (the `buffer` field of Query/Response). Bounds reassembly memory.
     pub recv_window: u32,
+    /// Credit is sent at once when a quarter of the window was consumed;
+    /// smaller amounts are credited after this delay (like a delayed ACK),
+    /// so an idle sender releases what it retained.
+    pub credit_delay: Duration,
     /// Bytes an application may queue on one session beyond what the peer
     /// has credited; writes beyond it return `WriteError::Blocked`.
     pub send_buffer: u32,
@@ -78,6 +82,7 @@ impl Default for Config {
             recovery_timeout: Duration::from_secs(30),
             recv_window: 256 * 1024,
             send_buffer: 256 * 1024,
+            credit_delay: Duration::from_millis(40),
             quantum: 16 * 1024,
             max_sessions_per_peer: 65_536,
             max_pending_queries: 1024,

@@ -286,6 +286,20 @@ impl SendBuf {
                 base = upto;
             }
         }
+        self.shed_idle();
+    }
+
+    /// An idle direction keeps no allocation: once everything written is
+    /// credited, drop the chunk queue's buffer and the small-write tail.
+    fn shed_idle(&mut self) {
+        if self.chunks.is_empty() && self.acked >= self.written {
+            if self.chunks.capacity() > 0 {
+                self.chunks = VecDeque::new();
+            }
+            if self.tail.as_ref().is_some_and(|t| t.is_empty()) {
+                self.tail = None;
+            }
+        }
     }
 
     /// Rewinds (or advances) transmission to `offset`, clamped to what is
@@ -394,6 +408,11 @@ impl RecvBuf {
     /// Cumulative credit to advertise: consumed, plus the Fin once read.
     pub fn credit_value(&self) -> u64 {
         self.consumed + u64::from(self.eof_read)
+    }
+
+    /// The credit last advertised.
+    pub fn advertised(&self) -> u64 {
+        self.advertised
     }
 
     /// Whether a Credit frame is worth sending now (batched: a quarter
@@ -547,6 +566,11 @@ impl RecvBuf {
                 head
             };
             self.consumed += out.len() as u64;
+            if self.segs.is_empty() {
+                // An emptied BTreeMap keeps its root node (~450 bytes for
+                // these entries); an idle session should keep nothing.
+                self.segs = BTreeMap::new();
+            }
             return Ok(Some(out));
         }
         if self.fin == self.consumed {

@@ -133,6 +133,7 @@ impl SessionHandle<'_> {
             Err(()) => return Err(ReadError::Blocked),
         };
         self.node.schedule_ctrl(self.id);
+        self.node.defer_credit(self.id);
         self.node.maybe_finish_soon(self.id);
         Ok(out)
     }

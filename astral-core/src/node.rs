@@ -114,6 +114,8 @@ pub struct Node {
     pub(crate) pending_inbound: usize,
     pub(crate) time_wait: HashMap<(u32, u64), TimeWait, SeededState>,
     pub(crate) time_wait_order: VecDeque<((u32, u64), Timestamp)>,
+    /// Sessions with a small credit to send later (FIFO: same delay for all).
+    pub(crate) lazy_credits: VecDeque<(Timestamp, SessionId)>,
     pub(crate) timers: TimerTable,
     pub(crate) events: VecDeque<Event>,
     pub(crate) policy: Box<dyn Policy>,
@@ -161,6 +163,7 @@ impl Node {
             free_slots: Vec::new(),
             pending_inbound: 0,
             time_wait_order: VecDeque::new(),
+            lazy_credits: VecDeque::new(),
             timers: TimerTable::default(),
             events: VecDeque::new(),
             policy,
@@ -916,6 +919,7 @@ impl Node {
                 TimerKey::Stream(id) => self.on_stream_timer(now, id),
                 TimerKey::Session(id, tag) => self.on_session_timer(now, id, tag),
                 TimerKey::TimeWait => self.expire_time_wait(now),
+                TimerKey::LazyCredit => self.flush_lazy_credits(now),
                 TimerKey::Policy => self.run_policy(now),
             }
         }
@@ -983,6 +987,43 @@ impl Node {
                 self.remove_session(now, id, CloseReason::PeerUnreachable)
             }
             _ => {}
+        }
+    }
+
+    /// After a read: credit below the batching threshold is sent after
+    /// `credit_delay` unless more reading makes it due sooner.
+    pub(crate) fn defer_credit(&mut self, id: SessionId) {
+        let at = self.last_now + self.config.credit_delay;
+        let Some(s) = self.get_mut(id) else { return };
+        if s.has(session::F_LAZY_CREDIT)
+            || s.recv.credit_due()
+            || s.recv.credit_value() <= s.recv.advertised()
+        {
+            return;
+        }
+        s.set(session::F_LAZY_CREDIT);
+        if self.lazy_credits.is_empty() {
+            self.timers.arm(at, TimerKey::LazyCredit);
+        }
+        self.lazy_credits.push_back((at, id));
+    }
+
+    fn flush_lazy_credits(&mut self, now: Timestamp) {
+        while let Some(&(at, id)) = self.lazy_credits.front() {
+            if at > now {
+                self.timers.arm(at, TimerKey::LazyCredit);
+                return;
+            }
+            self.lazy_credits.pop_front();
+            let Some(s) = self.get_mut(id) else { continue };
+            s.clear(session::F_LAZY_CREDIT);
+            if s.recv.credit_value() > s.recv.advertised() {
+                s.set(session::F_ACK_PENDING);
+                self.schedule_ctrl(id);
+            }
+        }
+        if self.lazy_credits.capacity() > 4096 {
+            self.lazy_credits.shrink_to(64);
         }
     }
 

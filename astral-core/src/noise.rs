@@ -481,6 +481,12 @@ impl Handshake {
         Ok(())
     }
 
+    /// Whether `poll_output` has a message to emit now (false while waiting
+    /// for the peer's next message).
+    pub fn wants_output(&self) -> bool {
+        matches!(self.step, Step::SendMsg1 | Step::SendMsg2 | Step::SendMsg3)
+    }
+
     /// True once this side has sent and received everything (initiator: after
     /// `poll_output` emitted message 3; responder: after message 3 was read).
     pub fn is_complete(&self) -> bool {

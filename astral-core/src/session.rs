@@ -85,6 +85,7 @@ pub(crate) const F_RESUME_REPLY_PENDING: u16 = 1 << 6;
 pub(crate) const F_QUERY_PENDING: u16 = 1 << 7;
 pub(crate) const F_RESPONSE_PENDING: u16 = 1 << 8;
 pub(crate) const F_ACK_PENDING: u16 = 1 << 9;
+pub(crate) const F_LAZY_CREDIT: u16 = 1 << 10;
 
 /// A stream handle stored in 32 bits: sessions are the per-unit cost of an
 /// idle node, and stream handles never exceed `u32::MAX - 1` (the node

@@ -217,7 +217,7 @@ impl Stream {
     /// Whether anything is queued for this stream.
     pub fn has_output(&self) -> bool {
         match &self.crypto {
-            Crypto::Handshake(_) => true,
+            Crypto::Handshake(hs) => hs.wants_output(),
             Crypto::Transport(_) => {
                 !self.ctrl.is_empty() || !self.ctrl_sessions.is_empty() || !self.sched.is_empty()
             }

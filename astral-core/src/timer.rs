@@ -24,6 +24,9 @@ pub(crate) enum TimerKey {
     TimeWait,
     /// Evaluation of the automatic migration policy.
     Policy,
+    /// Delayed credit of sessions that consumed less than the batching
+    /// threshold.
+    LazyCredit,
 }
 
 #[derive(Debug, Default)]
