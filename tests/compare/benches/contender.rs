@@ -22,7 +22,7 @@ pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// Upper bound for one workload run, so a wedged contender cannot hang the run.
 const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 /// Echo rounds run before the measured ones.
-const ECHO_WARMUP: usize = 100;
+pub const ECHO_WARMUP: usize = 100;
 /// Server-side read buffer (also the bulk receiver's buffer).
 const READ_BUF: usize = 64 * 1024;
 
@@ -37,6 +37,25 @@ pub struct Bulk {
     pub mode: String,
 }
 
+/// Result of the idle-session workload.
+pub struct Idle {
+    /// Sessions held open (on each end).
+    pub sessions: usize,
+    /// From the first open to the last `open_stream` returning (with its
+    /// first byte written).
+    pub open: Duration,
+    /// From the first open until every session has its first round trip
+    /// (the server's 1-byte answer) done.
+    pub ready: Duration,
+    /// Live heap growth while the sessions are held, both ends together,
+    /// measured from after the connection is up (so per-session state only;
+    /// includes the application's handle for each session on both ends).
+    pub heap: crate::heap::Heap,
+    /// The same, measured from before the connection was made (adds the
+    /// connection's fixed cost).
+    pub heap_with_conn: crate::heap::Heap,
+}
+
 /// One side of the comparison. Every method blocks on `rt` and returns
 /// only once the server side has been torn down again.
 pub trait Contender {
@@ -49,6 +68,12 @@ pub trait Contender {
     /// `n` sequential session set-ups (connect + handshake + first 1-byte
     /// round trip + close); one latency per set-up.
     fn handshakes(&self, rt: &Runtime, n: usize) -> Res<Vec<Duration>>;
+    /// `n` sessions over one connection, each opened, answered once and then
+    /// held idle while the heap is measured. `None` if the contender does
+    /// not multiplex (one connection per session is not the point here).
+    fn idle(&self, _rt: &Runtime, _n: usize) -> Res<Option<Idle>> {
+        Ok(None)
+    }
 }
 
 /// A byte-stream transport: a listener that accepts connections, and
@@ -81,6 +106,38 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// Client side: connect and handshake.
     fn connect(&self, addr: SocketAddr) -> impl Future<Output = Res<Self::Conn>> + Send;
     fn open_stream(&self, c: &mut Self::Conn) -> impl Future<Output = Res<Self::Stream>> + Send;
+
+    /// Largest idle-session count worth running (`None`: no limit).
+    fn idle_limit(&self) -> Option<usize> {
+        None
+    }
+
+    /// The same transport with room for `n` concurrent streams on one
+    /// connection (for the idle workload only; stream-count limits only).
+    fn with_session_limit(&self, _n: usize) -> Res<Self> {
+        Ok(self.clone())
+    }
+
+    /// Opens `n` streams and writes (and flushes) `first` on each, so the
+    /// peer sees them. Default: one after the other; a transport whose open
+    /// waits for the peer overrides it to pipeline the opens.
+    fn open_many(
+        &self,
+        c: &mut Self::Conn,
+        n: usize,
+        first: &'static [u8],
+    ) -> impl Future<Output = Res<Vec<Self::Stream>>> + Send {
+        async move {
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                let mut s = self.open_stream(c).await?;
+                s.write_all(first).await?;
+                s.flush().await?;
+                v.push(s);
+            }
+            Ok(v)
+        }
+    }
 }
 
 /// Make a [`Contender`] out of a [`Transport`].
@@ -126,8 +183,10 @@ async fn start_server<T: Transport>(t: &T) -> Res<(Server, SocketAddr)> {
 }
 
 /// Opcodes: the first byte a client writes on a stream.
-const OP_BULK: u8 = b'B';
-const OP_ECHO: u8 = b'E';
+pub const OP_BULK: u8 = b'B';
+pub const OP_ECHO: u8 = b'E';
+/// Idle workload: the server answers this byte once, then holds the stream.
+pub const OP_IDLE: u8 = b'I';
 
 async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> Res<()> {
     let mut op = [0u8; 1];
@@ -182,7 +241,7 @@ async fn send_bulk<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Payload pattern: not all zeros, not trivially compressible.
-fn pattern(len: usize) -> Vec<u8> {
+pub fn pattern(len: usize) -> Vec<u8> {
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     (0..len)
         .map(|_| {
@@ -194,7 +253,7 @@ fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-async fn within<F: Future<Output = Res<R>>, R>(f: F) -> Res<R> {
+pub async fn within<F: Future<Output = Res<R>>, R>(f: F) -> Res<R> {
     tokio::time::timeout(WORKLOAD_TIMEOUT, f)
         .await
         .map_err(|_| format!("workload timed out after {WORKLOAD_TIMEOUT:?}"))?
@@ -304,6 +363,145 @@ impl<T: Transport> Contender for Streamed<T> {
             Ok(lat)
         }))
     }
+
+    fn idle(&self, rt: &Runtime, n: usize) -> Res<Option<Idle>> {
+        idle_streamed(&self.0, rt, n)
+    }
+}
+
+/// Reads the idle opcode and answers it; the stream is then held idle.
+async fn idle_ack<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> Res<S> {
+    let mut op = [0u8; 1];
+    s.read_exact(&mut op).await?;
+    if op[0] != OP_IDLE {
+        return Err(format!("unexpected opcode {}", op[0]).into());
+    }
+    s.write_all(&[OP_IDLE]).await?;
+    s.flush().await?;
+    Ok(s)
+}
+
+/// Server of the idle workload: one connection, `held.capacity()` streams,
+/// each answered once and kept (no task per stream) until `stop`.
+async fn idle_server<T: Transport>(
+    t: T,
+    mut listener: T::Listener,
+    mut held: Vec<T::Stream>,
+    done: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Res<()> {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let n = held.capacity();
+    let inc = t.accept(&mut listener).await?;
+    let mut conn = t.establish(inc).await?;
+    let mut pending = FuturesUnordered::new();
+    let mut accepting = true;
+    while held.len() < n {
+        tokio::select! {
+            s = t.accept_stream(&mut conn), if accepting => match s? {
+                Some(s) => pending.push(idle_ack(s)),
+                None => accepting = false,
+            },
+            Some(r) = pending.next(), if !pending.is_empty() => held.push(r?),
+            else => return Err("connection closed before all idle streams arrived".into()),
+        }
+    }
+    drop(pending);
+    let _ = done.send(());
+    let _ = stop.await;
+    drop(held);
+    drop(conn);
+    drop(listener);
+    Ok(())
+}
+
+/// Lets background tasks (handshake completion, acks, the teardown of an
+/// earlier workload) finish before the heap is read: waits until the live
+/// heap moves by less than 16 KiB over 100 ms (at most 10 s).
+async fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = crate::heap::snapshot().bytes;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = crate::heap::snapshot().bytes;
+        if (now - last).abs() < 16 * 1024 || Instant::now() > deadline {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// [`settle`] for threads outside the runtime.
+pub fn settle_blocking() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = crate::heap::snapshot().bytes;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = crate::heap::snapshot().bytes;
+        if (now - last).abs() < 16 * 1024 || Instant::now() > deadline {
+            return;
+        }
+        last = now;
+    }
+}
+
+fn heap_delta(a: crate::heap::Heap, b: crate::heap::Heap) -> crate::heap::Heap {
+    crate::heap::Heap {
+        bytes: b.bytes - a.bytes,
+        allocs: b.allocs - a.allocs,
+    }
+}
+
+/// Idle workload for any multiplexed [`Transport`].
+pub fn idle_streamed<T: Transport>(t: &T, rt: &Runtime, n: usize) -> Res<Option<Idle>> {
+    if !t.multiplexed() || t.idle_limit().is_some_and(|l| n > l) {
+        return Ok(None);
+    }
+    let t = t.with_session_limit(n)?;
+    rt.block_on(within(async move {
+        let (listener, addr) = t.listen().await?;
+        // The server's handle vector is counted like the client's.
+        let held: Vec<T::Stream> = Vec::with_capacity(n);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        settle().await;
+        let before = crate::heap::snapshot();
+        let server = tokio::spawn(idle_server(t.clone(), listener, held, done_tx, stop_rx));
+        let mut c = t.connect(addr).await?;
+        settle().await;
+        let mid = crate::heap::snapshot();
+        let start = Instant::now();
+        let mut streams = t.open_many(&mut c, n, &[OP_IDLE]).await?;
+        let open = start.elapsed();
+        let mut b = [0u8; 1];
+        for s in &mut streams {
+            s.read_exact(&mut b).await?;
+        }
+        let ready = start.elapsed();
+        done_rx
+            .await
+            .map_err(|_| "idle server failed before holding every stream")?;
+        settle().await;
+        let after = crate::heap::snapshot();
+        let _ = stop_tx.send(());
+        drop(streams);
+        drop(c);
+        server.await??;
+        // Handles the server holds sit in a vector allocated before `mid`:
+        // count them like the client's.
+        let handles = i64::try_from(n * std::mem::size_of::<T::Stream>()).unwrap_or(0);
+        let mut heap = heap_delta(mid, after);
+        heap.bytes += handles;
+        let mut heap_with_conn = heap_delta(before, after);
+        heap_with_conn.bytes += handles;
+        Ok(Some(Idle {
+            sessions: n,
+            open,
+            ready,
+            heap,
+            heap_with_conn,
+        }))
+    }))
 }
 
 /// Joins a read half and a write half into one stream (used for QUIC's

@@ -56,3 +56,18 @@ pub fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// 1, 5 and 15 minute load averages.
+pub fn loadavg() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// Returns free heap pages to the kernel (glibc `malloc_trim`).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
