@@ -57,6 +57,26 @@ impl NoiseKeys {
     }
 }
 
+/// The baseline uses the same cipher implementations as astral (ring's
+/// ChaCha20-Poly1305 / AES-GCM; snow's own BLAKE2s and X25519), so "snow
+/// over TCP" is the ceiling of the same cipher, not of a slower library.
+fn resolver() -> snow::resolvers::BoxedCryptoResolver {
+    use snow::resolvers::{DefaultResolver, FallbackResolver, RingResolver};
+    Box::new(FallbackResolver::new(
+        Box::new(RingResolver),
+        Box::new(DefaultResolver),
+    ))
+}
+
+/// `COMPARE_SNOW_AES=1` runs the baseline with AES-GCM records.
+fn snow_params() -> Result<snow::params::NoiseParams, snow::Error> {
+    if std::env::var("COMPARE_SNOW_AES").is_ok_and(|v| v == "1") {
+        "Noise_XK_25519_AESGCM_BLAKE2s".parse()
+    } else {
+        NOISE_PARAMS.parse()
+    }
+}
+
 async fn send_frame(tcp: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
     let len = u16::try_from(msg.len()).map_err(|_| io::Error::other("frame too long"))?;
     let mut frame = Vec::with_capacity(2 + msg.len());
@@ -75,7 +95,7 @@ async fn recv_frame(tcp: &mut TcpStream) -> io::Result<Vec<u8>> {
 
 /// XK initiator: `-> e, es`, `<- e, ee`, `-> s, se`.
 pub async fn handshake_initiator(mut tcp: TcpStream, keys: &NoiseKeys) -> Res<SnowStream> {
-    let mut hs = snow::Builder::new(NOISE_PARAMS.parse()?)
+    let mut hs = snow::Builder::with_resolver(snow_params()?, resolver())
         .local_private_key(&keys.client_private)?
         .remote_public_key(&keys.server_public)?
         .build_initiator()?;
@@ -92,7 +112,7 @@ pub async fn handshake_initiator(mut tcp: TcpStream, keys: &NoiseKeys) -> Res<Sn
 
 /// XK responder.
 pub async fn handshake_responder(mut tcp: TcpStream, keys: &NoiseKeys) -> Res<SnowStream> {
-    let mut hs = snow::Builder::new(NOISE_PARAMS.parse()?)
+    let mut hs = snow::Builder::with_resolver(snow_params()?, resolver())
         .local_private_key(&keys.server_private)?
         .build_responder()?;
     let mut msg = vec![0u8; MAX_RECORD];
