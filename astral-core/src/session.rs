@@ -202,9 +202,12 @@ impl Session {
     }
 
     /// Whether both directions are complete: our Fin credited, the peer's
-    /// Fin read, and our final credit advertised.
+    /// Fin read, and nothing left to tell the peer (final credit, Resume
+    /// reply).
     pub fn is_done(&self) -> bool {
-        self.send.fin_acked() && self.recv.is_finished() && !self.recv.credit_due()
+        // Pending control (a Resume reply above all) must go out first: the
+        // peer may be waiting for it to leave Recovering.
+        self.send.fin_acked() && self.recv.is_finished() && !self.wants_control()
     }
 
     /// Control frames this session wants on its sending stream.

@@ -885,7 +885,8 @@ pub mod fuzzing {
             ..Config::default()
         };
         let mut sim = Sim::new(seed, 2, config);
-        sim.keep_log = false;
+        let trace = std::env::var("ASTRAL_SIM_TRACE").is_ok();
+        sim.keep_log = trace;
         let streams = streams.clamp(2, 3);
         for i in 0..streams {
             let (a, b) = if i == 2 { (1, 0) } else { (0, 1) };
@@ -951,13 +952,21 @@ pub mod fuzzing {
         if !sim.links.iter().any(|l| l.alive) {
             sim.act(Action::Connect(0, 1, LinkConfig::default()));
         }
-        if !sim.run_until_done(Duration::from_secs(300)) {
-            return Err(format!(
+        let settled = sim.run_until_done(Duration::from_secs(300));
+        let result = if settled {
+            sim.check()
+        } else {
+            Err(format!(
                 "did not settle: {}",
                 sim.check().err().unwrap_or_default()
-            ));
+            ))
+        };
+        if trace && result.is_err() {
+            for (t, n, e) in &sim.log {
+                eprintln!("{t:?} node{n} {e:?}");
+            }
         }
-        sim.check()
+        result
     }
 }
 
