@@ -79,12 +79,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
 
     fn input(&mut self, n: usize) {
         let (stream, data) = (self.stream, &self.rbuf[..n]);
-        self.inner
-            .with(|sh, now| sh.core.handle_input(now, stream, data));
+        self.inner.with(|sh, now| {
+            // New input: the answer to it may go out directly again (an
+            // echo reply written by the session task while this task is
+            // still on its way to parking).
+            if let Some(t) = sh.transports.get_mut(&stream) {
+                t.direct_ok = true;
+            }
+            sh.core.handle_input(now, stream, data)
+        });
     }
 
     /// Refills the write buffer from the core; parks the task if empty.
-    fn refill(&mut self, cx: &Context<'_>) {
+    /// Returns whether the task must yield first (see `TransportSlot::defer`).
+    fn refill(&mut self, cx: &Context<'_>) -> bool {
         self.wbuf.clear();
         self.wpos = 0;
         let Conn {
@@ -94,15 +102,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             ..
         } = self;
         let stream = *stream;
-        let gone = inner.with(|sh, now| {
+        let (gone, defer) = inner.with(|sh, now| {
             let Some(t) = sh.transports.get_mut(&stream) else {
-                return true;
+                return (true, false);
             };
+            if std::mem::take(&mut t.defer) {
+                // Busy (no direct writes, no wakes) until polled again.
+                t.waker = None;
+                return (false, true);
+            }
             if !t.pending.is_empty() {
                 // Left over by a direct write: it goes first.
                 std::mem::swap(wbuf, &mut t.pending);
                 t.waker = None;
-                return false;
+                return (false, false);
             }
             let n = sh.core.poll_transmit(now, stream, wbuf, WRITE_BATCH);
             if n > 0 {
@@ -110,20 +123,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 if let Some(t) = sh.transports.get_mut(&stream) {
                     t.waker = None;
                 }
-                return false;
+                return (false, false);
             }
             if sh.core.stream_info(stream).is_none() {
-                return true;
+                return (true, false);
             }
             if let Some(t) = sh.transports.get_mut(&stream) {
                 match &mut t.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     w => *w = Some(cx.waker().clone()),
                 }
+                // Idle again: the next output may go out directly.
+                t.direct_ok = true;
             }
-            false
+            (false, false)
         });
         self.gone = gone;
+        defer
     }
 }
 
@@ -194,7 +210,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
                         Poll::Pending => {}
                     }
                 }
-                this.refill(cx);
+                if this.refill(cx) {
+                    // To the back of the run queue (a self-wake during the
+                    // poll is a yield), then pull everything at once.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
             }
             let io = this.io.as_mut().expect("present: checked above");
             while this.wpos < this.wbuf.len() {

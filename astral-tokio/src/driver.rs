@@ -7,10 +7,11 @@
 //! now have output, and re-arm the timer if the core's next deadline moved
 //! earlier. Wakers run after the lock is released.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::Waker;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use astral_core::{
@@ -31,17 +32,142 @@ pub(crate) enum Kill {
     Abort,
 }
 
-/// Driver-side state of one session handle.
+/// Wakers of a session's parked reader (or pending `open`) and writer.
 #[derive(Default)]
-pub(crate) struct SessionSlot {
-    pub read: Option<Waker>,
-    pub write: Option<Waker>,
-    /// Why the core removed the session, once it did.
-    pub closed: Option<CloseReason>,
-    /// Live `Session`/`IncomingQuery` objects (and a pending `open`).
-    pub handles: u32,
-    /// A pending `open`, resolved by SessionOpen or SessionClosed.
-    pub open: Option<oneshot::Sender<Result<(), CloseReason>>>,
+struct Parked {
+    read: Option<Waker>,
+    write: Option<Waker>,
+}
+
+/// Driver-side session state, kept sparse so that an idle session costs
+/// the driver nothing: an entry exists only while a task is parked on the
+/// session, or once the core removed a session whose handle still lives.
+///
+/// Every session the core creates gets exactly one driver handle at once
+/// (`open` makes the `Session`; a `Query` event makes the `IncomingQuery`,
+/// which `accept` turns into the `Session`), and the core reports exactly one
+/// `SessionClosed` per session. Whichever of "handle released" and
+/// "SessionClosed dispatched" comes second forgets the session: a close
+/// reason waits in `closed` for the handle, a released handle waits in
+/// `orphans` for the close.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    parked: HashMap<SessionId, Parked, IdHash>,
+    /// Why the core removed a session that still has a handle.
+    closed: HashMap<SessionId, CloseReason, IdHash>,
+    /// Released handles whose `SessionClosed` is still to come.
+    orphans: HashSet<SessionId, IdHash>,
+}
+
+/// Hashes session ids (local handles the core hands out, not peer input)
+/// with one multiplication: parking and waking a session touch `parked`
+/// on every blocked read or write.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct IdHash;
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        // The slot index sits in the low bits and the generation in the
+        // high bits: fold them, then spread (the table uses the low bits
+        // for the bucket and the top 7 for its tag).
+        self.0 = (self.0 ^ v ^ (v >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Gives memory back once a map (or set) is mostly empty: maps never
+/// shrink by themselves, so a burst of parked sessions would pin its peak.
+macro_rules! shrink {
+    ($m:expr) => {{
+        let m = &mut $m;
+        if m.capacity() > 64 && m.len() < m.capacity() / 8 {
+            m.shrink_to(m.len() * 2);
+        }
+    }};
+}
+
+impl Sessions {
+    fn parked(&mut self, id: SessionId) -> &mut Parked {
+        self.parked.entry(id).or_default()
+    }
+
+    /// Parks the session's reader (or its pending `open`) until `Readable`,
+    /// `SessionOpen` or `SessionClosed`.
+    pub fn park_read(&mut self, id: SessionId, cx: &Context<'_>) {
+        park(&mut self.parked(id).read, cx);
+    }
+
+    /// Parks the session's writer until `Writable` or `SessionClosed`.
+    pub fn park_write(&mut self, id: SessionId, cx: &Context<'_>) {
+        park(&mut self.parked(id).write, cx);
+    }
+
+    /// Takes the session's parked wakers (reader if `read`, writer if
+    /// `write`) into `wake`.
+    fn unpark(&mut self, id: SessionId, read: bool, write: bool, wake: &mut Vec<Waker>) {
+        let Some(p) = self.parked.get_mut(&id) else {
+            return;
+        };
+        if read {
+            wake.extend(p.read.take());
+        }
+        if write {
+            wake.extend(p.write.take());
+        }
+        if p.read.is_none() && p.write.is_none() {
+            self.parked.remove(&id);
+            shrink!(self.parked);
+        }
+    }
+
+    /// Why the core removed the session, if it did and its handle lives.
+    pub fn closed(&self, id: SessionId) -> Option<&CloseReason> {
+        self.closed.get(&id)
+    }
+
+    fn on_closed(&mut self, id: SessionId, reason: &CloseReason) {
+        if self.orphans.remove(&id) {
+            shrink!(self.orphans);
+        } else {
+            self.closed.insert(id, reason.clone());
+        }
+    }
+
+    /// The session's only handle is gone (dropped, rejected, or failed to
+    /// accept): forget what the driver keeps for it.
+    pub fn release(&mut self, id: SessionId) {
+        if self.parked.remove(&id).is_some() {
+            shrink!(self.parked);
+        }
+        if self.closed.remove(&id).is_some() {
+            shrink!(self.closed);
+        } else {
+            self.orphans.insert(id);
+        }
+    }
+}
+
+fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        w => *w = Some(cx.waker().clone()),
+    }
 }
 
 /// Driver-side state of one transport.
@@ -60,6 +186,18 @@ pub(crate) struct TransportSlot {
     /// Ciphertext a direct write could not finish; the transport task
     /// writes it before pulling more from the core.
     pub pending: BytesMut,
+    /// Whether the next output may be written directly: set when the
+    /// transport task parks, cleared by a direct write. Output produced
+    /// after a direct write, before the task parked again, wakes the task
+    /// instead, which then pulls everything pending at once: a burst of
+    /// small calls (opens, accepts, writes of many sessions) costs two
+    /// socket writes, not one each, while a lone write (an echo reply: the
+    /// task parked after reading the request) still goes out at once.
+    pub direct_ok: bool,
+    /// The task was woken for output a direct write left to it: it yields
+    /// once before pulling, so the tasks already queued on its worker (more
+    /// sessions' opens, accepts, writes) add their output to the same batch.
+    pub defer: bool,
 }
 
 /// A remembered dial target: redialed with backoff when its stream dies.
@@ -85,7 +223,7 @@ pub(crate) struct Backoff {
 
 pub(crate) struct Shared {
     pub core: astral_core::Node,
-    pub sessions: HashMap<SessionId, SessionSlot>,
+    pub sessions: Sessions,
     pub transports: HashMap<StreamId, TransportSlot>,
     pub dials: Vec<Dial>,
     pub incoming_tx: mpsc::UnboundedSender<IncomingQuery>,
@@ -125,7 +263,7 @@ impl Inner {
         Arc::new_cyclic(|me| Inner {
             shared: Mutex::new(Shared {
                 core,
-                sessions: HashMap::new(),
+                sessions: Sessions::default(),
                 transports: HashMap::new(),
                 dials: Vec::new(),
                 incoming_tx,
@@ -183,6 +321,12 @@ impl Inner {
         f(&self.lock())
     }
 
+    /// Updates driver-side state without dispatching: for calls that cannot
+    /// make the core produce anything (parking a waker, reading a state).
+    pub fn peek_mut<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        f(&mut self.lock())
+    }
+
     fn after(&self, sh: &mut Shared, now: Timestamp) {
         let mut first = true;
         loop {
@@ -223,9 +367,10 @@ impl Inner {
                 if t.waker.is_none() || !core.wants_transmit(*id) {
                     continue;
                 }
-                if let (Some(tcp), true) = (&t.direct, t.pending.is_empty()) {
+                if let (Some(tcp), true, true) = (&t.direct, t.pending.is_empty(), t.direct_ok) {
                     // Direct write: pull and write here, without waking the
                     // task, as long as the socket takes it all at once.
+                    t.direct_ok = false;
                     direct_buf.clear();
                     let n = core.poll_transmit(now, *id, direct_buf, DIRECT_MAX);
                     again = true;
@@ -241,6 +386,9 @@ impl Inner {
                     }
                     // The task takes over (it reports errors, waits for room).
                     t.pending.extend_from_slice(&direct_buf[off..n]);
+                } else if t.direct.is_some() && !t.direct_ok {
+                    // Output right after a direct write: coalesce.
+                    t.defer = true;
                 }
                 wake.extend(t.waker.take());
             }
@@ -261,49 +409,26 @@ impl Inner {
         let _ = now;
         match &ev {
             Event::Readable { session } => {
-                if let Some(s) = sh.sessions.get_mut(session) {
-                    sh.wake.extend(s.read.take());
-                }
+                sh.sessions.unpark(*session, true, false, &mut sh.wake);
                 return;
             }
             Event::Writable { session } => {
-                if let Some(s) = sh.sessions.get_mut(session) {
-                    sh.wake.extend(s.write.take());
-                }
+                sh.sessions.unpark(*session, false, true, &mut sh.wake);
                 return;
             }
             Event::SessionOpen { session } => {
-                if let Some(s) = sh.sessions.get_mut(session) {
-                    if let Some(tx) = s.open.take() {
-                        let _ = tx.send(Ok(()));
-                    }
-                }
+                // A pending `open` parks as the session's reader.
+                sh.sessions.unpark(*session, true, false, &mut sh.wake);
             }
             Event::SessionClosed { session, reason } => {
-                if let Some(s) = sh.sessions.get_mut(session) {
-                    s.closed = Some(reason.clone());
-                    if let Some(tx) = s.open.take() {
-                        let _ = tx.send(Err(reason.clone()));
-                    }
-                    sh.wake.extend(s.read.take());
-                    sh.wake.extend(s.write.take());
-                    if s.handles == 0 {
-                        sh.sessions.remove(session);
-                    }
-                }
+                sh.sessions.on_closed(*session, reason);
+                sh.sessions.unpark(*session, true, true, &mut sh.wake);
             }
             Event::Query {
                 session,
                 peer,
                 query,
             } => {
-                sh.sessions.insert(
-                    *session,
-                    SessionSlot {
-                        handles: 1,
-                        ..SessionSlot::default()
-                    },
-                );
                 let inner = self.me.upgrade().expect("called through an Arc");
                 let q = IncomingQuery::new(inner, *session, *peer, query.clone());
                 if let Err(e) = sh.incoming_tx.send(q) {

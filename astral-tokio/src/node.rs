@@ -2,18 +2,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use astral_core::{
-    CloseReason, Config, Event, Identity, NodeId, SessionId, SessionInfo, StreamCloseReason,
-    StreamId, StreamInfo,
+    CloseReason, Config, Event, Identity, NodeId, SessionId, SessionInfo, SessionState,
+    StreamCloseReason, StreamId, StreamInfo,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::conn::{tcp_abort, Conn, SharedTcp};
-use crate::driver::{Backoff, Dial, Inner, Kill, SessionSlot, TransportSlot};
+use crate::driver::{Backoff, Dial, Inner, Kill, TransportSlot};
 use crate::error::{Error, Result};
 use crate::session::{Incoming, IncomingQuery, Session};
 
@@ -294,24 +295,29 @@ impl Node {
     /// ```
     pub async fn open(&self, peer: NodeId, query: &str) -> Result<Session> {
         let inner = self.inner().clone();
-        let (tx, rx) = oneshot::channel();
-        let id = inner.with(|sh, now| {
-            let id = sh.core.open_session(now, peer, query)?;
-            sh.sessions.insert(
-                id,
-                SessionSlot {
-                    handles: 1,
-                    open: Some(tx),
-                    ..SessionSlot::default()
-                },
-            );
-            Ok::<_, Error>(id)
-        })?;
+        let id = inner.with(|sh, now| sh.core.open_session(now, peer, query))?;
         // Until the answer, a dropped future resets the session.
         let session = Session::new(inner.clone(), id, peer);
-        match rx.await {
-            Ok(Ok(())) => Ok(session),
-            Ok(Err(reason)) => {
+        // The pending open parks as the session's reader: SessionOpen and
+        // SessionClosed wake it.
+        let answer = std::future::poll_fn(|cx| {
+            inner.peek_mut(|sh| match sh.core.session(id).map(|h| h.state()) {
+                Some(SessionState::Routing) => {
+                    sh.sessions.park_read(id, cx);
+                    Poll::Pending
+                }
+                Some(_) => Poll::Ready(Ok(())),
+                None => Poll::Ready(Err(sh
+                    .sessions
+                    .closed(id)
+                    .cloned()
+                    .unwrap_or(CloseReason::Graceful))),
+            })
+        })
+        .await;
+        match answer {
+            Ok(()) => Ok(session),
+            Err(reason) => {
                 let unreachable = inner.peek(|sh| sh.core.peer_streams(peer).is_empty());
                 Err(match reason {
                     CloseReason::Rejected(code) => Error::Rejected { peer, code },
@@ -321,7 +327,6 @@ impl Node {
                     r => Error::SessionClosed(r),
                 })
             }
-            Err(_) => Err(Error::Shutdown),
         }
     }
 
@@ -562,6 +567,8 @@ where
                 dial,
                 direct,
                 pending: bytes::BytesMut::new(),
+                direct_ok: false,
+                defer: false,
             },
         );
         Ok(stream)

@@ -3,7 +3,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use astral_core::{
     CloseReason, NodeId, ReadError, SessionId, SessionInfo, SessionState, WriteError,
@@ -13,23 +13,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::driver::{Inner, Shared};
 use crate::error::{Error, Result, SessionClosedError};
 
-fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    match slot {
-        Some(w) if w.will_wake(cx.waker()) => {}
-        w => *w = Some(cx.waker().clone()),
-    }
-}
-
 /// What a session operation sees once the core forgot the session.
 fn closed_reason(sh: &Shared, id: SessionId) -> CloseReason {
     sh.sessions
-        .get(&id)
-        .and_then(|s| s.closed.clone())
+        .closed(id)
+        .cloned()
         .unwrap_or(CloseReason::Graceful)
 }
 
-/// The part shared by a [`Session`] and its halves: its drop closes the
-/// session (gracefully: every byte written is still delivered).
+/// The handle of a session, held inline by a [`Session`] and shared by its
+/// halves: its drop closes the session (gracefully: every byte written is
+/// still delivered).
 struct SessionRef {
     inner: Arc<Inner>,
     id: SessionId,
@@ -50,20 +44,8 @@ impl Drop for SessionRef {
                     }
                 }
             }
-            release(sh, id);
+            sh.sessions.release(id);
         });
-    }
-}
-
-/// Drops one handle on a session slot; forgets the slot when it was the
-/// last one and the core is done with the session.
-fn release(sh: &mut Shared, id: SessionId) {
-    let Some(slot) = sh.sessions.get_mut(&id) else {
-        return;
-    };
-    slot.handles = slot.handles.saturating_sub(1);
-    if slot.handles == 0 && (slot.closed.is_some() || sh.core.session_info(id).is_none()) {
-        sh.sessions.remove(&id);
     }
 }
 
@@ -87,9 +69,7 @@ impl SessionRef {
                     Poll::Ready(Ok(()))
                 }
                 Err(ReadError::Blocked) => {
-                    if let Some(s) = sh.sessions.get_mut(&id) {
-                        park(&mut s.read, cx);
-                    }
+                    sh.sessions.park_read(id, cx);
                     Poll::Pending
                 }
                 Err(ReadError::Closed(CloseReason::Graceful)) => Poll::Ready(Ok(())),
@@ -110,9 +90,7 @@ impl SessionRef {
             match h.write(buf) {
                 Ok(n) => Poll::Ready(Ok(n)),
                 Err(WriteError::Blocked) => {
-                    if let Some(s) = sh.sessions.get_mut(&id) {
-                        park(&mut s.write, cx);
-                    }
+                    sh.sessions.park_write(id, cx);
                     Poll::Pending
                 }
                 Err(WriteError::Closed) => Poll::Ready(Err(io::Error::new(
@@ -155,13 +133,14 @@ impl SessionRef {
 /// # Ok(()) }
 /// ```
 pub struct Session {
-    r: Arc<SessionRef>,
+    // Inline (no allocation per session): only `into_split` shares it.
+    r: SessionRef,
 }
 
 impl Session {
     pub(crate) fn new(inner: Arc<Inner>, id: SessionId, peer: NodeId) -> Session {
         Session {
-            r: Arc::new(SessionRef { inner, id, peer }),
+            r: SessionRef { inner, id, peer },
         }
     }
 
@@ -203,9 +182,7 @@ impl Session {
     /// ```
     pub fn close_reason(&self) -> Option<CloseReason> {
         let id = self.r.id;
-        self.r
-            .inner
-            .peek(|sh| sh.sessions.get(&id).and_then(|s| s.closed.clone()))
+        self.r.inner.peek(|sh| sh.sessions.closed(id).cloned())
     }
 
     /// Graceful close: finish writing (every byte written is delivered) and
@@ -242,12 +219,10 @@ impl Session {
     /// # }
     /// ```
     pub fn into_split(self) -> (SessionReader, SessionWriter) {
+        let r = Arc::new(self.r);
         (
-            SessionReader { r: self.r.clone() },
-            SessionWriter {
-                r: self.r,
-                finished: false,
-            },
+            SessionReader { r: r.clone() },
+            SessionWriter { r, finished: false },
         )
     }
 }
@@ -450,7 +425,7 @@ impl IncomingQuery {
             let r = sh.core.accept_query(now, id);
             if r.is_err() {
                 let reason = closed_reason(sh, id);
-                release(sh, id);
+                sh.sessions.release(id);
                 return Err(match reason {
                     CloseReason::Graceful => Error::Session(astral_core::SessionError::Unknown),
                     r => Error::SessionClosed(r),
@@ -480,7 +455,7 @@ impl IncomingQuery {
         let id = self.id;
         self.inner.with(|sh, now| {
             let _ = sh.core.reject_query(now, id, code);
-            release(sh, id);
+            sh.sessions.release(id);
         });
     }
 }
