@@ -43,3 +43,19 @@ fn regression_three_streams_graceful_vs_unreachable() {
     ];
     assert_eq!(run_ordering(data, 3, true), Ok(()));
 }
+
+/// Regression (fuzz finding, `migration_ordering`): a schedule that holds
+/// back deliveries while time passes lets every stream die of silence; with
+/// a stream's close still in flight the harness used to give the sessions no
+/// path, so they ended unreachable. The harness now always heals with a new
+/// stream, and the sessions must then complete exactly.
+#[test]
+fn regression_all_streams_die_of_silence() {
+    let data: &[u8] = &[
+        42, 191, 4, 120, 36, 22, 137, 202, 39, 175, 187, 150, 208, 57, 153, 247, 57, 119, 223, 91,
+        71, 148, 84, 248, 71, 216, 232, 242, 239, 193, 214, 200, 111, 45, 45, 45, 45, 45, 45, 45,
+        45, 45, 45, 45, 45, 45, 45, 45, 35, 45, 45, 45, 71, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45,
+        45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45,
+    ];
+    assert_eq!(run_ordering(data, 2, false), Ok(()));
+}
