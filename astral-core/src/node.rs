@@ -72,6 +72,10 @@ pub(crate) struct Slot {
 pub(crate) struct TimeWait {
     pub received: u64,
     pub consumed: u64,
+    /// A stream to the peer died since the session closed: its last frames
+    /// (the final Credit above all) may have died with it, so the final
+    /// counts are announced again on a live stream.
+    pub announce: bool,
 }
 
 /// The sans-IO engine of one node.
@@ -610,6 +614,7 @@ impl Node {
                 TimeWait {
                     received: session.recv.received_mark(),
                     consumed: session.recv.credit_value(),
+                    announce: false,
                 },
             );
             let expiry = now + self.config.recovery_timeout;
@@ -880,7 +885,7 @@ impl Node {
     /// Sessions with `peer` that lost (or never had) a sending stream take
     /// a newly established one.
     fn adopt_orphans(&mut self, now: Timestamp, p: u32) {
-        let _ = now;
+        self.announce_closed(p);
         let orphans: Vec<SessionId> = self
             .peer_sessions(p)
             .into_iter()

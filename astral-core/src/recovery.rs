@@ -21,6 +21,9 @@ impl Node {
         dead: StreamId,
         graceful: bool,
     ) {
+        if !graceful {
+            self.mark_closed_for_announce(p);
+        }
         let ids = self.peer_sessions(p);
         for id in ids {
             let Some(s) = self.get(id) else { continue };
@@ -85,6 +88,57 @@ impl Node {
             self.best_stream(p, dead)
         };
         self.rebind_or_orphan(id, stream);
+    }
+
+    /// Sessions with `p` that closed gracefully within `recovery_timeout`
+    /// may have lost their final frames with the dead stream (the peer then
+    /// waits for a Credit that will never come, and no stream death tells it
+    /// to resume). Mark them to re-announce their final counts.
+    fn mark_closed_for_announce(&mut self, p: u32) {
+        let keys: Vec<(u32, u64)> = self
+            .time_wait_order
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| k.0 == p)
+            .collect();
+        for key in keys {
+            if let Some(tw) = self.time_wait.get_mut(&key) {
+                tw.announce = true;
+            }
+        }
+        self.announce_closed(p);
+    }
+
+    /// Sends the marked announcements (a Resume reply with the final counts:
+    /// the peer applies them like any Resume and never answers a reply) on
+    /// a live stream to `p`, if there is one; otherwise when one comes up.
+    pub(crate) fn announce_closed(&mut self, p: u32) {
+        let stream = self.best_stream(p, StreamId::NONE);
+        if stream == StreamId::NONE {
+            return;
+        }
+        let keys: Vec<(u32, u64)> = self
+            .time_wait_order
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| k.0 == p)
+            .collect();
+        for key in keys {
+            let Some(tw) = self.time_wait.get_mut(&key) else {
+                continue;
+            };
+            if !tw.announce {
+                continue;
+            }
+            tw.announce = false;
+            let frame = crate::frame::Frame::Resume {
+                session: key.1,
+                received: tw.received,
+                consumed: tw.consumed,
+                reply: true,
+            };
+            self.push_ctrl(stream, frame);
+        }
     }
 
     /// The peer's Resume (or reply) for a session.

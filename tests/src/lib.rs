@@ -965,6 +965,14 @@ pub mod fuzzing {
             for (t, n, e) in &sim.log {
                 eprintln!("{t:?} node{n} {e:?}");
             }
+            for (i, node) in sim.nodes.iter().enumerate() {
+                for st in node.streams() {
+                    eprintln!("node{i} {st:?}");
+                }
+                for se in node.sessions() {
+                    eprintln!("node{i} {se:?}");
+                }
+            }
         }
         result
     }
