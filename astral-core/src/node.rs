@@ -884,7 +884,7 @@ impl Node {
 
     /// Sessions with `peer` that lost (or never had) a sending stream take
     /// a newly established one.
-    fn adopt_orphans(&mut self, now: Timestamp, p: u32) {
+    fn adopt_orphans(&mut self, _now: Timestamp, p: u32) {
         self.announce_closed(p);
         let orphans: Vec<SessionId> = self
             .peer_sessions(p)
