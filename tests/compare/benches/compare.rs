@@ -9,7 +9,8 @@
 //!
 //! Workloads: one session × N bytes; 64 sessions × N/64 bytes (one
 //! connection if the contender multiplexes, else 64 connections, labelled);
-//! 1-byte echo round trips; sequential session set-ups; N idle sessions over
+//! 1-byte echo round trips (again with the whole process pinned to one
+//! CPU); sequential session set-ups; N idle sessions over
 //! one connection (live heap per session per end, from a counting global
 //! allocator, and the time to open them). Each contender runs each workload
 //! once per repetition, round-robin.
@@ -23,6 +24,7 @@
 //! COMPARE_BYTES=256M COMPARE_ROUNDS=N COMPARE_HANDSHAKES=N COMPARE_REPS=N
 //! COMPARE_SESSIONS=64 COMPARE_WRITE=64K COMPARE_ONLY=snow,quinn
 //! COMPARE_IDLE=10K,100K (idle session counts; 0 or empty: none)
+//! COMPARE_PINNED=0 (no pinned echo; default: on, on the first allowed CPU)
 //! COMPARE_ASTRAL_WINDOW=4M (astral recv_window = send_buffer)
 //! COMPARE_ASTRAL_CIPHER=auto|aes|chacha (auto: AES-256-GCM if the CPU has AES)
 //! ```
@@ -76,6 +78,8 @@ struct Config {
     only: Vec<String>,
     /// Idle-session counts.
     idle: Vec<usize>,
+    /// CPU for the pinned echo (`None`: not run).
+    pinned_cpu: Option<usize>,
     astral_window: u32,
     /// Whether astral offers AES-256-GCM (`None`: the core's default).
     astral_aes: Option<bool>,
@@ -155,6 +159,11 @@ impl Config {
                 Err(_) if quick => vec![10_000],
                 Err(_) => vec![10_000, 100_000],
             },
+            pinned_cpu: if std::env::var("COMPARE_PINNED").is_ok_and(|v| v.trim() == "0") {
+                None
+            } else {
+                sys::first_cpu()
+            },
             astral_window: u32::try_from(env_size("COMPARE_ASTRAL_WINDOW", 4 << 20))
                 .expect("COMPARE_ASTRAL_WINDOW fits in u32"),
             astral_aes: match std::env::var("COMPARE_ASTRAL_CIPHER").as_deref() {
@@ -172,18 +181,17 @@ enum Workload {
     Bulk1,
     BulkN,
     Echo,
+    /// The echo with every thread of the process pinned to that CPU.
+    EchoPinned(usize),
     Handshake,
     /// That many idle sessions over one connection.
     Idle(usize),
 }
 
 fn workloads(cfg: &Config) -> Vec<Workload> {
-    let mut w = vec![
-        Workload::Bulk1,
-        Workload::BulkN,
-        Workload::Echo,
-        Workload::Handshake,
-    ];
+    let mut w = vec![Workload::Bulk1, Workload::BulkN, Workload::Echo];
+    w.extend(cfg.pinned_cpu.map(Workload::EchoPinned));
+    w.push(Workload::Handshake);
     w.extend(cfg.idle.iter().map(|&n| Workload::Idle(n)));
     w
 }
@@ -202,6 +210,7 @@ impl Workload {
             Workload::Bulk1 => "bulk_1".into(),
             Workload::BulkN => "bulk_n".into(),
             Workload::Echo => "echo".into(),
+            Workload::EchoPinned(_) => "echo_pinned".into(),
             Workload::Handshake => "handshake".into(),
             Workload::Idle(n) => format!("idle_{}", count_label(n)),
         }
@@ -283,7 +292,13 @@ fn run_one(
             let mbps = b.bytes as f64 / b.elapsed.as_secs_f64() / 1e6;
             (mbps, None, b.bytes as f64 / 1e9, Some(b.mode))
         }
-        Workload::Echo => {
+        Workload::Echo | Workload::EchoPinned(_) => {
+            let _pinned = match w {
+                Workload::EchoPinned(cpu) => {
+                    Some(sys::pin_process(cpu).map_err(|e| format!("pinning to CPU {cpu}: {e}"))?)
+                }
+                _ => None,
+            };
             let mut lat = c.echo(rt, cfg.rounds)?;
             lat.sort_unstable();
             let n = lat.len() as f64;
@@ -513,7 +528,9 @@ fn to_json(run: &Run) -> Value {
             };
             let (primary_key, secondary_key, norm_key) = match w {
                 Workload::Bulk1 | Workload::BulkN => ("goodput_mb_s", None, "cpu_s_per_gb"),
-                Workload::Echo => ("p50_us", Some("p99_us"), "cpu_us_per_round"),
+                Workload::Echo | Workload::EchoPinned(_) => {
+                    ("p50_us", Some("p99_us"), "cpu_us_per_round")
+                }
                 Workload::Handshake => ("per_s", Some("p50_us"), "cpu_us_per_handshake"),
                 Workload::Idle(_) => (
                     "heap_bytes_per_session_per_end",
@@ -571,14 +588,19 @@ fn to_json(run: &Run) -> Value {
                 summary["heap_bytes_with_conn_per_session_per_end"] =
                     col(&|s| Some(s.idle?.heap_bytes_with_conn as f64 / (2.0 * n)));
             }
-            results.push(json!({
+            let mut result = json!({
                 "workload": w.key(),
                 "contender": name,
                 "mode": cell.samples.first().and_then(|s| s.mode.clone()),
                 "summary": summary,
                 "reps": reps,
                 "errors": cell.errors,
-            }));
+            });
+            if let Workload::EchoPinned(cpu) = w {
+                result["label"] = json!(format!("1-byte echo, pinned to CPU {cpu}"));
+                result["pinned_cpu"] = json!(cpu);
+            }
+            results.push(result);
         }
     }
     let mut machine = machine();
@@ -601,6 +623,7 @@ fn to_json(run: &Run) -> Value {
             "reps": cfg.reps,
             "quick": cfg.quick,
             "idle_sessions": cfg.idle,
+            "pinned_cpu": cfg.pinned_cpu,
             "astral_window": cfg.astral_window,
             "astral_cipher": astral::astral_cipher(&astral::astral_config(cfg.astral_window, cfg.astral_aes)),
         },
@@ -735,6 +758,21 @@ fn targets(run: &Run) -> Vec<Target> {
             1.15,
             "µs",
         );
+        if let Some(&w) = run
+            .workloads
+            .iter()
+            .find(|w| matches!(w, Workload::EchoPinned(_)))
+        {
+            let p50 = med(run, w, a, prim);
+            let snow = med(run, w, "snow-tcp", prim);
+            ceiling(
+                format!("{a}: echo p50 (pinned) ≤ 1.15× snow-tcp"),
+                p50,
+                snow,
+                1.15,
+                "µs",
+            );
+        }
         for &n in &run.cfg.idle {
             let w = Workload::Idle(n);
             let per = med(run, w, a, prim);
@@ -844,6 +882,16 @@ fn tables(run: &Run) -> String {
                 "CPU µs/round",
                 false,
             ),
+            Workload::EchoPinned(cpu) => (
+                format!(
+                    "1-byte echo, pinned to CPU {cpu}: {} rounds, one session, every thread on that CPU",
+                    cfg.rounds
+                ),
+                "p50 µs",
+                "p99 µs",
+                "CPU µs/round",
+                false,
+            ),
             Workload::Handshake => (
                 format!(
                     "{} sequential set-ups (connect + handshake + 1-byte echo + close)",
@@ -922,7 +970,11 @@ fn tables(run: &Run) -> String {
                 .first()
                 .and_then(|s| s.mode.clone())
                 .unwrap_or_default();
-            let prec = if matches!(w, Workload::Echo) { 1 } else { 0 };
+            let prec = if matches!(w, Workload::Echo | Workload::EchoPinned(_)) {
+                1
+            } else {
+                0
+            };
             _ = writeln!(
                 out,
                 "{:<13} {:<20} {:>26} {:>9} {:>22} {:>16} {:>15}",

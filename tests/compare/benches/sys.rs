@@ -71,3 +71,95 @@ pub fn trim_heap() {
         libc::malloc_trim(0);
     }
 }
+
+/// The calling thread's CPU affinity mask.
+fn affinity() -> std::io::Result<libc::cpu_set_t> {
+    // SAFETY: all-zero is a valid (empty) `cpu_set_t`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a live `cpu_set_t` of the size passed.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(set)
+}
+
+fn set_affinity(tid: libc::pid_t, set: &libc::cpu_set_t) -> std::io::Result<()> {
+    // SAFETY: valid pointer to a live `cpu_set_t` of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(set), set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets `set` on every thread of the process: first the calling thread, so
+/// threads started from now on inherit it, then each of /proc/self/task,
+/// until a pass finds no thread it has not seen (threads may start
+/// meanwhile). Threads that exit before they are reached are skipped.
+fn set_process_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
+    set_affinity(0, set)?;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let mut new = false;
+        for entry in std::fs::read_dir("/proc/self/task")? {
+            let Some(tid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            if !seen.insert(tid) {
+                continue;
+            }
+            new = true;
+            match set_affinity(tid, set) {
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                r => r?,
+            }
+        }
+        if !new {
+            return Ok(());
+        }
+    }
+}
+
+/// The lowest-numbered CPU the calling thread may run on.
+pub fn first_cpu() -> Option<usize> {
+    let set = affinity().ok()?;
+    let max = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+    // SAFETY: `cpu < CPU_SETSIZE`, within the set.
+    (0..max).find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+}
+
+/// The whole process pinned to one CPU; dropping it restores the affinity
+/// mask the calling thread had before, on every thread.
+pub struct Pinned {
+    saved: libc::cpu_set_t,
+}
+
+/// Pins every thread of the process (and threads started later from any of
+/// them) to `cpu`.
+pub fn pin_process(cpu: usize) -> std::io::Result<Pinned> {
+    let saved = affinity()?;
+    // SAFETY: all-zero is a valid (empty) `cpu_set_t`.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= usize::try_from(libc::CPU_SETSIZE).unwrap_or(0) {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: `cpu < CPU_SETSIZE`, within the set.
+    unsafe { libc::CPU_SET(cpu, &mut one) };
+    let pinned = Pinned { saved };
+    // On error `pinned` drops and restores whatever was already pinned.
+    set_process_affinity(&one)?;
+    Ok(pinned)
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if let Err(e) = set_process_affinity(&self.saved) {
+            eprintln!("compare: restoring the CPU affinity mask: {e}");
+        }
+    }
+}
