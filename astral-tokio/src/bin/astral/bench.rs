@@ -12,7 +12,7 @@ use crate::{err, AnyError};
 
 /// Where the full peer comparison lives.
 const COMPARE_NOTE: &str = "full comparison with yamux and quinn (and astral-mio): \
-                            cargo bench -p astral-compare --bench compare";
+                            astral bench --peers (or cargo bench -p astral-compare --bench compare)";
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -30,9 +30,48 @@ pub struct BenchArgs {
     /// the table.
     #[arg(long)]
     json: bool,
+    /// Run the full side-by-side comparison instead (raw TCP, snow, yamux,
+    /// quinn, astral-tokio, astral-mio): it needs this source checkout and
+    /// cargo, because the peers are dev-dependencies of a bench crate and
+    /// never part of the library.
+    #[arg(long)]
+    peers: bool,
+}
+
+/// `astral bench --peers`: runs the comparison harness through cargo from
+/// the workspace this binary was built in.
+fn run_peers(json: bool) -> Result<ExitCode, AnyError> {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| err("cannot locate the source checkout".to_string()))?;
+    if !workspace.join("tests/compare/Cargo.toml").exists() {
+        return Err(err(format!(
+            "the comparison harness is not in {} (run from a source checkout)",
+            workspace.display()
+        )));
+    }
+    let mut cmd =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&workspace)
+        .args(["bench", "-p", "astral-compare", "--bench", "compare"]);
+    if json {
+        cmd.args(["--", "--json"]);
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| err(format!("cannot run cargo for the comparison harness: {e}")))?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn run(a: BenchArgs) -> Result<ExitCode, AnyError> {
+    if a.peers {
+        return run_peers(a.json);
+    }
     let opts = Options {
         bytes: a.bytes,
         rounds: a.rounds as usize,
