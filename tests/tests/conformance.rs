@@ -455,7 +455,6 @@ pub fn drain_mid_transfer<L: Driver, D: Driver>() {
     let w_up = b.write_all(sb, up.clone(), true);
     let w_down = a.write_all(sa, down.clone(), true);
     let r_down = b.read_to_end(sb);
-    let r_up = a.read_to_end(sa);
     wait_until("transfer under way", || {
         b.session_info(sb)
             .is_some_and(|i| i.stats.bytes_received > 1 << 20)
@@ -464,6 +463,7 @@ pub fn drain_mid_transfer<L: Driver, D: Driver>() {
     // direction is stalled mid-transfer whatever the machine's speed.
     let before = a.session_info(sa).expect("info").stats.bytes_received;
     assert_eq!(b.drain_stream(from), Ok(1));
+    let r_up = a.read_to_end(sa);
     note!("drained with {before} of {LEN} bytes received by the listener");
     check_eq(
         &wait(r_up, "read up").expect("read up"),
