@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::{astral_core, Config, Identity, Node};
@@ -603,18 +603,23 @@ async fn tcp_goodput(total: u64) -> io::Result<f64> {
     Ok(total as f64 / t0.elapsed().as_secs_f64())
 }
 
-async fn tcp_echo(rounds: usize) -> io::Result<Vec<Duration>> {
-    let (mut c, mut s) = tcp_pair().await?;
-    let server = tokio::spawn(async move {
-        let mut buf = [0u8; 64];
-        loop {
-            let n = s.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, io::Error>(());
-            }
-            s.write_all(&buf[..n]).await?;
+/// Echo server side: returns every byte until end-of-stream.
+async fn echo_serve<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<()> {
+    let mut buf = [0u8; 64];
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
         }
-    });
+        s.write_all(&buf[..n]).await?;
+    }
+}
+
+/// Echo client side: `rounds` timed 1-byte round trips, then half-close.
+async fn echo_rounds<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut S,
+    rounds: usize,
+) -> io::Result<Vec<Duration>> {
     let mut samples = Vec::with_capacity(rounds);
     let mut one = [0u8; 1];
     for i in 0..rounds {
@@ -627,6 +632,13 @@ async fn tcp_echo(rounds: usize) -> io::Result<Vec<Duration>> {
         }
     }
     c.shutdown().await?;
+    Ok(samples)
+}
+
+async fn tcp_echo(rounds: usize) -> io::Result<Vec<Duration>> {
+    let (mut c, mut s) = tcp_pair().await?;
+    let server = tokio::spawn(async move { echo_serve(&mut s).await });
+    let samples = echo_rounds(&mut c, rounds).await?;
     server.await.map_err(join_err)??;
     Ok(samples)
 }
@@ -865,28 +877,10 @@ async fn astral_echo(aes: bool, rounds: usize) -> io::Result<Vec<Duration>> {
             .await
             .ok_or_else(|| other("no query arrived"))?;
         let mut s = q.accept().map_err(other)?;
-        let mut buf = [0u8; 64];
-        loop {
-            let n = s.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, io::Error>(());
-            }
-            s.write_all(&buf[..n]).await?;
-        }
+        echo_serve(&mut s).await
     });
     let mut s = a.open(pair.1.id(), "echo").await.map_err(other)?;
-    let mut samples = Vec::with_capacity(rounds);
-    let mut one = [0u8; 1];
-    for i in 0..rounds {
-        let t = Instant::now();
-        s.write_all(&[i as u8]).await?;
-        s.read_exact(&mut one).await?;
-        samples.push(t.elapsed());
-        if one[0] != i as u8 {
-            return Err(other("echo mismatch"));
-        }
-    }
-    s.shutdown().await?;
+    let samples = echo_rounds(&mut s, rounds).await?;
     echo.await.map_err(join_err)??;
     drop(pair);
     Ok(samples)
