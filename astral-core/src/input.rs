@@ -30,6 +30,13 @@ impl Node {
     /// other streams.
     pub fn handle_input(&mut self, now: Timestamp, stream: StreamId, data: &[u8]) {
         self.last_now = now;
+        self.take_input(now, stream, data);
+        if self.drains_dirty {
+            self.check_drains();
+        }
+    }
+
+    fn take_input(&mut self, now: Timestamp, stream: StreamId, data: &[u8]) {
         let Some(st) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -243,7 +250,9 @@ impl Node {
                 from,
                 to: stream,
             });
-            self.check_drains();
+            // Checked once after the whole input, not per session: a drain
+            // of many sessions completes many migrations per record.
+            self.drains_dirty = true;
         }
     }
 

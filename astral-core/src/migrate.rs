@@ -125,7 +125,7 @@ impl Node {
         } else {
             self.schedule_ctrl(id);
         }
-        self.check_drains();
+        self.drains_dirty = true;
     }
 
     /// Moves every session off `stream` (one round trip for all of them),
@@ -201,6 +201,7 @@ impl Node {
     /// For each locally drained stream whose sessions have all moved and
     /// been confirmed, send the barrier ping; its pong ends the drain.
     pub(crate) fn check_drains(&mut self) {
+        self.drains_dirty = false;
         let draining: SmallVec<[StreamId; 4]> = self
             .streams
             .values()

@@ -124,6 +124,8 @@ pub struct Node {
     pub(crate) events: VecDeque<Event>,
     pub(crate) policy: Box<dyn Policy>,
     pub(crate) policy_armed: bool,
+    /// A migration completed since drains were last checked.
+    pub(crate) drains_dirty: bool,
     /// Time of the latest input, for API calls that take no `now`.
     pub(crate) last_now: Timestamp,
 }
@@ -172,6 +174,7 @@ impl Node {
             events: VecDeque::new(),
             policy,
             policy_armed: false,
+            drains_dirty: false,
             last_now: Timestamp::ZERO,
         }
     }
