@@ -865,6 +865,7 @@ impl Sim {
     }
 }
 
+pub mod explore;
 pub mod fuzzing;
 
 /// A hand-driven peer that speaks the wire protocol frame by frame, for
