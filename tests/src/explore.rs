@@ -25,6 +25,7 @@
 //! fewest actions.
 
 pub mod digest;
+pub mod known;
 pub mod scenarios;
 pub mod world;
 
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 use astral_core::stream::StreamState;
 use astral_core::SessionState;
 
+pub use known::KnownDefects;
 pub use world::{Action, FlowPlan, Outcome, Settled, World, WorldConfig};
 
 /// Kinds of actions that have a budget.
@@ -108,77 +110,6 @@ impl Bound {
     pub fn with(mut self, kind: Kind, n: u8) -> Bound {
         self.budget[kind as usize] = n;
         self
-    }
-}
-
-/// Action patterns that trigger defects known in the current core, each
-/// behind its own flag so that a CI bound passes on the current core; the
-/// flag goes with the fix. With every flag off ([`KnownDefects::none`]) the
-/// explorer searches everything. The shortest counterexample of each is in
-/// `docs/MIGRATION.md` (Evidence) and in `tests/tests/explore.rs`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KnownDefects {
-    /// Issue 10 defect 1 (drain + migration loses bytes and stalls): no
-    /// `Migrate` while a stream is draining at either node, and no `Drain`
-    /// while a session is migrating.
-    pub skip_migrate_while_draining: bool,
-    /// Issue 10 defect 2 (a drain whose migration ends through a Resume
-    /// never completes; Resumes follow every stream death): no `Drain`
-    /// once a stream has died, no kill while a stream is draining.
-    pub skip_drain_with_deaths: bool,
-    /// A drain never completes when a session it moved closes before its
-    /// migration is confirmed (found by this explorer): no `Drain` while a
-    /// session that may close is open (one without held Fins, or one that was
-    /// finished, closed or reset), and no `Finish`, `Close` or `Reset` while
-    /// a stream is draining.
-    pub skip_drain_while_sessions_close: bool,
-    /// A migration marker that reaches the querier before the Response is
-    /// dropped with its epoch, so an older marker wins later and the two
-    /// directions stay on different streams (found by this explorer): a
-    /// node migrates a session only once the other node's end is open.
-    pub skip_migrate_before_peer_open: bool,
-    /// A responder that resets a session while the querier may still re-send
-    /// its Query (it re-sends after any stream death while it waits for the
-    /// Response) receives the Query again as a new session (found by this
-    /// explorer): the responder resets only sessions already open at the
-    /// querier, whose querier saw no stream die before the Response.
-    pub skip_reset_after_query_resent: bool,
-    /// A Response lost on a stream that died at the responder's end only
-    /// (half-open) leaves the querier waiting: the responder's Resume on
-    /// another stream is answered but does not open the session, which ends
-    /// `RoutingTimeout` at the querier and `ResetByPeer` at the responder
-    /// (found by this explorer): no one-sided kill while a session waits
-    /// for its Response.
-    pub skip_half_open_while_routing: bool,
-    /// Issue 10 defect 4 (bindings may not converge after recoveries): the
-    /// settle check that both directions of an open session use one stream
-    /// is counted in [`Report::crossed`] instead of failing. Bytes, states
-    /// and closes are still checked.
-    pub allow_crossed_bindings: bool,
-}
-
-impl KnownDefects {
-    /// Nothing excluded.
-    pub fn none() -> KnownDefects {
-        KnownDefects::default()
-    }
-
-    /// Every exclusion on (what the CI bound needs on the current core).
-    pub fn current_core() -> KnownDefects {
-        KnownDefects {
-            skip_migrate_while_draining: true,
-            skip_drain_with_deaths: true,
-            skip_drain_while_sessions_close: true,
-            skip_migrate_before_peer_open: true,
-            skip_reset_after_query_resent: true,
-            skip_half_open_while_routing: true,
-            allow_crossed_bindings: true,
-        }
-    }
-
-    /// Whether any exclusion is on.
-    pub fn any(&self) -> bool {
-        *self != KnownDefects::none()
     }
 }
 
@@ -395,44 +326,21 @@ pub fn enabled(w: &World, used: &Used, bound: &Bound, known: &KnownDefects) -> V
         .into_iter()
         .map(|(link, to)| Action::Deliver { link, to })
         .collect();
-    let state = |flow: usize, node: usize| {
-        w.open_session_of(flow, node)
-            .and_then(|s| w.nodes[node].session_info(s))
-            .map(|s| s.state)
-    };
-    let draining = (0..2).any(|n| w.nodes[n].streams().any(|s| s.draining));
-    let any_in =
-        |st: SessionState| (0..w.flows.len()).any(|i| (0..2).any(|n| state(i, n) == Some(st)));
-    let migrating = any_in(SessionState::Migrating);
-    let recovering = any_in(SessionState::Recovering);
-    let routing = any_in(SessionState::Routing);
-    let may_close = w.flows.iter().any(|f| {
-        !f.is_closed()
-            && (!f.fin_held
-                || f.reset
-                || f.half.iter().any(|h| h.finished)
-                || f.read_closed != [false; 2])
-    });
-    let peer_open =
-        |flow: usize, node: usize| state(flow, 1 - node).is_some_and(SessionState::is_established);
     let established = |node: usize, s: Option<astral_core::StreamId>| {
         s.and_then(|s| w.nodes[node].stream_info(s))
             .filter(|i| i.state == StreamState::Established)
     };
-
     if left(Kind::Advance) && w.next_timer().is_some() {
         v.push(Action::AdvanceToTimer);
     }
-    let may_kill = !(known.skip_drain_with_deaths && draining);
-    let may_kill_one_side = may_kill && !(known.skip_half_open_while_routing && routing);
     for (link, l) in w.links.iter().enumerate() {
-        if !l.is_up() || !may_kill {
+        if !l.is_up() {
             continue;
         }
         if left(Kind::Kill) {
             v.push(Action::Kill { link });
         }
-        if left(Kind::KillOneSide) && may_kill_one_side {
+        if left(Kind::KillOneSide) {
             for node in 0..2 {
                 v.push(Action::KillOneSide { link, node });
             }
@@ -443,12 +351,8 @@ pub fn enabled(w: &World, used: &Used, bound: &Bound, known: &KnownDefects) -> V
             v.push(Action::Connect { dialer });
         }
     }
-    let may_drain = left(Kind::Drain)
-        && !(known.skip_migrate_while_draining && migrating)
-        && !(known.skip_drain_with_deaths && (recovering || w.deaths > 0))
-        && !(known.skip_drain_while_sessions_close && may_close);
     for (link, l) in w.links.iter().enumerate() {
-        if !may_drain {
+        if !left(Kind::Drain) {
             break;
         }
         for node in 0..2 {
@@ -465,8 +369,6 @@ pub fn enabled(w: &World, used: &Used, bound: &Bound, known: &KnownDefects) -> V
             }
         }
     }
-    let may_migrate = left(Kind::Migrate) && !(known.skip_migrate_while_draining && draining);
-    let may_end = !(known.skip_drain_while_sessions_close && draining);
     for flow in 0..w.flows.len() {
         for node in 0..2 {
             let Some(info) = w
@@ -475,9 +377,9 @@ pub fn enabled(w: &World, used: &Used, bound: &Bound, known: &KnownDefects) -> V
             else {
                 continue;
             };
-            let migratable = matches!(info.state, SessionState::Open | SessionState::Migrating)
-                && (peer_open(flow, node) || !known.skip_migrate_before_peer_open);
-            if may_migrate && migratable {
+            if left(Kind::Migrate)
+                && matches!(info.state, SessionState::Open | SessionState::Migrating)
+            {
                 for (link, l) in w.links.iter().enumerate() {
                     let target = l.end[node].filter(|s| *s != info.send_stream);
                     if established(node, target).is_some_and(|s| s.confirmed) {
@@ -486,22 +388,20 @@ pub fn enabled(w: &World, used: &Used, bound: &Bound, known: &KnownDefects) -> V
                 }
             }
             let f = &w.flows[flow];
-            let acceptor = node == f.acceptor();
-            if left(Kind::Reset)
-                && may_end
-                && !(known.skip_reset_after_query_resent
-                    && acceptor
-                    && (f.query_maybe_resent || !peer_open(flow, node)))
-            {
+            if left(Kind::Reset) {
                 v.push(Action::Reset { flow, node });
             }
-            if left(Kind::Finish) && may_end && !f.half[node].finished {
+            if left(Kind::Finish) && !f.half[node].finished {
                 v.push(Action::Finish { flow, node });
             }
-            if left(Kind::Close) && may_end && !f.read_closed[node] {
+            if left(Kind::Close) && !f.read_closed[node] {
                 v.push(Action::Close { flow, node });
             }
         }
+    }
+    if known.any() {
+        let situation = known::Situation::of(w);
+        v.retain(|a| !known.excludes(&situation, a));
     }
     v
 }
