@@ -52,9 +52,10 @@ pub fn digest(world: &World) -> u128 {
     }
     let _ = write!(
         text,
-        "outage={:?},{:?},{:?},{};",
-        world.longest_outage,
+        "outage={:?},{:?},{:?},{:?},{};",
+        world.outage,
         world.held,
+        world.disconnected,
         world.disconnected_since().map(|t| t.as_nanos()),
         world.deaths
     );

@@ -48,6 +48,14 @@ pub struct KnownDefects {
     /// (found by this explorer): no one-sided kill while a session waits
     /// for its Response.
     pub skip_half_open_while_routing: bool,
+    /// A Resume sent on a stream that is half-open (dead at the peer's end
+    /// only) is lost and never sent again, not even when a new stream comes
+    /// up; only that stream's ping timeout restarts the recovery, so when
+    /// both ends resume on half-open streams and `dead_timeout` exceeds
+    /// `recovery_timeout` (nothing requires otherwise) the session ends
+    /// `PeerUnreachable` at both ends beside a healthy stream (found by
+    /// the drain fuzzer): no one-sided kill once any stream has died.
+    pub skip_half_open_after_a_death: bool,
     /// Issue 10 defect 4 (bindings may not converge after recoveries): the
     /// settle check that both directions of an open session use one stream
     /// is counted in `Report::crossed` instead of failing. Bytes, states
@@ -70,6 +78,7 @@ impl KnownDefects {
             skip_migrate_before_peer_open: true,
             skip_reset_after_query_resent: true,
             skip_half_open_while_routing: true,
+            skip_half_open_after_a_death: true,
             allow_crossed_bindings: true,
         }
     }
@@ -155,6 +164,7 @@ impl KnownDefects {
             Action::KillOneSide { .. } => {
                 (self.skip_drain_with_deaths && s.draining)
                     || (self.skip_half_open_while_routing && s.routing)
+                    || (self.skip_half_open_after_a_death && s.died)
             }
             Action::Migrate { flow, node, .. } => {
                 (self.skip_migrate_while_draining && s.draining)

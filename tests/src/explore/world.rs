@@ -338,12 +338,15 @@ pub struct World {
     pub violations: Vec<String>,
     /// Coverage counters.
     pub counters: Counters,
-    /// Longest outage: time with no link up at both ends, or the total time
-    /// that passed while records were in flight. Only an outage as long as a
+    /// Outage so far: the time with no link up at both ends plus the time
+    /// that passed while records were in flight (added up, whether or not
+    /// the periods touch: an upper bound). Only an outage as long as a
     /// timeout lets a session end by a timeout.
-    pub longest_outage: Duration,
-    /// Total time that passed while records were in flight.
+    pub outage: Duration,
+    /// Time that passed while records were in flight.
     pub held: Duration,
+    /// Time with no link up at both ends (periods that ended).
+    pub disconnected: Duration,
     /// Streams that died other than by a completed drain.
     pub deaths: u32,
     disconnected_since: Option<Timestamp>,
@@ -380,7 +383,8 @@ impl World {
             flows: Vec::new(),
             violations: Vec::new(),
             counters: Counters::default(),
-            longest_outage: Duration::ZERO,
+            outage: Duration::ZERO,
+            disconnected: Duration::ZERO,
             held: Duration::ZERO,
             deaths: 0,
             disconnected_since: None,
@@ -688,7 +692,6 @@ impl World {
             // The network held records while time passed: as good as an
             // outage for every timeout that ran meanwhile.
             self.held += t.saturating_duration_since(self.now);
-            self.longest_outage = self.longest_outage.max(self.held);
         }
         self.now = self.now.max(t);
         let now = self.now;
@@ -708,19 +711,16 @@ impl World {
         let connected = self.links.iter().any(Link::is_up);
         match (connected, self.disconnected_since) {
             (true, Some(since)) => {
-                self.longest_outage = self
-                    .longest_outage
-                    .max(self.now.saturating_duration_since(since));
+                self.disconnected += self.now.saturating_duration_since(since);
                 self.disconnected_since = None;
             }
             (false, None) => self.disconnected_since = Some(self.now),
-            (false, Some(since)) => {
-                self.longest_outage = self
-                    .longest_outage
-                    .max(self.now.saturating_duration_since(since));
-            }
-            (true, None) => {}
+            _ => {}
         }
+        let ongoing = self.disconnected_since.map_or(Duration::ZERO, |since| {
+            self.now.saturating_duration_since(since)
+        });
+        self.outage = self.held + self.disconnected + ongoing;
     }
 
     /// Until nothing changes: events handled, applications served, output
@@ -839,7 +839,7 @@ impl World {
                         let stale = self.flows[i].closed[n]
                             .as_ref()
                             .is_some_and(|c| *c != CloseReason::Graceful)
-                            && self.longest_outage >= c.routing_timeout.min(c.recovery_timeout);
+                            && self.outage >= c.routing_timeout.min(c.recovery_timeout);
                         if stale {
                             self.counters.stale_queries += 1;
                         } else {
@@ -1192,7 +1192,7 @@ impl World {
     pub fn check_closed(&self) -> Vec<String> {
         let mut p = Vec::new();
         let c = &self.config.core;
-        let may_time_out = self.longest_outage >= c.recovery_timeout.min(c.routing_timeout);
+        let may_time_out = self.outage >= c.recovery_timeout.min(c.routing_timeout);
         for (i, f) in self.flows.iter().enumerate() {
             let acceptor = f.acceptor();
             let never_arrived = f.session[acceptor].is_none()
@@ -1253,8 +1253,8 @@ impl World {
             };
             if !(may_time_out && f.closed.iter().all(timed_out)) {
                 p.push(format!(
-                    "flow {i}: closed A {:?}, B {:?} (longest outage {:?})",
-                    f.closed[0], f.closed[1], self.longest_outage
+                    "flow {i}: closed A {:?}, B {:?} (outage {:?})",
+                    f.closed[0], f.closed[1], self.outage
                 ));
             }
         }
