@@ -29,7 +29,7 @@ pub mod known;
 pub mod scenarios;
 pub mod world;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -406,10 +406,6 @@ pub fn enabled(w: &World, used: &Used, bound: &Bound, known: &KnownDefects) -> V
     v
 }
 
-fn state_key(world_digest: u128, _used: &Used) -> u128 {
-    world_digest
-}
-
 /// Explores `scenario` breadth first; see the module documentation.
 pub fn explore(scenario: &Scenario) -> Report {
     let start = Instant::now();
@@ -422,7 +418,7 @@ pub fn explore(scenario: &Scenario) -> Report {
     // Per world digest, the budgets left of every visit (a visit with at
     // least as much of everything left subsumes this one).
     let mut seen: HashMap<u128, Vec<Used>> = HashMap::new();
-    let mut checked: HashMap<u128, ()> = HashMap::new();
+    let mut checked: HashSet<u128> = HashSet::new();
     let mut frontier: VecDeque<Vec<Action>> = VecDeque::new();
     let root = World::new(cfg);
     if !root.violations.is_empty() {
@@ -467,7 +463,7 @@ pub fn explore(scenario: &Scenario) -> Report {
         let mut world = Some(world);
         if quiet || actions.is_empty() {
             let d = digest::digest(world.as_ref().expect("set above"));
-            if checked.insert(d, ()).is_none() {
+            if checked.insert(d) {
                 let mut w = if actions.is_empty() {
                     world.take().expect("set above")
                 } else {
@@ -537,7 +533,7 @@ pub fn explore(scenario: &Scenario) -> Report {
             }
             let used_next = used_by(&next);
             let left = remaining(&used_next);
-            let key = state_key(digest::digest(&w), &used_next);
+            let key = digest::digest(&w);
             let visits = seen.entry(key).or_default();
             if visits
                 .iter()

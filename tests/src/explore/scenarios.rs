@@ -105,20 +105,31 @@ pub fn all(scale: u8, known: KnownDefects) -> Vec<Scenario> {
             }),
         ),
         scenario(
-            "half-open stream, a new stream and timers (B opens)",
+            "half-open stream and a new stream (B opens)",
             2,
             vec![flow(1, up, down, true)],
             &[
                 (Kind::KillOneSide, 1),
                 (Kind::Connect, 1),
-                (Kind::Advance, 1 + extra),
+                (Kind::Migrate, extra),
             ],
             known,
             at_least(Coverage {
                 recovered: 1,
                 connected: 1,
                 all_graceful: 1,
-                other_close: 1,
+                ..Coverage::default()
+            }),
+        ),
+        scenario(
+            "half-open stream and time passing (keep-alives, credit delay, ping timeout)",
+            2,
+            vec![flow(1, up, down, true)],
+            &[(Kind::KillOneSide, 1), (Kind::Advance, 1 + extra)],
+            known,
+            at_least(Coverage {
+                recovered: 1,
+                all_graceful: 1,
                 ..Coverage::default()
             }),
         ),

@@ -76,14 +76,18 @@ impl WorldConfig {
                 recv_window: window,
                 send_buffer: window,
                 quantum: window as usize,
-                // Keep-alives rarely: their pings would multiply the
-                // interleavings of every advance of time. A half-open stream
-                // is still detected, in the settle time.
+                // Timers in the defaults' order (keep-alive < dead <
+                // recovery = routing), far apart and long, so that an advance
+                // of time reaches one kind at a time. A half-open stream
+                // must die of silence before the sessions that sent frames
+                // into it give up: with `dead_timeout` ≥ `recovery_timeout`
+                // (which `Config::validate` allows) those frames are lost
+                // for good (docs/MIGRATION.md, Evidence).
                 keepalive_interval: Duration::from_secs(600),
                 dead_timeout: Duration::from_secs(1200),
+                recovery_timeout: Duration::from_secs(1800),
+                routing_timeout: Duration::from_secs(1800),
                 policy_interval: Duration::from_secs(3600),
-                recovery_timeout: Duration::from_secs(120),
-                routing_timeout: Duration::from_secs(120),
                 // Same bytes on every machine (the default follows the CPU).
                 offer_aes_gcm: false,
                 // Migrations happen only when an action asks for one.
