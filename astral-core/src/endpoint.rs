@@ -12,6 +12,7 @@
 //! [`Node`](crate::Node) facade does all of it in one place.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -48,6 +49,8 @@ struct Handshaking {
 struct EngineEntry {
     peer: NodeId,
     incarnation: Option<u64>,
+    /// The engine's established streams (it keeps the count).
+    streams: Arc<AtomicUsize>,
 }
 
 /// A new engine handed to its owner, or the engine that already exists.
@@ -192,7 +195,12 @@ impl Endpoint {
             return Err(ConnectError::SelfConnect);
         }
         let dialing = self.dialing.get(&remote).copied().unwrap_or(0);
-        if dialing >= self.shared.config.max_streams_per_peer {
+        let established = self
+            .current
+            .get(&remote)
+            .and_then(|id| self.engines.get(id.index, id.generation))
+            .map_or(0, |e| e.streams.load(Ordering::Acquire));
+        if dialing + established >= self.shared.config.max_streams_per_peer {
             return Err(ConnectError::Limit("max_streams_per_peer"));
         }
         let id = self.alloc_stream()?;
@@ -445,7 +453,12 @@ impl Endpoint {
         peer: NodeId,
         incarnation: Option<u64>,
     ) -> Option<(EngineId, PeerEngine)> {
-        let (index, generation) = self.engines.insert(EngineEntry { peer, incarnation })?;
+        let streams = Arc::new(AtomicUsize::new(0));
+        let (index, generation) = self.engines.insert(EngineEntry {
+            peer,
+            incarnation,
+            streams: Arc::clone(&streams),
+        })?;
         let id = EngineId { index, generation };
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
@@ -455,6 +468,7 @@ impl Endpoint {
             self.local_id,
             peer,
             Arc::clone(&self.shared),
+            streams,
             policy,
             seed,
         );

@@ -109,3 +109,27 @@ pub enum DrainError {
     #[error("no other stream to the peer")]
     NoAlternative,
 }
+
+/// Formats an error with its whole source chain, `outer: inner: root`, for
+/// one-line messages (logs, command-line tools).
+///
+/// ```
+/// use astral_core::error::chain;
+/// use astral_core::{noise::NoiseError, StreamCloseReason};
+/// let e = StreamCloseReason::HandshakeFailed(NoiseError::Decrypt);
+/// assert_eq!(chain(&e), "Noise handshake failed: record failed to decrypt (corrupted or forged)");
+/// ```
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        // Some errors repeat their source in their own text: skip echoes.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}

@@ -29,7 +29,7 @@ pub enum StreamCloseReason {
     #[error("transport closed: {0}")]
     TransportClosed(String),
     /// The Noise handshake failed (wrong key, garbage, version).
-    #[error("handshake failed")]
+    #[error("Noise handshake failed")]
     HandshakeFailed(#[source] NoiseError),
     /// The handshake did not complete within `handshake_timeout`.
     #[error("handshake timed out")]

@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod driver;
 mod endpoint;
 mod engine;
 pub mod error;

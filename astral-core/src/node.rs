@@ -538,13 +538,20 @@ impl Node {
     // ----- timers and events ------------------------------------------------
 
     /// When `handle_timeout` should next be called, if ever.
-    pub fn poll_timeout(&mut self) -> Option<Timestamp> {
-        self.sync_dirty();
-        let engines = self.deadlines.first().map(|(t, _)| *t);
-        match (self.endpoint.poll_timeout(), engines) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        // Engines lent out through `session()` may have moved their
+        // deadline since their last sync: ask them directly.
+        let lent = self
+            .dirty
+            .iter()
+            .filter_map(|id| self.engine(*id)?.poll_timeout());
+        let filed = self.deadlines.first().map(|(t, _)| *t);
+        self.endpoint
+            .poll_timeout()
+            .into_iter()
+            .chain(filed)
+            .chain(lent)
+            .min()
     }
 
     /// Runs every timer due at `now`.

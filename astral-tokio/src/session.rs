@@ -11,7 +11,9 @@ use astral_core::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::driver::{Inner, Shared};
-use crate::error::{Error, Result, SessionClosedError};
+use astral_core::driver;
+
+use crate::error::{Error, Result};
 
 /// What a session operation sees once the core forgot the session.
 fn closed_reason(sh: &Shared, id: SessionId) -> CloseReason {
@@ -59,7 +61,7 @@ impl SessionRef {
             let Some(mut h) = sh.core.session(id) else {
                 return match closed_reason(sh, id) {
                     CloseReason::Graceful => Poll::Ready(Ok(())),
-                    r => Poll::Ready(Err(SessionClosedError::io(r))),
+                    r => Poll::Ready(Err(driver::io_error(r))),
                 };
             };
             let dst = buf.initialize_unfilled();
@@ -73,7 +75,8 @@ impl SessionRef {
                     Poll::Pending
                 }
                 Err(ReadError::Closed(CloseReason::Graceful)) => Poll::Ready(Ok(())),
-                Err(ReadError::Closed(r)) => Poll::Ready(Err(SessionClosedError::io(r))),
+                Err(ReadError::Closed(r)) => Poll::Ready(Err(driver::io_error(r))),
+                Err(e) => Poll::Ready(Err(io::Error::other(e))),
             }
         })
     }
@@ -85,7 +88,7 @@ impl SessionRef {
         let id = self.id;
         self.inner.with(|sh, _| {
             let Some(mut h) = sh.core.session(id) else {
-                return Poll::Ready(Err(SessionClosedError::io(closed_reason(sh, id))));
+                return Poll::Ready(Err(driver::io_error(closed_reason(sh, id))));
             };
             match h.write(buf) {
                 Ok(n) => Poll::Ready(Ok(n)),
@@ -93,7 +96,7 @@ impl SessionRef {
                     sh.sessions.park_write(id, cx);
                     Poll::Pending
                 }
-                Err(WriteError::Closed) => Poll::Ready(Err(io::Error::new(
+                Err(_) => Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::BrokenPipe,
                     "session closed for writing (shut down or closed)",
                 ))),

@@ -137,6 +137,7 @@ impl PeerEngine {
             stats: StreamStats::default(),
             resets: TokenBucket::new(now, per_sec),
         });
+        self.publish_stream_count();
         self.timers.arm(now + keepalive, EngineTimer::Liveness(sid));
         self.events.push_back(Event::StreamUp {
             stream: sid,
@@ -212,6 +213,7 @@ impl PeerEngine {
             return;
         };
         self.shared.streams.release();
+        self.publish_stream_count();
         self.policy.forget(sid);
         let drained = reason == StreamCloseReason::Drained;
         self.events.push_back(Event::StreamDown {
@@ -257,8 +259,10 @@ impl PeerEngine {
     pub(super) fn on_stream_usable(&mut self, now: Timestamp) {
         let _ = now;
         self.announce_closed();
+        // Orphans, and sessions parked on a draining stream. (A session on a
+        // stream the peer has not confirmed yet is fine where it is.)
         let ids = self.sessions.ids_where(|s| {
-            s.tx.is_none_or(|t| self.streams.get(t).is_none_or(|st| !st.is_usable()))
+            s.tx.is_none_or(|t| self.streams.get(t).is_none_or(|st| st.is_draining()))
         });
         if ids.is_empty() {
             return;

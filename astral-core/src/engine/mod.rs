@@ -20,6 +20,7 @@ mod transitions;
 mod transmit;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rand_chacha::ChaCha20Rng;
@@ -53,6 +54,9 @@ pub struct PeerEngine {
     incarnation: Option<u64>,
     /// A newer incarnation of the peer exists.
     superseded: bool,
+    /// Established streams, shared with the endpoint (its dial limit counts
+    /// them).
+    stream_count: Arc<AtomicUsize>,
     shared: Arc<NodeShared>,
     rng: ChaCha20Rng,
     streams: StreamTable,
@@ -88,6 +92,7 @@ impl PeerEngine {
         local: NodeId,
         peer: NodeId,
         shared: Arc<NodeShared>,
+        stream_count: Arc<AtomicUsize>,
         policy: Box<dyn Policy>,
         seed: [u8; 32],
     ) -> PeerEngine {
@@ -100,6 +105,7 @@ impl PeerEngine {
             local,
             incarnation: None,
             superseded: false,
+            stream_count,
             shared,
             streams: StreamTable::default(),
             sessions: SessionTable::new(id, h1),
@@ -113,6 +119,12 @@ impl PeerEngine {
             drains_dirty: false,
             last_now: Timestamp::ZERO,
         }
+    }
+
+    /// Keeps the shared stream count equal to the table's.
+    fn publish_stream_count(&self) {
+        self.stream_count
+            .store(self.streams.len(), Ordering::Release);
     }
 
     fn config(&self) -> &crate::Config {

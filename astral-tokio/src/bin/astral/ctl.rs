@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use astral_tokio::{Node, SessionId, StreamId};
+use astral_tokio::{Node, StreamId};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -34,7 +34,7 @@ enum CtlCmd {
     /// List sessions.
     Sessions,
     /// Move SESSION onto STREAM.
-    Migrate { session: u64, stream: u64 },
+    Migrate { session: String, stream: u64 },
     /// Move every session off STREAM, then close it.
     Drain { stream: u64 },
     /// Close STREAM now (its sessions recover elsewhere).
@@ -98,6 +98,10 @@ fn num(v: &Value, k: &str) -> Result<u64, AnyError> {
         .ok_or_else(|| err(format!("missing numeric field {k:?}")))
 }
 
+fn stream_id(n: u64) -> Result<StreamId, AnyError> {
+    StreamId::new(n).ok_or_else(|| err(format!("no stream {n}")))
+}
+
 fn handle(node: &Node, line: &str) -> Result<Value, AnyError> {
     let req: Value = serde_json::from_str(line).map_err(|e| err(format!("bad request: {e}")))?;
     match req.get("cmd").and_then(Value::as_str).unwrap_or("") {
@@ -106,7 +110,7 @@ fn handle(node: &Node, line: &str) -> Result<Value, AnyError> {
                 .into_iter()
                 .map(|s| {
                     json!({
-                        "stream": s.id.0,
+                        "stream": s.id.get(),
                         "peer": s.peer.map(|p| p.to_string()),
                         "initiator": s.initiator,
                         "state": format!("{:?}", s.state),
@@ -124,12 +128,12 @@ fn handle(node: &Node, line: &str) -> Result<Value, AnyError> {
                 .into_iter()
                 .map(|s| {
                     json!({
-                        "session": s.id.as_u64(),
+                        "session": s.id.to_string(),
                         "peer": s.peer.to_string(),
                         "role": format!("{:?}", s.role),
                         "state": format!("{:?}", s.state),
-                        "send_stream": s.send_stream.0,
-                        "recv_stream": s.recv_stream.0,
+                        "send_stream": s.send_stream.map(|t| t.get()),
+                        "recv_stream": s.recv_stream.map(|t| t.get()),
                         "bytes_written": s.stats.bytes_written,
                         "bytes_read": s.stats.bytes_read,
                         "migrations": s.stats.migrations,
@@ -139,18 +143,28 @@ fn handle(node: &Node, line: &str) -> Result<Value, AnyError> {
                 .collect(),
         )),
         "migrate" => {
-            let (s, t) = (num(&req, "session")?, num(&req, "stream")?);
-            node.migrate(SessionId::from_u64(s), StreamId(t))?;
-            Ok(json!({"migrated": s, "to": t}))
+            let s = req
+                .get("session")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err("missing session"))?;
+            let t = stream_id(num(&req, "stream")?)?;
+            let id = node
+                .sessions()
+                .into_iter()
+                .find(|i| i.id.to_string() == s)
+                .map(|i| i.id)
+                .ok_or_else(|| err(format!("unknown session {s}")))?;
+            node.migrate(id, t)?;
+            Ok(json!({"migrated": s, "to": t.get()}))
         }
         "drain" => {
             let t = num(&req, "stream")?;
-            let n = node.drain(StreamId(t))?;
+            let n = node.drain(stream_id(t)?)?;
             Ok(json!({"drained": t, "sessions_moved": n}))
         }
         "close" => {
             let t = num(&req, "stream")?;
-            node.close_stream(StreamId(t))?;
+            node.close_stream(stream_id(t)?)?;
             Ok(json!({"closed": t}))
         }
         other => Err(err(format!("unknown command {other:?}"))),

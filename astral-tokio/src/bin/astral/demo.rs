@@ -182,8 +182,8 @@ async fn transfer(
     pb: ProgressBar,
 ) -> Result<Report, AnyError> {
     let total = args.bytes;
-    let server = Node::new(keys::random_identity()?, Config::default());
-    let client = Node::new(keys::random_identity()?, Config::default());
+    let server = Node::new(keys::random_identity()?, Config::default())?;
+    let client = Node::new(keys::random_identity()?, Config::default())?;
     client.set_redial(Some((Duration::from_millis(20), Duration::from_secs(1))));
     let addr = server
         .listen("127.0.0.1:0")
@@ -428,9 +428,7 @@ async fn transfer(
 }
 
 fn send_stream(s: &astral_tokio::Session) -> Option<StreamId> {
-    s.info()
-        .map(|i| i.send_stream)
-        .filter(|s| *s != StreamId::NONE)
+    s.info().and_then(|i| i.send_stream)
 }
 
 /// A progress line: above the bar on a terminal, plain stderr otherwise.

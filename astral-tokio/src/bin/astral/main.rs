@@ -95,7 +95,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", astral_core::error::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

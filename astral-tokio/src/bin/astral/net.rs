@@ -74,7 +74,7 @@ pub struct ConnectArgs {
 
 pub async fn listen(a: ListenArgs) -> Result<ExitCode, AnyError> {
     let id = keys::load(&a.key)?;
-    let node = Node::new(id, Config::default());
+    let node = Node::new(id, Config::default())?;
     eprintln!("id {}", node.id());
     for b in &a.bind {
         let addr = node
@@ -310,7 +310,7 @@ pub async fn connect(a: ConnectArgs) -> Result<ExitCode, AnyError> {
     if a.streams == 0 {
         return Err(err("--streams must be at least 1"));
     }
-    let node = Node::new(identity, Config::default());
+    let node = Node::new(identity, Config::default())?;
     let watch = watch(&node);
     let n = a.streams.max(targets.len());
     for i in 0..n {
