@@ -162,8 +162,11 @@ impl PeerEngine {
             s.owed.resume_reply = true;
         }
         let recovering = matches!(s.phase, Phase::Recovering { .. });
+        let moved = !own_stands && s.tx != Some(stream);
         if recovering {
             self.on_resumed(id, resent);
+        } else if moved && !reply {
+            self.on_moved_by_resume(id, resent);
         }
         // Rule 5: the stream the Resume came on is proven live; send there
         // from now on. Crossed Resumes (both sides recovered onto different

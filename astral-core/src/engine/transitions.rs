@@ -204,6 +204,20 @@ impl PeerEngine {
         });
     }
 
+    /// Not a state change: an open session whose sending stream the peer's
+    /// Resume moved (the peer saw a stream die first). It counts, and is
+    /// reported, as a recovery like one that went through `Recovering`.
+    pub(super) fn on_moved_by_resume(&mut self, id: SessionId, resent_bytes: u64) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        s.recoveries = s.recoveries.saturating_add(1);
+        self.events.push_back(Event::Recovered {
+            session: id,
+            resent_bytes,
+        });
+    }
+
     /// Every transition into `Closed`, named by `reason`: removes the
     /// session, gives back what it held, remembers a graceful one for late
     /// Resumes, and reports why.
