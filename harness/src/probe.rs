@@ -164,6 +164,10 @@ pub struct Transfer {
     pub bytes: u64,
     /// From the connection's first byte to the proof of delivery.
     pub secs: f64,
+    /// Downloads only: goodput over the second half of the bytes, timed by
+    /// the receiver (the steady rate, without connection setup and slow
+    /// start).
+    pub tail_mbit_per_sec: Option<f64>,
 }
 
 impl Transfer {
@@ -195,7 +199,11 @@ pub async fn upload(addr: SocketAddr, bytes: u64, bind: Option<IpAddr>) -> io::R
             format!("sink counted {got} bytes of {bytes}"),
         ));
     }
-    Ok(Transfer { bytes, secs })
+    Ok(Transfer {
+        bytes,
+        secs,
+        tail_mbit_per_sec: None,
+    })
 }
 
 /// Asks the source service for `bytes` and reads them to the end.
@@ -206,21 +214,33 @@ pub async fn download(addr: SocketAddr, bytes: u64, bind: Option<IpAddr>) -> io:
     c.write_u8(b'G').await?;
     c.write_u64(bytes).await?;
     let mut got: u64 = 0;
+    let mut half: Option<Instant> = None;
     loop {
         let n = c.read(&mut buf).await?;
         if n == 0 {
             break;
         }
         got += n as u64;
+        if half.is_none() && got >= bytes / 2 {
+            half = Some(Instant::now());
+        }
     }
     let secs = start.elapsed().as_secs_f64();
+    let tail_mbit_per_sec = half.map(|h| {
+        let tail = (bytes - bytes / 2) as f64;
+        tail * 8.0 / h.elapsed().as_secs_f64().max(1e-9) / 1e6
+    });
     if got != bytes {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!("received {got} bytes of {bytes}"),
         ));
     }
-    Ok(Transfer { bytes, secs })
+    Ok(Transfer {
+        bytes,
+        secs,
+        tail_mbit_per_sec,
+    })
 }
 
 /// The median of some durations (the upper one of the two middle values).

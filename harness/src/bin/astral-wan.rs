@@ -134,8 +134,8 @@ struct Shape {
     #[arg(long, value_parser = parse_duration)]
     jitter: Option<Duration>,
     /// Bottleneck rate each way, e.g. 8mbit, 1gbit, off.
-    #[arg(long, value_parser = parse_rate)]
-    rate: Option<Option<Rate>>,
+    #[arg(long, value_parser = parse_limit)]
+    rate: Option<Limit>,
     /// Bottleneck buffer each way, e.g. 256kb.
     #[arg(long, value_parser = parse_size)]
     queue: Option<usize>,
@@ -145,6 +145,14 @@ struct Shape {
     /// Packet loss (TUN bridge), e.g. 1%.
     #[arg(long, value_parser = parse_fraction)]
     loss: Option<f64>,
+}
+
+/// A rate or no limit (`off`).
+#[derive(Clone, Copy)]
+struct Limit(Option<Rate>);
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    parse_rate(s).map(Limit).map_err(|e| e.to_string())
 }
 
 impl Shape {
@@ -159,7 +167,7 @@ impl Shape {
         if let Some(j) = self.jitter {
             l.jitter = j;
         }
-        if let Some(r) = self.rate {
+        if let Some(Limit(r)) = self.rate {
             l.rate = r;
         }
         if let Some(q) = self.queue {
@@ -324,6 +332,18 @@ async fn run_tun(_: String, _: String, _: u16, _: Shape, _: Control) -> Result<(
     Err("the TUN bridge is Linux-only".into())
 }
 
+fn print_transfer(t: &probe::Transfer) {
+    println!(
+        "{}",
+        serde_json::json!({
+            "bytes": t.bytes,
+            "secs": t.secs,
+            "mbit_per_sec": t.mbit_per_sec(),
+            "tail_mbit_per_sec": t.tail_mbit_per_sec,
+        })
+    );
+}
+
 async fn run_probe(what: ProbeCmd) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
     match what {
@@ -347,20 +367,14 @@ async fn run_probe(what: ProbeCmd) -> Result<(), String> {
         }
         ProbeCmd::Upload { addr, bytes, bind } => {
             let t = probe::upload(addr, bytes as u64, bind).await.map_err(io)?;
-            println!(
-                "{}",
-                serde_json::json!({"bytes": t.bytes, "secs": t.secs, "mbit_per_sec": t.mbit_per_sec()})
-            );
+            print_transfer(&t);
             Ok(())
         }
         ProbeCmd::Download { addr, bytes, bind } => {
             let t = probe::download(addr, bytes as u64, bind)
                 .await
                 .map_err(io)?;
-            println!(
-                "{}",
-                serde_json::json!({"bytes": t.bytes, "secs": t.secs, "mbit_per_sec": t.mbit_per_sec()})
-            );
+            print_transfer(&t);
             Ok(())
         }
     }
