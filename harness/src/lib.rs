@@ -14,9 +14,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod astral_api;
 pub mod probe;
 pub mod units;
 pub mod wan;
+pub mod wanbench;
 
 /// Logs to stderr: `warn` by default, `-v` info, `-vv` debug, `-vvv`
 /// trace; `RUST_LOG` overrides when no `-v` is given.

@@ -224,12 +224,19 @@ pub fn fmt_duration(d: Duration) -> String {
 /// Formats a byte count in KiB/MiB/GiB.
 pub fn fmt_size(b: usize) -> String {
     const K: usize = 1024;
-    if b >= K * K * K && b % (K * K * K) == 0 {
-        format!("{}GiB", b / (K * K * K))
-    } else if b >= K * K && b % (K * K) == 0 {
-        format!("{}MiB", b / (K * K))
-    } else if b >= K && b % K == 0 {
-        format!("{}KiB", b / K)
+    let unit = |div: usize, name: &str| {
+        if b % div == 0 {
+            format!("{}{name}", b / div)
+        } else {
+            format!("{:.1}{name}", b as f64 / div as f64)
+        }
+    };
+    if b >= K * K * K {
+        unit(K * K * K, "GiB")
+    } else if b >= K * K {
+        unit(K * K, "MiB")
+    } else if b >= K {
+        unit(K, "KiB")
     } else {
         format!("{b}B")
     }
@@ -289,7 +296,8 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_millis(50)), "50ms");
         assert_eq!(fmt_duration(Duration::from_secs(3)), "3s");
         assert_eq!(fmt_size(256 * 1024), "256KiB");
-        assert_eq!(fmt_size(1500), "1500B");
+        assert_eq!(fmt_size(1500), "1.5KiB");
+        assert_eq!(fmt_size(1000), "1000B");
         assert_eq!(parse_fraction("0").unwrap(), 0.0);
         assert!(parse_fraction("-1%").is_err());
     }
