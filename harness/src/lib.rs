@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod astral_api;
+pub mod hostile;
 pub mod probe;
 pub mod units;
 pub mod wan;
