@@ -36,8 +36,10 @@ pub fn init_logging(verbose: u8) {
     } else {
         EnvFilter::new(level)
     };
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

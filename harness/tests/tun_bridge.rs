@@ -135,14 +135,27 @@ fn two_paths_through_the_tun_bridge_have_their_rtt_and_rate() {
     }
     // Kernel TCP's steady rate (the second half of the transfer) against
     // the cap; the cap counts IP packets, so payload is ~96.5 % of it.
+    // A bridge starved of CPU by other work on the machine can only be
+    // slower than its cap, never faster: the better of two transfers is
+    // the emulator's rate.
     for (path, rate, bytes) in [(1, 20.0, "6mb"), (2, 50.0, "16mb")] {
         let addr = format!("10.203.{path}.2:7001");
-        let r = ns.probe_json(&["probe", "download", &addr, "--bytes", bytes]);
-        let tail = r["tail_mbit_per_sec"].as_f64().unwrap();
+        let want = rate * 0.965;
+        let mut best: f64 = 0.0;
+        for _ in 0..2 {
+            let r = ns.probe_json(&["probe", "download", &addr, "--bytes", bytes]);
+            let tail = r["tail_mbit_per_sec"].as_f64().unwrap();
+            println!("path {path} steady goodput {tail:.2} Mbit/s");
+            assert!(tail <= want * 1.10, "faster than the cap: {tail}");
+            best = best.max(tail);
+            if (best - want).abs() <= want * 0.10 {
+                break;
+            }
+        }
         within(
             &format!("path {path} steady goodput, Mbit/s"),
-            tail,
-            rate * 0.965,
+            best,
+            want,
             0.10,
         );
     }
