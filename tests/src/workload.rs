@@ -1,0 +1,221 @@
+//! The built-in workload: sessions whose bytes follow a per-direction
+//! pseudo-random pattern, so every byte read can be checked without
+//! storing payloads.
+
+use astral_core::{CloseReason, ReadError, SessionId, Timestamp, WriteError};
+use rand_core::RngCore;
+
+use crate::Sim;
+
+/// One session of the built-in workload.
+#[derive(Clone, Debug)]
+pub struct FlowSpec {
+    /// Opening node.
+    pub opener: usize,
+    /// Accepting node.
+    pub acceptor: usize,
+    /// Bytes opener → acceptor.
+    pub up: u64,
+    /// Bytes acceptor → opener.
+    pub down: u64,
+    /// Write sizes are drawn uniformly from 1..=max_write.
+    pub max_write: usize,
+    /// Read sizes are drawn uniformly from 1..=max_read.
+    pub max_read: usize,
+    /// The acceptor rejects the query with this code instead of accepting.
+    pub reject: Option<u8>,
+}
+
+impl FlowSpec {
+    /// A flow with random write/read sizes up to 16 KiB.
+    pub fn new(opener: usize, acceptor: usize, up: u64, down: u64) -> Self {
+        FlowSpec {
+            opener,
+            acceptor,
+            up,
+            down,
+            max_write: 16 * 1024,
+            max_read: 16 * 1024,
+            reject: None,
+        }
+    }
+}
+
+/// State of one direction of a flow.
+#[derive(Clone, Debug, Default)]
+pub struct HalfFlow {
+    /// Pattern key.
+    pub key: u64,
+    /// Bytes to send (lowered to what was written by a half-close action).
+    pub total: u64,
+    /// Bytes written so far.
+    pub written: u64,
+    /// Bytes read and verified so far.
+    pub read: u64,
+    /// Fin issued.
+    pub finished: bool,
+    /// End-of-stream read.
+    pub eof: bool,
+    /// Writer got Blocked and waits for Writable.
+    pub blocked: bool,
+}
+
+/// One session of the workload, both ends.
+#[derive(Clone, Debug)]
+pub struct Flow {
+    /// The plan.
+    pub spec: FlowSpec,
+    /// When it was opened.
+    pub opened_at: Timestamp,
+    /// Session at the opener.
+    pub at_opener: Option<SessionId>,
+    /// Session at the acceptor.
+    pub at_acceptor: Option<SessionId>,
+    /// Opener → acceptor.
+    pub up: HalfFlow,
+    /// Acceptor → opener.
+    pub down: HalfFlow,
+    /// How the session ended at the opener.
+    pub closed_opener: Option<CloseReason>,
+    /// How it ended at the acceptor.
+    pub closed_acceptor: Option<CloseReason>,
+    /// A reset action aborted it: `Some(true)` from the acceptor.
+    pub reset_by: Option<bool>,
+    /// Violations seen by the oracle.
+    pub errors: Vec<String>,
+}
+
+impl Flow {
+    /// Whether both ends reported how the session ended (a rejected flow
+    /// has no acceptor session to close).
+    pub fn closed(&self) -> bool {
+        self.closed_opener.is_some() && self.closed_acceptor.is_some()
+    }
+}
+
+/// Byte `i` of the pattern with key `key`.
+pub fn pattern_byte(key: u64, i: u64) -> u8 {
+    let mut z = key ^ (i / 8).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> (8 * (i % 8))) as u8
+}
+
+fn fill_pattern(key: u64, start: u64, out: &mut [u8]) {
+    for (k, b) in out.iter_mut().enumerate() {
+        *b = pattern_byte(key, start + k as u64);
+    }
+}
+
+impl Sim {
+    /// Writes whatever the workload's writers can write now.
+    pub(crate) fn pump_app(&mut self) {
+        for i in 0..self.flows.len() {
+            for acceptor in [false, true] {
+                self.write_flow(i, acceptor);
+            }
+        }
+    }
+
+    fn write_flow(&mut self, i: usize, acceptor: bool) {
+        let f = &self.flows[i];
+        let (node, sid, half) = if acceptor {
+            (f.spec.acceptor, f.at_acceptor, &f.down)
+        } else {
+            (f.spec.opener, f.at_opener, &f.up)
+        };
+        let Some(sid) = sid else { return };
+        if half.blocked || half.finished || f.reset_by.is_some() {
+            return;
+        }
+        let max_write = f.spec.max_write.max(1);
+        let (key, mut written, total) = (half.key, half.written, half.total);
+        self.chunk.resize(max_write, 0);
+        let Some(mut s) = self.nodes[node].session(sid) else {
+            return;
+        };
+        let mut blocked = false;
+        while written < total {
+            let want =
+                (1 + self.rng.next_u64() as usize % max_write).min((total - written) as usize);
+            fill_pattern(key, written, &mut self.chunk[..want]);
+            match s.write(&self.chunk[..want]) {
+                Ok(n) => written += n as u64,
+                Err(WriteError::Blocked) => {
+                    blocked = true;
+                    break;
+                }
+                Err(WriteError::Closed) => break,
+            }
+        }
+        let finished = written == total;
+        if finished {
+            s.finish();
+        }
+        let f = &mut self.flows[i];
+        let half = if acceptor { &mut f.down } else { &mut f.up };
+        half.written = written;
+        half.blocked = blocked;
+        half.finished = finished;
+    }
+
+    pub(crate) fn read_flow(&mut self, i: usize, acceptor: bool) {
+        let f = &self.flows[i];
+        let (node, sid, half) = if acceptor {
+            (f.spec.acceptor, f.at_acceptor, &f.up)
+        } else {
+            (f.spec.opener, f.at_opener, &f.down)
+        };
+        let Some(sid) = sid else { return };
+        let max_read = f.spec.max_read.max(1);
+        let (key, mut read, total) = (half.key, half.read, half.total);
+        let reset = f.reset_by.is_some();
+        let mut eof = half.eof;
+        let mut errors = Vec::new();
+        let mut buf = vec![0u8; max_read];
+        let mut expect = vec![0u8; max_read];
+        if let Some(mut s) = self.nodes[node].session(sid) {
+            loop {
+                let want = 1 + self.rng.next_u64() as usize % max_read;
+                match s.read(&mut buf[..want]) {
+                    Ok(0) => {
+                        if read != total {
+                            errors.push(format!("flow {i}: EOF after {read} of {total} bytes"));
+                        }
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        fill_pattern(key, read, &mut expect[..n]);
+                        if buf[..n] != expect[..n] {
+                            let at = (0..n).find(|k| buf[*k] != expect[*k]).unwrap_or(0);
+                            errors.push(format!(
+                                "flow {i}: wrong byte at offset {}",
+                                read + at as u64
+                            ));
+                            break;
+                        }
+                        read += n as u64;
+                        if read > total {
+                            errors.push(format!("flow {i}: {read} bytes read, only {total} sent"));
+                            break;
+                        }
+                    }
+                    Err(ReadError::Blocked) => break,
+                    // A reset flow may see its reset through a read.
+                    Err(ReadError::Closed(_)) if reset => break,
+                    Err(e) => {
+                        errors.push(format!("flow {i}: read error {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        let f = &mut self.flows[i];
+        let half = if acceptor { &mut f.up } else { &mut f.down };
+        half.read = read;
+        half.eof = eof;
+        f.errors.extend(errors);
+    }
+}
