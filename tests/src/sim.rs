@@ -225,6 +225,7 @@ impl Sim {
             down,
             closed_opener: None,
             closed_acceptor: None,
+            first_closed_at: None,
             reset_by: None,
             errors: Vec::new(),
         });
@@ -481,6 +482,7 @@ impl Sim {
                 }
                 if let Some((i, acceptor)) = self.by_session.remove(&(n, *session)) {
                     let f = &mut self.flows[i];
+                    f.first_closed_at.get_or_insert(now);
                     if acceptor {
                         f.closed_acceptor = Some(reason.clone());
                     } else {
@@ -560,7 +562,9 @@ impl Sim {
     }
 }
 
-/// The one place the simulator builds a node: the core's constructor.
+/// The one place the simulator builds a node: the core's constructor. When
+/// the core validates its configuration at construction, its error is
+/// passed on here (the regression test for issue 10 defect 6 relies on it).
 fn make_node(identity: Identity, config: Config, seed: u64) -> Result<Node, String> {
     Ok(Node::new(config, identity, seed))
 }

@@ -79,6 +79,8 @@ pub struct Flow {
     pub closed_opener: Option<CloseReason>,
     /// How it ended at the acceptor.
     pub closed_acceptor: Option<CloseReason>,
+    /// When the first end reported the session closed.
+    pub first_closed_at: Option<Timestamp>,
     /// A reset action aborted it: `Some(true)` from the acceptor.
     pub reset_by: Option<bool>,
     /// Violations seen by the oracle.
@@ -93,19 +95,37 @@ impl Flow {
     }
 }
 
-/// Byte `i` of the pattern with key `key`.
-pub fn pattern_byte(key: u64, i: u64) -> u8 {
-    let mut z = key ^ (i / 8).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+/// Word `w` (bytes `8w..8w+8`, little-endian) of the pattern with key `key`.
+fn pattern_word(key: u64, w: u64) -> u64 {
+    let mut z = key ^ w.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> (8 * (i % 8))) as u8
+    z ^ (z >> 31)
 }
 
+/// Byte `i` of the pattern with key `key`.
+pub fn pattern_byte(key: u64, i: u64) -> u8 {
+    pattern_word(key, i / 8).to_le_bytes()[(i % 8) as usize]
+}
+
+/// Bytes `start..start + out.len()` of the pattern, a word at a time (the
+/// simulator spends much of its time here on large transfers).
 fn fill_pattern(key: u64, start: u64, out: &mut [u8]) {
-    for (k, b) in out.iter_mut().enumerate() {
+    // Unaligned head, whole words, tail.
+    let head = ((8 - start % 8) % 8).min(out.len() as u64) as usize;
+    for (k, b) in out[..head].iter_mut().enumerate() {
         *b = pattern_byte(key, start + k as u64);
     }
+    let mut w = (start + head as u64) / 8;
+    let mut words = out[head..].chunks_exact_mut(8);
+    for chunk in &mut words {
+        chunk.copy_from_slice(&pattern_word(key, w).to_le_bytes());
+        w += 1;
+    }
+    let tail = words.into_remainder();
+    let bytes = pattern_word(key, w).to_le_bytes();
+    let n = tail.len();
+    tail.copy_from_slice(&bytes[..n]);
 }
 
 impl Sim {
@@ -139,6 +159,10 @@ impl Sim {
         while written < total {
             let want =
                 (1 + self.rng.next_u64() as usize % max_write).min((total - written) as usize);
+            // `write` takes min(len, capacity) (or refuses when full), so
+            // offering more than the capacity changes nothing: fill only
+            // what can be taken (at least one byte, to see `Blocked`).
+            let want = want.min(s.write_capacity().max(1));
             fill_pattern(key, written, &mut self.chunk[..want]);
             match s.write(&self.chunk[..want]) {
                 Ok(n) => written += n as u64,
@@ -217,5 +241,32 @@ impl Sim {
         half.read = read;
         half.eof = eof;
         f.errors.extend(errors);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pattern is part of recorded traces: pinned (values from the
+    /// original byte-at-a-time formula).
+    #[test]
+    fn pattern_is_pinned() {
+        let got: Vec<u8> = (0..10).map(|i| pattern_byte(42, i)).collect();
+        assert_eq!(got, [34, 118, 114, 212, 39, 234, 89, 167, 149, 110]);
+    }
+
+    #[test]
+    fn fill_matches_bytewise_pattern_at_any_alignment() {
+        for start in 0..20u64 {
+            for len in 0..30usize {
+                let mut out = vec![0u8; len];
+                fill_pattern(42, start, &mut out);
+                let expect: Vec<u8> = (0..len as u64)
+                    .map(|k| pattern_byte(42, start + k))
+                    .collect();
+                assert_eq!(out, expect, "start {start} len {len}");
+            }
+        }
     }
 }
