@@ -137,6 +137,25 @@ pub enum ActionError {
     Open(#[from] OpenError),
 }
 
+impl ActionError {
+    /// The reason without its arguments, for tallies.
+    pub fn reason(&self) -> String {
+        match self {
+            ActionError::NoSuchLink(_) => "NoSuchLink".into(),
+            ActionError::LinkDown(_) => "LinkDown".into(),
+            ActionError::NoSuchFlow(_) => "NoSuchFlow".into(),
+            ActionError::NoSession(_) => "NoSession".into(),
+            ActionError::AlreadyFinished(_) => "AlreadyFinished".into(),
+            ActionError::NotAnEnd { .. } => "NotAnEnd".into(),
+            ActionError::NoSuchNode(_) => "NoSuchNode".into(),
+            ActionError::Migrate(e) => format!("{e:?}"),
+            ActionError::Drain(e) => format!("{e:?}"),
+            ActionError::Connect(e) => format!("{e:?}"),
+            ActionError::Open(e) => format!("{e:?}"),
+        }
+    }
+}
+
 /// One applied action and what came of it.
 #[derive(Clone, Debug)]
 pub struct ActionRecord {
@@ -153,8 +172,10 @@ impl Sim {
     pub(crate) fn apply(&mut self, action: Action) {
         let outcome = self.try_apply(&action);
         self.coverage.actions += 1;
-        if outcome.is_err() {
+        if let Err(e) = &outcome {
             self.coverage.actions_refused += 1;
+            let key = format!("{}: {}", action.kind(), e.reason());
+            *self.coverage.refusals.entry(key).or_default() += 1;
         }
         self.outcomes.push(ActionRecord {
             at: self.now,

@@ -2,6 +2,7 @@
 //! exercised, so a suite can fail when its schedules stop reaching the hard
 //! cases instead of passing while barely migrating.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 macro_rules! counters {
@@ -12,6 +13,10 @@ macro_rules! counters {
         #[derive(Clone, Debug, Default, PartialEq, Eq)]
         pub struct Coverage {
             $( $(#[$doc])* pub $name: u64, )*
+            /// Refused actions by kind and reason (e.g. `"migrate:
+            /// TargetIsCurrent"`), to see why a schedule did less than it
+            /// asked for.
+            pub refusals: BTreeMap<String, u64>,
         }
 
         impl Coverage {
@@ -23,6 +28,9 @@ macro_rules! counters {
             /// Adds `other`'s counts to these.
             pub fn merge(&mut self, other: &Coverage) {
                 $( self.$name += other.$name; )*
+                for (k, v) in &other.refusals {
+                    *self.refusals.entry(k.clone()).or_default() += v;
+                }
             }
         }
     };
@@ -88,6 +96,9 @@ counters! {
     resets,
     /// Directions half-closed early by an action.
     half_closes,
+    /// Queries for a workload session the acceptor already had (refused;
+    /// the oracle reports each as an error).
+    duplicate_queries,
     /// Session ends reported as `Graceful`.
     closed_graceful,
     /// Session ends reported with another reason.
@@ -119,6 +130,9 @@ impl fmt::Display for Coverage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (name, v) in self.counters() {
             writeln!(f, "  {name:<32} {v}")?;
+        }
+        for (why, v) in &self.refusals {
+            writeln!(f, "  refused {why:<40} {v}")?;
         }
         Ok(())
     }

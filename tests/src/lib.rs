@@ -44,7 +44,7 @@ pub use action::{Action, ActionError, ActionRecord};
 pub use coverage::Coverage;
 pub use link::Link;
 pub use netem::{Delivery, Direction, LinkChange, LinkConfig, Netem};
-pub use sim::Sim;
+pub use sim::{Sim, DUPLICATE_QUERY};
 pub use trace::TraceHasher;
 pub use workload::{pattern_byte, Flow, FlowSpec, HalfFlow};
 

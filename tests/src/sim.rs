@@ -57,6 +57,10 @@ pub struct Sim {
     drained: BTreeSet<usize>,
 }
 
+/// Reject code the workload gives a second Query for a flow it already
+/// accepted.
+pub const DUPLICATE_QUERY: u8 = 3;
+
 /// Seed of link `index`'s jitter, derived without drawing from the
 /// workload's generator (so adding links leaves write and read sizes alone).
 fn link_seed(seed: u64, index: usize) -> u64 {
@@ -274,12 +278,12 @@ impl Sim {
             .all(|l| !l.alive || (l.ab.is_empty() && l.ba.is_empty()))
     }
 
-    /// Whether every flow finished both ways (or was rejected/closed).
+    /// Whether every flow ended at both ends (see [`Flow::closed`]) or went
+    /// wrong.
     pub fn flows_done(&self) -> bool {
-        self.flows.iter().all(|f| {
-            (f.closed_opener.is_some() && (f.closed_acceptor.is_some() || f.spec.reject.is_some()))
-                || !f.errors.is_empty()
-        })
+        self.flows
+            .iter()
+            .all(|f| f.closed() || !f.errors.is_empty())
     }
 
     /// One step: move output to links, then jump to the next thing and do it.
@@ -288,6 +292,9 @@ impl Sim {
         self.steps += 1;
         self.pump_app();
         self.pull_output();
+        // Pulling output can end a session (its last credit went out):
+        // report that now, even if this step goes no further.
+        self.collect_events();
         let Some(next) = self.next_time() else {
             return false;
         };
@@ -383,7 +390,8 @@ impl Sim {
             .filter_map(Node::poll_timeout)
             .map(|t| t.max(self.now));
         let action = self.actions.keys().next().map(|(t, _)| (*t).max(self.now));
-        links.chain(nodes).chain(action).min()
+        let paced = self.next_paced_write().map(|t| t.max(self.now));
+        links.chain(nodes).chain(action).chain(paced).min()
     }
 
     pub(crate) fn pull_output(&mut self) {
@@ -429,6 +437,18 @@ impl Sim {
                     .and_then(|s| s.parse::<usize>().ok())
                     .filter(|i| *i < self.flows.len());
                 match idx {
+                    Some(i) if self.flows[i].at_acceptor.is_some() => {
+                        // The engine asks again about a session the
+                        // application already took (its earlier session
+                        // was reset or closed): a well-behaved application
+                        // refuses, and the oracle reports it.
+                        self.coverage.duplicate_queries += 1;
+                        self.flows[i].errors.push(format!(
+                            "flow {i}: node {n} was asked again for a session it already had \
+                             (a new Query after its session ended)"
+                        ));
+                        let _ = self.nodes[n].reject_query(now, *session, DUPLICATE_QUERY);
+                    }
                     Some(i) => {
                         let f = &mut self.flows[i];
                         if let Some(code) = f.spec.reject {

@@ -2,6 +2,8 @@
 //! pseudo-random pattern, so every byte read can be checked without
 //! storing payloads.
 
+use std::time::Duration;
+
 use astral_core::{CloseReason, ReadError, SessionId, Timestamp, WriteError};
 use rand_core::RngCore;
 
@@ -24,6 +26,10 @@ pub struct FlowSpec {
     pub max_read: usize,
     /// The acceptor rejects the query with this code instead of accepting.
     pub reject: Option<u8>,
+    /// Application-paced writers (an interactive session): each direction
+    /// writes one chunk per interval instead of as fast as it can, so the
+    /// session stays open, mostly idle, for `total / chunk × interval`.
+    pub write_interval: Option<Duration>,
 }
 
 impl FlowSpec {
@@ -37,6 +43,7 @@ impl FlowSpec {
             max_write: 16 * 1024,
             max_read: 16 * 1024,
             reject: None,
+            write_interval: None,
         }
     }
 }
@@ -58,6 +65,8 @@ pub struct HalfFlow {
     pub eof: bool,
     /// Writer got Blocked and waits for Writable.
     pub blocked: bool,
+    /// A paced writer's next chunk is due then.
+    pub next_write_at: Timestamp,
 }
 
 /// One session of the workload, both ends.
@@ -88,10 +97,14 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Whether both ends reported how the session ended (a rejected flow
-    /// has no acceptor session to close).
+    /// Whether both ends are done: the opener reported how the session
+    /// ended, and the acceptor did too or never had it (rejected, or the
+    /// query never reached it).
     pub fn closed(&self) -> bool {
-        self.closed_opener.is_some() && self.closed_acceptor.is_some()
+        self.closed_opener.is_some()
+            && (self.closed_acceptor.is_some()
+                || self.spec.reject.is_some()
+                || self.at_acceptor.is_none())
     }
 }
 
@@ -149,6 +162,10 @@ impl Sim {
         if half.blocked || half.finished || f.reset_by.is_some() {
             return;
         }
+        let interval = f.spec.write_interval;
+        if interval.is_some() && self.now < half.next_write_at {
+            return;
+        }
         let max_write = f.spec.max_write.max(1);
         let (key, mut written, total) = (half.key, half.written, half.total);
         self.chunk.resize(max_write, 0);
@@ -172,6 +189,9 @@ impl Sim {
                 }
                 Err(WriteError::Closed) => break,
             }
+            if interval.is_some() {
+                break;
+            }
         }
         let finished = written == total;
         if finished {
@@ -182,6 +202,32 @@ impl Sim {
         half.written = written;
         half.blocked = blocked;
         half.finished = finished;
+        if let Some(d) = interval {
+            half.next_write_at = self.now + d;
+        }
+    }
+
+    /// When the next paced write is due (a wake-up for the event loop).
+    pub(crate) fn next_paced_write(&self) -> Option<Timestamp> {
+        self.flows
+            .iter()
+            .filter(|f| f.spec.write_interval.is_some() && f.reset_by.is_none())
+            .flat_map(|f| {
+                [
+                    (f.spec.opener, f.at_opener, &f.up),
+                    (f.spec.acceptor, f.at_acceptor, &f.down),
+                ]
+                .into_iter()
+                // Only live writers: a closed session's writer never runs
+                // again, and its due time must not keep the loop awake.
+                .filter(|(node, sid, h)| {
+                    sid.is_some_and(|s| self.by_session.contains_key(&(*node, s)))
+                        && !h.finished
+                        && !h.blocked
+                })
+                .map(|(_, _, h)| h.next_write_at)
+            })
+            .min()
     }
 
     pub(crate) fn read_flow(&mut self, i: usize, acceptor: bool) {

@@ -343,3 +343,100 @@ fn zero_receive_window_is_refused_at_construction() {
         }
     }
 }
+
+/// New finding of the randomised suites (not in the list): the
+/// acceptor resets a session right after accepting it; the stream carrying
+/// its Response and Reset dies before they arrive, so the opener, still
+/// waiting for the answer, sends its Query again on another stream. The
+/// acceptor keeps no record of sessions it reset (only graceful closes go
+/// to time-wait), so the engine asks the application about the same
+/// session again, and the opener never learns of the reset. The opener
+/// must end `ResetByPeer`, and the acceptor must not see a second Query.
+#[test]
+#[ignore = "new finding (see the sim branch report): no record of reset sessions; for branch arch"]
+fn reset_session_is_not_resurrected_by_a_repeated_query() {
+    use astral_core::CloseReason;
+    let mut failures = Vec::new();
+    for (seed, reset_after_us, kill_after_us) in [(1, 100, 200), (2, 500, 1000), (3, 0, 3000)] {
+        let mut sim = Sim::new(seed, 2, small_windows());
+        sim.link(0, 1, LinkConfig::with_latency(ms(10)));
+        sim.link(0, 1, LinkConfig::with_latency(ms(10)));
+        sim.run_until(Sim::t(ms(300)));
+        let flow = sim
+            .open_flow(&FlowSpec::new(0, 1, 1_000, 100_000))
+            .expect("open");
+        // Until the acceptor has the session.
+        while sim.flows[flow].at_acceptor.is_none() {
+            assert!(sim.step(Sim::t(ms(400))), "query never arrived");
+        }
+        let sid = sim.flows[flow].at_opener.expect("opener session");
+        let stream = sim.nodes[0].session_info(sid).expect("open").send_stream;
+        let link = sim.link_of(0, stream).expect("a link");
+        let now = sim.now;
+        sim.run_until(now + Duration::from_micros(reset_after_us));
+        sim.act(Action::Reset {
+            flow,
+            responder: true,
+        });
+        sim.run_until(now + Duration::from_micros(kill_after_us));
+        sim.act(Action::Kill(link));
+        sim.run_until_done(Duration::from_secs(60));
+        let f = &sim.flows[flow];
+        if sim.coverage.duplicate_queries != 0 || f.closed_opener != Some(CloseReason::ResetByPeer)
+        {
+            failures.push(format!(
+                "seed {seed}: opener closed {:?}, acceptor asked {} more time(s); {:?}",
+                f.closed_opener, sim.coverage.duplicate_queries, f.errors
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// New finding of the randomised suites (not in the list): a Query
+/// and the close of its stream arrive together (here: the opener closes
+/// its only stream during a partition; when the partition heals, both are
+/// delivered in one go). The stream dies while the session is still
+/// Pending, which leaves it on no stream and with no recovery deadline;
+/// when the application then accepts it, it is Open on nothing and, with
+/// no path coming back, never ends. It must end with a reason
+/// (unreachable) once the recovery timeout has passed.
+#[test]
+#[ignore = "new finding (see the sim branch report): accepted after its stream died, never ends; for branch arch"]
+fn session_accepted_after_its_stream_died_still_ends() {
+    let config = Config {
+        recovery_timeout: Duration::from_secs(3),
+        routing_timeout: Duration::from_secs(5),
+        ..small_windows()
+    };
+    let mut sim = Sim::new(4, 2, config);
+    let link = sim.link(0, 1, LinkConfig::with_latency(ms(10)));
+    sim.run_until(Sim::t(ms(200)));
+    sim.act(Action::Partition(link));
+    let flow = sim
+        .open_flow(&FlowSpec::new(0, 1, 1_000, 1_000))
+        .expect("open");
+    sim.at(
+        Sim::t(ms(300)),
+        Action::CloseStream {
+            link,
+            from_b: false,
+        },
+    );
+    sim.at(Sim::t(ms(600)), Action::Heal(link));
+    sim.run_until(Sim::t(ms(700)));
+    let f = &sim.flows[flow];
+    assert!(f.at_acceptor.is_some(), "the query arrived with the close");
+    assert!(!sim.links[link].alive, "and the close with it");
+    sim.run_until(Sim::t(Duration::from_secs(30)));
+    let f = &sim.flows[flow];
+    assert_eq!(
+        f.closed_opener,
+        Some(astral_core::CloseReason::RoutingTimeout)
+    );
+    let acceptor = f.at_acceptor.and_then(|s| sim.nodes[1].session_info(s));
+    assert!(
+        f.closed_acceptor.is_some(),
+        "the acceptor's session never ended: {acceptor:?}"
+    );
+}
