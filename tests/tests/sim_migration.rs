@@ -343,9 +343,12 @@ fn migrate_api_errors_are_typed() {
     let n = &mut sim.nodes[0];
     let current = n.session_info(s).unwrap().send_stream;
     let other = if current == l0 { l1 } else { l0 };
-    let bogus = astral_core::SessionId::from_u64(u64::MAX);
+    // A handle that no longer names a session (opened, then reset).
+    let peer = n.session_info(s).unwrap().peer;
+    let stale = n.open_session(now, peer, "flow:998").unwrap();
+    n.session(stale).unwrap().reset(now);
     assert_eq!(
-        n.migrate(now, bogus, other),
+        n.migrate(now, stale, other),
         Err(MigrateError::UnknownSession)
     );
     assert_eq!(
@@ -358,7 +361,6 @@ fn migrate_api_errors_are_typed() {
     );
     assert_eq!(n.migrate(now, s, l2), Err(MigrateError::WrongPeer));
     // A session still waiting for its answer is not open.
-    let peer = n.session_info(s).unwrap().peer;
     let routing = n.open_session(now, peer, "flow:999").unwrap();
     assert_eq!(
         n.migrate(now, routing, other),
