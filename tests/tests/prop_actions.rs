@@ -34,6 +34,16 @@ use support::{
     run_closed, run_exact, run_settled, script_config, scripts, suite, LinkKind, Mix, Shape,
 };
 
+/// Replays one failing script (the JSON a failure prints) with its whole
+/// trace: `ASTRAL_REPLAY='<json>' cargo test -p astral-sim --test
+/// prop_actions replay -- --ignored --nocapture`.
+#[test]
+#[ignore = "run by hand with ASTRAL_REPLAY"]
+fn replay() {
+    let script = support::replay_script().expect("set ASTRAL_REPLAY to a failing script's JSON");
+    support::replay(&script);
+}
+
 fn no_drains() -> Mix {
     Mix {
         drain: 0,

@@ -23,7 +23,7 @@ use astral_core::Config;
 use astral_sim::{Action, Coverage, FlowSpec, LinkConfig, Sim};
 use proptest::prelude::*;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 struct Schedule {
     seed: u64,
     latencies: Vec<u64>,

@@ -9,6 +9,10 @@
 //! * `ASTRAL_SUITE_SURVEY=1`: do not stop at the first failure; count the
 //!   failures, print the first ones, then check coverage (for tuning and
 //!   for measuring how often a known defect shows).
+//! * A failing script is printed as JSON too; `ASTRAL_REPLAY='<json>' cargo
+//!   test -p astral-sim --test prop_actions replay -- --ignored
+//!   --nocapture` runs it alone and prints its actions, end state and
+//!   coverage (`ASTRAL_SIM_DUMP=1` adds them to every failure).
 
 #![allow(dead_code)] // each suite uses part of it
 
@@ -20,6 +24,7 @@ use astral_core::Config;
 use astral_sim::{Action, Coverage, FlowSpec, LinkChange, LinkConfig, Sim};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed, TestCaseError, TestRunner};
+use serde::{Deserialize, Serialize};
 
 /// Runs `cases` schedules drawn from `strategy` through `run`, prints the
 /// merged coverage and fails if a run fails (with proptest's minimal
@@ -32,7 +37,7 @@ pub fn suite<S>(
     run: impl Fn(&S::Value) -> (Result<(), String>, Coverage),
 ) where
     S: Strategy,
-    S::Value: Debug,
+    S::Value: Debug + Serialize,
 {
     let base = ProptestConfig::default();
     let cases = std::env::var("PROPTEST_CASES")
@@ -73,7 +78,10 @@ pub fn suite<S>(
                     .push(format!("{value:?}\n  -> {}", first_lines(&e, 400)));
                 Ok(())
             }
-            Err(e) => Err(TestCaseError::fail(e)),
+            Err(e) => Err(TestCaseError::fail(format!(
+                "replay: ASTRAL_REPLAY='{}'\n{e}",
+                serde_json::to_string(&value).unwrap_or_default()
+            ))),
         }
     });
     let total = total.into_inner();
@@ -103,7 +111,7 @@ fn first_lines(s: &str, n: usize) -> String {
 }
 
 /// A link's shape in a script.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum LinkKind {
     /// One-way latency and jitter in ms, default bandwidth.
     Plain(u8, u8),
@@ -133,7 +141,7 @@ impl LinkKind {
 
 /// One operation of a script; indices are taken modulo the links or flows
 /// that exist when it runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Op {
     Migrate {
         flow: u8,
@@ -204,7 +212,7 @@ pub enum Op {
 }
 
 /// One session of a script.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FlowPlan {
     /// Opened by node 1 instead of node 0.
     pub from_b: bool,
@@ -270,7 +278,7 @@ fn flow_strategy(shape: &Shape) -> impl Strategy<Value = FlowPlan> {
 }
 
 /// A whole randomised run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Script {
     pub seed: u64,
     /// `recv_window` and `send_buffer`.
@@ -775,6 +783,29 @@ impl Script {
     pub fn settle(&self, config: &Config) -> Duration {
         2 * config.dead_timeout + 10 * self.max_rtt()
     }
+}
+
+/// The script in `ASTRAL_REPLAY` (JSON, as a failure prints it), if set.
+pub fn replay_script() -> Option<Script> {
+    let json = std::env::var("ASTRAL_REPLAY").ok()?;
+    match serde_json::from_str(&json) {
+        Ok(s) => Some(s),
+        Err(e) => panic!("ASTRAL_REPLAY is not a script: {e}"),
+    }
+}
+
+/// Runs a script with the strong oracle and prints everything about it.
+pub fn replay(script: &Script) {
+    let config = script_config(script);
+    let settle = script.settle(&config);
+    let mut sim = script.build(config);
+    sim.keep_log = true;
+    let result = sim.settle_and_check(settle, Duration::from_secs(1200));
+    for (t, n, e) in &sim.log {
+        println!("{t:?} node{n} {e:?}");
+    }
+    println!("{}", sim.dump());
+    println!("settled and exact: {result:?}");
 }
 
 /// Runs a script with the strong oracle: settled and exact.
