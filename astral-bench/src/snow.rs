@@ -1,7 +1,10 @@
-//! Noise (snow) over TCP without multiplexing: the "ceiling" of the design.
+//! The snow-over-TCP baseline: Noise without multiplexing, the "ceiling" of
+//! astral's design. It is the only snow baseline of the workspace: the
+//! `astral bench` table, the loopback bench and the peer comparison harness
+//! (where yamux runs over it) all use this one.
 //!
-//! Handshake: `Noise_XK_25519_ChaChaPoly_BLAKE2s`, each handshake message
-//! framed as `u16 len || message`. Transport: records of
+//! Handshake: `Noise_XK_25519_ChaChaPoly_BLAKE2s` (or `..._AESGCM_...`, see
+//! [`Cipher`]), each handshake message framed as `u16 len || message`. Transport: records of
 //! `u16 len || ciphertext`, at most [`MAX_PLAIN`] plaintext bytes each.
 //!
 //! [`SnowStream`] implements tokio's `AsyncRead`/`AsyncWrite`. Small writes
@@ -19,10 +22,22 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::contender::Res;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-/// The Noise protocol name used by contenders (b) and (c).
-pub const NOISE_PARAMS: &str = "Noise_XK_25519_ChaChaPoly_BLAKE2s";
+use crate::contender::{Res, Transport};
+use crate::tcp::{take_once, tcp_accept, tcp_connect, tcp_listen};
+use crate::Cipher;
+use tokio::net::TcpListener;
+
+/// The Noise protocol name of the baseline with `cipher` (astral's own
+/// suites: same pattern, DH and hash).
+pub fn noise_params(cipher: Cipher) -> &'static str {
+    match cipher {
+        Cipher::ChaChaPoly => "Noise_XK_25519_ChaChaPoly_BLAKE2s",
+        Cipher::AesGcm => "Noise_XK_25519_AESGCM_BLAKE2s",
+    }
+}
 /// Poly1305 tag length.
 const TAG: usize = 16;
 /// Largest record body: the whole `u16` range.
@@ -39,14 +54,18 @@ const RBUF: usize = 4 * MAX_WIRE;
 /// Static keys: the responder's key pair, which the XK initiator must know
 /// in advance, and the initiator's own static key pair.
 pub struct NoiseKeys {
+    /// The responder's private key.
     pub server_private: Vec<u8>,
+    /// The responder's public key (known to the initiator in advance).
     pub server_public: Vec<u8>,
+    /// The initiator's private key.
     pub client_private: Vec<u8>,
 }
 
 impl NoiseKeys {
+    /// Fresh key pairs from the OS generator.
     pub fn generate() -> Res<Self> {
-        let builder = snow::Builder::new(NOISE_PARAMS.parse()?);
+        let builder = snow::Builder::new(noise_params(Cipher::ChaChaPoly).parse()?);
         let server = builder.generate_keypair()?;
         let client = builder.generate_keypair()?;
         Ok(Self {
@@ -68,15 +87,6 @@ fn resolver() -> snow::resolvers::BoxedCryptoResolver {
     ))
 }
 
-/// `COMPARE_SNOW_AES=1` runs the baseline with AES-GCM records.
-fn snow_params() -> Result<snow::params::NoiseParams, snow::Error> {
-    if std::env::var("COMPARE_SNOW_AES").is_ok_and(|v| v == "1") {
-        "Noise_XK_25519_AESGCM_BLAKE2s".parse()
-    } else {
-        NOISE_PARAMS.parse()
-    }
-}
-
 async fn send_frame(tcp: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
     let len = u16::try_from(msg.len()).map_err(|_| io::Error::other("frame too long"))?;
     let mut frame = Vec::with_capacity(2 + msg.len());
@@ -94,8 +104,12 @@ async fn recv_frame(tcp: &mut TcpStream) -> io::Result<Vec<u8>> {
 }
 
 /// XK initiator: `-> e, es`, `<- e, ee`, `-> s, se`.
-pub async fn handshake_initiator(mut tcp: TcpStream, keys: &NoiseKeys) -> Res<SnowStream> {
-    let mut hs = snow::Builder::with_resolver(snow_params()?, resolver())
+pub async fn handshake_initiator(
+    mut tcp: TcpStream,
+    keys: &NoiseKeys,
+    cipher: Cipher,
+) -> Res<SnowStream> {
+    let mut hs = snow::Builder::with_resolver(noise_params(cipher).parse()?, resolver())
         .local_private_key(&keys.client_private)?
         .remote_public_key(&keys.server_public)?
         .build_initiator()?;
@@ -111,8 +125,12 @@ pub async fn handshake_initiator(mut tcp: TcpStream, keys: &NoiseKeys) -> Res<Sn
 }
 
 /// XK responder.
-pub async fn handshake_responder(mut tcp: TcpStream, keys: &NoiseKeys) -> Res<SnowStream> {
-    let mut hs = snow::Builder::with_resolver(snow_params()?, resolver())
+pub async fn handshake_responder(
+    mut tcp: TcpStream,
+    keys: &NoiseKeys,
+    cipher: Cipher,
+) -> Res<SnowStream> {
+    let mut hs = snow::Builder::with_resolver(noise_params(cipher).parse()?, resolver())
         .local_private_key(&keys.server_private)?
         .build_responder()?;
     let mut msg = vec![0u8; MAX_RECORD];
@@ -328,5 +346,77 @@ impl AsyncRead for SnowStream {
             }
             this.rend += n;
         }
+    }
+}
+
+/// Noise XK over TCP, one Noise session per TCP connection (not
+/// multiplexed: every session is a connection of its own).
+#[derive(Clone)]
+pub struct SnowTcp {
+    keys: Arc<NoiseKeys>,
+    cipher: Cipher,
+}
+
+impl SnowTcp {
+    /// The baseline with `cipher` records and fresh static keys.
+    pub fn new(cipher: Cipher) -> Res<Self> {
+        Ok(Self {
+            keys: Arc::new(NoiseKeys::generate()?),
+            cipher,
+        })
+    }
+
+    /// The record cipher.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+
+    /// Server side of the handshake over an accepted TCP connection.
+    pub async fn respond(&self, tcp: TcpStream) -> Res<SnowStream> {
+        handshake_responder(tcp, &self.keys, self.cipher).await
+    }
+
+    /// Client side: handshake over a connected TCP stream.
+    pub async fn initiate(&self, tcp: TcpStream) -> Res<SnowStream> {
+        handshake_initiator(tcp, &self.keys, self.cipher).await
+    }
+}
+
+impl Transport for SnowTcp {
+    type Listener = TcpListener;
+    type Incoming = TcpStream;
+    type Conn = Option<SnowStream>;
+    type Stream = SnowStream;
+
+    fn name(&self) -> String {
+        match self.cipher {
+            Cipher::ChaChaPoly => "snow-tcp".into(),
+            Cipher::AesGcm => "snow-tcp-aes".into(),
+        }
+    }
+    fn cipher(&self) -> Option<Cipher> {
+        Some(self.cipher)
+    }
+    fn multiplexed(&self) -> bool {
+        false
+    }
+    async fn listen(&self) -> Res<(TcpListener, SocketAddr)> {
+        tcp_listen().await
+    }
+    async fn accept(&self, l: &mut TcpListener) -> Res<TcpStream> {
+        tcp_accept(l).await
+    }
+    async fn establish(&self, inc: TcpStream) -> Res<Option<SnowStream>> {
+        Ok(Some(self.respond(inc).await?))
+    }
+    async fn accept_stream(&self, c: &mut Option<SnowStream>) -> Res<Option<SnowStream>> {
+        Ok(c.take())
+    }
+    async fn connect(&self, addr: SocketAddr) -> Res<Option<SnowStream>> {
+        let tcp = tcp_connect(addr).await?;
+        Ok(Some(self.initiate(tcp).await?))
+    }
+    async fn open_stream(&self, c: &mut Option<SnowStream>) -> Res<SnowStream> {
+        take_once(c)
     }
 }
