@@ -489,11 +489,11 @@ fn mio_handshakes(cfg: &Config, server: &MioServer, n: usize) -> Res<Vec<Duratio
 /// flight, each announced with `OP_IDLE` and answered once by the server
 /// thread, then held while the heap is read (both loops idle).
 ///
-/// `COMPARE_IDLE_SILENT=1` (diagnostic): no byte exchanged, sessions only
+/// `BENCH_IDLE_SILENT=1` (diagnostic): no byte exchanged, sessions only
 /// opened and accepted, to tell session state from what one round trip
 /// leaves behind.
 fn mio_idle(cfg: &Config, server: &MioServer, n: usize) -> Res<Idle> {
-    let silent = std::env::var("COMPARE_IDLE_SILENT").is_ok_and(|v| v == "1");
+    let silent = std::env::var("BENCH_IDLE_SILENT").is_ok_and(|v| v == "1");
     astral_bench::contender::settle_blocking();
     let before = heap::snapshot();
     let mut node = mio_client(cfg, server)?;
