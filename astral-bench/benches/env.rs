@@ -5,6 +5,7 @@
 //! BENCH_BYTES=256M BENCH_SESSIONS=64 BENCH_PARALLEL=2,4 BENCH_WRITE=64K
 //! BENCH_WINDOW=256K BENCH_ROUNDS=N BENCH_HANDSHAKES=N BENCH_REPS=N
 //! BENCH_AES=1 (an AES-GCM row for every contender) BENCH_ONLY=snow,astral
+//! BENCH_ASTRAL_AES_ROW=0 (no separate astral AES-GCM row)
 //! BENCH_IDLE=10K,100K (compare only) BENCH_PINNED=0 (compare only)
 //! BENCH_QUICK=1 (64 MiB, 2,000 rounds, 100 set-ups, 1 repetition)
 //! BENCH_JSON=1 (or `-- --json`): JSON on stdout, the table on stderr
@@ -104,7 +105,7 @@ impl Env {
             handshakes: to_usize(size("BENCH_HANDSHAKES", handshakes as u64)),
             reps: to_usize(size("BENCH_REPS", reps as u64)).max(1),
             aes: flag("BENCH_AES"),
-            astral_aes_row: true,
+            astral_aes_row: var("BENCH_ASTRAL_AES_ROW").is_none_or(|v| v != "0"),
             idle: counts("BENCH_IDLE", idle),
             pinned_echo: var("BENCH_PINNED").is_none_or(|v| v != "0"),
         };
