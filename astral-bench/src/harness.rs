@@ -741,7 +741,20 @@ impl Report {
         }
         out.push('\n');
         out += "× snow: this row's median over snow over TCP's with the same cipher (goodput and set-ups: higher is better; latency: lower is better).\n";
-        out += "× 1 session: this row's goodput over its own one-session goodput. × yamux (idle): live heap over yamux's with the same cipher.\n";
+        if self
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::BulkN(_) | Workload::Parallel(_)))
+        {
+            out += "× 1 session: this row's goodput over its own one-session goodput.\n";
+        }
+        if self
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::Idle(_)))
+        {
+            out += "× yamux (idle sessions): live heap over yamux's with the same cipher (lower is better).\n";
+        }
         out += "CPU: user + sys of the whole process (client and server together). RSS: peak during the workload / growth over its start.\n";
         out
     }

@@ -50,11 +50,9 @@ pub const MAX_PLAIN: usize = MAX_RECORD - TAG;
 const MAX_WIRE: usize = 2 + MAX_RECORD;
 /// Sealed records waiting for the socket: room for two full records.
 const WBUF: usize = 2 * MAX_WIRE;
-/// Raw bytes read from the socket: room for sixteen full records. A
-/// record that straddles the end moves to the front (a copy); the larger
-/// the buffer, the rarer that is (4 records: a third of all bytes copied
-/// once when 64 KiB writes alternate short and full records; 16: 0.01).
-const RBUF: usize = 16 * MAX_WIRE;
+/// Raw bytes read from the socket: room for four full records (reads fill
+/// at most three, so the record a read ends in always fits behind them).
+const RBUF: usize = 4 * MAX_WIRE;
 
 /// Static keys: the responder's key pair, which the XK initiator must know
 /// in advance, and the initiator's own static key pair.
@@ -350,18 +348,26 @@ impl AsyncRead for SnowStream {
             } else {
                 2
             };
-            if this.rstart == this.rend {
+            // Read big only into an empty buffer, and then leave room for
+            // one whole record; with a record pending, read just its rest.
+            // The buffer so ends every read on a record boundary and never
+            // moves bytes (moving straddling records copied a third of all
+            // bytes when short and full records alternate).
+            let end = if this.rstart == this.rend {
                 this.rstart = 0;
                 this.rend = 0;
-            } else if this.rstart + need > this.rbuf.len() {
-                // Only a record that cannot complete where it is moves to
-                // the front (moving every partial record copied a third of
-                // the bytes when short and full records alternate).
-                this.rbuf.copy_within(this.rstart..this.rend, 0);
-                this.rend -= this.rstart;
-                this.rstart = 0;
-            }
-            let mut rb = ReadBuf::new(&mut this.rbuf[this.rend..]);
+                this.rbuf.len() - MAX_WIRE
+            } else {
+                if this.rstart + need > this.rbuf.len() {
+                    // Not reached while reads end on record boundaries;
+                    // kept so that any framing still fits.
+                    this.rbuf.copy_within(this.rstart..this.rend, 0);
+                    this.rend -= this.rstart;
+                    this.rstart = 0;
+                }
+                this.rstart + need
+            };
+            let mut rb = ReadBuf::new(&mut this.rbuf[this.rend..end]);
             ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut rb))?;
             let n = rb.filled().len();
             if n == 0 {
