@@ -641,7 +641,7 @@ impl Report {
             self.elapsed.as_secs_f64(),
         );
         if !o.aes && self.ciphers.contains(&Some(Cipher::AesGcm)) {
-            s += "rows ending in -aes: astral's own AES-256-GCM records (what two astral nodes with AES instructions choose); no other contender ran AES-GCM (ask with --aes), so they have no × snow figure\n";
+            s += "rows ending in -aes: astral's own AES-256-GCM records (what two astral nodes with AES instructions choose); no other contender ran AES-GCM (ask with --aes or BENCH_AES=1), so they have no × snow figure\n";
         }
         s
     }
