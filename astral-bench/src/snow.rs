@@ -1,16 +1,21 @@
-//! Noise (snow) over TCP without multiplexing: the "ceiling" of the design.
+//! The snow-over-TCP baseline: Noise without multiplexing, the "ceiling" of
+//! astral's design. It is the only snow baseline of the workspace: the
+//! `astral bench` table, the loopback bench and the peer comparison harness
+//! (where yamux runs over it) all use this one.
 //!
-//! Handshake: `Noise_XK_25519_ChaChaPoly_BLAKE2s`, each handshake message
-//! framed as `u16 len || message`. Transport: records of
+//! Handshake: `Noise_XK_25519_ChaChaPoly_BLAKE2s` (or `..._AESGCM_...`, see
+//! [`Cipher`]), each handshake message framed as `u16 len || message`. Transport: records of
 //! `u16 len || ciphertext`, at most [`MAX_PLAIN`] plaintext bytes each.
 //!
 //! [`SnowStream`] implements tokio's `AsyncRead`/`AsyncWrite`. Small writes
 //! are coalesced into one record until the record is full or the stream is
 //! flushed (yamux writes a 12-byte header and the body separately, then
-//! flushes); a write of a full record with nothing pending is sealed straight
-//! from the caller's buffer, and a record is opened straight into the
-//! caller's buffer when it has room, so bulk transfer copies nothing but the
-//! ciphertext.
+//! flushes); a write of at least a full record is sealed straight from the
+//! caller's buffer (bytes pending before it go out as a short record
+//! first), and a record is opened straight into the caller's buffer when it
+//! has room. Bulk transfer so copies each byte twice in user space, both
+//! inside snow (`write_message` copies the plaintext into the record and
+//! `read_message` the ciphertext into the output; each then works in place).
 
 use std::io;
 use std::pin::Pin;
@@ -19,10 +24,22 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::contender::Res;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-/// The Noise protocol name used by contenders (b) and (c).
-pub const NOISE_PARAMS: &str = "Noise_XK_25519_ChaChaPoly_BLAKE2s";
+use crate::contender::{Res, Transport};
+use crate::tcp::{take_once, tcp_accept, tcp_connect, tcp_listen};
+use crate::Cipher;
+use tokio::net::TcpListener;
+
+/// The Noise protocol name of the baseline with `cipher` (astral's own
+/// suites: same pattern, DH and hash).
+pub fn noise_params(cipher: Cipher) -> &'static str {
+    match cipher {
+        Cipher::ChaChaPoly => "Noise_XK_25519_ChaChaPoly_BLAKE2s",
+        Cipher::AesGcm => "Noise_XK_25519_AESGCM_BLAKE2s",
+    }
+}
 /// Poly1305 tag length.
 const TAG: usize = 16;
 /// Largest record body: the whole `u16` range.
@@ -33,20 +50,25 @@ pub const MAX_PLAIN: usize = MAX_RECORD - TAG;
 const MAX_WIRE: usize = 2 + MAX_RECORD;
 /// Sealed records waiting for the socket: room for two full records.
 const WBUF: usize = 2 * MAX_WIRE;
-/// Raw bytes read from the socket: room for four full records.
+/// Raw bytes read from the socket: room for four full records (reads fill
+/// at most three, so the record a read ends in always fits behind them).
 const RBUF: usize = 4 * MAX_WIRE;
 
 /// Static keys: the responder's key pair, which the XK initiator must know
 /// in advance, and the initiator's own static key pair.
 pub struct NoiseKeys {
+    /// The responder's private key.
     pub server_private: Vec<u8>,
+    /// The responder's public key (known to the initiator in advance).
     pub server_public: Vec<u8>,
+    /// The initiator's private key.
     pub client_private: Vec<u8>,
 }
 
 impl NoiseKeys {
+    /// Fresh key pairs from the OS generator.
     pub fn generate() -> Res<Self> {
-        let builder = snow::Builder::new(NOISE_PARAMS.parse()?);
+        let builder = snow::Builder::new(noise_params(Cipher::ChaChaPoly).parse()?);
         let server = builder.generate_keypair()?;
         let client = builder.generate_keypair()?;
         Ok(Self {
@@ -68,15 +90,6 @@ fn resolver() -> snow::resolvers::BoxedCryptoResolver {
     ))
 }
 
-/// `COMPARE_SNOW_AES=1` runs the baseline with AES-GCM records.
-fn snow_params() -> Result<snow::params::NoiseParams, snow::Error> {
-    if std::env::var("COMPARE_SNOW_AES").is_ok_and(|v| v == "1") {
-        "Noise_XK_25519_AESGCM_BLAKE2s".parse()
-    } else {
-        NOISE_PARAMS.parse()
-    }
-}
-
 async fn send_frame(tcp: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
     let len = u16::try_from(msg.len()).map_err(|_| io::Error::other("frame too long"))?;
     let mut frame = Vec::with_capacity(2 + msg.len());
@@ -94,8 +107,12 @@ async fn recv_frame(tcp: &mut TcpStream) -> io::Result<Vec<u8>> {
 }
 
 /// XK initiator: `-> e, es`, `<- e, ee`, `-> s, se`.
-pub async fn handshake_initiator(mut tcp: TcpStream, keys: &NoiseKeys) -> Res<SnowStream> {
-    let mut hs = snow::Builder::with_resolver(snow_params()?, resolver())
+pub async fn handshake_initiator(
+    mut tcp: TcpStream,
+    keys: &NoiseKeys,
+    cipher: Cipher,
+) -> Res<SnowStream> {
+    let mut hs = snow::Builder::with_resolver(noise_params(cipher).parse()?, resolver())
         .local_private_key(&keys.client_private)?
         .remote_public_key(&keys.server_public)?
         .build_initiator()?;
@@ -111,8 +128,12 @@ pub async fn handshake_initiator(mut tcp: TcpStream, keys: &NoiseKeys) -> Res<Sn
 }
 
 /// XK responder.
-pub async fn handshake_responder(mut tcp: TcpStream, keys: &NoiseKeys) -> Res<SnowStream> {
-    let mut hs = snow::Builder::with_resolver(snow_params()?, resolver())
+pub async fn handshake_responder(
+    mut tcp: TcpStream,
+    keys: &NoiseKeys,
+    cipher: Cipher,
+) -> Res<SnowStream> {
+    let mut hs = snow::Builder::with_resolver(noise_params(cipher).parse()?, resolver())
         .local_private_key(&keys.server_private)?
         .build_responder()?;
     let mut msg = vec![0u8; MAX_RECORD];
@@ -225,6 +246,14 @@ impl AsyncWrite for SnowStream {
             return Poll::Ready(Ok(0));
         }
         ready!(this.poll_room(cx))?;
+        if !this.wplain.is_empty() && buf.len() >= MAX_PLAIN {
+            // A write that fills a record by itself: close the pending bytes
+            // as a short record instead of copying the whole write behind
+            // them (64 KiB writes leave 17 bytes pending after every 65,519
+            // byte record, and topping those up copied every byte).
+            this.seal_pending()?;
+            ready!(this.poll_room(cx))?;
+        }
         let n = if this.wplain.is_empty() && buf.len() >= MAX_PLAIN {
             seal(
                 &mut this.ts,
@@ -309,15 +338,36 @@ impl AsyncRead for SnowStream {
                     continue;
                 }
             }
-            if this.rstart == this.rend {
+            // Bytes the record at `rstart` needs in all (2 while its
+            // length is unknown).
+            let need = if avail >= 2 {
+                2 + usize::from(u16::from_be_bytes([
+                    this.rbuf[this.rstart],
+                    this.rbuf[this.rstart + 1],
+                ]))
+            } else {
+                2
+            };
+            // Read big only into an empty buffer, and then leave room for
+            // one whole record; with a record pending, read just its rest.
+            // The buffer so ends every read on a record boundary and never
+            // moves bytes (moving straddling records copied a third of all
+            // bytes when short and full records alternate).
+            let end = if this.rstart == this.rend {
                 this.rstart = 0;
                 this.rend = 0;
-            } else if this.rbuf.len() - this.rend < MAX_WIRE {
-                this.rbuf.copy_within(this.rstart..this.rend, 0);
-                this.rend -= this.rstart;
-                this.rstart = 0;
-            }
-            let mut rb = ReadBuf::new(&mut this.rbuf[this.rend..]);
+                this.rbuf.len() - MAX_WIRE
+            } else {
+                if this.rstart + need > this.rbuf.len() {
+                    // Not reached while reads end on record boundaries;
+                    // kept so that any framing still fits.
+                    this.rbuf.copy_within(this.rstart..this.rend, 0);
+                    this.rend -= this.rstart;
+                    this.rstart = 0;
+                }
+                this.rstart + need
+            };
+            let mut rb = ReadBuf::new(&mut this.rbuf[this.rend..end]);
             ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut rb))?;
             let n = rb.filled().len();
             if n == 0 {
@@ -327,6 +377,129 @@ impl AsyncRead for SnowStream {
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
             }
             this.rend += n;
+        }
+    }
+}
+
+/// Noise XK over TCP, one Noise session per TCP connection (not
+/// multiplexed: every session is a connection of its own).
+#[derive(Clone)]
+pub struct SnowTcp {
+    keys: Arc<NoiseKeys>,
+    cipher: Cipher,
+}
+
+impl SnowTcp {
+    /// The baseline with `cipher` records and fresh static keys.
+    pub fn new(cipher: Cipher) -> Res<Self> {
+        Ok(Self {
+            keys: Arc::new(NoiseKeys::generate()?),
+            cipher,
+        })
+    }
+
+    /// The record cipher.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+
+    /// Server side of the handshake over an accepted TCP connection.
+    pub async fn respond(&self, tcp: TcpStream) -> Res<SnowStream> {
+        handshake_responder(tcp, &self.keys, self.cipher).await
+    }
+
+    /// Client side: handshake over a connected TCP stream.
+    pub async fn initiate(&self, tcp: TcpStream) -> Res<SnowStream> {
+        handshake_initiator(tcp, &self.keys, self.cipher).await
+    }
+}
+
+impl Transport for SnowTcp {
+    type Listener = TcpListener;
+    type Incoming = TcpStream;
+    type Conn = Option<SnowStream>;
+    type Stream = SnowStream;
+
+    fn name(&self) -> String {
+        match self.cipher {
+            Cipher::ChaChaPoly => "snow-tcp".into(),
+            Cipher::AesGcm => "snow-tcp-aes".into(),
+        }
+    }
+    fn cipher(&self) -> Option<Cipher> {
+        Some(self.cipher)
+    }
+    fn multiplexed(&self) -> bool {
+        false
+    }
+    async fn listen(&self) -> Res<(TcpListener, SocketAddr)> {
+        tcp_listen().await
+    }
+    async fn accept(&self, l: &mut TcpListener) -> Res<TcpStream> {
+        tcp_accept(l).await
+    }
+    async fn establish(&self, inc: TcpStream) -> Res<Option<SnowStream>> {
+        Ok(Some(self.respond(inc).await?))
+    }
+    async fn accept_stream(&self, c: &mut Option<SnowStream>) -> Res<Option<SnowStream>> {
+        Ok(c.take())
+    }
+    async fn connect(&self, addr: SocketAddr) -> Res<Option<SnowStream>> {
+        let tcp = tcp_connect(addr).await?;
+        Ok(Some(self.initiate(tcp).await?))
+    }
+    async fn open_stream(&self, c: &mut Option<SnowStream>) -> Res<SnowStream> {
+        take_once(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contender::pattern;
+    use crate::tcp::{tcp_accept, tcp_connect, tcp_listen};
+
+    /// 64 KiB writes do not line up with 65,519-byte records: every write
+    /// after the first finds bytes pending and takes the short-record path.
+    /// The receiver must still see every byte, in order.
+    #[tokio::test]
+    async fn misaligned_large_and_small_writes_arrive_intact() {
+        for cipher in [Cipher::ChaChaPoly, Cipher::AesGcm] {
+            let snow = SnowTcp::new(cipher).unwrap();
+            let (mut l, addr) = tcp_listen().await.unwrap();
+            let server = snow.clone();
+            let reader = tokio::spawn(async move {
+                let tcp = tcp_accept(&mut l).await.unwrap();
+                let mut s = server.respond(tcp).await.unwrap();
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).await.unwrap();
+                got
+            });
+            let mut c = snow
+                .initiate(tcp_connect(addr).await.unwrap())
+                .await
+                .unwrap();
+            let data = pattern(1 << 20);
+            let mut sent = 0;
+            for (i, size) in [65_536, 65_536, 3, 200_000, 65_519, 1, 65_535, 70_000]
+                .into_iter()
+                .cycle()
+                .enumerate()
+            {
+                let end = (sent + size).min(data.len());
+                c.write_all(&data[sent..end]).await.unwrap();
+                if i % 5 == 4 {
+                    c.flush().await.unwrap();
+                }
+                sent = end;
+                if sent == data.len() {
+                    break;
+                }
+            }
+            c.shutdown().await.unwrap();
+            let got = reader.await.unwrap();
+            assert_eq!(got.len(), data.len(), "{cipher:?}");
+            assert!(got == data, "{cipher:?}: bytes differ");
         }
     }
 }

@@ -1,5 +1,13 @@
-//! A counting global allocator for the bench binary: live heap bytes and
-//! live allocations, for the idle-session workload.
+//! A counting global allocator: live heap bytes and live allocations, for
+//! the idle-session workload. A binary that runs that workload installs it:
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static GLOBAL: astral_bench::heap::Counting = astral_bench::heap::Counting;
+//! ```
+//!
+//! Without it [`active`] is false and the idle workload reports an error
+//! instead of zeros.
 //!
 //! Counters are sharded per thread (cache-line padded) so that counting
 //! costs an uncontended relaxed atomic add per allocation and does not
@@ -57,6 +65,8 @@ fn size(l: Layout) -> isize {
     isize::try_from(l.size()).unwrap_or(isize::MAX)
 }
 
+/// The system allocator, counting what it hands out.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Counting;
 
 // SAFETY: every method forwards to `System` unchanged and only updates
@@ -96,16 +106,26 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
 /// Live heap, whole process.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heap {
+    /// Bytes requested and not yet freed.
     pub bytes: i64,
+    /// Allocations not yet freed.
     pub allocs: i64,
 }
 
+/// Whether [`Counting`] is the global allocator (the counters move only
+/// then, and every Rust program has live allocations by the time it asks).
+pub fn active() -> bool {
+    snapshot()
+        != Heap {
+            bytes: 0,
+            allocs: 0,
+        }
+}
+
+/// The live heap now.
 pub fn snapshot() -> Heap {
     let (mut bytes, mut allocs) = (0i64, 0i64);
     for s in &COUNTERS {

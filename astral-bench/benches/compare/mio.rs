@@ -1,233 +1,43 @@
-//! (e) astral over astral-tokio and (f) astral over astral-mio.
+//! astral over astral-mio.
 //!
-//! Both use `Noise_XK_25519_ChaChaPoly_BLAKE2s` (the core's suite, the same
-//! as (b)) over one TCP stream per connection; sessions are multiplexed.
-//!
-//! Config: the core's defaults except `recv_window = send_buffer =`
-//! `COMPARE_ASTRAL_WINDOW` (default 4 MiB: a 256 KiB window caps a loopback
-//! session at window / RTT), `COMPARE_ASTRAL_CIPHER=chacha` to withhold the
-//! AES-256-GCM offer (the core offers it when the CPU has AES instructions),
-//! and for the idle workload a per-peer session limit above the session
-//! count.
-//!
-//! A "connection" is a fresh client node (fresh identity) that dials the
-//! server node and waits until the stream is confirmed; dropping it shuts
-//! the node down. Each `listen` starts a fresh server node with its own
-//! identity, so runs never see each other's state.
-//!
-//! (f) bridges astral-mio's single-threaded loop to the blocking
-//! [`Contender`] API with two dedicated OS threads per run, one per
-//! [`MioNode`], each owning its loop (`run_once` + `poll_event`) and running
-//! plain non-blocking session logic inside it: the server thread answers
-//! the same opcodes as the shared stream server; the client thread runs the
-//! workload and returns its measurements through `join`. No tokio involved.
+//! Bridges astral-mio's single-threaded loop to the blocking [`Contender`]
+//! API with two dedicated OS threads per run, one per [`MioNode`], each
+//! owning its loop (`run_once` + `poll_event`) and running plain
+//! non-blocking session logic inside it: the server thread answers the same
+//! opcodes as the shared stream server; the client thread runs the workload
+//! and returns its measurements through `join`. No tokio involved.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use astral_core::{Config, Identity, NodeId};
-use astral_mio::{Event, MioNode, SessionId};
-use astral_tokio::{Incoming, Node, Session};
-use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::runtime::Runtime;
-
-use crate::contender::{
-    pattern, Bulk, Contender, Idle, Res, Transport, ECHO_WARMUP, OP_BULK, OP_ECHO, OP_IDLE,
+use astral_bench::astral::{astral_config, astral_name, fresh, OPEN_PIPELINE, QUERY};
+use astral_bench::contender::{
+    pattern, Bulk, Contender, Idle, Res, Shape, ECHO_WARMUP, OP_BULK, OP_ECHO, OP_IDLE,
 };
-
-/// The query every harness session is opened with.
-const QUERY: &str = "compare";
-/// Opens in flight at once in the idle workload (below the server's
-/// default `max_pending_queries` of 1024).
-const OPEN_PIPELINE: usize = 512;
-
-/// Core config of both astral contenders. `aes`: whether to offer
-/// AES-256-GCM records (`None`: the core's default, i.e. when this CPU has
-/// AES instructions); without it records use ChaCha20-Poly1305, the suite
-/// of (b).
-pub fn astral_config(window: u32, aes: Option<bool>) -> Config {
-    let mut c = Config {
-        recv_window: window,
-        send_buffer: window,
-        ..Config::default()
-    };
-    if let Some(aes) = aes {
-        c.offer_aes_gcm = aes;
-    }
-    c
-}
-
-/// The record cipher two astral nodes with `c` negotiate.
-pub fn astral_cipher(c: &Config) -> &'static str {
-    if c.offer_aes_gcm && astral_core::noise::hardware_aes() {
-        "aes-256-gcm"
-    } else {
-        "chacha20-poly1305"
-    }
-}
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// Distinct identities and seeds for every node of the run.
-fn fresh(tag: u8) -> (Identity, u64) {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&n.to_le_bytes());
-    seed[8] = tag;
-    seed[9..17].copy_from_slice(&std::process::id().to_le_bytes().repeat(2));
-    (Identity::from_seed(seed), n ^ 0x9e37_79b9_7f4a_7c15)
-}
-
-// ------------------------------------------------------- (e) astral-tokio
-
-/// (e) astral over astral-tokio, on the harness's tokio runtime.
-#[derive(Clone)]
-pub struct AstralTokio {
-    cfg: Config,
-    /// Listening address → the server node's id (the client must know it).
-    servers: Arc<Mutex<HashMap<SocketAddr, NodeId>>>,
-}
-
-impl AstralTokio {
-    pub fn new(cfg: Config) -> Self {
-        Self {
-            cfg,
-            servers: Arc::default(),
-        }
-    }
-}
-
-pub struct AstralListener {
-    /// Keeps the server node alive; dropping it shuts the node down.
-    _node: Node,
-    incoming: Option<Incoming>,
-}
-
-/// Server side: the node's inbound queries (all connections). Client side:
-/// a node of its own with one stream to the server.
-pub enum AstralConn {
-    Server(Incoming),
-    Client { node: Node, peer: NodeId },
-}
-
-impl Transport for AstralTokio {
-    type Listener = AstralListener;
-    type Incoming = Incoming;
-    type Conn = AstralConn;
-    type Stream = Session;
-
-    fn name(&self) -> String {
-        "astral-tokio".into()
-    }
-    fn multiplexed(&self) -> bool {
-        true
-    }
-    async fn listen(&self) -> Res<(AstralListener, SocketAddr)> {
-        let (id, seed) = fresh(1);
-        let node = Node::with_seed(id, self.cfg.clone(), seed).expect("valid config");
-        let addr = node.listen(loopback()).await?;
-        self.servers
-            .lock()
-            .map_err(|_| "poisoned")?
-            .insert(addr, node.id());
-        let incoming = Some(node.incoming());
-        Ok((
-            AstralListener {
-                _node: node,
-                incoming,
-            },
-            addr,
-        ))
-    }
-    /// The node accepts TCP streams itself; the harness sees one
-    /// "connection" that yields every inbound session.
-    async fn accept(&self, l: &mut AstralListener) -> Res<Incoming> {
-        match l.incoming.take() {
-            Some(i) => Ok(i),
-            None => futures::future::pending().await,
-        }
-    }
-    async fn establish(&self, inc: Incoming) -> Res<AstralConn> {
-        Ok(AstralConn::Server(inc))
-    }
-    async fn accept_stream(&self, c: &mut AstralConn) -> Res<Option<Session>> {
-        let AstralConn::Server(inc) = c else {
-            return Err("accept_stream on a client connection".into());
-        };
-        match inc.next().await {
-            Some(q) => Ok(Some(q.accept()?)),
-            None => Ok(None),
-        }
-    }
-    async fn connect(&self, addr: SocketAddr) -> Res<AstralConn> {
-        let peer = *self
-            .servers
-            .lock()
-            .map_err(|_| "poisoned")?
-            .get(&addr)
-            .ok_or("unknown server address")?;
-        let (id, seed) = fresh(2);
-        let node = Node::with_seed(id, self.cfg.clone(), seed).expect("valid config");
-        node.set_redial(None);
-        node.connect(peer, addr).await?;
-        Ok(AstralConn::Client { node, peer })
-    }
-    async fn open_stream(&self, c: &mut AstralConn) -> Res<Session> {
-        let AstralConn::Client { node, peer } = c else {
-            return Err("open_stream on a server connection".into());
-        };
-        Ok(node.open(*peer, QUERY).await?)
-    }
-    fn with_session_limit(&self, n: usize) -> Res<Self> {
-        let mut t = self.clone();
-        t.cfg.max_sessions_per_peer = t.cfg.max_sessions_per_peer.max(n + 64);
-        Ok(t)
-    }
-    /// `open` waits for the peer's answer: keep `OPEN_PIPELINE` in flight.
-    async fn open_many(
-        &self,
-        c: &mut AstralConn,
-        n: usize,
-        first: &'static [u8],
-    ) -> Res<Vec<Session>> {
-        let AstralConn::Client { node, peer } = c else {
-            return Err("open_many on a server connection".into());
-        };
-        let (node, peer) = (&*node, *peer);
-        let mut opens = futures::stream::iter(0..n)
-            .map(|_| async move {
-                let mut s = node.open(peer, QUERY).await?;
-                s.write_all(first).await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
-            })
-            .buffer_unordered(OPEN_PIPELINE);
-        let mut v = Vec::with_capacity(n);
-        while let Some(s) = opens.next().await {
-            v.push(s?);
-        }
-        Ok(v)
-    }
-}
-
-// --------------------------------------------------------- (f) astral-mio
+use astral_bench::tcp::loopback;
+use astral_bench::{heap, Cipher};
+use astral_core::{Config, NodeId};
+use astral_mio::{Event, MioNode, SessionId};
+use tokio::runtime::Runtime;
 
 /// (f) astral over astral-mio: client and server `MioNode`s on two
 /// dedicated threads per run (see the module docs).
 pub struct AstralMio {
     cfg: Config,
+    cipher: Cipher,
 }
 
 impl AstralMio {
-    pub fn new(cfg: Config) -> Self {
-        Self { cfg }
+    /// Nodes with `window` and `cipher` (the same config as astral-tokio).
+    pub fn new(window: u32, cipher: Cipher) -> Self {
+        Self {
+            cfg: astral_config(window, cipher),
+            cipher,
+        }
     }
 }
 
@@ -501,15 +311,20 @@ fn pull_ack(node: &mut MioNode, tx: &mut Sender, bytes: u64) -> Res<bool> {
     Ok(false)
 }
 
+/// One client node sending `payload` over `sessions` sessions; starts
+/// writing once every client of the run is ready (`ready`). Returns when
+/// the writes started and ended, and the bytes delivered.
 fn mio_bulk(
     cfg: &Config,
     server: &MioServer,
     payload: u64,
     sessions: usize,
     write_size: usize,
-) -> Res<Bulk> {
+    ready: &std::sync::Barrier,
+) -> Res<(Instant, Instant, u64)> {
     let mut node = mio_client(cfg, server)?;
     let ids = mio_open(&mut node, server.id, sessions)?;
+    ready.wait();
     let per = payload / sessions as u64;
     let data = pattern(write_size.max(1));
     let mut txs: Vec<Sender> = ids
@@ -555,15 +370,53 @@ fn mio_bulk(
         }
         Ok(done == sessions)
     })?;
-    let elapsed = start.elapsed();
+    Ok((start, Instant::now(), per * sessions as u64))
+}
+
+/// `shape.conns` client nodes (peers), each on its own thread with
+/// `shape.sessions` sessions, sending at the same time.
+fn mio_bulk_shape(
+    cfg: &Config,
+    server: &MioServer,
+    payload: u64,
+    shape: Shape,
+    write_size: usize,
+) -> Res<Bulk> {
+    let conns = shape.conns.max(1);
+    let sessions = shape.sessions.max(1);
+    let ready = std::sync::Barrier::new(conns);
+    let per_conn = payload / conns as u64;
+    let runs: Vec<Res<(Instant, Instant, u64)>> = std::thread::scope(|sc| {
+        let threads: Vec<_> = (0..conns)
+            .map(|_| {
+                let ready = &ready;
+                sc.spawn(move || mio_bulk(cfg, server, per_conn, sessions, write_size, ready))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err("astral-mio client thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut first = None::<Instant>;
+    let mut last = None::<Instant>;
+    let mut bytes = 0;
+    for r in runs {
+        let (a, b, n) = r?;
+        first = Some(first.map_or(a, |f| f.min(a)));
+        last = Some(last.map_or(b, |l| l.max(b)));
+        bytes += n;
+    }
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err("astral-mio: no client ran".into());
+    };
     Ok(Bulk {
-        elapsed,
-        bytes: per * sessions as u64,
-        mode: if sessions == 1 {
-            "1 stream / 1 conn".into()
-        } else {
-            format!("{sessions} streams / 1 conn")
-        },
+        elapsed: last - first,
+        bytes,
+        mode: astral_bench::contender::shape_label(conns, sessions, true),
     })
 }
 
@@ -636,17 +489,17 @@ fn mio_handshakes(cfg: &Config, server: &MioServer, n: usize) -> Res<Vec<Duratio
 /// flight, each announced with `OP_IDLE` and answered once by the server
 /// thread, then held while the heap is read (both loops idle).
 ///
-/// `COMPARE_IDLE_SILENT=1` (diagnostic): no byte exchanged, sessions only
+/// `BENCH_IDLE_SILENT=1` (diagnostic): no byte exchanged, sessions only
 /// opened and accepted, to tell session state from what one round trip
 /// leaves behind.
 fn mio_idle(cfg: &Config, server: &MioServer, n: usize) -> Res<Idle> {
-    let silent = std::env::var("COMPARE_IDLE_SILENT").is_ok_and(|v| v == "1");
-    crate::contender::settle_blocking();
-    let before = crate::heap::snapshot();
+    let silent = std::env::var("BENCH_IDLE_SILENT").is_ok_and(|v| v == "1");
+    astral_bench::contender::settle_blocking();
+    let before = heap::snapshot();
     let mut node = mio_client(cfg, server)?;
     let mut ids: Vec<SessionId> = Vec::with_capacity(n);
-    crate::contender::settle_blocking();
-    let mid = crate::heap::snapshot();
+    astral_bench::contender::settle_blocking();
+    let mid = heap::snapshot();
     let start = Instant::now();
     let (mut issued, mut open, mut answered) = (0usize, 0usize, 0usize);
     let mut open_at = None;
@@ -689,9 +542,9 @@ fn mio_idle(cfg: &Config, server: &MioServer, n: usize) -> Res<Idle> {
     })?;
     let ready = start.elapsed();
     // Both loops go idle (the server's next turn happens within 200 ms).
-    crate::contender::settle_blocking();
-    let after = crate::heap::snapshot();
-    let delta = |a: crate::heap::Heap| crate::heap::Heap {
+    astral_bench::contender::settle_blocking();
+    let after = heap::snapshot();
+    let delta = |a: heap::Heap| heap::Heap {
         bytes: after.bytes - a.bytes,
         allocs: after.allocs - a.allocs,
     };
@@ -721,12 +574,22 @@ fn with_mio<R: Send>(cfg: &Config, f: impl FnOnce(&MioServer) -> Res<R> + Send) 
 
 impl Contender for AstralMio {
     fn name(&self) -> String {
-        "astral-mio".into()
+        astral_name("mio", self.cipher)
     }
-    fn bulk(&self, _rt: &Runtime, payload: u64, sessions: usize, write_size: usize) -> Res<Bulk> {
+    fn cipher(&self) -> Option<Cipher> {
+        Some(self.cipher)
+    }
+    fn bulk(
+        &self,
+        _rt: &Runtime,
+        payload: u64,
+        shape: Shape,
+        write_size: usize,
+    ) -> Res<Option<Bulk>> {
         with_mio(&self.cfg, |s| {
-            mio_bulk(&self.cfg, s, payload, sessions.max(1), write_size)
+            mio_bulk_shape(&self.cfg, s, payload, shape, write_size)
         })
+        .map(Some)
     }
     fn echo(&self, _rt: &Runtime, rounds: usize) -> Res<Vec<Duration>> {
         with_mio(&self.cfg, |s| mio_echo(&self.cfg, s, rounds))

@@ -1,5 +1,5 @@
-//! The peer transports: (a) raw TCP, (b) snow over TCP, (c) yamux over snow,
-//! (d) quinn with rustls (default suites, or ChaCha20-Poly1305 only).
+//! The peer transports: yamux over the snow baseline, and quinn with rustls
+//! (AES-GCM or ChaCha20-Poly1305 suites).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,143 +10,53 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
-use crate::contender::{Duplex, Res, Transport};
-use crate::snowio::{handshake_initiator, handshake_responder, NoiseKeys, SnowStream};
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-async fn tcp_listen() -> Res<(TcpListener, SocketAddr)> {
-    let l = TcpListener::bind(loopback()).await?;
-    let addr = l.local_addr()?;
-    Ok((l, addr))
-}
-
-async fn tcp_accept(l: &mut TcpListener) -> Res<TcpStream> {
-    let (s, _) = l.accept().await?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
-async fn tcp_connect(addr: SocketAddr) -> Res<TcpStream> {
-    let s = TcpStream::connect(addr).await?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
-fn take_once<S>(c: &mut Option<S>) -> Res<S> {
-    c.take()
-        .ok_or_else(|| "connection is not multiplexed: one stream only".into())
-}
-
-// ---------------------------------------------------------------- (a) TCP
-
-/// (a) Plain TCP over loopback, `TCP_NODELAY`; one connection per session.
-#[derive(Clone)]
-pub struct RawTcp;
-
-impl Transport for RawTcp {
-    type Listener = TcpListener;
-    type Incoming = TcpStream;
-    type Conn = Option<TcpStream>;
-    type Stream = TcpStream;
-
-    fn name(&self) -> String {
-        "tcp".into()
-    }
-    fn multiplexed(&self) -> bool {
-        false
-    }
-    async fn listen(&self) -> Res<(TcpListener, SocketAddr)> {
-        tcp_listen().await
-    }
-    async fn accept(&self, l: &mut TcpListener) -> Res<TcpStream> {
-        tcp_accept(l).await
-    }
-    async fn establish(&self, inc: TcpStream) -> Res<Option<TcpStream>> {
-        Ok(Some(inc))
-    }
-    async fn accept_stream(&self, c: &mut Option<TcpStream>) -> Res<Option<TcpStream>> {
-        Ok(c.take())
-    }
-    async fn connect(&self, addr: SocketAddr) -> Res<Option<TcpStream>> {
-        Ok(Some(tcp_connect(addr).await?))
-    }
-    async fn open_stream(&self, c: &mut Option<TcpStream>) -> Res<TcpStream> {
-        take_once(c)
-    }
-}
-
-// --------------------------------------------------------------- (b) snow
-
-/// (b) Noise XK over TCP, one Noise session per TCP connection.
-#[derive(Clone)]
-pub struct SnowTcp {
-    keys: Arc<NoiseKeys>,
-}
-
-impl SnowTcp {
-    pub fn new() -> Res<Self> {
-        Ok(Self {
-            keys: Arc::new(NoiseKeys::generate()?),
-        })
-    }
-}
-
-impl Transport for SnowTcp {
-    type Listener = TcpListener;
-    type Incoming = TcpStream;
-    type Conn = Option<SnowStream>;
-    type Stream = SnowStream;
-
-    fn name(&self) -> String {
-        "snow-tcp".into()
-    }
-    fn multiplexed(&self) -> bool {
-        false
-    }
-    async fn listen(&self) -> Res<(TcpListener, SocketAddr)> {
-        tcp_listen().await
-    }
-    async fn accept(&self, l: &mut TcpListener) -> Res<TcpStream> {
-        tcp_accept(l).await
-    }
-    async fn establish(&self, inc: TcpStream) -> Res<Option<SnowStream>> {
-        Ok(Some(handshake_responder(inc, &self.keys).await?))
-    }
-    async fn accept_stream(&self, c: &mut Option<SnowStream>) -> Res<Option<SnowStream>> {
-        Ok(c.take())
-    }
-    async fn connect(&self, addr: SocketAddr) -> Res<Option<SnowStream>> {
-        let tcp = tcp_connect(addr).await?;
-        Ok(Some(handshake_initiator(tcp, &self.keys).await?))
-    }
-    async fn open_stream(&self, c: &mut Option<SnowStream>) -> Res<SnowStream> {
-        take_once(c)
-    }
-}
+use astral_bench::contender::{Duplex, Res, Transport};
+use astral_bench::snow::{SnowStream, SnowTcp};
+use astral_bench::tcp::{loopback, tcp_accept, tcp_connect, tcp_listen};
+use astral_bench::Cipher;
 
 // -------------------------------------------------------------- (c) yamux
 
 type OpenReply = oneshot::Sender<yamux::Result<yamux::Stream>>;
 
-/// (c) yamux over the snow transport of (b).
+/// yamux's fixed initial stream window (the spec's 256 KiB credit).
+const YAMUX_CREDIT: usize = yamux::DEFAULT_CREDIT as usize;
+/// yamux's default stream limit.
+const YAMUX_STREAMS: usize = 512;
+
+/// yamux over the snow baseline (the same [`SnowTcp`] contender, so the
+/// same cipher and records).
 #[derive(Clone)]
 pub struct YamuxSnow {
     snow: SnowTcp,
     cfg: yamux::Config,
+    window: usize,
+    sessions: usize,
 }
 
 impl YamuxSnow {
-    /// yamux's defaults (`yamux::Config::default()`): connection receive
-    /// window limit 1 GiB, 512 streams, per-stream window 256 KiB growing
-    /// with the measured bandwidth-delay product, 16 KiB data frames.
-    pub fn new(snow: SnowTcp) -> Self {
-        Self {
+    /// yamux 0.14's defaults except the window: a stream starts with the
+    /// spec's 256 KiB credit and yamux grows it with the measured
+    /// bandwidth-delay product while the connection's limit allows. The
+    /// limit is set so that each of `sessions` concurrent streams can grow
+    /// to `window` and no further (`window` ≤ 256 KiB: no growth at all, so
+    /// yamux's window is max(window, 256 KiB)).
+    pub fn new(snow: SnowTcp, window: u32, sessions: usize) -> Self {
+        let mut t = Self {
             snow,
             cfg: yamux::Config::default(),
-        }
+            window: window as usize,
+            sessions,
+        };
+        t.set_limits(YAMUX_STREAMS);
+        t
+    }
+
+    fn set_limits(&mut self, streams: usize) {
+        let growth = self.window.saturating_sub(YAMUX_CREDIT) * self.sessions;
+        self.cfg
+            .set_max_num_streams(streams)
+            .set_max_connection_receive_window(Some(streams * YAMUX_CREDIT + growth));
     }
 }
 
@@ -207,7 +117,13 @@ impl Transport for YamuxSnow {
     type Stream = Compat<yamux::Stream>;
 
     fn name(&self) -> String {
-        "yamux-snow".into()
+        match self.snow.cipher() {
+            Cipher::ChaChaPoly => "yamux-snow".into(),
+            Cipher::AesGcm => "yamux-snow-aes".into(),
+        }
+    }
+    fn cipher(&self) -> Option<Cipher> {
+        Some(self.snow.cipher())
     }
     fn multiplexed(&self) -> bool {
         true
@@ -219,7 +135,7 @@ impl Transport for YamuxSnow {
         tcp_accept(l).await
     }
     async fn establish(&self, inc: TcpStream) -> Res<YamuxConn> {
-        let io = handshake_responder(inc, &self.snow.keys).await?;
+        let io = self.snow.respond(inc).await?;
         Ok(spawn_yamux(io, self.cfg.clone(), yamux::Mode::Server))
     }
     async fn accept_stream(&self, c: &mut YamuxConn) -> Res<Option<Self::Stream>> {
@@ -227,7 +143,7 @@ impl Transport for YamuxSnow {
     }
     async fn connect(&self, addr: SocketAddr) -> Res<YamuxConn> {
         let tcp = tcp_connect(addr).await?;
-        let io = handshake_initiator(tcp, &self.snow.keys).await?;
+        let io = self.snow.initiate(tcp).await?;
         Ok(spawn_yamux(io, self.cfg.clone(), yamux::Mode::Client))
     }
     /// Opening 100k streams took 86 s (10k: 0.66 s): yamux's connection
@@ -241,9 +157,7 @@ impl Transport for YamuxSnow {
         let mut t = self.clone();
         // yamux requires 256 KiB of connection window per stream allowed
         // (a limit, not an allocation).
-        t.cfg
-            .set_max_connection_receive_window(Some((n + 16) * 256 * 1024))
-            .set_max_num_streams(n + 16);
+        t.set_limits(n + 16);
         Ok(t)
     }
     async fn open_stream(&self, c: &mut YamuxConn) -> Res<Self::Stream> {
@@ -255,40 +169,42 @@ impl Transport for YamuxSnow {
 
 // -------------------------------------------------------------- (d) quinn
 
-/// Which TLS 1.3 suites the QUIC peers offer.
-#[derive(Clone, Copy)]
-pub enum QuicSuites {
-    /// rustls' ring provider defaults: AES-256-GCM, AES-128-GCM, ChaCha20.
-    Default,
-    /// TLS13_CHACHA20_POLY1305_SHA256 only (AES-128-GCM still protects the
-    /// Initial packets, as QUIC requires).
-    ChaCha20,
-}
-
-/// (d) quinn 0.11 + rustls (ring), self-signed certificate from rcgen that
-/// the client trusts as its only root. Quinn's default transport config.
+/// quinn 0.11 + rustls (ring) with one TLS 1.3 suite: AES-256-GCM (astral's
+/// and snow's AES suite) or ChaCha20-Poly1305 (AES-128-GCM still protects
+/// the Initial packets, as QUIC requires). Self-signed certificate from
+/// rcgen that the client trusts as its only root. Quinn's default transport
+/// config except the stream receive window, set to the harness window.
 #[derive(Clone)]
 pub struct Quinn {
-    label: &'static str,
+    cipher: Cipher,
+    window: u32,
     server_config: quinn::ServerConfig,
     client: quinn::Endpoint,
 }
 
+/// Quinn's transport config with `window` per stream and room for `streams`
+/// peer-opened bidirectional streams (`None`: quinn's default, 100).
+fn quic_transport(window: u32, streams: Option<u64>) -> Res<Arc<quinn::TransportConfig>> {
+    let mut tc = quinn::TransportConfig::default();
+    tc.stream_receive_window(quinn::VarInt::from_u32(window));
+    if let Some(n) = streams {
+        tc.max_concurrent_bidi_streams(quinn::VarInt::try_from(n)?);
+    }
+    Ok(Arc::new(tc))
+}
+
 impl Quinn {
     /// Must be called inside the runtime (the client endpoint binds here).
-    pub fn new(suites: QuicSuites) -> Res<Self> {
+    pub fn new(cipher: Cipher, window: u32) -> Res<Self> {
         use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
         use rustls::crypto::ring::{cipher_suite, default_provider};
         use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
         let mut provider = default_provider();
-        let label = match suites {
-            QuicSuites::Default => "quinn-aes",
-            QuicSuites::ChaCha20 => {
-                provider.cipher_suites = vec![cipher_suite::TLS13_CHACHA20_POLY1305_SHA256];
-                "quinn-chacha"
-            }
-        };
+        provider.cipher_suites = vec![match cipher {
+            Cipher::AesGcm => cipher_suite::TLS13_AES_256_GCM_SHA384,
+            Cipher::ChaChaPoly => cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        }];
         let provider = Arc::new(provider);
         let initial = cipher_suite::TLS13_AES_128_GCM_SHA256
             .tls13()
@@ -304,9 +220,10 @@ impl Quinn {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
             .with_single_cert(vec![cert.clone()], key)?;
-        let server_config = quinn::ServerConfig::with_crypto(Arc::new(
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(
             QuicServerConfig::with_initial(Arc::new(server_tls), initial)?,
         ));
+        server_config.transport_config(quic_transport(window, None)?);
 
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert)?;
@@ -314,14 +231,16 @@ impl Quinn {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let client_config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::with_initial(
+        let mut client_config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::with_initial(
             Arc::new(client_tls),
             initial,
         )?));
+        client_config.transport_config(quic_transport(window, None)?);
         let mut client = quinn::Endpoint::client(loopback())?;
         client.set_default_client_config(client_config);
         Ok(Self {
-            label,
+            cipher,
+            window,
             server_config,
             client,
         })
@@ -335,7 +254,13 @@ impl Transport for Quinn {
     type Stream = Duplex<quinn::RecvStream, quinn::SendStream>;
 
     fn name(&self) -> String {
-        self.label.into()
+        match self.cipher {
+            Cipher::ChaChaPoly => "quinn-chacha".into(),
+            Cipher::AesGcm => "quinn-aes".into(),
+        }
+    }
+    fn cipher(&self) -> Option<Cipher> {
+        Some(self.cipher)
     }
     fn multiplexed(&self) -> bool {
         true
@@ -362,11 +287,10 @@ impl Transport for Quinn {
     }
     fn with_session_limit(&self, n: usize) -> Res<Self> {
         // Raises only the peer-initiated bidirectional stream limit (default
-        // 100); quinn's other defaults stay.
+        // 100); the rest stays as `new` set it.
         let mut t = self.clone();
-        let mut tc = quinn::TransportConfig::default();
-        tc.max_concurrent_bidi_streams(quinn::VarInt::try_from(n as u64 + 16)?);
-        t.server_config.transport_config(Arc::new(tc));
+        t.server_config
+            .transport_config(quic_transport(self.window, Some(n as u64 + 16))?);
         Ok(t)
     }
     async fn open_stream(&self, c: &mut quinn::Connection) -> Res<Self::Stream> {

@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::runtime::Runtime;
 
+use crate::Cipher;
+
+/// The result of every workload step: errors are reported in the table
+/// (one row's failure does not stop the run).
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Upper bound for one workload run, so a wedged contender cannot hang the run.
@@ -56,13 +60,36 @@ pub struct Idle {
     pub heap_with_conn: crate::heap::Heap,
 }
 
+/// The shape of a bulk transfer: `conns` connections (each a fresh client,
+/// for astral a fresh node, i.e. a peer of its own) carrying `sessions`
+/// concurrent sessions each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Connections (peers).
+    pub conns: usize,
+    /// Sessions per connection (a transport that does not multiplex uses
+    /// one connection per session instead).
+    pub sessions: usize,
+}
+
 /// One side of the comparison. Every method blocks on `rt` and returns
 /// only once the server side has been torn down again.
 pub trait Contender {
+    /// Unique name in tables and JSON (includes the cipher when it is not
+    /// the default ChaChaPoly).
     fn name(&self) -> String;
-    /// `payload` bytes split over `sessions` concurrent sessions, written
-    /// `write_size` bytes at a time.
-    fn bulk(&self, rt: &Runtime, payload: u64, sessions: usize, write_size: usize) -> Res<Bulk>;
+    /// The record cipher (`None`: no encryption).
+    fn cipher(&self) -> Option<Cipher>;
+    /// `payload` bytes split evenly over every session of `shape`, all
+    /// concurrent, written `write_size` bytes at a time. `None`: the
+    /// contender cannot run this shape.
+    fn bulk(
+        &self,
+        rt: &Runtime,
+        payload: u64,
+        shape: Shape,
+        write_size: usize,
+    ) -> Res<Option<Bulk>>;
     /// 1-byte round trips over one session; one latency per measured round.
     fn echo(&self, rt: &Runtime, rounds: usize) -> Res<Vec<Duration>>;
     /// `n` sequential session set-ups (connect + handshake + first 1-byte
@@ -81,19 +108,26 @@ pub trait Contender {
 ///
 /// Every method may be called from any runtime task; `Clone` must be cheap.
 pub trait Transport: Clone + Send + Sync + 'static {
+    /// A bound listener.
     type Listener: Send + 'static;
     /// An accepted connection before its handshake.
     type Incoming: Send + 'static;
     /// An established connection (either side).
     type Conn: Send + 'static;
+    /// One session's byte stream.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
+    /// See [`Contender::name`].
     fn name(&self) -> String;
+    /// See [`Contender::cipher`].
+    fn cipher(&self) -> Option<Cipher>;
     /// Whether one connection carries many streams; if not, `open_stream` and
     /// `accept_stream` yield the connection itself, once.
     fn multiplexed(&self) -> bool;
 
+    /// A listener on loopback and its address.
     fn listen(&self) -> impl Future<Output = Res<(Self::Listener, SocketAddr)>> + Send;
+    /// The next inbound connection, before its handshake.
     fn accept(&self, l: &mut Self::Listener) -> impl Future<Output = Res<Self::Incoming>> + Send;
     /// Server side of the handshake.
     fn establish(&self, inc: Self::Incoming) -> impl Future<Output = Res<Self::Conn>> + Send;
@@ -105,6 +139,8 @@ pub trait Transport: Clone + Send + Sync + 'static {
 
     /// Client side: connect and handshake.
     fn connect(&self, addr: SocketAddr) -> impl Future<Output = Res<Self::Conn>> + Send;
+    /// Client side: a new stream on `c` (the connection itself if not
+    /// multiplexed).
     fn open_stream(&self, c: &mut Self::Conn) -> impl Future<Output = Res<Self::Stream>> + Send;
 
     /// Largest idle-session count worth running (`None`: no limit).
@@ -137,6 +173,26 @@ pub trait Transport: Clone + Send + Sync + 'static {
             }
             Ok(v)
         }
+    }
+}
+
+/// How `conns` connections with `per_conn` sessions each are shown.
+pub fn shape_label(conns: usize, per_conn: usize, multiplexed: bool) -> String {
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    if multiplexed {
+        format!(
+            "{} × {}",
+            plural(conns, "conn", "conns"),
+            plural(per_conn, "stream", "streams")
+        )
+    } else {
+        plural(conns, "conn", "conns")
     }
 }
 
@@ -182,12 +238,15 @@ async fn start_server<T: Transport>(t: &T) -> Res<(Server, SocketAddr)> {
     Ok((Server(task), addr))
 }
 
-/// Opcodes: the first byte a client writes on a stream.
+/// Opcode (the first byte a client writes on a stream): a bulk sink that
+/// answers the byte count (8 bytes, little endian) at end of stream.
 pub const OP_BULK: u8 = b'B';
+/// Opcode: echo every byte until end of stream.
 pub const OP_ECHO: u8 = b'E';
 /// Idle workload: the server answers this byte once, then holds the stream.
 pub const OP_IDLE: u8 = b'I';
 
+/// The server side of every stream: dispatches on the opcode.
 async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> Res<()> {
     let mut op = [0u8; 1];
     s.read_exact(&mut op).await?;
@@ -253,6 +312,7 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// `f`, failed if it takes longer than the workload time-out (15 min).
 pub async fn within<F: Future<Output = Res<R>>, R>(f: F) -> Res<R> {
     tokio::time::timeout(WORKLOAD_TIMEOUT, f)
         .await
@@ -264,37 +324,38 @@ impl<T: Transport> Contender for Streamed<T> {
         self.0.name()
     }
 
-    fn bulk(&self, rt: &Runtime, payload: u64, sessions: usize, write_size: usize) -> Res<Bulk> {
+    fn cipher(&self) -> Option<Cipher> {
+        self.0.cipher()
+    }
+
+    fn bulk(
+        &self,
+        rt: &Runtime,
+        payload: u64,
+        shape: Shape,
+        write_size: usize,
+    ) -> Res<Option<Bulk>> {
         let t = &self.0;
         rt.block_on(within(async {
             let (_server, addr) = start_server(t).await?;
-            let sessions = sessions.max(1);
+            let (conns_n, per_conn) = if t.multiplexed() {
+                (shape.conns.max(1), shape.sessions.max(1))
+            } else {
+                // One connection per session.
+                (shape.conns.max(1) * shape.sessions.max(1), 1)
+            };
+            let sessions = conns_n * per_conn;
             let per = payload / sessions as u64;
-            let mut conns = Vec::new();
-            let mut streams = Vec::new();
-            let mode = if t.multiplexed() {
+            let mut conns = Vec::with_capacity(conns_n);
+            let mut streams = Vec::with_capacity(sessions);
+            for _ in 0..conns_n {
                 let mut c = t.connect(addr).await?;
-                for _ in 0..sessions {
+                for _ in 0..per_conn {
                     streams.push(t.open_stream(&mut c).await?);
                 }
                 conns.push(c);
-                if sessions == 1 {
-                    "1 stream / 1 conn".to_string()
-                } else {
-                    format!("{sessions} streams / 1 conn")
-                }
-            } else {
-                for _ in 0..sessions {
-                    let mut c = t.connect(addr).await?;
-                    streams.push(t.open_stream(&mut c).await?);
-                    conns.push(c);
-                }
-                if sessions == 1 {
-                    "1 conn".to_string()
-                } else {
-                    format!("{sessions} conns")
-                }
-            };
+            }
+            let mode = shape_label(conns_n, per_conn, t.multiplexed());
             let data = Arc::new(pattern(write_size.max(1)));
             let start = Instant::now();
             let tasks: Vec<_> = streams
@@ -306,11 +367,11 @@ impl<T: Transport> Contender for Streamed<T> {
             }
             let elapsed = start.elapsed();
             drop(conns);
-            Ok(Bulk {
+            Ok(Some(Bulk {
                 elapsed,
                 bytes: per * sessions as u64,
                 mode,
-            })
+            }))
         }))
     }
 
@@ -457,6 +518,11 @@ pub fn idle_streamed<T: Transport>(t: &T, rt: &Runtime, n: usize) -> Res<Option<
     if !t.multiplexed() || t.idle_limit().is_some_and(|l| n > l) {
         return Ok(None);
     }
+    if !crate::heap::active() {
+        return Err(
+            "the idle workload needs astral_bench::heap::Counting as the global allocator".into(),
+        );
+    }
     let t = t.with_session_limit(n)?;
     rt.block_on(within(async move {
         let (listener, addr) = t.listen().await?;
@@ -507,7 +573,9 @@ pub fn idle_streamed<T: Transport>(t: &T, rt: &Runtime, n: usize) -> Res<Option<
 /// Joins a read half and a write half into one stream (used for QUIC's
 /// separate send and receive streams).
 pub struct Duplex<R, W> {
+    /// The receiving half.
     pub r: R,
+    /// The sending half.
     pub w: W,
 }
 

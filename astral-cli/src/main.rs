@@ -60,7 +60,7 @@ enum Cmd {
     Connect(net::ConnectArgs),
     /// Talks to a running `astral listen --control PATH`.
     Ctl(ctl::CtlArgs),
-    /// Loopback benchmark: raw TCP, snow over TCP, astral (goodput, echo).
+    /// Loopback benchmark: astral against raw TCP and snow over TCP, same cipher.
     Bench(bench::BenchArgs),
 }
 
@@ -95,7 +95,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", astral_core::error::chain(e.as_ref()));
+            eprintln!(
+                "error: {}",
+                astral_tokio::astral_core::error::chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
