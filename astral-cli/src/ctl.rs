@@ -145,7 +145,7 @@ fn handle(node: &Node, line: &str) -> Result<Value, AnyError> {
         }
         "drain" => {
             let t = num(&req, "stream")?;
-            let n = node.drain(StreamId(t))?;
+            let n = node.drain_stream(StreamId(t))?;
             Ok(json!({"drained": t, "sessions_moved": n}))
         }
         "close" => {

@@ -308,7 +308,7 @@ async fn transfer(
 
     let start = Instant::now();
     let mut session = client
-        .open(server.id(), "demo")
+        .open_session(server.id(), "demo")
         .await
         .map_err(|e| err(format!("open: {e}")))?;
     *session_cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.id());

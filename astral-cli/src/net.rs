@@ -321,7 +321,7 @@ pub async fn connect(a: ConnectArgs) -> Result<ExitCode, AnyError> {
             .map_err(|e| err(format!("cannot connect to {peer}@{addr}: {e}")))?;
         tracing::info!(stream = %s, %addr, "connected");
     }
-    let s = node.open(peer, query).await.map_err(|e| match e {
+    let s = node.open_session(peer, query).await.map_err(|e| match e {
         astral_tokio::Error::Rejected { code, .. } => err(format!(
             "query {:?} rejected by the peer (code {code}{})",
             query,

@@ -852,7 +852,7 @@ async fn astral_goodput(aes: bool, total: u64) -> io::Result<f64> {
             got += n as u64;
         }
     });
-    let mut s = a.open(pair.1.id(), "sink").await.map_err(other)?;
+    let mut s = a.open_session(pair.1.id(), "sink").await.map_err(other)?;
     let data = payload(WRITE_SIZE);
     let t0 = Instant::now();
     let mut sent = 0u64;
@@ -879,7 +879,7 @@ async fn astral_echo(aes: bool, rounds: usize) -> io::Result<Vec<Duration>> {
         let mut s = q.accept().map_err(other)?;
         echo_serve(&mut s).await
     });
-    let mut s = a.open(pair.1.id(), "echo").await.map_err(other)?;
+    let mut s = a.open_session(pair.1.id(), "echo").await.map_err(other)?;
     let samples = echo_rounds(&mut s, rounds).await?;
     echo.await.map_err(join_err)??;
     drop(pair);

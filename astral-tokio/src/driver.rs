@@ -32,7 +32,7 @@ pub(crate) enum Kill {
     Abort,
 }
 
-/// Wakers of a session's parked reader (or pending `open`) and writer.
+/// Wakers of a session's parked reader (or pending `open_session`) and writer.
 #[derive(Default)]
 struct Parked {
     read: Option<Waker>,
@@ -44,7 +44,7 @@ struct Parked {
 /// session, or once the core removed a session whose handle still lives.
 ///
 /// Every session the core creates gets exactly one driver handle at once
-/// (`open` makes the `Session`; a `Query` event makes the `IncomingQuery`,
+/// (`open_session` makes the `Session`; a `Query` event makes the `IncomingQuery`,
 /// which `accept` turns into the `Session`), and the core reports exactly one
 /// `SessionClosed` per session. Whichever of "handle released" and
 /// "SessionClosed dispatched" comes second forgets the session: a close
@@ -107,7 +107,7 @@ impl Sessions {
         self.parked.entry(id).or_default()
     }
 
-    /// Parks the session's reader (or its pending `open`) until `Readable`,
+    /// Parks the session's reader (or its pending `open_session`) until `Readable`,
     /// `SessionOpen` or `SessionClosed`.
     pub fn park_read(&mut self, id: SessionId, cx: &Context<'_>) {
         park(&mut self.parked(id).read, cx);
@@ -417,7 +417,7 @@ impl Inner {
                 return;
             }
             Event::SessionOpen { session } => {
-                // A pending `open` parks as the session's reader.
+                // A pending `open_session` parks as the session's reader.
                 sh.sessions.unpark(*session, true, false, &mut sh.wake);
             }
             Event::SessionClosed { session, reason } => {

@@ -42,7 +42,7 @@ pub enum Role {
 /// # async fn demo(peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
 /// let node = Node::new(Identity::from_seed([7; 32]), Config::default());
 /// node.connect(peer, "127.0.0.1:4000").await?;
-/// let mut session = node.open(peer, "echo").await?;
+/// let mut session = node.open_session(peer, "echo").await?;
 /// session.write_all(b"hello").await?;
 /// session.shutdown().await?; // half-close: the peer reads end-of-stream
 /// let mut back = Vec::new();
@@ -286,14 +286,14 @@ impl Node {
     ///
     /// ```no_run
     /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
-    /// match node.open(peer, "storage.read?id=7").await {
+    /// match node.open_session(peer, "storage.read?id=7").await {
     ///     Ok(session) => println!("open: {}", session.id()),
     ///     Err(astral_tokio::Error::Rejected { code, .. }) => println!("rejected: {code}"),
     ///     Err(e) => return Err(e),
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn open(&self, peer: NodeId, query: &str) -> Result<Session> {
+    pub async fn open_session(&self, peer: NodeId, query: &str) -> Result<Session> {
         let inner = self.inner().clone();
         let id = inner.with(|sh, now| sh.core.open_session(now, peer, query))?;
         // Until the answer, a dropped future resets the session.
@@ -386,11 +386,11 @@ impl Node {
     ///
     /// ```no_run
     /// # fn f(node: astral_tokio::Node, t: astral_tokio::StreamId) {
-    /// let moved = node.drain(t).unwrap();
+    /// let moved = node.drain_stream(t).unwrap();
     /// println!("{moved} sessions moved");
     /// # }
     /// ```
-    pub fn drain(&self, stream: StreamId) -> Result<usize> {
+    pub fn drain_stream(&self, stream: StreamId) -> Result<usize> {
         self.inner().with(|sh, now| {
             let n = sh.core.drain_stream(now, stream)?;
             forget_dial(sh, stream);

@@ -124,7 +124,7 @@ impl SessionRef {
 /// ```no_run
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
-/// let mut s = node.open(peer, "echo").await?;
+/// let mut s = node.open_session(peer, "echo").await?;
 /// s.write_all(b"ping").await?;
 /// s.shutdown().await?;
 /// let mut reply = String::new();
@@ -438,7 +438,7 @@ impl IncomingQuery {
     }
 
     /// Rejects with `code` (non-zero; see [`astral_core::codes`]); the
-    /// opener's `open` fails with [`Error::Rejected`] carrying it.
+    /// opener's `open_session` fails with [`Error::Rejected`] carrying it.
     ///
     /// ```no_run
     /// # fn f(q: astral_tokio::IncomingQuery) { q.reject(astral_core::codes::NO_SUCH_SERVICE); }
