@@ -278,6 +278,31 @@ impl Node {
         wait_up(stream, rx, role).await
     }
 
+    /// Adds a connected TCP socket as a transport, like
+    /// [`Node::add_transport`] but keeping the TCP fast path (output written
+    /// directly while the transport task is idle) and a real reset for
+    /// [`Node::kill_transport`]. For applications that accept or dial TCP
+    /// themselves (to see source addresses, or to dial through their own
+    /// resolver). Not redialed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
+    /// use astral_tokio::{Node, Identity, Config, Role};
+    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default());
+    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default());
+    /// let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let dial = tokio::net::TcpStream::connect(l.local_addr()?).await?;
+    /// let (accepted, from) = l.accept().await?;
+    /// println!("transport from {from}");
+    /// let (sa, sb) = tokio::join!(a.add_tcp(dial, Role::Dial(b.id())), b.add_tcp(accepted, Role::Accept));
+    /// sa?; sb?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_tcp(&self, tcp: TcpStream, role: Role) -> Result<StreamId> {
+        let (stream, rx) = attach_tcp(self.inner(), tcp, role, None)?;
+        wait_up(stream, rx, role).await
+    }
+
     /// Opens a session with `peer` for `query` and waits for the answer.
     /// The query goes out on the best stream to the peer (or on the first
     /// one that comes up). Errors: [`Error::Rejected`] with the peer's code;
@@ -593,12 +618,15 @@ async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
     }
 }
 
-/// A transport closed during the handshake usually means the listener could
-/// not decrypt our first message: its identity is not the one we dialed.
+/// A listener hangs up during the handshake when it cannot decrypt our
+/// first message (its identity is not the one we dialed), when its policy
+/// refuses our identity, or when it is busy (too many handshakes at once):
+/// the Noise pattern gives the dialer no way to tell these apart.
 fn explain(reason: StreamCloseReason) -> StreamCloseReason {
     match reason {
         StreamCloseReason::TransportClosed(why) => StreamCloseReason::TransportClosed(format!(
-            "{why} during the handshake (is the peer id right? the listener hangs up when it cannot decrypt our first message)"
+            "{why} during the handshake: the listener hung up (a wrong peer id, \
+             a listener that does not allow us, or a busy listener)"
         )),
         r => r,
     }
