@@ -461,3 +461,101 @@ fn demo() {
     assert!(st.success(), "demo failed:\n{out}\n{err}");
     assert!(out.contains("match"), "no hash match in:\n{out}");
 }
+
+/// Busy threads that keep every core loaded until dropped.
+struct CpuLoad(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<std::thread::JoinHandle<u64>>,
+);
+
+impl CpuLoad {
+    fn start() -> CpuLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    }
+                    x
+                })
+            })
+            .collect();
+        CpuLoad(stop, threads)
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bug 12.6: a few in 200 successful echo sessions made `astral connect`
+/// exit 1 with "session ended (close reason lost)", because a 250 ms
+/// watcher raced the close event. 300 echo connects under CPU load, four at
+/// a time: every one must exit 0 with its bytes back.
+#[test]
+fn hundreds_of_echo_connects_under_load_all_succeed() {
+    const RUNS: usize = 300;
+    const PARALLEL: usize = 4;
+    let dir = Dir::new("many");
+    let (ka, ida) = keygen(&dir, "a.key");
+    let (kb, _) = keygen(&dir, "b.key");
+    let l = Listener::start(&ka, 1, &["--serve", "echo=echo"]);
+    let target = format!("{ida}@{}", l.addrs[0]);
+    let _load = CpuLoad::start();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= RUNS {
+                    return;
+                }
+                let msg = format!("echo {i}\n");
+                let mut c = Child::spawn(
+                    "astral connect",
+                    Command::new(BIN)
+                        .args(["connect", "-k", kb.to_str().unwrap(), &target, "echo"])
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped()),
+                );
+                let out = drain(c.inner.stdout.take().unwrap());
+                let err = drain(c.inner.stderr.take().unwrap());
+                let mut stdin = c.inner.stdin.take().unwrap();
+                stdin.write_all(msg.as_bytes()).unwrap();
+                drop(stdin);
+                let st = c.wait(LIMIT);
+                let out = out.recv().unwrap();
+                let err = String::from_utf8_lossy(&err.recv().unwrap()).into_owned();
+                if !st.success() || out != msg.as_bytes() {
+                    failures.lock().unwrap().push(format!(
+                        "run {i}: {st}, stdout {:?}, stderr {err}",
+                        String::from_utf8_lossy(&out)
+                    ));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    println!(
+        "{RUNS} echo connects under CPU load: {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {RUNS} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    drop(l);
+}

@@ -187,6 +187,16 @@ impl SessionRef {
         std::future::poll_fn(|cx| self.poll_closed(cx)).await
     }
 
+    /// Aborts the session: the peer gets a Reset.
+    fn reset(&self) {
+        let id = self.id;
+        self.inner.with(|sh, now| {
+            if let Some(h) = sh.core.session(id) {
+                h.reset(now);
+            }
+        });
+    }
+
     fn finish(&self) {
         let id = self.id;
         self.inner.with(|sh, _| {
@@ -336,12 +346,7 @@ impl Session {
     /// # fn f(s: astral_tokio::Session) { s.reset(); }
     /// ```
     pub fn reset(self) {
-        let id = self.r.id;
-        self.r.inner.with(|sh, now| {
-            if let Some(h) = sh.core.session(id) {
-                h.reset(now);
-            }
-        });
+        self.r.reset();
     }
 
     /// Splits into owned read and write halves (for two tasks). Dropping the
@@ -443,6 +448,16 @@ impl SessionReader {
     pub async fn closed(&self) -> CloseReason {
         self.r.closed().await
     }
+
+    /// Aborts the whole session (both directions), as [`Session::reset`]:
+    /// for a reader that meets an error its application cannot recover from.
+    ///
+    /// ```no_run
+    /// # fn f(r: astral_tokio::SessionReader) { r.reset(); }
+    /// ```
+    pub fn reset(self) {
+        self.r.reset();
+    }
 }
 
 impl AsyncRead for SessionReader {
@@ -500,6 +515,19 @@ impl SessionWriter {
     /// ```
     pub async fn closed(&self) -> CloseReason {
         self.r.closed().await
+    }
+
+    /// Aborts the whole session (both directions), as [`Session::reset`]:
+    /// e.g. when the source of the bytes failed and the peer must not
+    /// mistake what arrived for a complete stream.
+    ///
+    /// ```no_run
+    /// # fn f(w: astral_tokio::SessionWriter) { w.reset(); }
+    /// ```
+    pub fn reset(mut self) {
+        // Not a half-close: the Reset comes instead of a Fin.
+        self.finished = true;
+        self.r.reset();
     }
 }
 

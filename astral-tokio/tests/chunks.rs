@@ -185,3 +185,36 @@ async fn add_tcp_both_roles() {
     .await
     .expect("test timed out");
 }
+
+/// Either half can abort the session: the peer reads a reset, not an end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halves_reset() {
+    timeout(LIMIT, async {
+        let (a, b, _) = pair(config(), 1).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        serve(&b, move |_, mut s| {
+            let tx = tx.clone();
+            async move {
+                let mut buf = Vec::new();
+                let r = s.read_to_end(&mut buf).await;
+                let _ = tx.send((buf, r.map_err(|e| e.kind())));
+            }
+        });
+        for which in ["writer", "reader"] {
+            let s = a.open_session(b.id(), which).await.unwrap();
+            let (r, mut w) = s.into_split();
+            w.write_all(b"partial").await.unwrap();
+            if which == "writer" {
+                w.reset();
+                drop(r);
+            } else {
+                r.reset();
+                drop(w);
+            }
+            let (_, res) = rx.recv().await.unwrap();
+            assert_eq!(res, Err(std::io::ErrorKind::ConnectionReset), "{which}");
+        }
+    })
+    .await
+    .expect("test timed out");
+}
