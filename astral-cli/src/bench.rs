@@ -8,7 +8,7 @@ use std::time::Duration;
 use astral_tokio::bench::{self, Options};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::{err, AnyError};
+use crate::error::{err, AnyError};
 
 /// Where the full peer comparison lives.
 const COMPARE_NOTE: &str = "full comparison with yamux and quinn (and astral-mio): \
@@ -17,7 +17,7 @@ const COMPARE_NOTE: &str = "full comparison with yamux and quinn (and astral-mio
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Bytes per goodput run (suffixes K, M, G = KiB, MiB, GiB).
-    #[arg(long, default_value = "1G", value_parser = crate::demo::parse_size)]
+    #[arg(long, default_value = "1G", value_parser = crate::options::parse_size)]
     bytes: u64,
     /// 1-byte echo round trips per latency run.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
