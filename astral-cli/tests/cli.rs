@@ -1,207 +1,17 @@
 //! The `astral` binary end to end: keygen, id, listen/connect moving a
 //! 50 MiB file over two streams with the carrying TCP connection killed
-//! mid-way (`ss -K`), and the error paths.
-//!
-//! Every child process is held by a [`Child`] guard that kills it when the
-//! test fails (drop), and every wait is bounded.
+//! mid-way (`ss -K`), the demo, the error paths, and bug 12.6 under load.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-
-const BIN: &str = env!("CARGO_BIN_EXE_astral");
-const LIMIT: Duration = Duration::from_secs(120);
-
-/// A child process killed on drop (so a failing test leaves nothing behind).
-struct Child {
-    inner: std::process::Child,
-    name: &'static str,
-}
-
-impl Child {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Child {
-        let inner = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Child { inner, name }
-    }
-
-    /// Waits for exit, at most `limit`.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = self.inner.try_wait().unwrap() {
-                return st;
-            }
-            if t0.elapsed() > limit {
-                let _ = self.inner.kill();
-                panic!("{} did not exit within {limit:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Ok(None) = self.inner.try_wait() {
-            let _ = self.inner.kill();
-            let _ = self.inner.wait();
-        }
-    }
-}
-
-/// Runs `astral ARGS` to completion (bounded); (status, stdout, stderr).
-fn run(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut c = Child::spawn(
-        "astral",
-        Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    let out = drain(c.inner.stdout.take().unwrap());
-    let err = drain(c.inner.stderr.take().unwrap());
-    let st = c.wait(LIMIT);
-    let out = String::from_utf8_lossy(&out.recv().unwrap()).into_owned();
-    let err = String::from_utf8_lossy(&err.recv().unwrap()).into_owned();
-    (st, out, err)
-}
-
-/// Reads a pipe to its end on a thread.
-fn drain(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        let _ = tx.send(v);
-    });
-    rx
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let mut b = [0u8; 8];
-        rand::rng().fill_bytes(&mut b);
-        let p = std::env::temp_dir().join(format!("astral-cli-{tag}-{}", hex(&b)));
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// `astral keygen -o FILE` then `astral id -k FILE`: the same id, 64 hex.
-fn keygen(dir: &Dir, name: &str) -> (PathBuf, String) {
-    let key = dir.path(name);
-    let (st, out, err) = run(&["keygen", "-o", key.to_str().unwrap()]);
-    assert!(st.success(), "keygen failed: {err}");
-    let id = out.trim().to_string();
-    assert_eq!(id.len(), 64, "keygen printed {out:?}");
-    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
-    let (st, out, err) = run(&["id", "-k", key.to_str().unwrap()]);
-    assert!(st.success(), "id failed: {err}");
-    assert_eq!(out.trim(), id, "`astral id` disagrees with keygen");
-    (key, id)
-}
-
-/// A running `astral listen`, its stderr lines forwarded on a channel.
-struct Listener {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-    addrs: Vec<String>,
-    stdout: Option<mpsc::Receiver<Vec<u8>>>,
-}
-
-impl Listener {
-    /// Starts `astral listen -k KEY -b 127.0.0.1:0 (×binds) EXTRA...` and
-    /// reads the `listening on ADDR` lines it prints on stderr.
-    fn start(key: &Path, binds: usize, extra: &[&str]) -> Listener {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["-v", "listen", "-k", key.to_str().unwrap()]);
-        for _ in 0..binds {
-            cmd.args(["-b", "127.0.0.1:0"]);
-        }
-        cmd.args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = Child::spawn("astral listen", &mut cmd);
-        let stdout = Some(drain(child.inner.stdout.take().unwrap()));
-        let lines = lines(child.inner.stderr.take().unwrap());
-        let mut l = Listener {
-            child,
-            lines,
-            log: Vec::new(),
-            addrs: Vec::new(),
-            stdout,
-        };
-        while l.addrs.len() < binds {
-            let line = l.next_line(Duration::from_secs(20));
-            if let Some(a) = line.strip_prefix("listening on ") {
-                l.addrs.push(a.trim().to_string());
-            }
-        }
-        l
-    }
-
-    fn next_line(&mut self, limit: Duration) -> String {
-        match self.lines.recv_timeout(limit) {
-            Ok(line) => {
-                self.log.push(line.clone());
-                line
-            }
-            Err(e) => panic!(
-                "listener: no line within {limit:?} ({e}); so far: {:#?}",
-                self.log
-            ),
-        }
-    }
-
-    /// Waits for exit; (status, stdout, whole stderr).
-    fn finish(mut self, limit: Duration) -> (ExitStatus, Vec<u8>, String) {
-        let st = self.child.wait(limit);
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.log.push(line);
-        }
-        let out = self.stdout.take().unwrap().recv().unwrap();
-        (st, out, self.log.join("\n"))
-    }
-}
-
-/// Forwards the lines of a pipe on a channel.
-fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// Whether `ss -K` can kill sockets here (root, iproute2, kernel support).
 fn ss_kill(filter: &[&str]) -> Result<String, String> {
@@ -223,13 +33,6 @@ fn ss_kill(filter: &[&str]) -> Result<String, String> {
     }
 }
 
-/// `astral ctl --control PATH --json CMD`, parsed.
-fn ctl(control: &Path, cmd: &str) -> serde_json::Value {
-    let (st, out, err) = run(&["ctl", "--control", control.to_str().unwrap(), "--json", cmd]);
-    assert!(st.success(), "ctl {cmd} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ctl {cmd}: not JSON ({e}): {out}"))
-}
-
 fn str_field<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
     v.get(name)
         .and_then(|x| x.as_str())
@@ -240,13 +43,13 @@ fn str_field<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
 /// connector's data arrived, read from the listener's `ctl sessions` and
 /// `ctl streams` (the stream's `local` address).
 fn carrying_listen_addr(control: &Path, addrs: &[String]) -> String {
-    let sessions = ctl(control, "sessions");
+    let sessions = ctl(control, &["sessions"]);
     let sessions = sessions
         .as_array()
         .unwrap_or_else(|| panic!("sessions: {sessions}"));
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let recv = str_field(&sessions[0], "recv_stream").to_string();
-    let streams = ctl(control, "streams");
+    let streams = ctl(control, &["streams"]);
     let streams = streams
         .as_array()
         .unwrap_or_else(|| panic!("streams: {streams}"));
@@ -283,6 +86,7 @@ fn fifty_mib_over_two_streams_with_one_killed() {
         "astral connect",
         Command::new(BIN)
             .args(["-v", "connect", "-k", kb.to_str().unwrap()])
+            .env_remove("RUST_LOG")
             .arg(format!("{ida}@{p1}"))
             .arg(format!("{ida}@{p2}"))
             .args(["--streams", "2", "file"])
