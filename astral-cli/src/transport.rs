@@ -83,10 +83,15 @@ fn connect_error(addr: &Addr, e: &std::io::Error) -> AnyError {
 
 fn socks_error(addr: &Addr, proxy: &str, e: tokio_socks::Error) -> AnyError {
     match e {
-        tokio_socks::Error::Io(io) => err(format!(
-            "cannot reach the SOCKS5 proxy {proxy}: {io} (is it running? Tor listens on 127.0.0.1:9050)"
+        tokio_socks::Error::ProxyServerUnreachable => err(format!(
+            "cannot reach the SOCKS5 proxy {proxy} (is it running? Tor listens on 127.0.0.1:9050)"
         )),
-        e => err(format!("the SOCKS5 proxy {proxy} could not connect to {addr}: {e}")),
+        tokio_socks::Error::Io(io) => err(format!(
+            "the SOCKS5 proxy {proxy} failed while connecting to {addr}: {io}"
+        )),
+        e => err(format!(
+            "the SOCKS5 proxy {proxy} could not connect to {addr}: {e}"
+        )),
     }
 }
 
