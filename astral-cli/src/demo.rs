@@ -423,25 +423,22 @@ async fn transfer(
             killed = true;
             match send_stream(&session) {
                 Some(s) => {
-                    let t0 = Instant::now();
+                    // Noted before the kill: the recovery that follows can
+                    // be reported before `kill_transport` even returns.
+                    note(
+                        &pb,
+                        format!(
+                            "at {}%: killing the TCP connection of {s}",
+                            pct(sent, total)
+                        ),
+                    );
+                    timeline.lock().unwrap_or_else(|p| p.into_inner()).killed =
+                        Some((Instant::now(), s));
                     if client.kill_transport(s) {
-                        timeline.lock().unwrap_or_else(|p| p.into_inner()).killed = Some((t0, s));
                         steps.kill = Some((s, sent));
-                        note(
-                            &pb,
-                            format!(
-                                "at {}%: killing the TCP connection of {s}",
-                                pct(sent, total)
-                            ),
-                        );
                     } else {
-                        note(
-                            &pb,
-                            format!(
-                                "at {}%: {s} had no live transport to kill",
-                                pct(sent, total)
-                            ),
-                        );
+                        timeline.lock().unwrap_or_else(|p| p.into_inner()).killed = None;
+                        note(&pb, format!("  {s} had no live transport to kill"));
                     }
                 }
                 None => note(&pb, "session has no send stream; skipping kill"),
