@@ -36,6 +36,11 @@ pub struct BenchArgs {
     /// never part of the library.
     #[arg(long)]
     peers: bool,
+    /// Measure the tool's own pipes instead: `astral connect` stdin into
+    /// `astral listen --stdio` stdout (to /dev/null), against one
+    /// snow-over-TCP session with the same cipher (--bytes, --reps apply).
+    #[arg(long, conflicts_with = "peers")]
+    pipe: bool,
 }
 
 /// `astral bench --peers`: runs the comparison harness through cargo from
@@ -71,6 +76,10 @@ fn run_peers(json: bool) -> Result<ExitCode, AnyError> {
 pub async fn run(a: BenchArgs) -> Result<ExitCode, AnyError> {
     if a.peers {
         return run_peers(a.json);
+    }
+    if a.pipe {
+        crate::pipebench::run(a.bytes, a.reps, a.json).await?;
+        return Ok(ExitCode::SUCCESS);
     }
     let opts = Options {
         bytes: a.bytes,

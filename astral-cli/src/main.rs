@@ -25,6 +25,7 @@ mod keys;
 mod listen;
 mod logging;
 mod options;
+mod pipebench;
 mod registry;
 mod service;
 mod signals;

@@ -82,7 +82,7 @@ fn rust_log_always_wins_and_quiet_is_quiet() {
         );
         let envs: Vec<(&str, &str)> = env.iter().map(|v| ("RUST_LOG", *v)).collect();
         let quiet = flags.contains(&"-q");
-        let mut l = Listener::spawn(&args, &envs, if quiet { 0 } else { 1 });
+        let l = Listener::spawn(&args, &envs, if quiet { 0 } else { 1 });
         wait_for(Duration::from_secs(10), || sock.exists().then_some(()));
         let (st, out, err) = run_with(&["connect", "-k", kb, &at, "echo"], &[], b"hi");
         assert!(st.success(), "{err}");
