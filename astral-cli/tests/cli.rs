@@ -359,3 +359,65 @@ fn hundreds_of_echo_connects_under_load_all_succeed() {
     );
     drop(l);
 }
+
+/// SIGTERM and SIGINT on a `connect` in the middle of a session: the node
+/// shuts down and the exit code is 143 / 130.
+#[test]
+fn connect_exit_codes_on_signals() {
+    let dir = Dir::new("sig");
+    let (ka, ida) = keygen(&dir, "a.key");
+    let (kb, _) = keygen(&dir, "b.key");
+    let control = dir.path("c.sock");
+    let l = Listener::start(
+        &ka,
+        1,
+        // Until the core says goodbye on shutdown, the listener's session
+        // ends after the recovery timeout: keep it short.
+        &[
+            "--serve",
+            "echo=echo",
+            "--control",
+            control.to_str().unwrap(),
+            "--recovery-timeout",
+            "1s",
+        ],
+    );
+    for (sig, code) in [("TERM", 143), ("INT", 130)] {
+        let mut c = Connect::spawn(&[
+            "connect",
+            "-k",
+            kb.to_str().unwrap(),
+            &format!("{ida}@{}", l.addrs[0]),
+            "echo",
+        ]);
+        // The session is up once the listener has it.
+        wait_for(Duration::from_secs(20), || {
+            (ctl(&control, &["sessions"])
+                .as_array()
+                .map_or(0, |a| a.len())
+                == 1)
+                .then_some(())
+        });
+        c.child.signal(sig);
+        let st = c.child.wait(Duration::from_secs(10));
+        assert_eq!(st.code(), Some(code), "SIG{sig}");
+        // The listener's session ends (it sees the transport go).
+        wait_for(Duration::from_secs(40), || {
+            ctl(&control, &["sessions"])
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+                .then_some(())
+        });
+    }
+}
+
+/// `astral bench --pipe` runs the tool's own pipes against snow (tiny).
+#[test]
+fn bench_pipe_runs() {
+    let (st, out, err) = run(&["bench", "--pipe", "--bytes", "4M", "--reps", "1", "--json"]);
+    assert!(st.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(v["pipe_median_mib_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["snow_median_mib_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["ratio"].as_f64().unwrap() > 0.0);
+}

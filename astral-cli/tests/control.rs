@@ -241,8 +241,16 @@ fn tables_json_errors_watch_and_migrate_by_short_ids() {
     let (st, out, _) = run(&["ctl", "-c", c, "migrate", &sid, &on]);
     assert!(st.success());
     assert_eq!(out.trim(), format!("migrating {sid} from {other} to {on}"));
-    // The long form works too.
-    let handle = streams[0]["handle"].as_str().unwrap().to_string();
+    // The long form works too (to the stream it does not send on now).
+    let handle = streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == other.as_str())
+        .unwrap()["handle"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (st, _, err) = run(&["ctl", "-c", c, "migrate", &sid, &handle]);
     assert!(st.success(), "{err}");
 
