@@ -309,6 +309,11 @@ fn on_event(reg: &Registry, ev: Event) {
                         hook(t);
                     }
                 }
+                if meta.is_none() && peer.is_none() {
+                    // A handshake that failed (a table showed it): its
+                    // acceptor or dialer logs it with the address.
+                    return;
+                }
                 let peer = peer.map_or("-".into(), |p| p.short());
                 let via = meta.map_or(String::new(), |m| {
                     format!(" ({} {})", m.transport, m.remote)

@@ -159,32 +159,43 @@ pub async fn join(s: Session) -> Result<(), AnyError> {
         Ok::<_, AnyError>(())
     });
 
-    // Session -> stdout, here.
-    let down: Result<(), AnyError> = async {
+    // Session -> stdout, here. Which side failed decides what we tell the
+    // peer: nothing if the session itself failed, a reset if we could not
+    // deliver what it sent.
+    enum Down {
+        Session(AnyError),
+        Stdout(AnyError),
+    }
+    let down: Result<(), Down> = async {
         while let Some(chunk) = r
             .read_chunk(SESSION_READ)
             .await
-            .map_err(|e| err(format!("session ended: {}", reason_of(&e))))?
+            .map_err(|e| Down::Session(err(format!("session ended: {}", reason_of(&e)))))?
         {
             if out_tx.send(chunk).await.is_err() {
+                // The writer stopped: its result says why.
                 break;
             }
         }
         drop(out_tx);
         match out_done.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(err(format!("writing stdout: {e}"))),
-            Err(_) => Err(err("the stdout writer stopped")),
+            Ok(Err(e)) => Err(Down::Stdout(err(format!("writing stdout: {e}")))),
+            Err(_) => Err(Down::Stdout(err("the stdout writer stopped"))),
         }
     }
     .await;
-    if let Err(e) = down {
-        up.abort();
-        if e.to_string().starts_with("writing stdout") {
-            // We cannot deliver what the peer sends: tell it.
-            r.reset();
+    match down {
+        Ok(()) => {}
+        Err(Down::Session(e)) => {
+            up.abort();
+            return Err(e);
         }
-        return Err(e);
+        Err(Down::Stdout(e)) => {
+            up.abort();
+            r.reset();
+            return Err(e);
+        }
     }
     tracing::debug!("peer half-closed");
     // The peer finished its side. Keep sending until stdin ends; only an
