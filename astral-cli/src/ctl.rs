@@ -249,7 +249,7 @@ async fn watch(
             }
             frame.push_str(&format!(
                 "{} ({}) — {:.1} s — refresh every {}\n\n",
-                &node.id[..16],
+                node.id.get(..16).unwrap_or(&node.id),
                 node.mode,
                 start.elapsed().as_secs_f64(),
                 humantime::format_duration(every)
