@@ -9,7 +9,7 @@ use astral_tokio::{codes, Node};
 use crate::addr::{parse_target, Target};
 use crate::control::{self, Ctx};
 use crate::dialer::Dialer;
-use crate::error::{err, usage, AnyError};
+use crate::error::{describe, err, usage, AnyError};
 use crate::forward;
 use crate::keys::KeyArgs;
 use crate::logging::escape;
@@ -59,7 +59,7 @@ pub fn open_error(query: &str, e: &astral_tokio::Error) -> String {
                 _ => "",
             }
         ),
-        e => format!("cannot open \"{q}\": {e}"),
+        e => format!("cannot open \"{q}\": {}", describe(e)),
     }
 }
 
@@ -130,7 +130,8 @@ pub async fn run(a: ConnectArgs, quiet: bool) -> Result<ExitCode, AnyError> {
     let mut signals = Signals::new()?;
     let identity = a.key.load()?;
     let peer = targets[0].peer;
-    let node = Node::new(identity, config.clone());
+    let node = Node::new(identity, config.clone())
+        .map_err(|e| usage(format!("invalid node settings: {}", describe(&e))))?;
     let reg = Registry::new();
     registry::follow(&node, reg.clone());
     let mut sockets = Vec::new();

@@ -182,14 +182,14 @@ pub fn handle(ctx: &Ctx, line: &str) -> Result<Value, CtlError> {
             let from = ctx
                 .node
                 .session_info(session)
-                .and_then(|i| view::some_stream(i.send_stream))
+                .and_then(|i| i.send_stream)
                 .map(|f| ctx.reg.stream(f));
             ctx.node.migrate(session, stream).map_err(|e| {
                 fail(
                     "refused",
                     format!(
                         "cannot migrate {s} to {t}: {}",
-                        e.to_string().trim_start_matches("migration refused: ")
+                        crate::error::describe(&e).trim_start_matches("migration refused: ")
                     ),
                 )
             })?;
@@ -198,18 +198,23 @@ pub fn handle(ctx: &Ctx, line: &str) -> Result<Value, CtlError> {
         "drain" => {
             let (stream, t) = stream_arg(ctx, &req)?;
             ctx.reg.retire(stream);
-            let n = ctx
-                .node
-                .drain_stream(stream)
-                .map_err(|e| fail("refused", format!("cannot drain {t}: {e}")))?;
+            let n = ctx.node.drain_stream(stream).map_err(|e| {
+                fail(
+                    "refused",
+                    format!("cannot drain {t}: {}", crate::error::describe(&e)),
+                )
+            })?;
             Ok(json!({"stream": t, "sessions_moved": n}))
         }
         "close" => {
             let (stream, t) = stream_arg(ctx, &req)?;
             ctx.reg.retire(stream);
-            ctx.node
-                .close_stream(stream)
-                .map_err(|e| fail("refused", format!("cannot close {t}: {e}")))?;
+            ctx.node.close_stream(stream).map_err(|e| {
+                fail(
+                    "refused",
+                    format!("cannot close {t}: {}", crate::error::describe(&e)),
+                )
+            })?;
             Ok(json!({"stream": t}))
         }
         other => Err(fail(

@@ -20,9 +20,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::error::{err, AnyError};
+use crate::error::{describe, err, AnyError};
 use crate::keys;
-use crate::view::some_stream;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -183,7 +182,7 @@ fn print_table(args: &DemoArgs, r: &Report, t: &Timeline, ok: bool) {
         ("recovery time", recovery),
         (
             "session closed",
-            t.closed.as_ref().map_or("-".into(), |c| c.to_string()),
+            t.closed.as_ref().map_or("-".into(), |c| describe(c)),
         ),
         ("elapsed", format!("{secs:.2} s")),
         ("goodput", format!("{:.1} MiB/s", mib(r.received) / secs)),
@@ -260,7 +259,7 @@ fn follow(
                     );
                 }
                 Event::StreamDown { stream, reason, .. } => {
-                    note(&pb, format!("  {stream} down: {reason}"));
+                    note(&pb, format!("  {stream} down: {}", describe(&reason)));
                 }
                 Event::StreamUp { stream, .. } => {
                     note(&pb, format!("  {stream} up"));
@@ -282,8 +281,8 @@ async fn transfer(
     pb: ProgressBar,
 ) -> Result<Report, AnyError> {
     let total = args.bytes;
-    let server = Node::new(keys::random_identity()?, Config::default());
-    let client = Node::new(keys::random_identity()?, Config::default());
+    let server = Node::new(keys::random_identity()?, Config::default())?;
+    let client = Node::new(keys::random_identity()?, Config::default())?;
     client.set_redial(Some((Duration::from_millis(20), Duration::from_secs(1))));
     let addr = server
         .listen("127.0.0.1:0")
@@ -296,11 +295,11 @@ async fn transfer(
     let s1 = client
         .connect(server.id(), addr)
         .await
-        .map_err(|e| err(format!("first stream: {e}")))?;
+        .map_err(|e| err(format!("first stream: {}", describe(&e))))?;
     let s2 = client
         .connect(server.id(), addr)
         .await
-        .map_err(|e| err(format!("second stream: {e}")))?;
+        .map_err(|e| err(format!("second stream: {}", describe(&e))))?;
     note(
         &pb,
         format!(
@@ -320,7 +319,9 @@ async fn transfer(
             .next_query()
             .await
             .ok_or_else(|| err("server stopped before the query arrived"))?;
-        let mut s = q.accept().map_err(|e| err(format!("accept: {e}")))?;
+        let mut s = q
+            .accept()
+            .map_err(|e| err(format!("accept: {}", describe(&e))))?;
         let mut h = Sha256::new();
         let mut n_total = 0u64;
         while let Some(c) = s
@@ -352,7 +353,7 @@ async fn transfer(
     let mut session = client
         .open_session(server.id(), "demo")
         .await
-        .map_err(|e| err(format!("open: {e}")))?;
+        .map_err(|e| err(format!("open: {}", describe(&e))))?;
     *ours.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.id());
     note(
         &pb,
@@ -411,9 +412,13 @@ async fn transfer(
                     Err(e) => {
                         note(
                             &pb,
-                            format!("at {}%: migration refused: {e}", pct(sent, total)),
+                            format!(
+                                "at {}%: migration refused: {}",
+                                pct(sent, total),
+                                describe(&e)
+                            ),
                         );
-                        steps.migrate_refused = Some(e.to_string());
+                        steps.migrate_refused = Some(describe(&e));
                     }
                 },
                 _ => note(&pb, "no second stream to migrate to; skipping migration"),
@@ -484,7 +489,7 @@ async fn transfer(
 }
 
 fn send_stream(s: &astral_tokio::Session) -> Option<StreamId> {
-    s.info().and_then(|i| some_stream(i.send_stream))
+    s.info().and_then(|i| i.send_stream)
 }
 
 /// A progress line: above the bar on a terminal, plain stderr otherwise.

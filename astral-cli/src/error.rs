@@ -9,6 +9,13 @@ use std::fmt;
 /// A boxed error with a human message.
 pub type AnyError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An error and its sources, one sentence (`handshake with … failed:
+/// transport closed: …`): the library's errors keep their causes as
+/// sources, and a user needs all of them.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    astral_tokio::astral_core::error::chain(e)
+}
+
 /// Builds a runtime error (exit 1) from a message.
 pub fn err(msg: impl Into<String>) -> AnyError {
     msg.into().into()

@@ -8,7 +8,7 @@ use astral_tokio::{codes, Node};
 
 use crate::addr::{parse_addr, Addr};
 use crate::control::{self, Ctx};
-use crate::error::{err, usage, AnyError};
+use crate::error::{describe, err, usage, AnyError};
 use crate::keys::KeyArgs;
 use crate::limited;
 use crate::logging::{escape, Noisy};
@@ -78,7 +78,8 @@ pub async fn run(a: ListenArgs, quiet: bool) -> Result<ExitCode, AnyError> {
     let config = a.node.config()?;
     let mut signals = Signals::new()?;
     let identity = a.key.load()?;
-    let node = Node::new(identity, config.clone());
+    let node = Node::new(identity, config.clone())
+        .map_err(|e| usage(format!("invalid node settings: {}", describe(&e))))?;
     let reg = Registry::new();
     registry::follow(&node, reg.clone());
     // User-facing lines (stderr): what to give the other side.
@@ -136,7 +137,9 @@ pub async fn run(a: ListenArgs, quiet: bool) -> Result<ExitCode, AnyError> {
                 continue;
             }
             let peer = q.peer();
-            let s = q.accept().map_err(|e| err(format!("accept: {e}")))?;
+            let s = q
+                .accept()
+                .map_err(|e| err(format!("accept: {}", describe(&e))))?;
             let short = reg.add_session(s.id(), &query);
             tracing::info!(
                 "session {short} from {} for \"{}\" on stdio",

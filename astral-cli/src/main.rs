@@ -137,7 +137,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", error::describe(e.as_ref()));
             if is_usage(&e) {
                 ExitCode::from(2)
             } else {

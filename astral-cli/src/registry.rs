@@ -322,7 +322,7 @@ fn on_event(reg: &Registry, ev: Event) {
                     Noisy::Stream,
                     info,
                     "stream {short} down: peer {peer}{via}: {}",
-                    escape(&reason.to_string())
+                    escape(&crate::error::describe(&reason))
                 );
             }
         }
@@ -372,7 +372,7 @@ fn on_event(reg: &Registry, ev: Event) {
                         Noisy::Session,
                         info,
                         "session {short}{q} ended: {}",
-                        escape(&reason.to_string())
+                        escape(&crate::error::describe(&reason))
                     );
                 }
             }
@@ -388,7 +388,9 @@ mod tests {
     #[test]
     fn short_ids_count_up_and_resolve_both_forms() {
         let r = Registry::new();
-        let (a, b) = (StreamId(40), StreamId(7));
+        // Handles as a driver makes them (non-zero numbers).
+        let t = |n| StreamId::new(n).expect("non-zero");
+        let (a, b) = (t(40), t(7));
         assert_eq!(r.stream(a), "t1");
         assert_eq!(r.stream(b), "t2");
         assert_eq!(r.stream(a), "t1");
@@ -400,7 +402,7 @@ mod tests {
         assert!(matches!(r.find_stream("t1", &[b]), Err(Lookup::Unknown)));
         // Never reused.
         assert!(r.stream_down(a).is_some());
-        assert_eq!(r.stream(StreamId(41)), "t3");
+        assert_eq!(r.stream(t(41)), "t3");
     }
 
     #[test]

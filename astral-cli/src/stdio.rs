@@ -215,7 +215,10 @@ pub async fn join(s: Session) -> Result<(), AnyError> {
             tokio::time::sleep(LINGER).await;
             Ok(())
         }
-        Ok(reason) => Err(err(format!("session ended: {reason}"))),
+        Ok(reason) => Err(err(format!(
+            "session ended: {}",
+            crate::error::describe(&reason)
+        ))),
         Err(_) => Err(err(
             "timed out waiting for the peer to acknowledge the end of the session",
         )),
@@ -226,5 +229,5 @@ pub async fn join(s: Session) -> Result<(), AnyError> {
 fn reason_of(e: &std::io::Error) -> String {
     e.get_ref()
         .and_then(|i| i.downcast_ref::<astral_tokio::SessionClosedError>())
-        .map_or_else(|| e.to_string(), |c| c.0.to_string())
+        .map_or_else(|| e.to_string(), |c| crate::error::describe(&c.0))
 }

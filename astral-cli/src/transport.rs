@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_socks::tcp::Socks5Stream;
 
 use crate::addr::{Addr, Target};
-use crate::error::{err, AnyError};
+use crate::error::{describe, err, AnyError};
 use crate::limited;
 use crate::logging::{escape, Noisy};
 use crate::registry::{Registry, StreamMeta};
@@ -142,7 +142,7 @@ fn handshake_error(target: &Target, remote: &str, e: astral_tokio::Error) -> Any
         astral_tokio::Error::Handshake { reason, .. } => match reason {
             StreamCloseReason::HandshakeFailed(m) | StreamCloseReason::BadRecord(m) => err(format!(
                 "handshake with {at} failed: the other end does not speak the astral protocol ({}); is {remote} an `astral listen` address?",
-                escape(&m)
+                escape(&describe(&m))
             )),
             StreamCloseReason::HandshakeTimeout => err(format!(
                 "handshake with {at} timed out: the other end accepted the connection but never answered (is it an astral listener, and not overloaded?)"
@@ -151,9 +151,9 @@ fn handshake_error(target: &Target, remote: &str, e: astral_tokio::Error) -> Any
                 "handshake with {at} failed: the listener hung up; either {} is not its id (check the ID@ part), it does not allow this key, or it is busy",
                 target.peer.short()
             )),
-            r => err(format!("handshake with {at} failed: {}", escape(&r.to_string()))),
+            r => err(format!("handshake with {at} failed: {}", escape(&describe(&r)))),
         },
-        e => err(format!("cannot add a stream to {at}: {e}")),
+        e => err(format!("cannot add a stream to {at}: {}", describe(&e))),
     }
 }
 
@@ -278,7 +278,7 @@ fn accepted(
                 Noisy::Handshake,
                 info,
                 "handshake from {transport} {remote} failed: {}",
-                escape(&e.to_string())
+                escape(&describe(&e))
             );
         }
     }

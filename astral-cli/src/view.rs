@@ -7,7 +7,7 @@
 //! sentinel number.
 
 use astral_tokio::astral_core::{Role, StreamState};
-use astral_tokio::{Config, Node, SessionInfo, SessionState, StreamId, StreamInfo};
+use astral_tokio::{Config, Node, SessionInfo, SessionState, StreamInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::Registry;
@@ -145,13 +145,6 @@ pub struct ConfigRow {
     pub auto_migrate: bool,
 }
 
-/// `Some(stream)` unless the snapshot says "no stream".
-pub fn some_stream(s: StreamId) -> Option<StreamId> {
-    // The core's snapshots still use a sentinel for "none"; it is mapped
-    // here, in one place.
-    (s != StreamId::NONE).then_some(s)
-}
-
 fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
@@ -162,18 +155,14 @@ fn stream_state(s: &StreamInfo) -> &'static str {
         StreamState::Established if s.draining => "draining",
         StreamState::Established => "established",
         StreamState::Closed => "closed",
+        _ => "other",
     }
 }
 
 fn session_state(s: SessionState) -> &'static str {
-    match s {
-        SessionState::Routing => "routing",
-        SessionState::Pending => "pending",
-        SessionState::Open => "open",
-        SessionState::Migrating => "migrating",
-        SessionState::Recovering => "recovering",
-        SessionState::Closed => "closed",
-    }
+    // The core's own names: routing, pending, open, migrating, recovering,
+    // closed.
+    s.name()
 }
 
 /// Stream rows in short-id order.
@@ -239,8 +228,8 @@ fn session_row(s: &SessionInfo, reg: &Registry, config: &Config) -> SessionRow {
         .into(),
         query: reg.session_meta(s.id).map(|m| m.query),
         state: session_state(s.state).into(),
-        stream: some_stream(s.send_stream).map(|t| reg.stream(t)),
-        recv_stream: some_stream(s.recv_stream).map(|t| reg.stream(t)),
+        stream: s.send_stream.map(|t| reg.stream(t)),
+        recv_stream: s.recv_stream.map(|t| reg.stream(t)),
         bytes_written: s.stats.bytes_written,
         bytes_acked: s.stats.bytes_acked,
         bytes_read: s.stats.bytes_read,

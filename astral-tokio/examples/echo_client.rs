@@ -46,7 +46,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    let node = Node::new(identity(&key), Config::default());
+    let node = Node::new(identity(&key), Config::default()).expect("valid config");
     let stream = node.connect(server, &addr).await?;
     eprintln!("stream {stream} up with {server}");
     let session = node.open_session(server, "echo").await?;

@@ -699,7 +699,7 @@ type SnowEnd = (Framed, snow::TransportState);
 fn snow_builder<'a>(pattern: &str, seed: u8) -> io::Result<snow::Builder<'a>> {
     // Ephemerals from astral's seeded resolver (the workspace builds snow
     // without an OS RNG); the cipher suite is snow's own.
-    let resolver = astral_core::noise::SeededResolver::new([seed; 32]);
+    let resolver = astral_core::unstable::SeededResolver::new([seed; 32]);
     Ok(snow::Builder::with_resolver(
         pattern.parse().map_err(other)?,
         Box::new(resolver),
@@ -816,8 +816,8 @@ async fn astral_pair(aes: bool) -> io::Result<(Node, Node)> {
         offer_aes_gcm: aes,
         ..Config::default()
     };
-    let a = Node::new(Identity::from_seed([1; 32]), config.clone());
-    let b = Node::new(Identity::from_seed([2; 32]), config);
+    let a = Node::new(Identity::from_seed([1; 32]), config.clone()).map_err(other)?;
+    let b = Node::new(Identity::from_seed([2; 32]), config).map_err(other)?;
     let addr = b.listen("127.0.0.1:0").await?;
     a.connect(b.id(), addr).await.map_err(other)?;
     Ok((a, b))

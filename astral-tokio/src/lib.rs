@@ -31,8 +31,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), astral_tokio::Error> {
-//! let server = Node::new(Identity::from_seed([1; 32]), Config::default());
-//! let client = Node::new(Identity::from_seed([2; 32]), Config::default());
+//! let server = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+//! let client = Node::new(Identity::from_seed([2; 32]), Config::default()).unwrap();
 //! let addr = server.listen("127.0.0.1:0").await?;
 //!
 //! let srv = server.clone();

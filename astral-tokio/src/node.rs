@@ -40,7 +40,7 @@ pub enum Role {
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 ///
 /// # async fn demo(peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
-/// let node = Node::new(Identity::from_seed([7; 32]), Config::default());
+/// let node = Node::new(Identity::from_seed([7; 32]), Config::default()).unwrap();
 /// node.connect(peer, "127.0.0.1:4000").await?;
 /// let mut session = node.open_session(peer, "echo").await?;
 /// session.write_all(b"hello").await?;
@@ -109,16 +109,18 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use astral_tokio::{Node, Identity, Config};
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default());
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// println!("I am {}", node.id());
     /// # }
     /// ```
-    pub fn new(identity: Identity, config: Config) -> Node {
-        Node::from_core(astral_core::Node::with_seed_bytes(
-            config,
+    ///
+    /// Fails with [`Error::Config`] if `config` cannot work.
+    pub fn new(identity: Identity, config: Config) -> Result<Node> {
+        Ok(Node::from_core(astral_core::Node::with_seed_bytes(
             identity,
+            config,
             os_seed(),
-        ))
+        )?))
     }
 
     /// Like [`Node::new`] with a given seed for the core's generator
@@ -127,12 +129,14 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use astral_tokio::{Node, Identity, Config};
-    /// let node = Node::with_seed(Identity::from_seed([1; 32]), Config::default(), 42);
+    /// let node = Node::with_seed(Identity::from_seed([1; 32]), Config::default(), 42).unwrap();
     /// assert_eq!(node.id(), Identity::from_seed([1; 32]).node_id());
     /// # }
     /// ```
-    pub fn with_seed(identity: Identity, config: Config, seed: u64) -> Node {
-        Node::from_core(astral_core::Node::new(config, identity, seed))
+    pub fn with_seed(identity: Identity, config: Config, seed: u64) -> Result<Node> {
+        Ok(Node::from_core(astral_core::Node::new(
+            identity, config, seed,
+        )?))
     }
 
     fn from_core(core: astral_core::Node) -> Node {
@@ -152,7 +156,7 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # use astral_tokio::{Node, Identity, Config};
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default());
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// assert_eq!(node.id().to_string().len(), 64);
     /// # }
     /// ```
@@ -169,7 +173,7 @@ impl Node {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # use astral_tokio::{Node, Identity, Config};
     /// # use std::time::Duration;
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default());
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// node.set_redial(Some((Duration::from_millis(50), Duration::from_secs(2))));
     /// node.set_redial(None);
     /// # }
@@ -262,8 +266,8 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
     /// use astral_tokio::{Node, Identity, Config, Role};
-    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default());
-    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default());
+    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default()).unwrap();
     /// let (x, y) = tokio::io::duplex(1 << 16);
     /// let (sa, sb) = tokio::join!(a.add_transport(x, Role::Dial(b.id())), b.add_transport(y, Role::Accept));
     /// sa?; sb?;
@@ -288,8 +292,8 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
     /// use astral_tokio::{Node, Identity, Config, Role};
-    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default());
-    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default());
+    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default())?;
+    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default())?;
     /// let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     /// let dial = tokio::net::TcpStream::connect(l.local_addr()?).await?;
     /// let (accepted, from) = l.accept().await?;
@@ -478,7 +482,7 @@ impl Node {
     /// ```no_run
     /// # fn f(node: astral_tokio::Node) {
     /// for s in node.sessions() {
-    ///     println!("{} {:?} on {}", s.id, s.state, s.send_stream);
+    ///     println!("{} {:?} on {:?}", s.id, s.state, s.send_stream);
     /// }
     /// # }
     /// ```
@@ -533,7 +537,7 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # use astral_tokio::{Node, Identity, Config};
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default());
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// node.shutdown();
     /// # }
     /// ```

@@ -12,7 +12,9 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::driver::{Inner, Shared};
-use crate::error::{Error, Result, SessionClosedError};
+use astral_core::driver;
+
+use crate::error::{Error, Result};
 
 /// What a session operation sees once the core forgot the session.
 fn closed_reason(sh: &Shared, id: SessionId) -> CloseReason {
@@ -60,7 +62,7 @@ impl SessionRef {
             let Some(mut h) = sh.core.session(id) else {
                 return match closed_reason(sh, id) {
                     CloseReason::Graceful => Poll::Ready(Ok(())),
-                    r => Poll::Ready(Err(SessionClosedError::io(r))),
+                    r => Poll::Ready(Err(driver::io_error(r))),
                 };
             };
             let dst = buf.initialize_unfilled();
@@ -74,7 +76,8 @@ impl SessionRef {
                     Poll::Pending
                 }
                 Err(ReadError::Closed(CloseReason::Graceful)) => Poll::Ready(Ok(())),
-                Err(ReadError::Closed(r)) => Poll::Ready(Err(SessionClosedError::io(r))),
+                Err(ReadError::Closed(r)) => Poll::Ready(Err(driver::io_error(r))),
+                Err(e) => Poll::Ready(Err(io::Error::other(e))),
             }
         })
     }
@@ -86,7 +89,7 @@ impl SessionRef {
         let id = self.id;
         self.inner.with(|sh, _| {
             let Some(mut h) = sh.core.session(id) else {
-                return Poll::Ready(Err(SessionClosedError::io(closed_reason(sh, id))));
+                return Poll::Ready(Err(driver::io_error(closed_reason(sh, id))));
             };
             match h.write(buf) {
                 Ok(n) => Poll::Ready(Ok(n)),
@@ -94,7 +97,7 @@ impl SessionRef {
                     sh.sessions.park_write(id, cx);
                     Poll::Pending
                 }
-                Err(WriteError::Closed) => Poll::Ready(Err(io::Error::new(
+                Err(_) => Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::BrokenPipe,
                     "session closed for writing (shut down or closed)",
                 ))),
@@ -113,7 +116,7 @@ impl SessionRef {
             let Some(mut h) = sh.core.session(id) else {
                 return match closed_reason(sh, id) {
                     CloseReason::Graceful => Poll::Ready(Ok(None)),
-                    r => Poll::Ready(Err(SessionClosedError::io(r))),
+                    r => Poll::Ready(Err(driver::io_error(r))),
                 };
             };
             match h.read_chunk(max) {
@@ -123,7 +126,8 @@ impl SessionRef {
                     Poll::Pending
                 }
                 Err(ReadError::Closed(CloseReason::Graceful)) => Poll::Ready(Ok(None)),
-                Err(ReadError::Closed(r)) => Poll::Ready(Err(SessionClosedError::io(r))),
+                Err(ReadError::Closed(r)) => Poll::Ready(Err(driver::io_error(r))),
+                Err(e) => Poll::Ready(Err(io::Error::other(e))),
             }
         })
     }
@@ -137,7 +141,7 @@ impl SessionRef {
         let id = self.id;
         self.inner.with(|sh, _| {
             let Some(mut h) = sh.core.session(id) else {
-                return Poll::Ready(Err(SessionClosedError::io(closed_reason(sh, id))));
+                return Poll::Ready(Err(driver::io_error(closed_reason(sh, id))));
             };
             // A clone of `Bytes` is a reference count, not a copy.
             match h.write_bytes(data.clone()) {
@@ -149,7 +153,7 @@ impl SessionRef {
                     sh.sessions.park_write(id, cx);
                     Poll::Pending
                 }
-                Err(WriteError::Closed) => Poll::Ready(Err(io::Error::new(
+                Err(_) => Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::BrokenPipe,
                     "session closed for writing (shut down or closed)",
                 ))),

@@ -176,7 +176,8 @@ async fn add_tcp_both_roles() {
         });
         let dial = tokio::net::TcpStream::connect(addr2).await.unwrap();
         let e = c.add_tcp(dial, Role::Dial(a.id())).await.unwrap_err();
-        let msg = e.to_string();
+        // The reason is the error's source.
+        let msg = astral_tokio::astral_core::error::chain(&e);
         assert!(
             msg.contains("wrong peer id") && msg.contains("busy"),
             "{msg}"

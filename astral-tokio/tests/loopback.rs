@@ -228,10 +228,10 @@ async fn migration_mid_transfer() {
             let target = a2
                 .peer_streams(info.peer)
                 .into_iter()
-                .find(|s| *s != info.send_stream)
+                .find(|s| Some(*s) != info.send_stream)
                 .unwrap();
             a2.migrate(id, target).unwrap();
-            *m2.lock().unwrap() = Some((info.send_stream, target));
+            *m2.lock().unwrap() = Some((info.send_stream.expect("bound"), target));
         })
         .await;
         let (from, to) = migrated.lock().unwrap().unwrap();
@@ -265,7 +265,7 @@ async fn killed_connection_mid_transfer_recovers() {
         let a2 = a.clone();
         let id = transfer_with(&a, &b, move |id| {
             let info = a2.session_info(id).unwrap();
-            assert!(a2.kill_transport(info.send_stream));
+            assert!(a2.kill_transport(info.send_stream.expect("bound")));
         })
         .await;
         let ev = wait_event(
@@ -413,7 +413,7 @@ async fn in_memory_transport_and_drain() {
         s.write_all(b"before").await.unwrap();
         let mut buf = [0u8; 6];
         s.read_exact(&mut buf).await.unwrap();
-        let on = s.info().unwrap().send_stream;
+        let on = s.info().unwrap().send_stream.expect("bound");
         assert_eq!(a.drain_stream(on).unwrap(), 1);
         s.write_all(b"after!").await.unwrap();
         s.read_exact(&mut buf).await.unwrap();
@@ -425,7 +425,7 @@ async fn in_memory_transport_and_drain() {
         })
         .await
         .expect("drained stream not closed");
-        assert_ne!(s.info().unwrap().send_stream, on);
+        assert_ne!(s.info().unwrap().send_stream, Some(on));
     })
     .await
     .expect("test timed out");

@@ -249,7 +249,8 @@ impl Sim {
             .map(|_| {
                 let mut key = [0u8; 32];
                 rng.fill_bytes(&mut key);
-                Node::new(config.clone(), Identity::from_seed(key), rng.next_u64())
+                Node::new(Identity::from_seed(key), config.clone(), rng.next_u64())
+                    .expect("valid config")
             })
             .collect();
         Sim {
@@ -695,7 +696,7 @@ impl Sim {
                     blocked = true;
                     break;
                 }
-                Err(WriteError::Closed) => break,
+                Err(_) => break,
             }
         }
         let finished = written == total;
@@ -984,7 +985,8 @@ pub mod fuzzing {
 /// test chooses.
 pub mod raw {
     use astral_core::frame::{DecodeLimits, Frame, FrameReader};
-    use astral_core::noise::{Features, Handshake, RecordCipher};
+    use astral_core::noise::Features;
+    use astral_core::unstable::{Handshake, RecordCipher};
     use astral_core::{Identity, Node, StreamId, Timestamp};
     use bytes::BytesMut;
 
@@ -1004,9 +1006,14 @@ pub mod raw {
         /// Dials `node` (which accepts) and completes the handshake.
         pub fn connect(node: &mut Node, now: Timestamp, seed: u8) -> RawPeer {
             let identity = Identity::from_seed([seed; 32]);
-            let mut hs =
-                Handshake::initiator(&identity, node.local_id(), Features::ALL, [seed; 32])
-                    .expect("initiator");
+            let mut hs = Handshake::initiator(
+                &identity,
+                node.local_id(),
+                Features::ALL,
+                u64::from(seed),
+                [seed; 32],
+            )
+            .expect("initiator");
             let stream = node.accept(now).expect("accept");
             let mut to_node = BytesMut::new();
             let mut from_node = BytesMut::new();

@@ -132,7 +132,7 @@ impl Transport for AstralTokio {
     }
     async fn listen(&self) -> Res<(AstralListener, SocketAddr)> {
         let (id, seed) = fresh(1);
-        let node = Node::with_seed(id, self.cfg.clone(), seed);
+        let node = Node::with_seed(id, self.cfg.clone(), seed).expect("valid config");
         let addr = node.listen(loopback()).await?;
         self.servers
             .lock()
@@ -175,7 +175,7 @@ impl Transport for AstralTokio {
             .get(&addr)
             .ok_or("unknown server address")?;
         let (id, seed) = fresh(2);
-        let node = Node::with_seed(id, self.cfg.clone(), seed);
+        let node = Node::with_seed(id, self.cfg.clone(), seed).expect("valid config");
         node.set_redial(None);
         node.connect(peer, addr).await?;
         Ok(AstralConn::Client { node, peer })
@@ -263,7 +263,7 @@ enum Serve {
 
 fn start_mio_server(cfg: &Config) -> Res<MioServer> {
     let (identity, seed) = fresh(3);
-    let mut node = MioNode::new(cfg.clone(), identity, seed)?;
+    let mut node = MioNode::new(identity, cfg.clone(), seed)?;
     let addr = node.listen(loopback())?;
     let id = node.local_id();
     let wake = node.handle();
@@ -357,7 +357,7 @@ fn serve_mio(mut node: MioNode, stop: &AtomicBool) {
         }
         while let Some(ev) = node.poll_event() {
             match ev {
-                Event::Query { session, .. } if node.accept(session).is_ok() => {
+                Event::Query { session, .. } if node.accept_query(session).is_ok() => {
                     sessions.insert(session, Serve::New);
                 }
                 Event::Readable { session } => {
@@ -409,7 +409,7 @@ const STEP: Duration = Duration::from_secs(30);
 /// A client node with one confirmed stream to `server`.
 fn mio_client(cfg: &Config, server: &MioServer) -> Res<MioNode> {
     let (identity, seed) = fresh(4);
-    let mut node = MioNode::new(cfg.clone(), identity, seed)?;
+    let mut node = MioNode::new(identity, cfg.clone(), seed)?;
     let stream = node.connect(server.id, server.addr)?;
     drive(&mut node, STEP, |_, ev| match ev {
         Event::StreamConfirmed { stream: s } if s == stream => Ok(true),
@@ -424,7 +424,7 @@ fn mio_client(cfg: &Config, server: &MioServer) -> Res<MioNode> {
 /// Opens `n` sessions (pipelined) and waits until all are accepted.
 fn mio_open(node: &mut MioNode, server: NodeId, n: usize) -> Res<Vec<SessionId>> {
     let ids = (0..n)
-        .map(|_| node.open(server, QUERY).map_err(io_err))
+        .map(|_| node.open_session(server, QUERY).map_err(io_err))
         .collect::<io::Result<Vec<_>>>()?;
     let mut open = 0;
     drive(node, STEP, |_, ev| match ev {
@@ -651,7 +651,7 @@ fn mio_idle(cfg: &Config, server: &MioServer, n: usize) -> Res<Idle> {
     let (mut issued, mut open, mut answered) = (0usize, 0usize, 0usize);
     let mut open_at = None;
     while issued < n.min(OPEN_PIPELINE) {
-        node.open(server.id, QUERY).map_err(io_err)?;
+        node.open_session(server.id, QUERY).map_err(io_err)?;
         issued += 1;
     }
     drive(&mut node, Duration::from_secs(300), |node, ev| {
@@ -670,7 +670,7 @@ fn mio_idle(cfg: &Config, server: &MioServer, n: usize) -> Res<Idle> {
                     open_at = Some(start.elapsed());
                 }
                 if issued < n {
-                    node.open(server.id, QUERY).map_err(io_err)?;
+                    node.open_session(server.id, QUERY).map_err(io_err)?;
                     issued += 1;
                 }
             }

@@ -92,7 +92,7 @@ impl Driver for Tokio {
             .expect("runtime");
         let node = {
             let _guard = rt.enter();
-            astral_tokio::Node::with_seed(identity(seed), config, seed)
+            astral_tokio::Node::with_seed(identity(seed), config, seed).expect("valid config")
         };
         node.set_redial(None);
         let pending: Table<SessionId, IncomingQuery> = Arc::default();
@@ -174,7 +174,7 @@ impl TestNode for Node {
                 Ok(s) => Ok(Node::store(&sessions, s)),
                 Err(Error::Rejected { code, .. }) => Err(CloseReason::Rejected(code)),
                 Err(Error::SessionClosed(r)) => Err(r),
-                Err(e) => Err(CloseReason::ProtocolError(e.to_string())),
+                Err(_) => Err(CloseReason::Limit("open refused")),
             };
             let _ = tx.send(r);
         });

@@ -2,13 +2,15 @@
 
 use bytes::Bytes;
 
+use super::PeerEngine;
 use crate::error::{ReadError, WriteError};
 use crate::event::CloseReason;
 use crate::frame::Frame;
-use crate::session::{self, SessionInfo, SessionState};
-use crate::{Node, NodeId, SessionId, Timestamp};
+use crate::session::{SessionInfo, SessionState};
+use crate::{NodeId, SessionId, Timestamp};
 
-/// A session borrowed from its [`Node`], like quinn-proto's stream views.
+/// A session borrowed from its engine (or from the [`Node`](crate::Node)
+/// facade), like quinn-proto's stream views.
 ///
 /// ```no_run
 /// # use astral_core::*;
@@ -25,11 +27,24 @@ use crate::{Node, NodeId, SessionId, Timestamp};
 /// # }
 /// ```
 pub struct SessionHandle<'a> {
-    pub(crate) node: &'a mut Node,
-    pub(crate) id: SessionId,
+    engine: &'a mut PeerEngine,
+    id: SessionId,
 }
 
-impl SessionHandle<'_> {
+impl std::fmt::Debug for SessionHandle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.id)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl<'a> SessionHandle<'a> {
+    pub(crate) fn new(engine: &'a mut PeerEngine, id: SessionId) -> Self {
+        SessionHandle { engine, id }
+    }
+
     /// The session's handle.
     pub fn id(&self) -> SessionId {
         self.id
@@ -37,27 +52,28 @@ impl SessionHandle<'_> {
 
     /// The peer at the other end.
     pub fn peer(&self) -> NodeId {
-        let p = self.node.get(self.id).map(|s| s.peer).unwrap_or(0);
-        self.node.peers[p as usize].id
+        self.engine.peer()
     }
 
-    /// Current state.
+    /// Current state (`Closed` once the session is gone).
     pub fn state(&self) -> SessionState {
-        self.node
+        self.engine
+            .sessions
             .get(self.id)
-            .map(|s| s.state)
+            .map(|s| s.state())
             .unwrap_or(SessionState::Closed)
     }
 
     /// Snapshot (state, streams, counters).
     pub fn info(&self) -> Option<SessionInfo> {
-        self.node.session_info(self.id)
+        self.engine.session_info(self.id)
     }
 
     /// Bytes that `write` would accept now.
     pub fn write_capacity(&self) -> usize {
-        let cap = self.node.config.send_buffer;
-        self.node
+        let cap = self.engine.shared.config.send_buffer;
+        self.engine
+            .sessions
             .get(self.id)
             .map(|s| s.send.capacity(cap))
             .unwrap_or(0)
@@ -69,7 +85,8 @@ impl SessionHandle<'_> {
         self.write_with(data.len(), |s, cap| s.send.write(data, cap))
     }
 
-    /// Queues bytes without copying (large buffers are kept as they are).
+    /// Queues bytes without copying (large buffers are kept as they are);
+    /// returns how many were taken (a prefix of `data`).
     pub fn write_bytes(&mut self, data: Bytes) -> Result<usize, WriteError> {
         self.write_with(data.len(), |s, cap| s.send.write_bytes(data, cap))
     }
@@ -77,11 +94,15 @@ impl SessionHandle<'_> {
     fn write_with(
         &mut self,
         len: usize,
-        put: impl FnOnce(&mut crate::session::Session, usize) -> usize,
+        put: impl FnOnce(&mut super::sessions::Session, usize) -> usize,
     ) -> Result<usize, WriteError> {
-        let cap_cfg = self.node.config.send_buffer;
-        let s = self.node.get_mut(self.id).ok_or(WriteError::Closed)?;
-        if s.send.fin_requested() || s.state == SessionState::Closed {
+        let cap_cfg = self.engine.shared.config.send_buffer;
+        let s = self
+            .engine
+            .sessions
+            .get_mut(self.id)
+            .ok_or(WriteError::Closed)?;
+        if s.send.fin_requested() {
             return Err(WriteError::Closed);
         }
         if len == 0 {
@@ -89,11 +110,11 @@ impl SessionHandle<'_> {
         }
         let cap = s.send.capacity(cap_cfg);
         if cap == 0 {
-            s.set(session::F_WRITE_BLOCKED);
+            s.app.write_blocked = true;
             return Err(WriteError::Blocked);
         }
         let n = put(s, cap);
-        self.node.schedule(self.id);
+        self.engine.schedule(self.id);
         Ok(n)
     }
 
@@ -118,56 +139,60 @@ impl SessionHandle<'_> {
     /// Takes up to `max` bytes without copying; `Ok(None)` at end-of-stream.
     pub fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
         let s = self
-            .node
+            .engine
+            .sessions
             .get_mut(self.id)
             .ok_or(ReadError::Closed(CloseReason::Graceful))?;
-        if !s.state.is_established() && s.state != SessionState::Routing {
+        if matches!(s.state(), SessionState::Pending) {
             return Err(ReadError::Blocked);
         }
         let r = s.recv.read_chunk(max);
         if !s.recv.is_readable() {
-            s.clear(session::F_READABLE_SIGNALLED);
+            s.app.readable_signalled = false;
         }
-        let out = match r {
-            Ok(c) => c,
-            Err(()) => return Err(ReadError::Blocked),
+        let Ok(out) = r else {
+            return Err(ReadError::Blocked);
         };
-        self.node.schedule_ctrl(self.id);
-        self.node.defer_credit(self.id);
-        self.node.maybe_finish_soon(self.id);
+        let id = self.id;
+        self.engine.schedule_ctrl(id);
+        self.engine.defer_credit(id);
+        let now = self.engine.last_now;
+        self.engine.maybe_finish(now, id);
         Ok(out)
     }
 
     /// Half-close: a Fin follows the bytes already written. Reading goes on.
     pub fn finish(&mut self) {
-        if let Some(s) = self.node.get_mut(self.id) {
+        if let Some(s) = self.engine.sessions.get_mut(self.id) {
             s.send.finish();
         }
-        self.node.schedule(self.id);
+        self.engine.schedule(self.id);
     }
 
     /// Graceful close: finish writing and stop reading (incoming bytes are
     /// discarded and credited so the peer's writes complete). Every byte
     /// written before is still delivered.
     pub fn close(&mut self) {
-        if let Some(s) = self.node.get_mut(self.id) {
+        if let Some(s) = self.engine.sessions.get_mut(self.id) {
             s.send.finish();
-            s.set(session::F_READ_CLOSED);
+            s.app.read_closed = true;
             s.recv.discard_readable();
         }
-        self.node.schedule(self.id);
-        self.node.schedule_ctrl(self.id);
-        self.node.maybe_finish_soon(self.id);
+        let id = self.id;
+        self.engine.schedule(id);
+        self.engine.schedule_ctrl(id);
+        let now = self.engine.last_now;
+        self.engine.maybe_finish(now, id);
     }
 
     /// Abort: the peer gets a Reset, unsent and unread bytes are dropped.
     pub fn reset(self, now: Timestamp) {
-        let Some(s) = self.node.get(self.id) else {
+        let Some(s) = self.engine.sessions.get(self.id) else {
             return;
         };
-        let (wire, stream) = (s.wire, s.send_stream());
-        self.node.push_ctrl(stream, Frame::Reset { session: wire });
-        self.node
-            .remove_session(now, self.id, CloseReason::ResetLocally);
+        let (wire, stream) = (s.wire, s.tx);
+        self.engine
+            .push_ctrl(stream, Frame::Reset { session: wire });
+        self.engine.close(now, self.id, CloseReason::ResetLocally);
     }
 }
