@@ -30,7 +30,7 @@ pub fn identity(n: u64) -> Identity {
 
 /// A node with the default configuration. Must run inside a Tokio runtime.
 pub fn node(identity: Identity) -> Result<Node, Error> {
-    Ok(Node::new(identity, Config::default()))
+    Node::new(identity, Config::default()).map_err(|e| e.to_string().into())
 }
 
 /// The flow-control settings a run used, for reports.

@@ -349,13 +349,13 @@ fn migrate_api_errors_are_typed() {
     let n = &mut sim.nodes[0];
     let current = n.session_info(s).unwrap().send_stream.unwrap();
     let other = if current == l0 { l1 } else { l0 };
-    // A handle of a session that is gone.
-    let peer0 = n.session_info(s).unwrap().peer;
-    let bogus = n.open_session(now, peer0, "gone").unwrap();
-    n.session(bogus).unwrap().reset(now);
+    // A handle that no longer names a session (opened, then reset).
+    let peer = n.session_info(s).unwrap().peer;
+    let stale = n.open_session(now, peer, "flow:998").unwrap();
+    n.session(stale).unwrap().reset(now);
     let unknown_stream = sim.links.iter().map(|l| l.sa.get()).max().unwrap() + 1000;
     assert_eq!(
-        n.migrate(now, bogus, other),
+        n.migrate(now, stale, other),
         Err(MigrateError::UnknownSession)
     );
     assert_eq!(
@@ -368,7 +368,6 @@ fn migrate_api_errors_are_typed() {
     );
     assert_eq!(n.migrate(now, s, l2), Err(MigrateError::WrongPeer));
     // A session still waiting for its answer is not open.
-    let peer = n.session_info(s).unwrap().peer;
     let routing = n.open_session(now, peer, "flow:999").unwrap();
     assert_eq!(
         n.migrate(now, routing, other),

@@ -19,7 +19,9 @@ pub const PATTERN: &str = "Noise_XK_25519_ChaChaPoly_BLAKE2s";
 /// The prologue both sides mix in.
 pub const PROLOGUE: &[u8] = b"astral-rs/stream/1";
 /// Protocol version in the handshake payloads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// Message 2 payload: version, stream id, features, incarnation.
+pub const MSG2_PAYLOAD: usize = 1 + 8 + 4 + 8;
 /// Feature bit 0: extended frames (the engine requires it).
 pub const FEATURE_EXTENDED: u32 = 1;
 /// Message 1 (`e, es`, empty payload): 32-byte ephemeral key + 16-byte tag.
@@ -93,16 +95,19 @@ impl RawDialer {
             .hs
             .read_message(&msg2, &mut payload)
             .map_err(|e| format!("message 2: {e}"))?;
-        if n < 13 || payload[0] != VERSION {
+        if n != MSG2_PAYLOAD || payload[0] != VERSION {
             return Err(format!(
                 "message 2 payload of {n} bytes, version {}",
                 payload[0]
             ));
         }
         let offered = u32::from_be_bytes([payload[9], payload[10], payload[11], payload[12]]);
-        let mut p3 = [0u8; 5];
+        // Version, the features chosen, and this (throwaway) instance's
+        // incarnation.
+        let mut p3 = [0u8; 13];
         p3[0] = VERSION;
-        p3[1..].copy_from_slice(&(offered & FEATURE_EXTENDED).to_be_bytes());
+        p3[1..5].copy_from_slice(&(offered & FEATURE_EXTENDED).to_be_bytes());
+        p3[5..].copy_from_slice(&rand_incarnation().to_be_bytes());
         let mut buf = [0u8; MAX_MESSAGE];
         let n = self
             .hs
@@ -112,6 +117,15 @@ impl RawDialer {
             .await
             .map_err(|e| format!("sending message 3: {e}"))
     }
+}
+
+/// A fresh incarnation for each raw dialer (the listener treats each as a
+/// new node instance).
+fn rand_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
 }
 
 async fn read_frame(tcp: &mut TcpStream) -> Result<Vec<u8>, Error> {
