@@ -30,7 +30,7 @@ pub fn identity(n: u64) -> Identity {
 
 /// A node with the default configuration. Must run inside a Tokio runtime.
 pub fn node(identity: Identity) -> Result<Node, Error> {
-    Node::new(identity, Config::default()).map_err(|e| e.to_string().into())
+    Node::new(identity, Config::default()).map_err(|e| e.to_string())
 }
 
 /// The flow-control settings a run used, for reports.
@@ -73,7 +73,7 @@ pub async fn connect(
 
 /// Opens a session with `peer` for `query`.
 pub async fn open(node: &Node, peer: NodeId, query: &str) -> Result<Session, Error> {
-    node.open(peer, query)
+    node.open_session(peer, query)
         .await
         .map_err(|e| format!("open {query:?}: {e}"))
 }
