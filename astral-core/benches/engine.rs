@@ -51,8 +51,9 @@ struct Pair {
 
 impl Pair {
     fn handshake(config: Config) -> Pair {
-        let mut a = Node::new(config.clone(), Identity::from_seed([1; 32]), 1);
-        let mut b = Node::new(config, Identity::from_seed([2; 32]), 2);
+        let mut a =
+            Node::new(Identity::from_seed([1; 32]), config.clone(), 1).expect("valid config");
+        let mut b = Node::new(Identity::from_seed([2; 32]), config, 2).expect("valid config");
         let now = Timestamp::ZERO;
         let sa = a.connect(now, b.local_id()).expect("connect");
         let sb = b.accept(now).expect("accept");
@@ -72,11 +73,16 @@ impl Pair {
 
     #[cfg(feature = "fuzzing")]
     fn insecure(config: Config) -> Pair {
-        let mut a = Node::new(config.clone(), Identity::from_seed([1; 32]), 1);
-        let mut b = Node::new(config, Identity::from_seed([2; 32]), 2);
+        let mut a =
+            Node::new(Identity::from_seed([1; 32]), config.clone(), 1).expect("valid config");
+        let mut b = Node::new(Identity::from_seed([2; 32]), config, 2).expect("valid config");
         let now = Timestamp::ZERO;
-        let sa = a.insert_established_for_fuzzing(now, b.local_id(), 5);
-        let sb = b.insert_established_for_fuzzing(now, a.local_id(), 5);
+        let sa = a
+            .insert_established_for_fuzzing(now, b.local_id(), 5)
+            .expect("stream");
+        let sb = b
+            .insert_established_for_fuzzing(now, a.local_id(), 5)
+            .expect("stream");
         Pair {
             a,
             b,
@@ -160,7 +166,7 @@ fn snow_ceiling(total: u64, aes: bool) -> f64 {
         "Noise_NN_25519_ChaChaPoly_BLAKE2s"
     };
     let params: snow::params::NoiseParams = name.parse().expect("params");
-    let resolver = |seed| Box::new(astral_core::noise::SeededResolver::new([seed; 32]));
+    let resolver = |seed| Box::new(astral_core::unstable::SeededResolver::new([seed; 32]));
     let mut i = snow::Builder::with_resolver(params.clone(), resolver(1))
         .build_initiator()
         .expect("init");

@@ -7,7 +7,8 @@
 //! Run: `cargo bench -p astral-core --bench noise -- --measurement-time 2`
 
 use astral_core::identity::Identity;
-use astral_core::noise::{Features, Handshake, RecordCipher, SeededResolver, PATTERN, PROLOGUE};
+use astral_core::noise::{Features, PATTERN, PROLOGUE};
+use astral_core::unstable::{Handshake, RecordCipher, SeededResolver};
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
@@ -16,8 +17,8 @@ const PAYLOAD: usize = RecordCipher::MAX_PLAINTEXT;
 fn record_ciphers(features: Features) -> (RecordCipher, RecordCipher) {
     let a = Identity::from_seed([1; 32]);
     let b = Identity::from_seed([2; 32]);
-    let mut i = Handshake::initiator(&a, b.node_id(), features, [3; 32]).unwrap();
-    let mut r = Handshake::responder(&b, 1, features, [4; 32]).unwrap();
+    let mut i = Handshake::initiator(&a, b.node_id(), features, 1, [3; 32]).unwrap();
+    let mut r = Handshake::responder(&b, 1, features, 2, [4; 32]).unwrap();
     let mut wire = BytesMut::new();
     i.poll_output(&mut wire).unwrap();
     r.handle_input(&mut wire).unwrap();

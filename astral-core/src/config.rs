@@ -40,7 +40,10 @@ pub struct Config {
     pub quantum: usize,
     /// Open sessions (either direction) with one peer.
     pub max_sessions_per_peer: usize,
-    /// Inbound queries waiting for the application to accept or reject.
+    /// Open sessions over all peers (node-wide).
+    pub max_sessions: usize,
+    /// Inbound queries waiting for the application to accept or reject,
+    /// over all peers (node-wide).
     pub max_pending_queries: usize,
     /// Longest query string accepted (bytes of UTF-8).
     pub max_query_len: usize,
@@ -48,6 +51,8 @@ pub struct Config {
     pub max_streams_per_peer: usize,
     /// Streams still in the handshake, over all peers.
     pub max_handshaking_streams: usize,
+    /// Streams (handshaking or established) over all peers (node-wide).
+    pub max_streams: usize,
     /// Memory per stream: control frames (pongs, resets, markers, responses)
     /// one stream may have queued for the driver. Output is otherwise built
     /// on demand, and input holds at most one partial record, so this bounds
@@ -64,8 +69,10 @@ pub struct Config {
     /// How often the automatic policy is evaluated.
     pub policy_interval: Duration,
     /// Offer AES-256-GCM records in the handshake (used when both ends
-    /// offer it). Defaults to whether this CPU has AES instructions;
-    /// ChaCha20-Poly1305 is the portable default.
+    /// offer it); otherwise records use ChaCha20-Poly1305. An explicit input,
+    /// off by default, so that the same configuration gives the same bytes on
+    /// every machine: drivers turn it on where the CPU has AES instructions
+    /// ([`crate::noise::hardware_aes`]).
     pub offer_aes_gcm: bool,
     /// Turn automatic RTT-driven migration on or off (manual migration,
     /// drain and recovery always work).
@@ -85,22 +92,24 @@ impl Default for Config {
             credit_delay: Duration::from_millis(40),
             quantum: 16 * 1024,
             max_sessions_per_peer: 65_536,
+            max_sessions: 262_144,
             max_pending_queries: 1024,
             max_query_len: 4096,
             max_streams_per_peer: 16,
             max_handshaking_streams: 256,
+            max_streams: 4096,
             max_control_queue: 65_536,
             unknown_session_resets_per_sec: 64,
             migrate_rtt_gain: 0.3,
             migrate_sustain: Duration::from_secs(5),
             policy_interval: Duration::from_secs(1),
             auto_migrate: true,
-            offer_aes_gcm: crate::noise::hardware_aes(),
+            offer_aes_gcm: false,
         }
     }
 }
 
-/// A configuration value that cannot work.
+/// A configuration value that cannot work (the text names it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub &'static str);
@@ -125,6 +134,18 @@ impl Config {
         }
         if self.max_control_queue < 16 {
             return Err(ConfigError("max_control_queue must allow a few frames"));
+        }
+        if self.max_streams_per_peer == 0 || self.max_streams == 0 {
+            return Err(ConfigError("stream limits must allow one stream"));
+        }
+        if self.max_sessions_per_peer == 0 || self.max_sessions == 0 {
+            return Err(ConfigError("session limits must allow one session"));
+        }
+        if self.max_handshaking_streams == 0 {
+            return Err(ConfigError("max_handshaking_streams must be > 0"));
+        }
+        if self.policy_interval.is_zero() {
+            return Err(ConfigError("policy_interval must be > 0"));
         }
         if !(0.0..1.0).contains(&self.migrate_rtt_gain) {
             return Err(ConfigError("migrate_rtt_gain must be in [0, 1)"));

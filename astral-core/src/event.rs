@@ -1,16 +1,36 @@
 //! Events the engine reports to the application, drained by `Node::poll_event`.
 
+use crate::flow::FlowError;
+use crate::frame::FrameError;
+use crate::noise::NoiseError;
 use crate::{NodeId, SessionId, StreamId};
+
+/// A frame-level breach of the protocol; it closes the stream it came on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    /// A record's plaintext did not decode as frames.
+    #[error("malformed frame")]
+    Frame(#[source] FrameError),
+    /// A base frame (opcode 3, 4 or 6) on a stream that negotiated the
+    /// extended frames.
+    #[error("base frame (opcode {0}) on a stream that negotiated extended frames")]
+    BaseFrame(u8),
+    /// The peer did not offer the extended frame set this engine needs.
+    #[error("peer lacks the extended frames")]
+    NoExtendedFrames,
+}
 
 /// Why a stream ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamCloseReason {
     /// The driver reported the transport closed (EOF, reset, error).
     #[error("transport closed: {0}")]
     TransportClosed(String),
     /// The Noise handshake failed (wrong key, garbage, version).
-    #[error("handshake failed: {0}")]
-    HandshakeFailed(String),
+    #[error("Noise handshake failed")]
+    HandshakeFailed(#[source] NoiseError),
     /// The handshake did not complete within `handshake_timeout`.
     #[error("handshake timed out")]
     HandshakeTimeout,
@@ -18,11 +38,14 @@ pub enum StreamCloseReason {
     #[error("peer silent for too long (ping timeout)")]
     PingTimeout,
     /// A record failed to decrypt or was malformed.
-    #[error("bad record: {0}")]
-    BadRecord(String),
+    #[error("bad record")]
+    BadRecord(#[source] NoiseError),
     /// A frame violated the protocol.
-    #[error("protocol error: {0}")]
-    ProtocolError(String),
+    #[error("protocol error")]
+    ProtocolError(#[source] ProtocolViolation),
+    /// The handshake reached this node itself (its own identity answered).
+    #[error("connected to itself")]
+    SelfConnect,
     /// A configured limit was exceeded.
     #[error("limit exceeded: {0}")]
     LimitExceeded(&'static str),
@@ -39,6 +62,7 @@ pub enum StreamCloseReason {
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// Both directions finished and were acknowledged: nothing was lost.
     #[error("closed gracefully")]
@@ -62,12 +86,23 @@ pub enum CloseReason {
     #[error("peer unreachable")]
     PeerUnreachable,
     /// The peer broke the session protocol (credit, offsets, Fin).
-    #[error("protocol error: {0}")]
-    ProtocolError(String),
+    #[error("protocol error")]
+    ProtocolError(#[source] FlowError),
+    /// A node-wide or per-peer limit refused the session.
+    #[error("limit reached: {0}")]
+    Limit(&'static str),
+    /// The peer restarted (it came back with a new incarnation): the
+    /// session's state died with the old process.
+    #[error("peer restarted")]
+    PeerRestarted,
+    /// The peer shut down and said so.
+    #[error("peer shut down")]
+    PeerShutdown,
 }
 
 /// Something the application should know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A stream finished its handshake with `peer`.
     StreamUp {

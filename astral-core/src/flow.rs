@@ -76,9 +76,10 @@ pub struct SendBuf {
     sent: u64,
     sent_max: u64,
     acked: u64,
-    /// Position of `sent` within `chunks`: index and offset in that chunk.
-    cursor_idx: u32,
-    cursor_off: u32,
+    /// Position of `sent` within `chunks`: index and offset in that chunk
+    /// (`usize`: one `write_bytes` chunk may exceed 4 GiB).
+    cursor_idx: usize,
+    cursor_off: usize,
     peer_window: u32,
     fin_requested: bool,
     fin_sent: bool,
@@ -123,10 +124,6 @@ impl SendBuf {
     /// Whether the application has finished this direction.
     pub fn fin_requested(&self) -> bool {
         self.fin_requested
-    }
-    /// Whether the Fin is currently considered transmitted.
-    pub fn fin_sent(&self) -> bool {
-        self.fin_sent
     }
     /// Whether the peer credited the Fin: this direction is complete.
     pub fn fin_acked(&self) -> bool {
@@ -207,11 +204,11 @@ impl SendBuf {
         if want == 0 {
             return None;
         }
-        if self.cursor_idx as usize >= self.chunks.len() {
+        if self.cursor_idx >= self.chunks.len() {
             self.seal_tail();
         }
-        let chunk = self.chunks.get(self.cursor_idx as usize)?;
-        let off = self.cursor_off as usize;
+        let chunk = self.chunks.get(self.cursor_idx)?;
+        let off = self.cursor_off;
         let n = want.min(chunk.len() - off);
         let piece = chunk.slice(off..off + n);
         let offset = self.sent;
@@ -219,7 +216,7 @@ impl SendBuf {
             self.cursor_idx += 1;
             self.cursor_off = 0;
         } else {
-            self.cursor_off += n as u32;
+            self.cursor_off += n;
         }
         self.sent += n as u64;
         self.retransmitted += self.sent.min(self.sent_max).saturating_sub(offset);
@@ -281,7 +278,7 @@ impl SendBuf {
                 let cut = (upto - base) as usize;
                 front.advance(cut);
                 if self.cursor_idx == 0 {
-                    self.cursor_off -= cut as u32;
+                    self.cursor_off -= cut;
                 }
                 base = upto;
             }
@@ -302,9 +299,12 @@ impl SendBuf {
         }
     }
 
-    /// Rewinds (or advances) transmission to `offset`, clamped to what is
-    /// retained. Used by recovery: retransmit `[max(received, acked), sent)`.
-    pub fn retransmit_from(&mut self, received: u64) -> Result<(), FlowError> {
+    /// Rewinds transmission to `max(received, acked)`, clamped to what is
+    /// retained. Used by recovery: retransmit `[max(received, acked), sent)`
+    /// — unless that point is at or above `live_from`, the offset from which
+    /// every byte went out on a stream known to be live in both directions
+    /// (those bytes are on their way; pass `u64::MAX` when none is known).
+    pub fn retransmit_from(&mut self, received: u64, live_from: u64) -> Result<(), FlowError> {
         let ceiling = self.sent_max + u64::from(self.fin_ever_sent);
         if received > ceiling {
             return Err(FlowError::ResumeBeyondSent {
@@ -313,7 +313,7 @@ impl SendBuf {
             });
         }
         let from = received.max(self.acked.min(self.written));
-        if from < self.sent {
+        if from < self.sent && from < live_from {
             self.seek(from);
         }
         // A Fin the peer has not received must be sent again.
@@ -338,8 +338,10 @@ impl SendBuf {
             pos += len;
             idx += 1;
         }
-        self.cursor_idx = idx as u32;
-        self.cursor_off = (offset - pos) as u32;
+        self.cursor_idx = idx;
+        // `offset` lies within chunk `idx` (or at the end): the difference
+        // is below that chunk's length, which is a usize.
+        self.cursor_off = (offset - pos) as usize;
         self.sent = offset;
     }
 }
@@ -386,14 +388,6 @@ impl RecvBuf {
     /// The window this side grants.
     pub fn window(&self) -> u32 {
         self.window
-    }
-    /// Final offset, if the peer's Fin arrived.
-    pub fn fin(&self) -> Option<u64> {
-        (self.fin != NO_FIN).then_some(self.fin)
-    }
-    /// Whether the application has read end-of-stream.
-    pub fn eof_read(&self) -> bool {
-        self.eof_read
     }
     /// Bytes held (delivered-unread plus out of order).
     pub fn buffered(&self) -> u64 {
@@ -632,12 +626,12 @@ mod tests {
         }
         assert_eq!(got, 1000);
         s.on_credit(300).unwrap();
-        s.retransmit_from(200).unwrap();
+        s.retransmit_from(200, u64::MAX).unwrap();
         // Credit 300 is above 200: resend starts at 300.
         let (o, b) = s.take(50).unwrap();
         assert_eq!((o, b.len()), (300, 50));
         assert_eq!(s.retransmitted(), 50);
-        assert!(s.retransmit_from(5000).is_err());
+        assert!(s.retransmit_from(5000, u64::MAX).is_err());
     }
 
     #[test]
@@ -648,9 +642,9 @@ mod tests {
         s.set_peer_window(10);
         s.finish();
         assert_eq!(s.take_fin(), 0);
-        assert!(s.retransmit_from(1).is_ok());
+        assert!(s.retransmit_from(1, u64::MAX).is_ok());
         assert!(!s.fin_due());
-        assert!(s.retransmit_from(2).is_err());
+        assert!(s.retransmit_from(2, u64::MAX).is_err());
     }
 
     #[test]
@@ -774,7 +768,7 @@ mod tests {
                         }
                         Op::Rewind(x) => {
                             let to = x % (s.sent_max() + 1);
-                            s.retransmit_from(to).unwrap();
+                            s.retransmit_from(to, u64::MAX).unwrap();
                         }
                     }
                     prop_assert!(s.retained() <= 40_000);

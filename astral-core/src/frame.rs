@@ -33,34 +33,66 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Opcode of [`Frame::Ping`].
-pub const OP_PING: u8 = 0;
+pub(crate) const OP_PING: u8 = 0;
 /// Opcode of [`Frame::Query`].
-pub const OP_QUERY: u8 = 1;
+pub(crate) const OP_QUERY: u8 = 1;
 /// Opcode of [`Frame::Response`].
-pub const OP_RESPONSE: u8 = 2;
+pub(crate) const OP_RESPONSE: u8 = 2;
 /// Opcode of [`Frame::Read`].
-pub const OP_READ: u8 = 3;
+pub(crate) const OP_READ: u8 = 3;
 /// Opcode of [`Frame::Data`].
-pub const OP_DATA: u8 = 4;
+pub(crate) const OP_DATA: u8 = 4;
 /// Opcode of [`Frame::Reset`].
-pub const OP_RESET: u8 = 5;
+pub(crate) const OP_RESET: u8 = 5;
 /// Opcode of [`Frame::Migrate`].
-pub const OP_MIGRATE: u8 = 6;
+pub(crate) const OP_MIGRATE: u8 = 6;
 /// Opcode of [`Frame::DataAt`].
-pub const OP_DATA_AT: u8 = 0x10;
+pub(crate) const OP_DATA_AT: u8 = 0x10;
 /// Opcode of [`Frame::Credit`].
-pub const OP_CREDIT: u8 = 0x11;
+pub(crate) const OP_CREDIT: u8 = 0x11;
 /// Opcode of [`Frame::Fin`].
-pub const OP_FIN: u8 = 0x12;
+pub(crate) const OP_FIN: u8 = 0x12;
 /// Opcode of [`Frame::MigrateTo`].
-pub const OP_MIGRATE_TO: u8 = 0x13;
+pub(crate) const OP_MIGRATE_TO: u8 = 0x13;
 /// Opcode of [`Frame::Resume`].
-pub const OP_RESUME: u8 = 0x14;
+pub(crate) const OP_RESUME: u8 = 0x14;
 /// Opcode of [`Frame::Drain`].
-pub const OP_DRAIN: u8 = 0x15;
+pub(crate) const OP_DRAIN: u8 = 0x15;
 
-/// Size of a DataAt header (op + session + offset + len) = 19.
-pub const DATA_AT_HEADER_LEN: usize = 19;
+/// Encoded sizes: the fixed frames' whole size, the variable ones' size
+/// without their payload or query. The scheduler budgets records with these
+/// (like quinn-proto's `SIZE_BOUND`s), never with literal sums.
+pub(crate) mod size {
+    /// Ping: op + nonce + pong.
+    pub const PING: usize = 1 + 8 + 1;
+    /// Query without its string: op + session + buffer + len.
+    pub const QUERY_HEADER: usize = 1 + 8 + 4 + 2;
+    /// Response: op + session + code + buffer.
+    pub const RESPONSE: usize = 1 + 8 + 1 + 4;
+    /// Read: op + session + len.
+    pub const READ: usize = 1 + 8 + 4;
+    /// Data without its payload: op + session + len.
+    pub const DATA_HEADER: usize = 1 + 8 + 2;
+    /// Reset: op + session.
+    pub const RESET: usize = 1 + 8;
+    /// Migrate: op + session.
+    pub const MIGRATE: usize = 1 + 8;
+    /// DataAt without its payload: op + session + offset + len.
+    pub const DATA_AT_HEADER: usize = 1 + 8 + 8 + 2;
+    /// Credit: op + session + consumed.
+    pub const CREDIT: usize = 1 + 8 + 8;
+    /// Fin: op + session + offset.
+    pub const FIN: usize = 1 + 8 + 8;
+    /// MigrateTo: op + session + target + epoch.
+    pub const MIGRATE_TO: usize = 1 + 8 + 8 + 4;
+    /// Resume: op + session + received + consumed + reply.
+    pub const RESUME: usize = 1 + 8 + 8 + 8 + 1;
+    /// Drain: op.
+    pub const DRAIN: usize = 1;
+}
+
+/// Size of a DataAt header (op + session + offset + len).
+pub const DATA_AT_HEADER_LEN: usize = size::DATA_AT_HEADER;
 
 /// Largest query or payload the u16 length fields can describe.
 const MAX_WIRE_LEN: usize = u16::MAX as usize;
@@ -397,17 +429,19 @@ impl Frame {
     /// Number of bytes [`encode`](Frame::encode) writes.
     pub fn encoded_len(&self) -> usize {
         match self {
-            Frame::Ping { .. } => 1 + 8 + 1,
-            Frame::Query { query, .. } => 1 + 8 + 4 + 2 + query.len(),
-            Frame::Response { .. } => 1 + 8 + 1 + 4,
-            Frame::Read { .. } => 1 + 8 + 4,
-            Frame::Data { payload, .. } => 1 + 8 + 2 + payload.len(),
-            Frame::Reset { .. } | Frame::Migrate { .. } => 1 + 8,
-            Frame::DataAt { payload, .. } => DATA_AT_HEADER_LEN + payload.len(),
-            Frame::Credit { .. } | Frame::Fin { .. } => 1 + 8 + 8,
-            Frame::MigrateTo { .. } => 1 + 8 + 8 + 4,
-            Frame::Resume { .. } => 1 + 8 + 8 + 8 + 1,
-            Frame::Drain => 1,
+            Frame::Ping { .. } => size::PING,
+            Frame::Query { query, .. } => size::QUERY_HEADER + query.len(),
+            Frame::Response { .. } => size::RESPONSE,
+            Frame::Read { .. } => size::READ,
+            Frame::Data { payload, .. } => size::DATA_HEADER + payload.len(),
+            Frame::Reset { .. } => size::RESET,
+            Frame::Migrate { .. } => size::MIGRATE,
+            Frame::DataAt { payload, .. } => size::DATA_AT_HEADER + payload.len(),
+            Frame::Credit { .. } => size::CREDIT,
+            Frame::Fin { .. } => size::FIN,
+            Frame::MigrateTo { .. } => size::MIGRATE_TO,
+            Frame::Resume { .. } => size::RESUME,
+            Frame::Drain => size::DRAIN,
         }
     }
 

@@ -25,10 +25,10 @@ pub struct Candidate {
 }
 
 /// Decides where sessions go. Implementations must be deterministic.
-pub trait Policy: Send {
+pub trait Policy: Send + std::fmt::Debug {
     /// The stream a new (or recovering) session should use, among usable
-    /// streams to its peer (never empty).
-    fn choose(&mut self, candidates: &[Candidate]) -> StreamId;
+    /// streams to its peer (the engine never asks with none; `None` then).
+    fn choose(&mut self, candidates: &[Candidate]) -> Option<StreamId>;
 
     /// Called every `policy_interval` for each stream that carries sessions
     /// while other usable streams to the same peer exist. Returning
@@ -75,12 +75,11 @@ impl RttPolicy {
 }
 
 impl Policy for RttPolicy {
-    fn choose(&mut self, candidates: &[Candidate]) -> StreamId {
+    fn choose(&mut self, candidates: &[Candidate]) -> Option<StreamId> {
         candidates
             .iter()
             .min_by_key(|c| Self::rank(c))
             .map(|c| c.id)
-            .unwrap_or(StreamId::NONE)
     }
 
     fn migrate_target(
@@ -127,7 +126,7 @@ mod tests {
 
     fn c(id: u64, ms: u64) -> Candidate {
         Candidate {
-            id: StreamId(id),
+            id: StreamId::new(id).unwrap(),
             srtt: Duration::from_millis(ms),
             samples: 10,
             established_at: Timestamp::from_nanos(id),
@@ -138,7 +137,7 @@ mod tests {
     #[test]
     fn chooses_lowest_rtt_then_oldest() {
         let mut p = RttPolicy::new(0.3, Duration::from_secs(5));
-        assert_eq!(p.choose(&[c(1, 50), c(2, 10), c(3, 10)]), StreamId(2));
+        assert_eq!(p.choose(&[c(1, 50), c(2, 10), c(3, 10)]), StreamId::new(2));
     }
 
     #[test]
@@ -148,7 +147,7 @@ mod tests {
         let t = |s: u64| Timestamp::from_nanos(s * 1_000_000_000);
         assert_eq!(p.migrate_target(t(0), &all[0], &all), None);
         assert_eq!(p.migrate_target(t(3), &all[0], &all), None);
-        assert_eq!(p.migrate_target(t(5), &all[0], &all), Some(StreamId(2)));
+        assert_eq!(p.migrate_target(t(5), &all[0], &all), StreamId::new(2));
     }
 
     #[test]

@@ -1,11 +1,19 @@
-//! Session state: the per-session state machine and its two byte flows.
+//! Sessions as the application sees them: states, the table of legal
+//! transitions, and snapshots.
+//!
+//! The transition table is the one definition of how a session's state may
+//! change. Each transition is named after its cause (like s2n-quic's
+//! `on_send_fin(Ready | Send => DataSent)`); the engine performs every state
+//! change through the transition's own method, which also does its side
+//! effects (events, counters, timers), so each happens in exactly one place.
 
-use crate::flow::{RecvBuf, SendBuf};
-use crate::StreamId;
+use std::fmt::Write as _;
 
-/// Lifecycle of a session. The legal transitions are listed in
-/// [`SessionState::can_transition`], the one place that defines them.
+use crate::{NodeId, SessionId, StreamId};
+
+/// Lifecycle of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SessionState {
     /// Outbound query sent (or waiting for a stream); no answer yet.
     Routing,
@@ -16,34 +24,13 @@ pub enum SessionState {
     /// This side sent a MigrateTo marker and sends on the target; it stays
     /// here until the peer's traffic for the session is seen on the target.
     Migrating,
-    /// The stream carrying the session died; resuming on another one.
+    /// The stream this side sent on died; resuming on another one.
     Recovering,
     /// Finished, reset, rejected or failed.
     Closed,
 }
 
 impl SessionState {
-    /// Whether `self → to` is a legal transition.
-    pub fn can_transition(self, to: SessionState) -> bool {
-        use SessionState::*;
-        matches!(
-            (self, to),
-            (Routing, Open)
-                | (Routing, Closed)
-                | (Pending, Open)
-                | (Pending, Closed)
-                | (Open, Migrating)
-                | (Open, Recovering)
-                | (Open, Closed)
-                | (Migrating, Open)
-                | (Migrating, Migrating)
-                | (Migrating, Recovering)
-                | (Migrating, Closed)
-                | (Recovering, Open)
-                | (Recovering, Closed)
-        )
-    }
-
     /// Name for errors and introspection.
     pub fn name(self) -> &'static str {
         match self {
@@ -74,178 +61,209 @@ pub enum Role {
     Responder,
 }
 
-// Session flag bits: scheduling and signalling state kept compact.
-pub(crate) const F_IN_SCHED: u16 = 1 << 0;
-pub(crate) const F_IN_CTRL: u16 = 1 << 1;
-pub(crate) const F_READABLE_SIGNALLED: u16 = 1 << 2;
-pub(crate) const F_WRITE_BLOCKED: u16 = 1 << 3;
-pub(crate) const F_READ_CLOSED: u16 = 1 << 4;
-pub(crate) const F_RESUME_PENDING: u16 = 1 << 5;
-pub(crate) const F_RESUME_REPLY_PENDING: u16 = 1 << 6;
-pub(crate) const F_QUERY_PENDING: u16 = 1 << 7;
-pub(crate) const F_RESPONSE_PENDING: u16 = 1 << 8;
-pub(crate) const F_ACK_PENDING: u16 = 1 << 9;
-pub(crate) const F_LAZY_CREDIT: u16 = 1 << 10;
+use SessionState::{Closed, Migrating, Open, Pending, Recovering, Routing};
 
-/// A stream handle stored in 32 bits: sessions are the per-unit cost of an
-/// idle node, and stream handles never exceed `u32::MAX - 1` (the node
-/// refuses new streams past that).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct StreamRef(u32);
-
-impl StreamRef {
-    pub const NONE: StreamRef = StreamRef(u32::MAX);
-
-    pub fn from(s: StreamId) -> StreamRef {
-        u32::try_from(s.0).map(StreamRef).unwrap_or(StreamRef::NONE)
-    }
-
-    pub fn get(self) -> StreamId {
-        if self == StreamRef::NONE {
-            StreamId::NONE
-        } else {
-            StreamId(u64::from(self.0))
-        }
-    }
+/// Every legal change of a session's state, named after its cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transition {
+    /// The peer accepted our query.
+    ResponseAccepted,
+    /// The local application accepted the peer's query.
+    QueryAccepted,
+    /// This side moved its sending to another stream and sent a marker.
+    MigrationStarted,
+    /// The peer's traffic arrived on the migration target.
+    MigrationConfirmed,
+    /// The peer's marker (newer epoch, or the tie-break) moved our sending.
+    MarkerFollowed,
+    /// The stream a migration left died with its marker; recovery settles.
+    MigrationAbandoned,
+    /// The stream this side sent on died.
+    StreamLost,
+    /// The peer's Resume (or a re-sent Query) said where to continue.
+    Resumed,
+    /// Both directions finished and were acknowledged.
+    Finished,
+    /// The peer rejected our query.
+    Rejected,
+    /// The local application rejected the peer's query.
+    RejectedLocally,
+    /// No answer (or no local decision) within `routing_timeout`.
+    RoutingTimedOut,
+    /// No stream to the peer within `recovery_timeout`.
+    RecoveryTimedOut,
+    /// The peer reset the session.
+    ResetByPeer,
+    /// The local application reset the session.
+    ResetLocally,
+    /// The peer broke the session protocol.
+    Violated,
+    /// The peer left (shut down) or restarted: its sessions cannot resume.
+    PeerGone,
 }
 
-/// One session. Kept small: an idle session costs a few hundred bytes.
-#[derive(Debug)]
-pub(crate) struct Session {
-    /// Session id on the wire (chosen by the querier).
-    pub wire: u64,
-    /// Index of the peer in the node's peer table.
-    pub peer: u32,
-    pub state: SessionState,
-    pub role: Role,
-    pub flags: u16,
-    /// Response code to send (Pending → accepted/rejected).
-    pub response_code: u8,
-    /// Highest migration epoch seen or used.
-    pub epoch: u32,
-    /// Stream this side sends on.
-    tx_stream: StreamRef,
-    /// Stream the peer's traffic last arrived on.
-    rx_stream: StreamRef,
-    /// Stream a migration left (while Migrating), for the Migrated event.
-    from_stream: StreamRef,
-    pub send: SendBuf,
-    pub recv: RecvBuf,
-    pub migrations: u16,
-    pub recoveries: u16,
-}
+const LIVE: &[SessionState] = &[Routing, Pending, Open, Migrating, Recovering];
+const ESTABLISHED: &[SessionState] = &[Open, Migrating, Recovering];
 
-impl Session {
-    pub fn new(wire: u64, peer: u32, role: Role, state: SessionState, window: u32) -> Self {
-        Session {
-            wire,
-            peer,
-            state,
-            role,
-            flags: 0,
-            response_code: 0,
-            epoch: 0,
-            tx_stream: StreamRef::NONE,
-            rx_stream: StreamRef::NONE,
-            from_stream: StreamRef::NONE,
-            send: SendBuf::default(),
-            recv: RecvBuf::new(window),
-            migrations: 0,
-            recoveries: 0,
+impl Transition {
+    /// The whole table, in a fixed order.
+    pub const ALL: [Transition; 17] = [
+        Transition::ResponseAccepted,
+        Transition::QueryAccepted,
+        Transition::MigrationStarted,
+        Transition::MigrationConfirmed,
+        Transition::MarkerFollowed,
+        Transition::MigrationAbandoned,
+        Transition::StreamLost,
+        Transition::Resumed,
+        Transition::Finished,
+        Transition::Rejected,
+        Transition::RejectedLocally,
+        Transition::RoutingTimedOut,
+        Transition::RecoveryTimedOut,
+        Transition::ResetByPeer,
+        Transition::ResetLocally,
+        Transition::Violated,
+        Transition::PeerGone,
+    ];
+
+    /// The transition's name, as in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transition::ResponseAccepted => "on_response_accepted",
+            Transition::QueryAccepted => "on_query_accepted",
+            Transition::MigrationStarted => "on_migration_started",
+            Transition::MigrationConfirmed => "on_migration_confirmed",
+            Transition::MarkerFollowed => "on_marker_followed",
+            Transition::MigrationAbandoned => "on_migration_abandoned",
+            Transition::StreamLost => "on_stream_lost",
+            Transition::Resumed => "on_resumed",
+            Transition::Finished => "on_finished",
+            Transition::Rejected => "on_rejected",
+            Transition::RejectedLocally => "on_rejected_locally",
+            Transition::RoutingTimedOut => "on_routing_timed_out",
+            Transition::RecoveryTimedOut => "on_recovery_timed_out",
+            Transition::ResetByPeer => "on_reset_by_peer",
+            Transition::ResetLocally => "on_reset_locally",
+            Transition::Violated => "on_violated",
+            Transition::PeerGone => "on_peer_gone",
         }
     }
 
-    pub fn send_stream(&self) -> StreamId {
-        self.tx_stream.get()
-    }
-    pub fn set_send_stream(&mut self, s: StreamId) {
-        self.tx_stream = StreamRef::from(s);
-    }
-    pub fn recv_stream(&self) -> StreamId {
-        self.rx_stream.get()
-    }
-    pub fn set_recv_stream(&mut self, s: StreamId) {
-        self.rx_stream = StreamRef::from(s);
-    }
-    pub fn migrated_from(&self) -> StreamId {
-        self.from_stream.get()
-    }
-    pub fn set_migrated_from(&mut self, s: StreamId) {
-        self.from_stream = StreamRef::from(s);
-    }
-
-    pub fn has(&self, flag: u16) -> bool {
-        self.flags & flag != 0
-    }
-    pub fn set(&mut self, flag: u16) {
-        self.flags |= flag;
-    }
-    pub fn clear(&mut self, flag: u16) {
-        self.flags &= !flag;
+    /// States it may start from.
+    pub fn from(self) -> &'static [SessionState] {
+        match self {
+            Transition::ResponseAccepted => &[Routing],
+            Transition::QueryAccepted => &[Pending],
+            Transition::MigrationStarted => &[Open, Migrating],
+            Transition::MigrationConfirmed => &[Migrating],
+            Transition::MarkerFollowed => &[Open, Migrating],
+            Transition::MigrationAbandoned => &[Migrating],
+            Transition::StreamLost => ESTABLISHED,
+            Transition::Resumed => &[Recovering],
+            Transition::Finished => ESTABLISHED,
+            Transition::Rejected => &[Routing],
+            Transition::RejectedLocally => &[Pending],
+            Transition::RoutingTimedOut => &[Routing, Pending],
+            Transition::RecoveryTimedOut => &[Recovering],
+            Transition::ResetByPeer
+            | Transition::ResetLocally
+            | Transition::Violated
+            | Transition::PeerGone => LIVE,
+        }
     }
 
-    /// Moves to `to`. Illegal transitions are refused (and reported), never
-    /// applied: the caller's invariant was wrong, the state stays coherent.
-    pub fn transition(&mut self, to: SessionState) -> bool {
-        if self.state == to || self.state.can_transition(to) {
-            self.state = to;
-            true
-        } else {
-            tracing::error!(from = ?self.state, ?to, "illegal session transition refused");
-            debug_assert!(
-                false,
-                "illegal session transition {:?} -> {:?}",
-                self.state, to
+    /// The state it leads to.
+    pub fn to(self) -> SessionState {
+        match self {
+            Transition::MigrationStarted => Migrating,
+            Transition::StreamLost => Recovering,
+            Transition::ResponseAccepted
+            | Transition::QueryAccepted
+            | Transition::MigrationConfirmed
+            | Transition::MarkerFollowed
+            | Transition::MigrationAbandoned
+            | Transition::Resumed => Open,
+            Transition::Finished
+            | Transition::Rejected
+            | Transition::RejectedLocally
+            | Transition::RoutingTimedOut
+            | Transition::RecoveryTimedOut
+            | Transition::ResetByPeer
+            | Transition::ResetLocally
+            | Transition::Violated
+            | Transition::PeerGone => Closed,
+        }
+    }
+
+    /// Whether the transition may start in `state`.
+    pub fn allowed_from(self, state: SessionState) -> bool {
+        self.from().contains(&state)
+    }
+
+    /// The table as text, one transition per line:
+    /// `on_name: From | Other => To`.
+    pub fn table() -> String {
+        let mut out = String::new();
+        for t in Transition::ALL {
+            let from: Vec<&str> = t.from().iter().map(|s| s.name()).collect();
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                out,
+                "{}: {} => {}",
+                t.name(),
+                from.join(" | "),
+                t.to().name()
             );
-            false
         }
+        out
     }
 
-    /// Whether both directions are complete: our Fin credited, the peer's
-    /// Fin read, and nothing left to tell the peer (final credit, Resume
-    /// reply).
-    pub fn is_done(&self) -> bool {
-        // Pending control (a Resume reply above all) must go out first: the
-        // peer may be waiting for it to leave Recovering.
-        self.send.fin_acked() && self.recv.is_finished() && !self.wants_control()
-    }
-
-    /// Control frames this session wants on its sending stream.
-    pub fn wants_control(&self) -> bool {
-        self.recv.credit_due()
-            || self.has(
-                F_RESUME_PENDING
-                    | F_RESUME_REPLY_PENDING
-                    | F_QUERY_PENDING
-                    | F_RESPONSE_PENDING
-                    | F_ACK_PENDING,
-            )
+    /// The table as a Graphviz digraph (one edge per start state).
+    pub fn dot() -> String {
+        let mut out = String::from("digraph session {\n");
+        for t in Transition::ALL {
+            for from in t.from() {
+                let _ = writeln!(
+                    out,
+                    "  {} -> {} [label=\"{}\"];",
+                    from.name(),
+                    t.to().name(),
+                    t.name()
+                );
+            }
+        }
+        out.push_str("}\n");
+        out
     }
 }
 
 /// Read-only snapshot of a session, for introspection and control tools.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionInfo {
     /// Local handle.
-    pub id: crate::SessionId,
+    pub id: SessionId,
     /// Wire id.
     pub wire_id: u64,
     /// The peer.
-    pub peer: crate::NodeId,
+    pub peer: NodeId,
     /// Which side opened it.
     pub role: Role,
     /// Current state.
     pub state: SessionState,
-    /// Stream this side sends on.
-    pub send_stream: StreamId,
-    /// Stream the peer's traffic last arrived on.
-    pub recv_stream: StreamId,
+    /// Stream this side sends on (none while waiting for one).
+    pub send_stream: Option<StreamId>,
+    /// Stream the peer's traffic last arrived on (none before any arrived).
+    pub recv_stream: Option<StreamId>,
     /// Counters.
     pub stats: SessionStats,
 }
 
 /// Per-session counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionStats {
     /// Bytes the application wrote.
     pub bytes_written: u64,
@@ -271,18 +289,51 @@ pub struct SessionStats {
     pub recoveries: u32,
     /// Credit window granted by the peer.
     pub peer_window: u32,
+    /// Credit window this side grants.
+    pub local_window: u32,
 }
 
 #[cfg(test)]
-mod size_tests {
+mod tests {
+    use super::*;
+
+    /// The table, snapshotted: a change to the state machine must change
+    /// this text on purpose (and docs/MIGRATION.md with it).
     #[test]
-    fn print_sizes() {
-        eprintln!(
-            "Session {} SendBuf {} RecvBuf {} Slot {}",
-            std::mem::size_of::<super::Session>(),
-            std::mem::size_of::<crate::flow::SendBuf>(),
-            std::mem::size_of::<crate::flow::RecvBuf>(),
-            std::mem::size_of::<crate::node::Slot>()
-        );
+    fn transition_table_snapshot() {
+        let expected = "\
+on_response_accepted: routing => open
+on_query_accepted: pending => open
+on_migration_started: open | migrating => migrating
+on_migration_confirmed: migrating => open
+on_marker_followed: open | migrating => open
+on_migration_abandoned: migrating => open
+on_stream_lost: open | migrating | recovering => recovering
+on_resumed: recovering => open
+on_finished: open | migrating | recovering => closed
+on_rejected: routing => closed
+on_rejected_locally: pending => closed
+on_routing_timed_out: routing | pending => closed
+on_recovery_timed_out: recovering => closed
+on_reset_by_peer: routing | pending | open | migrating | recovering => closed
+on_reset_locally: routing | pending | open | migrating | recovering => closed
+on_violated: routing | pending | open | migrating | recovering => closed
+on_peer_gone: routing | pending | open | migrating | recovering => closed
+";
+        assert_eq!(Transition::table(), expected);
+    }
+
+    #[test]
+    fn closed_is_terminal_and_every_state_is_reachable() {
+        for t in Transition::ALL {
+            assert!(!t.allowed_from(Closed), "{} leaves Closed", t.name());
+        }
+        for s in [Pending, Open, Migrating, Recovering, Closed] {
+            assert!(
+                Transition::ALL.iter().any(|t| t.to() == s) || s == Pending,
+                "{s:?} unreachable"
+            );
+        }
+        assert!(Transition::dot().contains("routing -> open [label=\"on_response_accepted\"]"));
     }
 }

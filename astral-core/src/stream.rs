@@ -1,17 +1,15 @@
-//! Stream state: the handshake or the record cipher, the record reassembly
-//! buffer, the per-stream transmit queues, liveness and statistics.
+//! Streams as the application sees them: lifecycle, round-trip estimate,
+//! counters and snapshots. The state of a live stream is in
+//! `endpoint` (while it handshakes) and `engine::streams` (once its peer is
+//! known).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::BytesMut;
-
-use crate::frame::Frame;
-use crate::noise::{Features, Handshake, RecordCipher};
-use crate::{NodeId, SessionId, StreamId, Timestamp};
+use crate::{EngineId, NodeId, StreamId};
 
 /// Lifecycle of a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum StreamState {
     /// Noise handshake in progress.
     Handshaking,
@@ -33,12 +31,6 @@ impl StreamState {
     }
 }
 
-pub(crate) enum Crypto {
-    Handshake(Box<Handshake>),
-    Transport(Box<RecordCipher>),
-    None,
-}
-
 /// Smoothed round-trip time (RFC 6298 estimator).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rtt {
@@ -53,6 +45,11 @@ pub struct Rtt {
     /// Number of samples.
     pub samples: u32,
 }
+
+/// Floor and cap of [`Rtt::rto`]: a retransmission-style timeout never
+/// fires faster than a scheduler hiccup, nor waits longer than a minute.
+pub(crate) const RTO_FLOOR: Duration = Duration::from_millis(100);
+pub(crate) const RTO_CAP: Duration = Duration::from_secs(60);
 
 impl Rtt {
     /// Folds in one sample.
@@ -70,10 +67,20 @@ impl Rtt {
         }
         self.samples = self.samples.saturating_add(1);
     }
+
+    /// A timeout after which silence is suspicious (RFC 6298:
+    /// `srtt + 4·rttvar`), floored and capped; `initial` before any sample.
+    pub fn rto(&self, initial: Duration) -> Duration {
+        if self.samples == 0 {
+            return initial.clamp(RTO_FLOOR, RTO_CAP);
+        }
+        (self.srtt + self.rttvar * 4).clamp(RTO_FLOOR, RTO_CAP)
+    }
 }
 
 /// Per-stream counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StreamStats {
     /// Ciphertext bytes received (records and handshake).
     pub bytes_in: u64,
@@ -91,11 +98,14 @@ pub struct StreamStats {
 
 /// Read-only snapshot of a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StreamInfo {
     /// Local handle.
     pub id: StreamId,
-    /// Wire id chosen by the responder (0 while handshaking).
-    pub wire_id: u64,
+    /// The per-peer engine that owns it (none while handshaking).
+    pub engine: Option<EngineId>,
+    /// Wire id chosen by the responder (none while handshaking).
+    pub wire_id: Option<u64>,
     /// Authenticated peer (or the expected one while dialing).
     pub peer: Option<NodeId>,
     /// Whether this node dialed.
@@ -104,6 +114,8 @@ pub struct StreamInfo {
     pub state: StreamState,
     /// Whether the peer has sent at least one authenticated record.
     pub confirmed: bool,
+    /// Features negotiated in the handshake (e.g. AES-GCM records).
+    pub features: crate::noise::Features,
     /// Being drained (by us or at the peer's request).
     pub draining: bool,
     /// Round-trip estimate.
@@ -112,148 +124,6 @@ pub struct StreamInfo {
     pub sessions: usize,
     /// Counters.
     pub stats: StreamStats,
-}
-
-pub(crate) struct Stream {
-    pub id: StreamId,
-    pub state: StreamState,
-    pub crypto: Crypto,
-    pub initiator: bool,
-    /// The identity dialed (initiator) or authenticated (after handshake).
-    pub remote: Option<NodeId>,
-    /// Peer-table index, once authenticated.
-    pub peer: Option<u32>,
-    pub wire: u64,
-    pub features: Features,
-    /// Ciphertext received, not yet a whole record.
-    pub rx: BytesMut,
-    /// Explicit control frames, sent first.
-    pub ctrl: VecDeque<Frame>,
-    /// Sessions with control to send (credit, resume, query, response).
-    pub ctrl_sessions: VecDeque<SessionId>,
-    /// Sessions with data or a Fin to send, served round robin.
-    pub sched: VecDeque<SessionId>,
-    /// Sessions whose sending stream this is.
-    pub session_count: usize,
-    pub rtt: Rtt,
-    pub ping_outstanding: Option<(u64, Timestamp)>,
-    pub next_ping: Timestamp,
-    pub last_rx: Timestamp,
-    pub created: Timestamp,
-    pub established_at: Timestamp,
-    pub confirmed: bool,
-    pub local_drain: bool,
-    pub remote_drain: bool,
-    /// Close once every queued frame has been handed to the driver.
-    pub close_after_flush: bool,
-    /// Nonce of the barrier ping that ends a local drain.
-    pub drain_nonce: Option<u64>,
-    pub stats: StreamStats,
-    pub reset_tokens: u32,
-    pub reset_refill: Timestamp,
-}
-
-impl Stream {
-    pub fn new(
-        id: StreamId,
-        initiator: bool,
-        remote: Option<NodeId>,
-        crypto: Crypto,
-        now: Timestamp,
-    ) -> Self {
-        Stream {
-            id,
-            state: StreamState::Handshaking,
-            crypto,
-            initiator,
-            remote,
-            peer: None,
-            wire: 0,
-            features: Features::default(),
-            rx: BytesMut::new(),
-            ctrl: VecDeque::new(),
-            ctrl_sessions: VecDeque::new(),
-            sched: VecDeque::new(),
-            session_count: 0,
-            rtt: Rtt::default(),
-            ping_outstanding: None,
-            next_ping: Timestamp::MAX,
-            last_rx: now,
-            created: now,
-            established_at: Timestamp::MAX,
-            confirmed: false,
-            local_drain: false,
-            remote_drain: false,
-            close_after_flush: false,
-            drain_nonce: None,
-            stats: StreamStats::default(),
-            reset_tokens: 0,
-            reset_refill: now,
-        }
-    }
-
-    pub fn is_established(&self) -> bool {
-        self.state == StreamState::Established
-    }
-
-    /// Usable for new traffic: established, confirmed, not being drained.
-    pub fn is_usable(&self) -> bool {
-        self.is_established()
-            && self.confirmed
-            && !self.local_drain
-            && !self.remote_drain
-            && !self.close_after_flush
-    }
-
-    pub fn set_state(&mut self, to: StreamState) -> bool {
-        if self.state.can_transition(to) {
-            self.state = to;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Whether anything is queued for this stream.
-    pub fn has_output(&self) -> bool {
-        match &self.crypto {
-            Crypto::Handshake(hs) => hs.wants_output(),
-            Crypto::Transport(_) => {
-                !self.ctrl.is_empty() || !self.ctrl_sessions.is_empty() || !self.sched.is_empty()
-            }
-            Crypto::None => false,
-        }
-    }
-
-    pub fn info(&self, peer: Option<NodeId>) -> StreamInfo {
-        StreamInfo {
-            id: self.id,
-            wire_id: self.wire,
-            peer: peer.or(self.remote),
-            initiator: self.initiator,
-            state: self.state,
-            confirmed: self.confirmed,
-            draining: self.local_drain || self.remote_drain,
-            rtt: self.rtt,
-            sessions: self.session_count,
-            stats: self.stats,
-        }
-    }
-
-    /// Takes one token from the unknown-session Reset budget.
-    pub fn take_reset_token(&mut self, now: Timestamp, per_sec: u32) -> bool {
-        let elapsed = now.saturating_duration_since(self.reset_refill);
-        if elapsed >= Duration::from_secs(1) {
-            self.reset_tokens = per_sec;
-            self.reset_refill = now;
-        }
-        if self.reset_tokens > 0 {
-            self.reset_tokens -= 1;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 #[cfg(test)]

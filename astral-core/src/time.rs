@@ -56,6 +56,53 @@ impl AddAssign<Duration> for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// `self - d`, or the epoch if that would be earlier.
+    pub fn saturating_sub(self, d: Duration) -> Timestamp {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Timestamp(self.0.saturating_sub(nanos))
+    }
+}
+
+/// Maps a driver's monotonic clock onto [`Timestamp`]s and back.
+///
+/// The core never reads a clock; a driver creates one `Clock` at start-up
+/// and converts the `Instant`s it reads (`Instant::now()`, timer deadlines).
+///
+/// ```
+/// use astral_core::Clock;
+/// use std::time::{Duration, Instant};
+/// let start = Instant::now();
+/// let clock = Clock::new(start);
+/// let t = clock.timestamp(start + Duration::from_millis(3));
+/// assert_eq!(t.as_nanos(), 3_000_000);
+/// assert_eq!(clock.instant(t), start + Duration::from_millis(3));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Clock {
+    /// A clock whose epoch ([`Timestamp::ZERO`]) is `origin`.
+    pub fn new(origin: std::time::Instant) -> Clock {
+        Clock { origin }
+    }
+
+    /// The timestamp of `at` (the epoch for instants before it).
+    pub fn timestamp(&self, at: std::time::Instant) -> Timestamp {
+        Timestamp::ZERO + at.saturating_duration_since(self.origin)
+    }
+
+    /// The instant of `t` (saturating far in the future for [`Timestamp::MAX`]).
+    pub fn instant(&self, t: Timestamp) -> std::time::Instant {
+        let d = Duration::from_nanos(t.as_nanos());
+        self.origin
+            .checked_add(d)
+            .unwrap_or_else(|| self.origin + Duration::from_secs(86_400 * 365 * 30))
+    }
+}
+
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "t+{:.6}s", self.0 as f64 / 1e9)

@@ -1,7 +1,8 @@
 //! Byte-exact compatibility with the reference's frame test vectors.
 //!
-//! Reads every `.jsonl` file in `$ASTRAL_VECTORS_DIR` (default:
-//! `../shared/vectors` next to the workspace) and checks that each vector
+//! Reads every `.jsonl` file in `$ASTRAL_VECTORS_DIR` (default: the copy
+//! in `astral-core/tests/vectors/`, so a fresh clone or a published crate
+//! needs nothing beside it) and checks that each vector
 //! decodes to the described frame, consuming every byte, and that the frame
 //! encodes back to the same bytes.
 
@@ -14,7 +15,7 @@ use serde_json::Value;
 fn vectors_dir() -> PathBuf {
     match std::env::var_os("ASTRAL_VECTORS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors")),
     }
 }
 

@@ -34,7 +34,7 @@ fn config() -> Config {
 fn spawn_server(stop: Arc<AtomicBool>) -> (NodeId, SocketAddr, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
-        let mut node = MioNode::new(config(), Identity::from_seed([1; 32]), 1).expect("node");
+        let mut node = MioNode::new(Identity::from_seed([1; 32]), config(), 1).expect("node");
         let addr = node
             .listen("127.0.0.1:0".parse().expect("addr"))
             .expect("listen");
@@ -48,7 +48,7 @@ fn spawn_server(stop: Arc<AtomicBool>) -> (NodeId, SocketAddr, std::thread::Join
                 match ev {
                     Event::Query { session, query, .. } => {
                         echo.insert(session, query == "echo");
-                        node.accept(session).expect("accept");
+                        node.accept_query(session).expect("accept");
                     }
                     Event::Readable { session } => {
                         let is_echo = echo.get(&session).copied().unwrap_or(false);
@@ -83,13 +83,13 @@ fn spawn_server(stop: Arc<AtomicBool>) -> (NodeId, SocketAddr, std::thread::Join
 }
 
 fn client(server: NodeId, addr: SocketAddr) -> io::Result<MioNode> {
-    let mut node = MioNode::new(config(), Identity::from_seed([2; 32]), 2)?;
+    let mut node = MioNode::new(Identity::from_seed([2; 32]), config(), 2)?;
     node.connect(server, addr)?;
     Ok(node)
 }
 
 fn open(node: &mut MioNode, server: NodeId, query: &str) -> SessionId {
-    let id = node.open(server, query).expect("open");
+    let id = node.open_session(server, query).expect("open");
     loop {
         node.run_once(None).expect("run");
         while let Some(ev) = node.poll_event() {

@@ -81,7 +81,7 @@ fn spawn_local_server() -> (NodeId, SocketAddr) {
     let stop = Arc::new(AtomicBool::new(false));
     std::thread::spawn(move || {
         let mut node =
-            MioNode::new(common::server_config(), Identity::from_seed([1; 32]), 1).expect("node");
+            MioNode::new(Identity::from_seed([1; 32]), common::server_config(), 1).expect("node");
         let addr = node
             .listen("127.0.0.1:0".parse().expect("addr"))
             .expect("listen");

@@ -26,8 +26,8 @@ fn main() -> std::io::Result<()> {
         .map(|s| s.parse().expect("SEED: 0..=255"))
         .unwrap_or(1);
     let mut node = MioNode::new(
-        common::server_config(),
         Identity::from_seed([seed; 32]),
+        common::server_config(),
         u64::from(seed),
     )?;
     let bound = node.listen(addr)?;

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
+use astral_core::driver::TxBuffer;
 use astral_core::StreamId;
-use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 
 /// A slot of the socket table (index = token offset).
@@ -28,9 +28,8 @@ pub(crate) struct Conn {
     pub socket: TcpStream,
     pub stream: StreamId,
     pub state: ConnState,
-    /// Ciphertext pulled from the core; `out[pos..]` is the unwritten tail.
-    pub out: BytesMut,
-    pub pos: usize,
+    /// Ciphertext pulled from the core, not yet written.
+    pub tx: TxBuffer,
     /// Whether WRITABLE interest is registered.
     pub write_interest: bool,
     /// Remote address (the dialed one, or the accepted peer's).
@@ -43,15 +42,9 @@ impl Conn {
             socket,
             stream,
             state,
-            out: BytesMut::new(),
-            pos: 0,
+            tx: TxBuffer::default(),
             write_interest: state == ConnState::Connecting,
             remote,
         }
-    }
-
-    /// Whether pulled ciphertext still waits for the socket.
-    pub fn has_tail(&self) -> bool {
-        self.pos < self.out.len()
     }
 }

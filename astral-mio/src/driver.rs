@@ -8,6 +8,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use astral_core::driver::{self, TxBuffer};
 use astral_core::{
     Config, DrainError, Event, Identity, MigrateError, Node, NodeId, OpenError, SessionError,
     SessionId, SessionInfo, StreamCloseReason, StreamId, StreamInfo, Timestamp,
@@ -19,9 +20,6 @@ use crate::conn::{Conn, ConnState, Entry};
 use crate::handle::{Command, Handle};
 use crate::session::Session;
 
-/// Ciphertext pulled from the core per `poll_transmit` call once the
-/// previous chunk has been fully written.
-const WRITE_CHUNK: usize = 256 * 1024;
 /// Size of the reusable read buffer.
 const READ_BUF: usize = 128 * 1024;
 /// Bytes read from one socket per turn before other sockets are served; the
@@ -62,10 +60,10 @@ impl std::fmt::Debug for MioNode {
 
 impl MioNode {
     /// A node that owns its `mio::Poll`; drive it with [`MioNode::run_once`].
-    pub fn new(config: Config, identity: Identity, seed: u64) -> io::Result<MioNode> {
+    pub fn new(identity: Identity, config: Config, seed: u64) -> io::Result<MioNode> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
-        let mut node = Self::build(registry, 0..usize::MAX, config, identity, seed)?;
+        let mut node = Self::build(registry, 0..usize::MAX, identity, config, seed)?;
         node.poll = Some((poll, Events::with_capacity(1024)));
         Ok(node)
     }
@@ -81,8 +79,8 @@ impl MioNode {
     pub fn with_registry(
         registry: &Registry,
         tokens: Range<usize>,
-        config: Config,
         identity: Identity,
+        config: Config,
         seed: u64,
     ) -> io::Result<MioNode> {
         if tokens.end <= tokens.start + 1 {
@@ -91,23 +89,22 @@ impl MioNode {
                 "token range needs at least two tokens",
             ));
         }
-        Self::build(registry.try_clone()?, tokens, config, identity, seed)
+        Self::build(registry.try_clone()?, tokens, identity, config, seed)
     }
 
     fn build(
         registry: Registry,
         tokens: Range<usize>,
-        config: Config,
         identity: Identity,
+        config: Config,
         seed: u64,
     ) -> io::Result<MioNode> {
-        config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let node = Node::new(identity, config, seed)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let waker = Arc::new(Waker::new(&registry, Token(tokens.start))?);
         let (cmd_tx, cmd_rx) = mpsc::channel();
         Ok(MioNode {
-            node: Node::new(config, identity, seed),
+            node,
             poll: None,
             registry,
             token_base: tokens.start,
@@ -264,19 +261,19 @@ impl MioNode {
     /// stream to the peer (or on the first one that comes up); the answer
     /// is [`Event::SessionOpen`] or [`Event::SessionClosed`]. Bytes written
     /// before the answer are queued.
-    pub fn open(&mut self, peer: NodeId, query: &str) -> Result<SessionId, OpenError> {
+    pub fn open_session(&mut self, peer: NodeId, query: &str) -> Result<SessionId, OpenError> {
         let now = self.now();
         self.node.open_session(now, peer, query)
     }
 
     /// Accepts an inbound query ([`Event::Query`]).
-    pub fn accept(&mut self, session: SessionId) -> Result<(), SessionError> {
+    pub fn accept_query(&mut self, session: SessionId) -> Result<(), SessionError> {
         let now = self.now();
         self.node.accept_query(now, session)
     }
 
     /// Rejects an inbound query with `code` (see [`astral_core::codes`]).
-    pub fn reject(&mut self, session: SessionId, code: u8) -> Result<(), SessionError> {
+    pub fn reject_query(&mut self, session: SessionId, code: u8) -> Result<(), SessionError> {
         let now = self.now();
         let r = self.node.reject_query(now, session, code);
         self.pump_events();
@@ -402,7 +399,10 @@ impl MioNode {
             if c.state == ConnState::Connecting {
                 continue;
             }
-            if c.has_tail() || self.node.wants_transmit(c.stream) || c.state == ConnState::Closing {
+            if !c.tx.is_empty()
+                || self.node.wants_transmit(c.stream)
+                || c.state == ConnState::Closing
+            {
                 self.flush_conn(idx);
             }
         }
@@ -566,27 +566,25 @@ impl MioNode {
             if c.state == ConnState::Connecting {
                 return;
             }
-            if !c.has_tail() {
-                c.out.clear();
-                c.pos = 0;
+            if c.tx.is_empty() {
                 if c.state == ConnState::Closing {
                     self.drop_conn(idx, None);
                     return;
                 }
                 if self
                     .node
-                    .poll_transmit(now, c.stream, &mut c.out, WRITE_CHUNK)
+                    .poll_transmit(now, c.stream, c.tx.pull_into(), TxBuffer::PULL)
                     == 0
                 {
                     break;
                 }
             }
-            match c.socket.write(&c.out[c.pos..]) {
+            match c.socket.write(c.tx.chunk()) {
                 Ok(0) => {
                     self.drop_conn(idx, Some("socket accepted no bytes"));
                     return;
                 }
-                Ok(n) => c.pos += n,
+                Ok(n) => c.tx.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -599,7 +597,7 @@ impl MioNode {
         let Entry::Conn(c) = &mut self.entries[idx] else {
             return;
         };
-        let want = c.has_tail();
+        let want = !c.tx.is_empty();
         if want != c.write_interest {
             let interest = if want {
                 Interest::READABLE | Interest::WRITABLE
@@ -655,14 +653,9 @@ impl MioNode {
         };
         self.by_stream.remove(&stream);
         c.state = ConnState::Closing;
-        // A drained or locally closed stream first delivers the records
-        // already pulled (e.g. a drain's final frames); flush closes it.
-        let linger = c.has_tail()
-            && matches!(
-                reason,
-                StreamCloseReason::Drained | StreamCloseReason::Local
-            );
-        if !linger {
+        // The records already pulled (e.g. a drain's final frames) go out
+        // first where the contract says so; flush closes it.
+        if c.tx.is_empty() || !driver::linger(reason) {
             self.drop_conn(idx, None);
         }
     }

@@ -22,14 +22,14 @@
 //! use astral_mio::{Event, MioNode};
 //! use astral_core::{Config, Identity};
 //! # fn main() -> std::io::Result<()> {
-//! let mut node = MioNode::new(Config::default(), Identity::from_seed([7; 32]), 7)?;
+//! let mut node = MioNode::new( Identity::from_seed([7; 32]),Config::default(), 7)?;
 //! let addr = node.listen("127.0.0.1:0".parse().unwrap())?;
 //! println!("{} listening on {addr}", node.local_id());
 //! loop {
 //!     node.run_once(None)?;
 //!     while let Some(event) = node.poll_event() {
 //!         match event {
-//!             Event::Query { session, .. } => { node.accept(session).ok(); }
+//!             Event::Query { session, .. } => { node.accept_query(session).ok(); }
 //!             Event::Readable { session } => {
 //!                 let mut buf = [0u8; 4096];
 //!                 if let Some(mut s) = node.session(session) {

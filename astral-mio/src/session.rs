@@ -2,7 +2,8 @@
 
 use std::io;
 
-use astral_core::{CloseReason, NodeId, ReadError, SessionId, SessionInfo, WriteError};
+use astral_core::driver;
+use astral_core::{NodeId, ReadError, SessionId, SessionInfo, WriteError};
 use bytes::Bytes;
 
 use crate::MioNode;
@@ -139,25 +140,13 @@ fn gone() -> io::Error {
 fn write_error(e: WriteError) -> io::Error {
     match e {
         WriteError::Blocked => io::ErrorKind::WouldBlock.into(),
-        WriteError::Closed => io::Error::new(io::ErrorKind::BrokenPipe, e),
+        _ => io::Error::new(io::ErrorKind::BrokenPipe, e),
     }
 }
 
 fn read_error(e: ReadError) -> io::Error {
     match e {
-        ReadError::Blocked => io::ErrorKind::WouldBlock.into(),
-        ReadError::Closed(reason) => {
-            let kind = match reason {
-                CloseReason::Graceful => io::ErrorKind::UnexpectedEof,
-                CloseReason::ResetByPeer | CloseReason::Rejected(_) => {
-                    io::ErrorKind::ConnectionReset
-                }
-                CloseReason::RoutingTimeout | CloseReason::PeerUnreachable => {
-                    io::ErrorKind::TimedOut
-                }
-                _ => io::ErrorKind::ConnectionAborted,
-            };
-            io::Error::new(kind, reason)
-        }
+        ReadError::Closed(reason) => driver::io_error(reason),
+        _ => io::ErrorKind::WouldBlock.into(),
     }
 }

@@ -45,8 +45,8 @@ fn spawn(seed: u8, setup: impl FnOnce(&mut MioNode) + Send + 'static) -> Running
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
         let mut node = MioNode::new(
-            Config::default(),
             Identity::from_seed([seed; 32]),
+            Config::default(),
             u64::from(seed),
         )
         .expect("node");
@@ -56,7 +56,7 @@ fn spawn(seed: u8, setup: impl FnOnce(&mut MioNode) + Send + 'static) -> Running
             node.run_once(None).expect("run_once");
             while let Some(ev) = node.poll_event() {
                 if let Event::Query { session, .. } = ev {
-                    node.accept(session).expect("accept");
+                    node.accept_query(session).expect("accept");
                 }
             }
         }
@@ -88,7 +88,7 @@ fn idle_node_uses_no_cpu() {
         if up(&a.handle) && up(&b.handle) {
             break b
                 .handle
-                .call(move |n| n.open(a_id, "idle").expect("open"))
+                .call(move |n| n.open_session(a_id, "idle").expect("open"))
                 .expect("alive");
         }
         std::thread::sleep(Duration::from_millis(5));

@@ -17,7 +17,7 @@ fn node_in_the_applications_poll() {
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
         let mut node =
-            MioNode::new(Config::default(), Identity::from_seed([9; 32]), 9).expect("node");
+            MioNode::new(Identity::from_seed([9; 32]), Config::default(), 9).expect("node");
         let addr = node
             .listen("127.0.0.1:0".parse().expect("addr"))
             .expect("listen");
@@ -29,7 +29,7 @@ fn node_in_the_applications_poll() {
                 .expect("run");
             while let Some(ev) = node.poll_event() {
                 match ev {
-                    Event::Query { session, .. } => node.accept(session).expect("accept"),
+                    Event::Query { session, .. } => node.accept_query(session).expect("accept"),
                     Event::Readable { session } => {
                         let mut s = node.session(session).expect("session");
                         let mut buf = [0u8; 1024];
@@ -64,8 +64,8 @@ fn node_in_the_applications_poll() {
     let mut node = MioNode::with_registry(
         poll.registry(),
         100..200,
-        Config::default(),
         Identity::from_seed([8; 32]),
+        Config::default(),
         8,
     )
     .expect("node");
@@ -74,7 +74,7 @@ fn node_in_the_applications_poll() {
     );
     assert!(node.run_once(None).is_err(), "run_once needs an owned poll");
     node.connect(server_id, addr).expect("connect");
-    let session = node.open(server_id, "echo").expect("open");
+    let session = node.open_session(server_id, "echo").expect("open");
     node.session(session)
         .expect("session")
         .write_all(b"hello over the app's poll")
@@ -148,7 +148,7 @@ fn refused_connect_reports_stream_down() {
         .expect("bind")
         .local_addr()
         .expect("addr");
-    let mut node = MioNode::new(Config::default(), Identity::from_seed([5; 32]), 5).expect("node");
+    let mut node = MioNode::new(Identity::from_seed([5; 32]), Config::default(), 5).expect("node");
     let peer = Identity::from_seed([6; 32]).node_id();
     let stream = node.connect(peer, addr).expect("connect starts");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -36,7 +36,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: echo_server <KEYFILE|SEED> [ADDR]")?;
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:4000".into());
-    let node = Node::new(identity(&key), Config::default());
+    let node = Node::new(identity(&key), Config::default()).expect("valid config");
     let bound = node.listen(&addr).await?;
     println!("node {} listening on {bound}", node.id());
     let mut incoming = node.incoming();

@@ -48,8 +48,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         auto_migrate: false,
         ..Config::default()
     };
-    let sender = Node::new(Identity::from_seed([1; 32]), config.clone());
-    let receiver = Node::new(Identity::from_seed([2; 32]), config);
+    let sender = Node::new(Identity::from_seed([1; 32]), config.clone()).expect("valid config");
+    let receiver = Node::new(Identity::from_seed([2; 32]), config).expect("valid config");
     let addr = receiver.listen("127.0.0.1:0").await?;
     sender.connect(receiver.id(), addr).await?;
     sender.connect(receiver.id(), addr).await?;
@@ -83,7 +83,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut events = sender.events();
     let session = sender
-        .open(receiver.id(), &format!("file?size={size}"))
+        .open_session(receiver.id(), &format!("file?size={size}"))
         .await?;
     let id = session.id();
     let (mut r, mut w) = session.into_split();
@@ -102,20 +102,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         h = fnv(h, &buf[..k]);
         if migrate && !migrated && sent >= size / 3 {
             let info = sender.session_info(id).ok_or("session gone")?;
+            let from = info.send_stream.ok_or("session has no stream")?;
             if let Some(t) = sender
                 .peer_streams(receiver.id())
                 .into_iter()
-                .find(|s| *s != info.send_stream)
+                .find(|s| *s != from)
             {
                 sender.migrate(id, t)?;
-                println!("migrating {} from {} to {t}", id, info.send_stream);
+                println!("migrating {id} from {from} to {t}");
                 migrated = true;
             }
         }
         if kill && !killed && sent >= 2 * size / 3 {
             let info = sender.session_info(id).ok_or("session gone")?;
-            println!("killing the TCP connection of {}", info.send_stream);
-            sender.kill_transport(info.send_stream);
+            let on = info.send_stream.ok_or("session has no stream")?;
+            println!("killing the TCP connection of {on}");
+            sender.kill_transport(on);
             killed = true;
         }
     }

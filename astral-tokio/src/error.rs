@@ -3,8 +3,8 @@
 use std::io;
 
 use astral_core::{
-    CloseReason, ConnectError, DrainError, MigrateError, NodeId, OpenError, SessionError,
-    StreamCloseReason,
+    CloseReason, ConfigError, ConnectError, DrainError, MigrateError, NodeId, OpenError,
+    SessionError, StreamCloseReason,
 };
 
 /// Everything an [`Node`](crate::Node) operation can fail with.
@@ -24,13 +24,17 @@ pub enum Error {
     Io(#[from] io::Error),
     /// The Noise handshake with `peer` did not complete. A wrong peer id shows
     /// up here: the listener cannot decrypt the first message and hangs up.
-    #[error("handshake with {peer} failed: {reason}")]
+    #[error("handshake with {peer} failed")]
     Handshake {
         /// The identity we dialed.
         peer: NodeId,
         /// What ended the stream.
+        #[source]
         reason: StreamCloseReason,
     },
+    /// The configuration cannot work.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// The core refused to start a stream (limits, dialing ourselves).
     #[error("cannot start a stream: {0}")]
     Connect(#[from] ConnectError),
@@ -54,8 +58,8 @@ pub enum Error {
     #[error("peer {0} unreachable: no stream to it")]
     Unreachable(NodeId),
     /// The session ended for `reason` before the operation completed.
-    #[error("session closed: {0}")]
-    SessionClosed(CloseReason),
+    #[error("session closed")]
+    SessionClosed(#[source] CloseReason),
     /// A session operation named a session in the wrong state or unknown.
     #[error("session: {0}")]
     Session(#[from] SessionError),
@@ -76,34 +80,4 @@ pub enum Error {
 /// Convenience alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The error inside the `io::Error` that a failed [`Session`](crate::Session)
-/// read or write returns; `downcast` it to get the [`CloseReason`].
-///
-/// ```
-/// use astral_tokio::SessionClosedError;
-/// use astral_core::CloseReason;
-/// let e = SessionClosedError::io(CloseReason::ResetByPeer);
-/// assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
-/// let inner = e.get_ref().unwrap().downcast_ref::<SessionClosedError>().unwrap();
-/// assert_eq!(inner.0, CloseReason::ResetByPeer);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("session {0}")]
-pub struct SessionClosedError(pub CloseReason);
-
-impl SessionClosedError {
-    /// The `io::Error` for a session that ended for `reason`.
-    pub fn io(reason: CloseReason) -> io::Error {
-        let kind = match reason {
-            CloseReason::Graceful => io::ErrorKind::BrokenPipe,
-            CloseReason::ResetByPeer => io::ErrorKind::ConnectionReset,
-            CloseReason::ResetLocally => io::ErrorKind::ConnectionAborted,
-            CloseReason::PeerUnreachable | CloseReason::RoutingTimeout => io::ErrorKind::TimedOut,
-            CloseReason::Rejected(_) | CloseReason::RejectedLocally => {
-                io::ErrorKind::ConnectionRefused
-            }
-            CloseReason::ProtocolError(_) => io::ErrorKind::InvalidData,
-        };
-        io::Error::new(kind, SessionClosedError(reason))
-    }
-}
+pub use astral_core::driver::SessionClosedError;

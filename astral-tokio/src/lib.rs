@@ -31,8 +31,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), astral_tokio::Error> {
-//! let server = Node::new(Identity::from_seed([1; 32]), Config::default());
-//! let client = Node::new(Identity::from_seed([2; 32]), Config::default());
+//! let server = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+//! let client = Node::new(Identity::from_seed([2; 32]), Config::default()).unwrap();
 //! let addr = server.listen("127.0.0.1:0").await?;
 //!
 //! let srv = server.clone();
@@ -48,7 +48,7 @@
 //! });
 //!
 //! client.connect(server.id(), addr).await?;
-//! let mut s = client.open(server.id(), "echo").await?;
+//! let mut s = client.open_session(server.id(), "echo").await?;
 //! s.write_all(b"hello").await?;
 //! s.shutdown().await?;
 //! let mut back = Vec::new();
@@ -59,7 +59,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bench;
 mod conn;
 mod driver;
 mod error;

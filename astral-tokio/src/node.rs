@@ -40,9 +40,9 @@ pub enum Role {
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 ///
 /// # async fn demo(peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
-/// let node = Node::new(Identity::from_seed([7; 32]), Config::default());
+/// let node = Node::new(Identity::from_seed([7; 32]), Config::default()).unwrap();
 /// node.connect(peer, "127.0.0.1:4000").await?;
-/// let mut session = node.open(peer, "echo").await?;
+/// let mut session = node.open_session(peer, "echo").await?;
 /// session.write_all(b"hello").await?;
 /// session.shutdown().await?; // half-close: the peer reads end-of-stream
 /// let mut back = Vec::new();
@@ -109,16 +109,18 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use astral_tokio::{Node, Identity, Config};
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default());
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// println!("I am {}", node.id());
     /// # }
     /// ```
-    pub fn new(identity: Identity, config: Config) -> Node {
-        Node::from_core(astral_core::Node::with_seed_bytes(
-            config,
+    ///
+    /// Fails with [`Error::Config`] if `config` cannot work.
+    pub fn new(identity: Identity, config: Config) -> Result<Node> {
+        Ok(Node::from_core(astral_core::Node::with_seed_bytes(
             identity,
+            config,
             os_seed(),
-        ))
+        )?))
     }
 
     /// Like [`Node::new`] with a given seed for the core's generator
@@ -127,12 +129,14 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use astral_tokio::{Node, Identity, Config};
-    /// let node = Node::with_seed(Identity::from_seed([1; 32]), Config::default(), 42);
+    /// let node = Node::with_seed(Identity::from_seed([1; 32]), Config::default(), 42).unwrap();
     /// assert_eq!(node.id(), Identity::from_seed([1; 32]).node_id());
     /// # }
     /// ```
-    pub fn with_seed(identity: Identity, config: Config, seed: u64) -> Node {
-        Node::from_core(astral_core::Node::new(config, identity, seed))
+    pub fn with_seed(identity: Identity, config: Config, seed: u64) -> Result<Node> {
+        Ok(Node::from_core(astral_core::Node::new(
+            identity, config, seed,
+        )?))
     }
 
     fn from_core(core: astral_core::Node) -> Node {
@@ -152,7 +156,7 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # use astral_tokio::{Node, Identity, Config};
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default());
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// assert_eq!(node.id().to_string().len(), 64);
     /// # }
     /// ```
@@ -169,7 +173,7 @@ impl Node {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # use astral_tokio::{Node, Identity, Config};
     /// # use std::time::Duration;
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default());
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// node.set_redial(Some((Duration::from_millis(50), Duration::from_secs(2))));
     /// node.set_redial(None);
     /// # }
@@ -262,8 +266,8 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
     /// use astral_tokio::{Node, Identity, Config, Role};
-    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default());
-    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default());
+    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default()).unwrap();
     /// let (x, y) = tokio::io::duplex(1 << 16);
     /// let (sa, sb) = tokio::join!(a.add_transport(x, Role::Dial(b.id())), b.add_transport(y, Role::Accept));
     /// sa?; sb?;
@@ -278,6 +282,31 @@ impl Node {
         wait_up(stream, rx, role).await
     }
 
+    /// Adds a connected TCP socket as a transport, like
+    /// [`Node::add_transport`] but keeping the TCP fast path (output written
+    /// directly while the transport task is idle) and a real reset for
+    /// [`Node::kill_transport`]. For applications that accept or dial TCP
+    /// themselves (to see source addresses, or to dial through their own
+    /// resolver). Not redialed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
+    /// use astral_tokio::{Node, Identity, Config, Role};
+    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default())?;
+    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default())?;
+    /// let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let dial = tokio::net::TcpStream::connect(l.local_addr()?).await?;
+    /// let (accepted, from) = l.accept().await?;
+    /// println!("transport from {from}");
+    /// let (sa, sb) = tokio::join!(a.add_tcp(dial, Role::Dial(b.id())), b.add_tcp(accepted, Role::Accept));
+    /// sa?; sb?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_tcp(&self, tcp: TcpStream, role: Role) -> Result<StreamId> {
+        let (stream, rx) = attach_tcp(self.inner(), tcp, role, None)?;
+        wait_up(stream, rx, role).await
+    }
+
     /// Opens a session with `peer` for `query` and waits for the answer.
     /// The query goes out on the best stream to the peer (or on the first
     /// one that comes up). Errors: [`Error::Rejected`] with the peer's code;
@@ -286,14 +315,14 @@ impl Node {
     ///
     /// ```no_run
     /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
-    /// match node.open(peer, "storage.read?id=7").await {
+    /// match node.open_session(peer, "storage.read?id=7").await {
     ///     Ok(session) => println!("open: {}", session.id()),
     ///     Err(astral_tokio::Error::Rejected { code, .. }) => println!("rejected: {code}"),
     ///     Err(e) => return Err(e),
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn open(&self, peer: NodeId, query: &str) -> Result<Session> {
+    pub async fn open_session(&self, peer: NodeId, query: &str) -> Result<Session> {
         let inner = self.inner().clone();
         let id = inner.with(|sh, now| sh.core.open_session(now, peer, query))?;
         // Until the answer, a dropped future resets the session.
@@ -386,11 +415,11 @@ impl Node {
     ///
     /// ```no_run
     /// # fn f(node: astral_tokio::Node, t: astral_tokio::StreamId) {
-    /// let moved = node.drain(t).unwrap();
+    /// let moved = node.drain_stream(t).unwrap();
     /// println!("{moved} sessions moved");
     /// # }
     /// ```
-    pub fn drain(&self, stream: StreamId) -> Result<usize> {
+    pub fn drain_stream(&self, stream: StreamId) -> Result<usize> {
         self.inner().with(|sh, now| {
             let n = sh.core.drain_stream(now, stream)?;
             forget_dial(sh, stream);
@@ -453,7 +482,7 @@ impl Node {
     /// ```no_run
     /// # fn f(node: astral_tokio::Node) {
     /// for s in node.sessions() {
-    ///     println!("{} {:?} on {}", s.id, s.state, s.send_stream);
+    ///     println!("{} {:?} on {:?}", s.id, s.state, s.send_stream);
     /// }
     /// # }
     /// ```
@@ -508,7 +537,7 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # use astral_tokio::{Node, Identity, Config};
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default());
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// node.shutdown();
     /// # }
     /// ```
@@ -593,12 +622,15 @@ async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
     }
 }
 
-/// A transport closed during the handshake usually means the listener could
-/// not decrypt our first message: its identity is not the one we dialed.
+/// A listener hangs up during the handshake when it cannot decrypt our
+/// first message (its identity is not the one we dialed), when its policy
+/// refuses our identity, or when it is busy (too many handshakes at once):
+/// the Noise pattern gives the dialer no way to tell these apart.
 fn explain(reason: StreamCloseReason) -> StreamCloseReason {
     match reason {
         StreamCloseReason::TransportClosed(why) => StreamCloseReason::TransportClosed(format!(
-            "{why} during the handshake (is the peer id right? the listener hangs up when it cannot decrypt our first message)"
+            "{why} during the handshake: the listener hung up (a wrong peer id, \
+             a listener that does not allow us, or a busy listener)"
         )),
         r => r,
     }

@@ -14,6 +14,7 @@ fn link() -> LinkConfig {
         latency: Duration::from_millis(10),
         bandwidth: Some(100_000_000),
         buffer: 256 * 1024,
+        ..LinkConfig::default()
     }
 }
 
@@ -90,9 +91,10 @@ fn bulk(bytes: u64, every: Option<Duration>, kill: bool) -> (f64, u64, u64) {
         latency: Duration::from_millis(1),
         bandwidth: Some(1_000_000_000),
         buffer: 1 << 20,
+        ..LinkConfig::default()
     };
-    sim.link(0, 1, lk);
-    sim.link(0, 1, lk);
+    sim.link(0, 1, lk.clone());
+    sim.link(0, 1, lk.clone());
     sim.open_flows(&[FlowSpec {
         max_write: 256 * 1024,
         max_read: 256 * 1024,
@@ -107,7 +109,7 @@ fn bulk(bytes: u64, every: Option<Duration>, kill: bool) -> (f64, u64, u64) {
             if kill {
                 // Kill the older link and bring a new one up.
                 sim.at(Sim::t(t), Action::Kill(i));
-                sim.at(Sim::t(t), Action::Connect(0, 1, lk));
+                sim.at(Sim::t(t), Action::Connect(0, 1, lk.clone()));
             } else {
                 sim.at(
                     Sim::t(t),

@@ -381,7 +381,7 @@ pub fn enabled(w: &World, used: &Used, bound: &Bound, known: &KnownDefects) -> V
                 && matches!(info.state, SessionState::Open | SessionState::Migrating)
             {
                 for (link, l) in w.links.iter().enumerate() {
-                    let target = l.end[node].filter(|s| *s != info.send_stream);
+                    let target = l.end[node].filter(|s| Some(*s) != info.send_stream);
                     if established(node, target).is_some_and(|s| s.confirmed) {
                         v.push(Action::Migrate { flow, node, link });
                     }

@@ -341,7 +341,11 @@ pub fn migration_mid_transfer<L: Driver, D: Driver>() {
     let (a, b, _) = pair::<L, D>(40, 2);
     let (a, b): (&dyn TestNode, &dyn TestNode) = (&a, &b);
     let (sa, sb) = bulk_session(a, b);
-    let from = b.session_info(sb).expect("info").send_stream;
+    let from = b
+        .session_info(sb)
+        .expect("info")
+        .send_stream
+        .expect("bound");
     let target = *b
         .streams_to(a.id())
         .iter()
@@ -360,7 +364,7 @@ pub fn migration_mid_transfer<L: Driver, D: Driver>() {
     let before = a.session_info(sa).expect("info").stats.bytes_received;
     b.migrate(sb, target).expect("migrate");
     note!("migrated with {before} of {LEN} bytes received by the listener");
-    assert_eq!(b.session_info(sb).expect("info").send_stream, target);
+    assert_eq!(b.session_info(sb).expect("info").send_stream, Some(target));
     let r_up = a.read_to_end(sa);
     check_eq(
         &wait(r_up, "read up").expect("read up"),
@@ -398,7 +402,10 @@ pub fn killed_transport_recovers<L: Driver, D: Driver>() {
     let (a, b, first) = pair::<L, D>(50, 1);
     let (a, b): (&dyn TestNode, &dyn TestNode) = (&a, &b);
     let (sa, sb) = bulk_session(a, b);
-    assert_eq!(b.session_info(sb).expect("info").send_stream, first[0]);
+    assert_eq!(
+        b.session_info(sb).expect("info").send_stream,
+        Some(first[0])
+    );
     // Second stream after the session is bound to the first.
     let addr = a.listen();
     let second = b.connect(a.id(), addr).expect("second connect");
@@ -450,7 +457,11 @@ pub fn drain_mid_transfer<L: Driver, D: Driver>() {
     let (a, b, _) = pair::<L, D>(60, 2);
     let (a, b): (&dyn TestNode, &dyn TestNode) = (&a, &b);
     let (sa, sb) = bulk_session(a, b);
-    let from = b.session_info(sb).expect("info").send_stream;
+    let from = b
+        .session_info(sb)
+        .expect("info")
+        .send_stream
+        .expect("bound");
     let (up, down) = (data(61, LEN), data(62, LEN));
     let w_up = b.write_all(sb, up.clone(), true);
     let w_down = a.write_all(sa, down.clone(), true);

@@ -10,7 +10,7 @@ use astral_core::{
 use astral_sim::raw::RawPeer;
 
 fn node(config: Config) -> Node {
-    Node::new(config, Identity::from_seed([9; 32]), 9)
+    Node::new(Identity::from_seed([9; 32]), config, 9).expect("valid config")
 }
 
 fn events(n: &mut Node) -> Vec<Event> {
@@ -221,7 +221,7 @@ fn markers_naming_unknown_streams_or_sessions_are_ignored() {
     assert!(events(&mut n).is_empty());
     let info = n.session_info(id).unwrap();
     assert_eq!(info.state, astral_core::SessionState::Open);
-    assert_eq!(info.send_stream, p.stream);
+    assert_eq!(info.send_stream, Some(p.stream));
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn marker_naming_another_peers_stream_is_ignored() {
             epoch: 1,
         }],
     );
-    assert_eq!(n.session_info(id).unwrap().send_stream, p.stream);
+    assert_eq!(n.session_info(id).unwrap().send_stream, Some(p.stream));
 }
 
 #[test]

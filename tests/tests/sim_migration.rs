@@ -96,8 +96,14 @@ fn concurrent_migrations_same_and_different_targets_settle() {
         let ib = sim.nodes[1].session_info(sb).unwrap();
         assert_ne!(ia.state, SessionState::Migrating, "seed {seed}");
         assert_ne!(ib.state, SessionState::Migrating, "seed {seed}");
-        let wa = sim.nodes[0].stream_info(ia.send_stream).unwrap().wire_id;
-        let wb = sim.nodes[1].stream_info(ib.send_stream).unwrap().wire_id;
+        let wa = sim.nodes[0]
+            .stream_info(ia.send_stream.unwrap())
+            .unwrap()
+            .wire_id;
+        let wb = sim.nodes[1]
+            .stream_info(ib.send_stream.unwrap())
+            .unwrap()
+            .wire_id;
         assert_eq!(wa, wb, "seed {seed}: both directions end on one stream");
         assert!(sim.run_until_done(Duration::from_secs(60)));
         sim.check().unwrap();
@@ -341,15 +347,19 @@ fn migrate_api_errors_are_typed() {
     let (l0, l1, l2) = (sim.links[0].sa, sim.links[1].sa, sim.links[other_peer].sa);
     let now = sim.now;
     let n = &mut sim.nodes[0];
-    let current = n.session_info(s).unwrap().send_stream;
+    let current = n.session_info(s).unwrap().send_stream.unwrap();
     let other = if current == l0 { l1 } else { l0 };
-    let bogus = astral_core::SessionId::from_u64(u64::MAX);
+    // A handle that no longer names a session (opened, then reset).
+    let peer = n.session_info(s).unwrap().peer;
+    let stale = n.open_session(now, peer, "flow:998").unwrap();
+    n.session(stale).unwrap().reset(now);
+    let unknown_stream = sim.links.iter().map(|l| l.sa.get()).max().unwrap() + 1000;
     assert_eq!(
-        n.migrate(now, bogus, other),
+        n.migrate(now, stale, other),
         Err(MigrateError::UnknownSession)
     );
     assert_eq!(
-        n.migrate(now, s, astral_core::StreamId(999)),
+        n.migrate(now, s, astral_core::StreamId::new(unknown_stream).unwrap()),
         Err(MigrateError::TargetUnknown)
     );
     assert_eq!(
@@ -358,7 +368,6 @@ fn migrate_api_errors_are_typed() {
     );
     assert_eq!(n.migrate(now, s, l2), Err(MigrateError::WrongPeer));
     // A session still waiting for its answer is not open.
-    let peer = n.session_info(s).unwrap().peer;
     let routing = n.open_session(now, peer, "flow:999").unwrap();
     assert_eq!(
         n.migrate(now, routing, other),
@@ -418,7 +427,11 @@ fn policy_moves_sessions_to_a_clearly_faster_stream() {
     for f in &sim.flows {
         let info = sim.nodes[0].session_info(f.at_opener.or(f.at_acceptor).unwrap());
         if let Some(info) = info {
-            assert_eq!(info.send_stream, fast, "sessions moved to the 5 ms stream");
+            assert_eq!(
+                info.send_stream,
+                Some(fast),
+                "sessions moved to the 5 ms stream"
+            );
         }
     }
 }

@@ -61,12 +61,12 @@ impl EchoServer {
     pub fn on_event(&mut self, node: &mut MioNode, event: Event) {
         match event {
             Event::Query { session, query, .. } => {
-                if query == "echo" && node.accept(session).is_ok() {
+                if query == "echo" && node.accept_query(session).is_ok() {
                     self.sessions.insert(session, EchoSession::default());
                     self.peak = self.peak.max(self.sessions.len());
                     self.pump(node, session);
                 } else {
-                    let _ = node.reject(session, codes::NO_SUCH_SERVICE);
+                    let _ = node.reject_query(session, codes::NO_SUCH_SERVICE);
                 }
             }
             Event::Readable { session } | Event::Writable { session } => self.pump(node, session),
@@ -191,13 +191,13 @@ pub fn run_client(
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&client.to_le_bytes());
     seed[8] = 0xC1;
-    let mut node = MioNode::new(client_config(), Identity::from_seed(seed), client)?;
+    let mut node = MioNode::new(Identity::from_seed(seed), client_config(), client)?;
     let start = Instant::now();
     node.connect(server, addr)?;
     let mut state: HashMap<SessionId, ClientSession> = HashMap::new();
     for i in 0..sessions {
         let id = node
-            .open(server, "echo")
+            .open_session(server, "echo")
             .map_err(|e| io::Error::other(e.to_string()))?;
         state.insert(
             id,

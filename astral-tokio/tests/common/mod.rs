@@ -50,7 +50,8 @@ pub fn config() -> Config {
 }
 
 pub fn node(seed: u8, config: Config) -> Node {
-    let n = Node::with_seed(Identity::from_seed([seed; 32]), config, u64::from(seed));
+    let n = Node::with_seed(Identity::from_seed([seed; 32]), config, u64::from(seed))
+        .expect("valid config");
     n.set_redial(None);
     n
 }

@@ -35,6 +35,7 @@ pub fn run_ordering(data: &[u8], streams: usize, kills: bool) -> Result<(), Stri
                 latency: Duration::from_millis(1),
                 bandwidth: None,
                 buffer: 1 << 20,
+                ..LinkConfig::default()
             },
         );
     }

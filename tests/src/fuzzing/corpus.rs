@@ -13,7 +13,7 @@
 //! rewrites them with `ASTRAL_WRITE_CORPUS=1`.
 
 use astral_core::frame::Frame;
-use astral_core::noise::RecordCipher;
+use astral_core::unstable::RecordCipher;
 use bytes::{Bytes, BytesMut};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};

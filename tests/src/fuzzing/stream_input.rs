@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use astral_core::frame::{DecodeLimits, FrameReader};
-use astral_core::noise::RecordCipher;
+use astral_core::unstable::RecordCipher;
 use astral_core::{Config, Event, Identity, Node, Timestamp};
 use bytes::BytesMut;
 
@@ -39,10 +39,13 @@ pub fn run_stream_input(data: &[u8]) -> Result<InputStats, String> {
         offer_aes_gcm: false,
         ..Config::default()
     };
-    let mut node = Node::new(config, Identity::from_seed([1; 32]), 1);
+    let mut node = Node::new(Identity::from_seed([1; 32]), config, 1)
+        .map_err(|e| format!("configuration: {e}"))?;
     let peer = Identity::from_seed([2; 32]).node_id();
     let mut now = Timestamp::ZERO;
-    let stream = node.insert_established_for_fuzzing(now, peer, 7);
+    let stream = node
+        .insert_established_for_fuzzing(now, peer, 7)
+        .ok_or("no stream to a distinct peer")?;
     let mut cipher = RecordCipher::insecure_for_fuzzing();
     let mut out = BytesMut::new();
     let mut stats = InputStats::default();

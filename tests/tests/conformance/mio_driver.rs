@@ -202,7 +202,7 @@ impl Driver for Mio {
         let thread = std::thread::Builder::new()
             .name(format!("mio-node-{seed}"))
             .spawn(move || {
-                let mut node = MioNode::new(config, identity(seed), seed).expect("node");
+                let mut node = MioNode::new(identity(seed), config, seed).expect("node");
                 ready_tx
                     .send((node.local_id(), node.handle()))
                     .expect("starter");
@@ -269,12 +269,12 @@ impl TestNode for Node {
     fn open(&self, peer: NodeId, query: &str) -> Pending<Result<SessionId, CloseReason>> {
         let (tx, rx) = mpsc::channel();
         let query = query.to_string();
-        self.call(move |n, a| match n.open(peer, &query) {
+        self.call(move |n, a| match n.open_session(peer, &query) {
             Ok(s) => {
                 a.opening.insert(s, tx);
             }
-            Err(e) => {
-                let _ = tx.send(Err(CloseReason::ProtocolError(e.to_string())));
+            Err(_) => {
+                let _ = tx.send(Err(CloseReason::Limit("open refused")));
             }
         });
         rx
@@ -289,11 +289,12 @@ impl TestNode for Node {
     }
 
     fn accept(&self, session: SessionId) {
-        self.call(move |n, _| n.accept(session)).expect("accept");
+        self.call(move |n, _| n.accept_query(session))
+            .expect("accept");
     }
 
     fn reject(&self, session: SessionId, code: u8) {
-        self.call(move |n, _| n.reject(session, code))
+        self.call(move |n, _| n.reject_query(session, code))
             .expect("reject");
     }
 

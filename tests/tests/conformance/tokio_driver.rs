@@ -92,7 +92,7 @@ impl Driver for Tokio {
             .expect("runtime");
         let node = {
             let _guard = rt.enter();
-            astral_tokio::Node::with_seed(identity(seed), config, seed)
+            astral_tokio::Node::with_seed(identity(seed), config, seed).expect("valid config")
         };
         node.set_redial(None);
         let pending: Table<SessionId, IncomingQuery> = Arc::default();
@@ -170,11 +170,11 @@ impl TestNode for Node {
         let (tx, rx) = mpsc::channel();
         let (node, query, sessions) = (self.node.clone(), query.to_string(), self.sessions.clone());
         self.rt().spawn(async move {
-            let r = match node.open(peer, &query).await {
+            let r = match node.open_session(peer, &query).await {
                 Ok(s) => Ok(Node::store(&sessions, s)),
                 Err(Error::Rejected { code, .. }) => Err(CloseReason::Rejected(code)),
                 Err(Error::SessionClosed(r)) => Err(r),
-                Err(e) => Err(CloseReason::ProtocolError(e.to_string())),
+                Err(_) => Err(CloseReason::Limit("open refused")),
             };
             let _ = tx.send(r);
         });
@@ -271,6 +271,6 @@ impl TestNode for Node {
 
     fn drain_stream(&self, stream: StreamId) -> Result<usize, String> {
         let _guard = self.rt().enter();
-        self.node.drain(stream).map_err(|e| e.to_string())
+        self.node.drain_stream(stream).map_err(|e| e.to_string())
     }
 }

@@ -1,0 +1,632 @@
+//! The endpoint: the node-level part of the engine.
+//!
+//! Like quinn-proto's `Endpoint`, it owns what is shared by all peers:
+//! streams still in their Noise handshake (unauthenticated, so no peer
+//! state exists for them yet), the routing of authenticated streams to
+//! their peer's engine by identity and incarnation, the node-wide limits,
+//! and the seeds of new engines. Everything about one peer lives in its
+//! [`PeerEngine`].
+//!
+//! A driver that runs peers on different threads locks the endpoint only
+//! for handshakes and routing, and each engine on its own; the
+//! [`Node`](crate::Node) facade does all of it in one place.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::config::ConfigError;
+use crate::engine::{NewStream, PeerEngine};
+use crate::error::{ConnectError, OpenError};
+use crate::event::{Event, StreamCloseReason};
+use crate::noise::{Features, Handshake};
+use crate::policy::{Policy, RttPolicy};
+use crate::shared::NodeShared;
+use crate::slab::Slab;
+use crate::stream::{Rtt, StreamInfo, StreamState, StreamStats};
+use crate::timer::{EndpointTimer, TimerTable};
+use crate::{Config, EngineId, Identity, NodeId, StreamId, Timestamp};
+
+/// Builds the placement policy of each new engine.
+pub type PolicyFactory = Arc<dyn Fn(&Config) -> Box<dyn Policy> + Send + Sync>;
+
+/// A stream in its handshake.
+struct Handshaking {
+    hs: Handshake,
+    /// Bytes received and not yet consumed by the handshake.
+    rx: BytesMut,
+    created: Timestamp,
+    initiator: bool,
+    stats: StreamStats,
+}
+
+/// What the endpoint knows of an engine it created.
+#[derive(Debug)]
+struct EngineEntry {
+    peer: NodeId,
+    incarnation: Option<u64>,
+    /// The engine's established streams (it keeps the count).
+    streams: Arc<AtomicUsize>,
+}
+
+/// A new engine handed to its owner, or the engine that already exists.
+#[derive(Debug)]
+pub struct EngineRef {
+    /// The engine to use.
+    pub id: EngineId,
+    /// The engine itself when it was just created: the caller must keep it
+    /// (and route `id` to it) from now on.
+    pub created: Option<PeerEngine>,
+}
+
+/// The node-level engine. See the module documentation.
+pub struct Endpoint {
+    shared: Arc<NodeShared>,
+    identity: Identity,
+    local_id: NodeId,
+    incarnation: u64,
+    rng: ChaCha20Rng,
+    next_stream: u64,
+    handshakes: BTreeMap<StreamId, Handshaking>,
+    /// Dialled handshakes per remote identity.
+    dialing: BTreeMap<NodeId, usize>,
+    timers: TimerTable<EndpointTimer>,
+    events: VecDeque<Event>,
+    ready: VecDeque<NewStream>,
+    engines: Slab<EngineEntry>,
+    /// The engine new sessions to a peer use (its newest incarnation).
+    current: BTreeMap<NodeId, EngineId>,
+    /// Engines by peer incarnation.
+    by_incarnation: BTreeMap<(NodeId, u64), EngineId>,
+    policy_factory: PolicyFactory,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local_id", &self.local_id)
+            .field("incarnation", &self.incarnation)
+            .field("handshakes", &self.handshakes.len())
+            .field("engines", &self.engines.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// An endpoint for `identity`, drawing all randomness (its incarnation,
+    /// handshake ephemerals, stream ids, the seeds of its engines) from
+    /// `seed`. Fails if `config` cannot work ([`Config::validate`]).
+    pub fn new(
+        identity: Identity,
+        config: Config,
+        seed: [u8; 32],
+    ) -> Result<Endpoint, ConfigError> {
+        config.validate()?;
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let incarnation = rng.next_u64();
+        Ok(Endpoint {
+            local_id: identity.node_id(),
+            identity,
+            incarnation,
+            rng,
+            shared: NodeShared::new(config),
+            next_stream: 1,
+            handshakes: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            timers: TimerTable::default(),
+            events: VecDeque::new(),
+            ready: VecDeque::new(),
+            engines: Slab::default(),
+            current: BTreeMap::new(),
+            by_incarnation: BTreeMap::new(),
+            policy_factory: Arc::new(|c: &Config| -> Box<dyn Policy> {
+                Box::new(RttPolicy::new(c.migrate_rtt_gain, c.migrate_sustain))
+            }),
+        })
+    }
+
+    /// This node's identity.
+    pub fn local_id(&self) -> NodeId {
+        self.local_id
+    }
+
+    /// This node instance's incarnation (sent in every handshake).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Replaces how new engines get their placement policy (existing
+    /// engines keep theirs).
+    pub fn set_policy_factory(&mut self, factory: PolicyFactory) {
+        self.policy_factory = factory;
+    }
+
+    fn features(&self) -> Features {
+        if self.shared.config.offer_aes_gcm {
+            Features::ALL
+        } else {
+            Features::EXTENDED_FRAMES
+        }
+    }
+
+    fn alloc_stream(&mut self) -> Result<StreamId, ConnectError> {
+        if self.handshakes.len() >= self.shared.config.max_handshaking_streams {
+            return Err(ConnectError::Limit("max_handshaking_streams"));
+        }
+        // A 64-bit counter from 1: never 0, never exhausted in practice.
+        let id = StreamId::new(self.next_stream).ok_or(ConnectError::Limit("stream ids"))?;
+        if !self.shared.streams.try_acquire() {
+            return Err(ConnectError::Limit("max_streams"));
+        }
+        self.next_stream += 1;
+        Ok(id)
+    }
+
+    fn insert(&mut self, now: Timestamp, id: StreamId, hs: Handshake, initiator: bool) {
+        self.handshakes.insert(
+            id,
+            Handshaking {
+                hs,
+                rx: BytesMut::new(),
+                created: now,
+                initiator,
+                stats: StreamStats::default(),
+            },
+        );
+        self.timers.arm(
+            now + self.shared.config.handshake_timeout,
+            EndpointTimer::Handshake(id),
+        );
+    }
+
+    /// Starts a stream to `remote` over a transport the driver just opened;
+    /// the first handshake message is then available from `poll_transmit`.
+    pub fn connect(&mut self, now: Timestamp, remote: NodeId) -> Result<StreamId, ConnectError> {
+        if remote == self.local_id {
+            return Err(ConnectError::SelfConnect);
+        }
+        let dialing = self.dialing.get(&remote).copied().unwrap_or(0);
+        let established = self
+            .current
+            .get(&remote)
+            .and_then(|id| self.engines.get(id.index, id.generation))
+            .map_or(0, |e| e.streams.load(Ordering::Acquire));
+        if dialing + established >= self.shared.config.max_streams_per_peer {
+            return Err(ConnectError::Limit("max_streams_per_peer"));
+        }
+        let id = self.alloc_stream()?;
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let hs = match Handshake::initiator(
+            &self.identity,
+            remote,
+            self.features(),
+            self.incarnation,
+            seed,
+        ) {
+            Ok(hs) => hs,
+            Err(e) => {
+                self.shared.streams.release();
+                return Err(ConnectError::Noise(e));
+            }
+        };
+        *self.dialing.entry(remote).or_default() += 1;
+        self.insert(now, id, hs, true);
+        Ok(id)
+    }
+
+    /// Registers a transport the driver accepted; this node answers the
+    /// handshake and learns the peer's identity from it.
+    pub fn accept(&mut self, now: Timestamp) -> Result<StreamId, ConnectError> {
+        let id = self.alloc_stream()?;
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let wire = self.rng.next_u64();
+        let hs = match Handshake::responder(
+            &self.identity,
+            wire,
+            self.features(),
+            self.incarnation,
+            seed,
+        ) {
+            Ok(hs) => hs,
+            Err(e) => {
+                self.shared.streams.release();
+                return Err(ConnectError::Noise(e));
+            }
+        };
+        self.insert(now, id, hs, false);
+        Ok(id)
+    }
+
+    /// Whether `stream` is in its handshake here.
+    pub fn has_stream(&self, stream: StreamId) -> bool {
+        self.handshakes.contains_key(&stream)
+    }
+
+    /// Handshake bytes from the transport of `stream`. When the handshake
+    /// completes, the stream leaves the endpoint: take it with
+    /// [`Endpoint::poll_new_stream`] and give it to its engine.
+    pub fn handle_input(&mut self, now: Timestamp, stream: StreamId, data: &[u8]) {
+        let Some(h) = self.handshakes.get_mut(&stream) else {
+            return;
+        };
+        h.stats.bytes_in += data.len() as u64;
+        h.rx.extend_from_slice(data);
+        self.advance(now, stream);
+    }
+
+    /// Like [`Endpoint::handle_input`] with an owned buffer (no copy when
+    /// nothing is pending).
+    pub fn handle_input_owned(&mut self, now: Timestamp, stream: StreamId, data: BytesMut) {
+        let Some(h) = self.handshakes.get_mut(&stream) else {
+            return;
+        };
+        h.stats.bytes_in += data.len() as u64;
+        if h.rx.is_empty() {
+            h.rx = data;
+        } else {
+            h.rx.extend_from_slice(&data);
+        }
+        self.advance(now, stream);
+    }
+
+    fn advance(&mut self, now: Timestamp, stream: StreamId) {
+        let Some(h) = self.handshakes.get_mut(&stream) else {
+            return;
+        };
+        if let Err(e) = h.hs.handle_input(&mut h.rx) {
+            self.fail(stream, StreamCloseReason::HandshakeFailed(e));
+            return;
+        }
+        if h.hs.is_complete() {
+            self.complete(now, stream);
+        }
+    }
+
+    /// Appends handshake messages for `stream` to `out`. Returns the number
+    /// of bytes appended.
+    pub fn poll_transmit(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        out: &mut BytesMut,
+        max_bytes: usize,
+    ) -> usize {
+        let _ = max_bytes; // handshake messages are under 100 bytes
+        let Some(h) = self.handshakes.get_mut(&stream) else {
+            return 0;
+        };
+        let start = out.len();
+        let result = h.hs.poll_output(out);
+        let n = out.len() - start;
+        h.stats.bytes_out += n as u64;
+        match result {
+            Err(e) => self.fail(stream, StreamCloseReason::HandshakeFailed(e)),
+            Ok(_) if h.hs.is_complete() => self.complete(now, stream),
+            Ok(_) => {}
+        }
+        n
+    }
+
+    /// Whether `stream` has a handshake message to send.
+    pub fn wants_transmit(&self, stream: StreamId) -> bool {
+        self.handshakes
+            .get(&stream)
+            .is_some_and(|h| h.hs.wants_output())
+    }
+
+    /// The transport of a handshaking stream ended.
+    pub fn handle_transport_closed(&mut self, now: Timestamp, stream: StreamId, reason: &str) {
+        let _ = now;
+        self.fail(
+            stream,
+            StreamCloseReason::TransportClosed(reason.to_string()),
+        );
+    }
+
+    /// Abandons a handshaking stream.
+    pub fn close_stream(&mut self, now: Timestamp, stream: StreamId) {
+        let _ = now;
+        self.fail(stream, StreamCloseReason::Local);
+    }
+
+    /// Removes a handshaking stream and reports why.
+    fn fail(&mut self, stream: StreamId, reason: StreamCloseReason) {
+        let Some(h) = self.handshakes.remove(&stream) else {
+            return;
+        };
+        self.shared.streams.release();
+        let peer = h.hs.expected_remote();
+        if h.initiator {
+            self.undial(peer);
+        }
+        self.events.push_back(Event::StreamDown {
+            stream,
+            peer,
+            reason,
+        });
+    }
+
+    fn undial(&mut self, peer: Option<NodeId>) {
+        if let Some(p) = peer {
+            if let Some(n) = self.dialing.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.dialing.remove(&p);
+                }
+            }
+        }
+    }
+
+    /// The handshake of `stream` finished: route it to its engine.
+    fn complete(&mut self, now: Timestamp, stream: StreamId) {
+        let _ = now;
+        let Some(h) = self.handshakes.remove(&stream) else {
+            return;
+        };
+        if h.initiator {
+            self.undial(h.hs.expected_remote());
+        }
+        let est = match h.hs.into_established() {
+            Ok(e) => e,
+            Err(e) => {
+                self.shared.streams.release();
+                self.events.push_back(Event::StreamDown {
+                    stream,
+                    peer: None,
+                    reason: StreamCloseReason::HandshakeFailed(e),
+                });
+                return;
+            }
+        };
+        if est.remote == self.local_id {
+            self.shared.streams.release();
+            self.events.push_back(Event::StreamDown {
+                stream,
+                peer: Some(est.remote),
+                reason: StreamCloseReason::SelfConnect,
+            });
+            return;
+        }
+        let (engine, created, superseded) = self.route_incarnation(est.remote, est.incarnation);
+        self.ready.push_back(NewStream {
+            stream,
+            engine,
+            established: est,
+            rx: h.rx,
+            superseded,
+            created,
+        });
+    }
+
+    /// The engine for `(peer, incarnation)`: an existing one, the peer's
+    /// engine that has not met any incarnation yet, or a new one (then the
+    /// peer's engines of other incarnations are superseded).
+    fn route_incarnation(
+        &mut self,
+        peer: NodeId,
+        incarnation: u64,
+    ) -> (EngineId, Option<PeerEngine>, Vec<EngineId>) {
+        if let Some(&id) = self.by_incarnation.get(&(peer, incarnation)) {
+            return (id, None, Vec::new());
+        }
+        if let Some(&id) = self.current.get(&peer) {
+            if let Some(e) = self.engines.get_mut(id.index, id.generation) {
+                if e.incarnation.is_none() {
+                    e.incarnation = Some(incarnation);
+                    self.by_incarnation.insert((peer, incarnation), id);
+                    return (id, None, Vec::new());
+                }
+            }
+        }
+        let superseded: Vec<EngineId> = self
+            .by_incarnation
+            .range((peer, 0)..=(peer, u64::MAX))
+            .map(|(_, id)| *id)
+            .collect();
+        match self.create_engine(peer, Some(incarnation)) {
+            Some((id, engine)) => (id, Some(engine), superseded),
+            // 2^32 engines in use: reuse the current one (never happens).
+            None => (
+                self.current.get(&peer).copied().unwrap_or(EngineId {
+                    index: u32::MAX,
+                    generation: 0,
+                }),
+                None,
+                Vec::new(),
+            ),
+        }
+    }
+
+    fn create_engine(
+        &mut self,
+        peer: NodeId,
+        incarnation: Option<u64>,
+    ) -> Option<(EngineId, PeerEngine)> {
+        let streams = Arc::new(AtomicUsize::new(0));
+        let (index, generation) = self.engines.insert(EngineEntry {
+            peer,
+            incarnation,
+            streams: Arc::clone(&streams),
+        })?;
+        let id = EngineId { index, generation };
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let policy = (self.policy_factory)(&self.shared.config);
+        let engine = PeerEngine::new(
+            id,
+            self.local_id,
+            peer,
+            Arc::clone(&self.shared),
+            streams,
+            policy,
+            seed,
+        );
+        self.current.insert(peer, id);
+        if let Some(inc) = incarnation {
+            self.by_incarnation.insert((peer, inc), id);
+        }
+        Some((id, engine))
+    }
+
+    /// Fuzzing only: a completed "handshake" with the no-security cipher.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn established_for_fuzzing(&mut self, peer: NodeId, wire: u64) -> Option<NewStream> {
+        if peer == self.local_id {
+            return None;
+        }
+        let stream = self.alloc_stream().ok()?;
+        let est = crate::noise::Established {
+            remote: peer,
+            stream_id: wire,
+            features: Features::ALL,
+            incarnation: 0,
+            initiator: false,
+            cipher: crate::noise::RecordCipher::insecure_for_fuzzing(),
+        };
+        let (engine, created, superseded) = self.route_incarnation(peer, 0);
+        Some(NewStream {
+            stream,
+            engine,
+            established: est,
+            rx: BytesMut::new(),
+            superseded,
+            created,
+        })
+    }
+
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn push_ready(&mut self, ns: NewStream) {
+        self.ready.push_back(ns);
+    }
+
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn last_ready_stream(&self) -> Option<StreamId> {
+        self.ready.back().map(|n| n.stream())
+    }
+
+    /// The next stream whose handshake completed, for its engine.
+    pub fn poll_new_stream(&mut self) -> Option<NewStream> {
+        self.ready.pop_front()
+    }
+
+    /// The engine new sessions to `peer` use, creating it if there is none.
+    pub fn engine_for(&mut self, peer: NodeId) -> Result<EngineRef, OpenError> {
+        if peer == self.local_id {
+            return Err(OpenError::SelfSession);
+        }
+        if let Some(&id) = self.current.get(&peer) {
+            return Ok(EngineRef { id, created: None });
+        }
+        let (id, engine) = self
+            .create_engine(peer, None)
+            .ok_or(OpenError::NodeSessionLimit)?;
+        Ok(EngineRef {
+            id,
+            created: Some(engine),
+        })
+    }
+
+    /// The engine new sessions to `peer` would use, if one exists.
+    pub fn route(&self, peer: NodeId) -> Option<EngineId> {
+        self.current.get(&peer).copied()
+    }
+
+    /// Forgets an engine its owner dropped (one that was
+    /// [idle](PeerEngine::is_idle)). Its id is never issued again.
+    pub fn retire_engine(&mut self, id: EngineId) {
+        let Some(e) = self.engines.remove(id.index, id.generation) else {
+            return;
+        };
+        if self.current.get(&e.peer) == Some(&id) {
+            self.current.remove(&e.peer);
+            // A newer-incarnation engine may remain: it becomes current.
+            if let Some((_, &other)) = self
+                .by_incarnation
+                .range((e.peer, 0)..=(e.peer, u64::MAX))
+                .find(|(_, o)| **o != id)
+            {
+                self.current.insert(e.peer, other);
+            }
+        }
+        if let Some(inc) = e.incarnation {
+            if self.by_incarnation.get(&(e.peer, inc)) == Some(&id) {
+                self.by_incarnation.remove(&(e.peer, inc));
+            }
+        }
+    }
+
+    /// Number of engines in use.
+    pub fn engine_count(&self) -> usize {
+        self.engines.len()
+    }
+
+    /// When [`Endpoint::handle_timeout`] should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.timers.next_deadline()
+    }
+
+    /// Runs every timer due at `now` (handshake deadlines).
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let timeout = self.shared.config.handshake_timeout;
+        while let Some(EndpointTimer::Handshake(id)) = self.timers.pop_due(now) {
+            let Some(h) = self.handshakes.get(&id) else {
+                continue;
+            };
+            if now >= h.created + timeout {
+                self.fail(id, StreamCloseReason::HandshakeTimeout);
+            } else {
+                self.timers
+                    .arm(h.created + timeout, EndpointTimer::Handshake(id));
+            }
+        }
+    }
+
+    /// Next event (`StreamDown` of failed handshakes), if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Snapshots of the handshaking streams.
+    pub fn streams(&self) -> impl Iterator<Item = StreamInfo> + '_ {
+        self.handshakes.iter().map(|(id, h)| info(*id, h))
+    }
+
+    /// Snapshot of one handshaking stream.
+    pub fn stream_info(&self, id: StreamId) -> Option<StreamInfo> {
+        self.handshakes.get(&id).map(|h| info(id, h))
+    }
+
+    /// Draws a value from the endpoint's seeded generator (drivers use it
+    /// for jitter so that runs stay reproducible).
+    pub fn random_u64(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+}
+
+fn info(id: StreamId, h: &Handshaking) -> StreamInfo {
+    StreamInfo {
+        id,
+        engine: None,
+        wire_id: None,
+        peer: h.hs.expected_remote(),
+        initiator: h.initiator,
+        state: StreamState::Handshaking,
+        confirmed: false,
+        features: crate::noise::Features::NONE,
+        draining: false,
+        rtt: Rtt::default(),
+        sessions: 0,
+        stats: h.stats,
+    }
+}

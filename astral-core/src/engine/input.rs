@@ -1,0 +1,479 @@
+//! Inbound path of an engine: ciphertext → records → frames → sessions.
+
+use bytes::{Bytes, BytesMut};
+
+use super::sessions::{Ending, Phase, Session};
+use super::PeerEngine;
+use crate::event::{CloseReason, Event, ProtocolViolation, StreamCloseReason};
+use crate::flow::FlowError;
+use crate::frame::{DecodeLimits, Frame, FrameReader};
+use crate::noise::RecordCipher;
+use crate::session::Role;
+use crate::timer::EngineTimer;
+use crate::{codes, SessionId, StreamId, Timestamp};
+
+/// What applying a flow frame changed, for the follow-up signalling.
+enum FlowEffect {
+    None,
+    /// New bytes or end-of-stream became readable.
+    Readable,
+    /// The peer's credit advanced: more may be sent, and written.
+    Credited,
+}
+
+/// Allocation step of a stream's receive buffer.
+const RX_CHUNK: usize = 256 * 1024;
+
+/// Queries are refused per session (Response LIMIT) when too long, not
+/// treated as malformed: decode up to the wire maximum.
+const LIMITS: DecodeLimits = DecodeLimits {
+    max_query_len: u16::MAX as usize,
+    max_payload_len: RecordCipher::MAX_PLAINTEXT,
+};
+
+impl PeerEngine {
+    /// Ciphertext from the transport of `stream` (copied into the stream's
+    /// buffer). Errors are not returned: a bad record or frame closes that
+    /// stream (reported as `Event::StreamDown`) and never affects others.
+    pub fn handle_input(&mut self, now: Timestamp, stream: StreamId, data: &[u8]) {
+        self.last_now = now;
+        let Some(st) = self.streams.get_mut(stream) else {
+            return;
+        };
+        st.stats.bytes_in += data.len() as u64;
+        // Records are decrypted in place and their payloads handed on, so
+        // the buffer's front is often shared: grow in large steps.
+        if st.rx.capacity() - st.rx.len() < data.len() {
+            st.rx.reserve(data.len().max(RX_CHUNK));
+        }
+        st.rx.extend_from_slice(data);
+        self.process_records(now, stream);
+        self.after_input();
+    }
+
+    /// Like [`PeerEngine::handle_input`] with an owned buffer: when nothing
+    /// is pending from earlier input, the buffer itself becomes the stream's
+    /// receive buffer (no copy), like quinn-proto's `Endpoint::handle`.
+    pub fn handle_input_owned(&mut self, now: Timestamp, stream: StreamId, data: BytesMut) {
+        self.last_now = now;
+        let Some(st) = self.streams.get_mut(stream) else {
+            return;
+        };
+        st.stats.bytes_in += data.len() as u64;
+        if st.rx.is_empty() {
+            st.rx = data;
+        } else {
+            st.rx.extend_from_slice(&data);
+        }
+        self.process_records(now, stream);
+        self.after_input();
+    }
+
+    /// Decrypts and dispatches every complete record buffered for `stream`.
+    pub(super) fn process_records(&mut self, now: Timestamp, stream: StreamId) {
+        loop {
+            let Some(st) = self.streams.get_mut(stream) else {
+                return;
+            };
+            let record = match st.cipher.open_in_place(&mut st.rx) {
+                Ok(None) => return,
+                Ok(Some(record)) => record.freeze(),
+                Err(e) => {
+                    self.kill_stream(now, stream, StreamCloseReason::BadRecord(e));
+                    return;
+                }
+            };
+            st.stats.records_in += 1;
+            st.liveness.last_rx = now;
+            let newly_confirmed = !st.confirmed;
+            st.confirmed = true;
+            if newly_confirmed {
+                self.events.push_back(Event::StreamConfirmed { stream });
+                self.on_stream_usable(now);
+            }
+            if !self.dispatch_record(now, stream, record) {
+                return;
+            }
+            let over = self
+                .streams
+                .get(stream)
+                .is_some_and(|s| s.tx.ctrl.len() > self.shared.config.max_control_queue);
+            if over {
+                self.kill_stream(
+                    now,
+                    stream,
+                    StreamCloseReason::LimitExceeded("control queue"),
+                );
+                return;
+            }
+        }
+    }
+
+    /// Dispatches one record's frames; false if the stream was closed.
+    fn dispatch_record(&mut self, now: Timestamp, stream: StreamId, record: Bytes) -> bool {
+        let mut frames = 0u64;
+        for frame in FrameReader::new(record, LIMITS) {
+            frames += 1;
+            let result = match frame {
+                Ok(f) => self.on_frame(now, stream, f),
+                Err(e) => Err(StreamCloseReason::ProtocolError(ProtocolViolation::Frame(
+                    e,
+                ))),
+            };
+            if let Err(reason) = result {
+                self.kill_stream(now, stream, reason);
+                return false;
+            }
+            if !self.streams.contains(stream) {
+                return false;
+            }
+        }
+        if let Some(st) = self.streams.get_mut(stream) {
+            st.stats.frames_in += frames;
+        }
+        true
+    }
+
+    /// Dispatches one frame. Err closes the stream.
+    fn on_frame(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        frame: Frame,
+    ) -> Result<(), StreamCloseReason> {
+        match frame {
+            Frame::Ping { nonce, pong: false } => {
+                self.push_ctrl(Some(stream), Frame::Ping { nonce, pong: true });
+            }
+            Frame::Ping { nonce, pong: true } => self.on_pong(now, stream, nonce),
+            Frame::Query {
+                session,
+                buffer,
+                query,
+            } => self.on_query(now, stream, session, buffer, query),
+            Frame::Response {
+                session,
+                code,
+                buffer,
+            } => self.on_response(now, stream, session, code, buffer),
+            Frame::DataAt {
+                session,
+                offset,
+                payload,
+            } => self.on_data(now, stream, session, offset, payload),
+            Frame::Credit { session, consumed } => self.on_credit(now, stream, session, consumed),
+            Frame::Fin { session, offset } => self.on_fin(now, stream, session, offset),
+            Frame::Reset { session } => {
+                if let Some(id) = self.sessions.lookup(session) {
+                    self.close(now, id, CloseReason::ResetByPeer);
+                }
+            }
+            Frame::MigrateTo {
+                session,
+                target,
+                epoch,
+            } => self.on_migrate_to(stream, session, target, epoch),
+            Frame::Resume {
+                session,
+                received,
+                consumed,
+                reply,
+            } => self.on_resume(now, stream, session, received, consumed, reply),
+            Frame::Drain => self.on_drain(now, stream),
+            Frame::Read { .. } | Frame::Data { .. } | Frame::Migrate { .. } => {
+                return Err(StreamCloseReason::ProtocolError(
+                    ProtocolViolation::BaseFrame(frame.opcode()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_pong(&mut self, now: Timestamp, stream: StreamId, nonce: u64) {
+        let Some(st) = self.streams.get_mut(stream) else {
+            return;
+        };
+        if let Some((n, sent)) = st.liveness.ping {
+            if n == nonce {
+                st.liveness.rtt.sample(now.saturating_duration_since(sent));
+                st.liveness.ping = None;
+            }
+        }
+        self.on_drain_pong(now, stream, nonce);
+    }
+
+    /// Frames for sessions this engine does not know get a rate-limited
+    /// Reset, except stale ones of recently closed sessions.
+    fn unknown_session(&mut self, now: Timestamp, stream: StreamId, wire: u64) {
+        // Stale frames of a finished session are dropped; a reset one is
+        // reset again (its Reset may have died with a stream), rate-limited
+        // like any other.
+        if self
+            .time_wait
+            .get(wire)
+            .is_some_and(|tw| !matches!(tw.ending, Ending::Reset))
+        {
+            return;
+        }
+        let per_sec = self.shared.config.unknown_session_resets_per_sec;
+        if let Some(st) = self.streams.get_mut(stream) {
+            if st.resets.take(now, per_sec) {
+                st.tx.ctrl.push_back(Frame::Reset { session: wire });
+            }
+        }
+    }
+
+    /// The peer broke a session's rules: reset that session only.
+    pub(super) fn session_violation(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        id: SessionId,
+        err: FlowError,
+    ) {
+        let Some(s) = self.sessions.get(id) else {
+            return;
+        };
+        let wire = s.wire;
+        tracing::warn!(session = ?id, %err, "session protocol violation");
+        self.push_ctrl(Some(stream), Frame::Reset { session: wire });
+        self.close(now, id, CloseReason::ProtocolError(err));
+    }
+
+    /// A frame of session `id` arrived on `stream`: note where the peer
+    /// sends, and complete a migration once its traffic shows on the target.
+    pub(super) fn touch(&mut self, id: SessionId, stream: StreamId) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        s.rx = Some(stream);
+        if matches!(s.phase, Phase::Migrating { .. }) && s.tx == Some(stream) {
+            self.on_migration_confirmed(id);
+        }
+    }
+
+    fn on_query(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        buffer: u32,
+        query: String,
+    ) {
+        if let Some(id) = self.sessions.lookup(wire) {
+            self.duplicate_query(now, stream, id);
+            return;
+        }
+        if let Some(tw) = self.time_wait.get(wire) {
+            // The querier sent its Query again (its stream died before it
+            // saw our answer): answer the same way again, never ask the
+            // application twice.
+            let frame = match tw.ending {
+                Ending::Finished { .. } => None,
+                Ending::Reset => Some(Frame::Reset { session: wire }),
+                Ending::Refused { code } => Some(Frame::Response {
+                    session: wire,
+                    code,
+                    buffer: 0,
+                }),
+            };
+            if let Some(f) = frame {
+                self.push_ctrl(Some(stream), f);
+            }
+            return;
+        }
+        let config = &self.shared.config;
+        let too_many = self.sessions.len() >= config.max_sessions_per_peer;
+        let reject = if query.len() > config.max_query_len || too_many {
+            Some(codes::LIMIT)
+        } else if !self.shared.pending_queries.try_acquire() {
+            Some(codes::BUSY)
+        } else if !self.shared.sessions.try_acquire() {
+            self.shared.pending_queries.release();
+            Some(codes::LIMIT)
+        } else {
+            None
+        };
+        if let Some(code) = reject {
+            self.push_ctrl(
+                Some(stream),
+                Frame::Response {
+                    session: wire,
+                    code,
+                    buffer: 0,
+                },
+            );
+            return;
+        }
+        let deadline = now + config.routing_timeout;
+        let mut s = Session::new(
+            wire,
+            Role::Responder,
+            Phase::Pending { deadline },
+            config.recv_window,
+        );
+        s.send.set_peer_window(buffer);
+        s.rx = Some(stream);
+        let Some(id) = self.sessions.insert(s) else {
+            self.shared.pending_queries.release();
+            self.shared.sessions.release();
+            return;
+        };
+        self.timers.arm(deadline, EngineTimer::SessionDeadline(id));
+        self.rebind(id, Some(stream));
+        self.events.push_back(Event::Query {
+            session: id,
+            peer: self.peer,
+            query,
+        });
+    }
+
+    /// The querier sent its Query again (its stream died before it saw our
+    /// answer): answer again on the stream it came on and resend our data.
+    fn duplicate_query(&mut self, now: Timestamp, stream: StreamId, id: SessionId) {
+        let _ = now;
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        if s.role != Role::Responder {
+            // Both sides picked the same wire id (2^-64): refuse theirs.
+            let wire = s.wire;
+            self.push_ctrl(
+                Some(stream),
+                Frame::Response {
+                    session: wire,
+                    code: codes::ID_COLLISION,
+                    buffer: 0,
+                },
+            );
+            return;
+        }
+        match s.phase {
+            Phase::Pending { .. } => self.rebind(id, Some(stream)),
+            Phase::Routing { .. } => {}
+            Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
+                s.owed.response = Some(codes::ACCEPTED);
+                // The querier had not seen our Response, so nothing we sent
+                // was read: resend from what it credited.
+                let before = s.send.sent();
+                let _ = s.send.retransmit_from(0, u64::MAX);
+                let resent = before.saturating_sub(s.send.sent());
+                s.tx_since = s.tx_since.min(s.send.sent());
+                if matches!(s.phase, Phase::Recovering { .. }) {
+                    s.owed.resume = false;
+                    self.on_resumed(id, resent);
+                }
+                self.rebind(id, Some(stream));
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Timestamp, stream: StreamId, wire: u64, code: u8, buffer: u32) {
+        let Some(id) = self.sessions.lookup(wire) else {
+            return;
+        };
+        let Some(s) = self.sessions.get(id) else {
+            return;
+        };
+        if s.role != Role::Querier || !matches!(s.phase, Phase::Routing { .. }) {
+            return;
+        }
+        if code != codes::ACCEPTED {
+            self.close(now, id, CloseReason::Rejected(code));
+            return;
+        }
+        self.on_response_accepted(id, stream, buffer);
+        self.touch(id, stream);
+        self.signal_readable(id);
+        self.signal_writable(id);
+    }
+
+    /// The common path of the three flow frames (DataAt, Credit, Fin):
+    /// find the session (or answer an unknown one), apply the frame to its
+    /// flow, reset the session on a violation, then note where the peer's
+    /// traffic arrived and whether the session is complete.
+    fn on_flow_frame(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        apply: impl FnOnce(&mut Session) -> Result<FlowEffect, FlowError>,
+    ) {
+        let Some(id) = self.sessions.lookup(wire) else {
+            self.unknown_session(now, stream, wire);
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        match apply(s) {
+            Ok(FlowEffect::None) => {}
+            Ok(FlowEffect::Readable) => {
+                if s.app.read_closed {
+                    // The application closed its read side: consume (and
+                    // credit) whatever arrives so the peer can finish.
+                    s.recv.discard_readable();
+                    self.schedule_ctrl(id);
+                } else {
+                    self.signal_readable(id);
+                }
+            }
+            Ok(FlowEffect::Credited) => {
+                self.schedule(id);
+                self.signal_writable(id);
+            }
+            Err(e) => {
+                self.session_violation(now, stream, id, e);
+                return;
+            }
+        }
+        self.touch(id, stream);
+        self.maybe_finish(now, id);
+    }
+
+    fn on_data(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        offset: u64,
+        payload: Bytes,
+    ) {
+        self.on_flow_frame(now, stream, wire, |s| {
+            if matches!(s.phase, Phase::Pending { .. }) {
+                // We granted no credit before accepting. (A querier granted
+                // its window in the Query: data may overtake the Response.)
+                let end = offset.saturating_add(payload.len() as u64);
+                return Err(FlowError::CreditExceeded {
+                    offset,
+                    end,
+                    limit: 0,
+                });
+            }
+            let new = s.recv.on_data(offset, payload)?;
+            Ok(if new {
+                FlowEffect::Readable
+            } else {
+                FlowEffect::None
+            })
+        });
+    }
+
+    fn on_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
+        self.on_flow_frame(now, stream, wire, |s| {
+            let advanced = s.send.on_credit(consumed)?;
+            Ok(if advanced {
+                FlowEffect::Credited
+            } else {
+                FlowEffect::None
+            })
+        });
+    }
+
+    fn on_fin(&mut self, now: Timestamp, stream: StreamId, wire: u64, offset: u64) {
+        self.on_flow_frame(now, stream, wire, |s| {
+            s.recv.on_fin(offset)?;
+            Ok(FlowEffect::Readable)
+        });
+    }
+}

@@ -1,0 +1,123 @@
+//! Migration (design §7) and the automatic policy (§9).
+//!
+//! Offsets make migration simple: the initiator sends
+//! `MigrateTo{session, target, epoch}` on its current stream and everything
+//! later on the target; the responder follows a newer epoch passively and
+//! acknowledges with a Credit on the target. Frames may arrive on any
+//! stream in any order; reassembly by offset keeps delivery exact.
+
+use super::sessions::Phase;
+use super::{epoch_newer, PeerEngine};
+use crate::error::MigrateError;
+use crate::timer::EngineTimer;
+use crate::{SessionId, StreamId, Timestamp};
+
+impl PeerEngine {
+    /// Moves `session` to `target` (another stream with the same peer)
+    /// without pausing writes. Completes (`Event::Migrated`) once the peer's
+    /// traffic for the session shows up on `target`.
+    pub fn migrate(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        target: StreamId,
+    ) -> Result<(), MigrateError> {
+        self.last_now = now;
+        let s = self
+            .sessions
+            .get(session)
+            .ok_or(MigrateError::UnknownSession)?;
+        if !s.may_send_data() {
+            return Err(MigrateError::SessionNotOpen);
+        }
+        let t = self
+            .streams
+            .get(target)
+            .ok_or(MigrateError::TargetUnknown)?;
+        if s.tx == Some(target) {
+            return Err(MigrateError::TargetIsCurrent);
+        }
+        if !t.confirmed {
+            return Err(MigrateError::TargetNotConfirmed);
+        }
+        if t.is_draining() {
+            // Bytes bound to a draining stream after its barrier would die
+            // with it (issue 10, defect 1).
+            return Err(MigrateError::TargetDraining);
+        }
+        self.on_migration_started(session, target);
+        Ok(())
+    }
+
+    /// A MigrateTo marker from the peer, on `stream`.
+    pub(super) fn on_migrate_to(&mut self, stream: StreamId, wire: u64, target: u64, epoch: u32) {
+        let Some(id) = self.sessions.lookup(wire) else {
+            return;
+        };
+        let local_wins_tie = self.local < self.peer;
+        // Rule 3: a marker naming a stream we know is dead (or never knew)
+        // is ignored; so is one naming a stream being drained (the peer
+        // moves off it when it sees the Drain, with a newer marker).
+        let target = self
+            .streams
+            .by_wire(target)
+            .filter(|t| !t.is_draining())
+            .map(|t| t.id);
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        if !s.state().is_established() {
+            return;
+        }
+        let follow = epoch_newer(epoch, s.epoch) || (epoch == s.epoch && !local_wins_tie);
+        if epoch_newer(epoch, s.epoch) {
+            s.epoch = epoch;
+        }
+        s.rx = Some(stream);
+        if !follow {
+            return;
+        }
+        let Some(t) = target else {
+            tracing::debug!(session = ?id, "MigrateTo names an unknown, dead or draining stream; ignored");
+            return;
+        };
+        if matches!(s.phase, Phase::Recovering { .. }) {
+            // The Resume exchange decides where a recovering session sends.
+            return;
+        }
+        self.on_marker_followed(id, t);
+    }
+
+    /// Periodic policy: move sessions to a clearly better stream.
+    pub(super) fn run_policy(&mut self, now: Timestamp) {
+        self.policy_armed = false;
+        if !self.streams.is_empty() {
+            self.policy_armed = true;
+            self.timers.arm(
+                now + self.shared.config.policy_interval,
+                EngineTimer::Policy,
+            );
+        }
+        if !self.shared.config.auto_migrate {
+            return;
+        }
+        let cands = self.candidates();
+        if cands.len() < 2 {
+            return;
+        }
+        for cur in cands.iter().filter(|c| c.sessions > 0) {
+            let Some(target) = self.policy.migrate_target(now, cur, &cands) else {
+                continue;
+            };
+            if target == cur.id {
+                continue;
+            }
+            let ids = self
+                .sessions
+                .ids_where(|s| s.tx == Some(cur.id) && matches!(s.phase, Phase::Open));
+            for id in ids {
+                self.on_migration_started(id, target);
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Recovery (design §8): sessions survive the death of their stream.
+//!
+//! When any stream to the peer dies (rule 2), every session exchanges its
+//! counts with the peer: `Resume{received, consumed}` on a live stream,
+//! answered by a reply (rule 4). A session whose *sending* stream died
+//! enters `Recovering` and holds new data until the exchange; the others
+//! keep sending and only exchange counts (a Credit, a Fin or data of theirs
+//! may have died with the stream). A drained stream is no exception: the
+//! drain's barrier normally leaves nothing in flight, and the exchange makes
+//! the few bytes and credits that a late binding put on it exact anyway.
+//!
+//! On the peer's Resume a sender rewinds to `max(received, acked)`, except
+//! for bytes it sent on the stream the Resume arrived on since it started
+//! sending there: that stream is live both ways, so they are on their way.
+//! Duplicates are dropped by offset at the receiver.
+
+use super::sessions::{Ending, Phase};
+use super::PeerEngine;
+use crate::frame::Frame;
+use crate::{StreamId, Timestamp};
+
+impl PeerEngine {
+    /// Stream `dead` is gone; `drained` if it closed after a completed drain.
+    pub(super) fn on_stream_gone(&mut self, now: Timestamp, dead: StreamId, drained: bool) {
+        let _ = drained;
+        // Closed sessions' final Credits may have died with it.
+        self.time_wait.mark_all_for_announce();
+        self.announce_closed();
+        for id in self.sessions.ids() {
+            let Some(s) = self.sessions.get(id) else {
+                continue;
+            };
+            let bound = s.tx == Some(dead);
+            match s.phase {
+                Phase::Routing { .. } => {
+                    // Resend the query: the responder answers duplicates.
+                    if let Some(s) = self.sessions.get_mut(id) {
+                        s.owed.query = true;
+                    }
+                    if bound {
+                        let to = self.best_stream(Some(dead));
+                        self.rebind(id, to);
+                    } else {
+                        self.schedule_ctrl(id);
+                    }
+                }
+                Phase::Pending { .. } => {
+                    if bound {
+                        let to = self.best_stream(Some(dead));
+                        self.rebind(id, to);
+                    }
+                }
+                Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
+                    if bound {
+                        self.on_stream_lost(now, id);
+                    } else if matches!(s.phase, Phase::Migrating { from } if from == dead) {
+                        // The marker may have died with the stream: the
+                        // Resume exchange settles the session instead.
+                        self.on_migration_abandoned(id);
+                    }
+                    // Rule 2: recover unconditionally.
+                    if let Some(s) = self.sessions.get_mut(id) {
+                        s.owed.resume = true;
+                    }
+                    if bound {
+                        let to = self.best_stream(Some(dead));
+                        self.rebind(id, to);
+                    } else {
+                        self.schedule_ctrl(id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the marked announcements of closed sessions on a live stream,
+    /// if there is one, otherwise when one comes up: a finished session's
+    /// final counts (a Resume reply: the peer applies it like any Resume and
+    /// never answers a reply), a reset session's Reset, a refused one's
+    /// Response.
+    pub(super) fn announce_closed(&mut self) {
+        let Some(stream) = self.best_stream(None) else {
+            return;
+        };
+        for (wire, ending) in self.time_wait.take_announcements() {
+            let frame = match ending {
+                Ending::Finished { received, consumed } => Frame::Resume {
+                    session: wire,
+                    received,
+                    consumed,
+                    reply: true,
+                },
+                // Our Reset may have died with the stream too.
+                Ending::Reset => Frame::Reset { session: wire },
+                Ending::Refused { code } => Frame::Response {
+                    session: wire,
+                    code,
+                    buffer: 0,
+                },
+            };
+            self.push_ctrl(Some(stream), frame);
+        }
+    }
+
+    /// The peer's Resume (or reply) for a session, on `stream`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_resume(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        received: u64,
+        consumed: u64,
+        reply: bool,
+    ) {
+        let Some(id) = self.sessions.lookup(wire) else {
+            if reply {
+                return;
+            }
+            // A session we finished: answer with its final counts so the
+            // peer sees its Fin acknowledged. Otherwise it is gone: Reset.
+            let frame = match self.time_wait.get(wire).map(|tw| tw.ending) {
+                Some(Ending::Finished { received, consumed }) => Frame::Resume {
+                    session: wire,
+                    received,
+                    consumed,
+                    reply: true,
+                },
+                _ => Frame::Reset { session: wire },
+            };
+            self.push_ctrl(Some(stream), frame);
+            return;
+        };
+        let local_wins = self.local < self.peer;
+        let arrival_usable = self.streams.get(stream).is_some_and(|st| st.is_usable());
+        let tx_usable = |e: &PeerEngine, tx: Option<StreamId>| {
+            tx.and_then(|t| e.streams.get(t))
+                .is_some_and(|st| st.is_usable())
+        };
+        let Some(s) = self.sessions.get(id) else {
+            return;
+        };
+        if matches!(s.phase, Phase::Pending { .. } | Phase::Routing { .. }) {
+            return;
+        }
+        // Our choice stands over the stream the Resume came on when: we are
+        // migrating (our marker, newer than the Resume, moves the peer), we
+        // have a Resume out and the lower node id (crossed Resumes), or the
+        // Resume came on a stream being drained.
+        let migrating = matches!(s.phase, Phase::Migrating { .. });
+        let own_stands = tx_usable(self, s.tx)
+            && (migrating || s.awaiting_resume && local_wins || !arrival_usable);
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        if let Err(e) = s.send.on_credit(consumed) {
+            self.session_violation(now, stream, id, e);
+            return;
+        }
+        // Bytes sent on the stream the Resume came on are on their way.
+        let live_from = if s.tx == Some(stream) {
+            s.tx_since
+        } else {
+            u64::MAX
+        };
+        let before = s.send.sent();
+        if let Err(e) = s.send.retransmit_from(received, live_from) {
+            self.session_violation(now, stream, id, e);
+            return;
+        }
+        let resent = before.saturating_sub(s.send.sent());
+        s.tx_since = s.tx_since.min(s.send.sent());
+        if reply {
+            s.awaiting_resume = false;
+        } else {
+            // Rule 4: answer every Resume; the reply carries our counts, so
+            // it also stands in for a Resume of ours not yet sent.
+            s.owed.resume = false;
+            s.owed.resume_reply = true;
+        }
+        let recovering = matches!(s.phase, Phase::Recovering { .. });
+        let moved = !own_stands && s.tx != Some(stream);
+        if recovering {
+            self.on_resumed(id, resent);
+        } else if moved && !reply {
+            self.on_moved_by_resume(id, resent);
+        }
+        // Rule 5: the stream the Resume came on is proven live; send there
+        // from now on. Crossed Resumes (both sides recovered onto different
+        // streams) would swap the two sides for good: the lower node id's
+        // choice stands, so both directions end on one stream.
+        if own_stands {
+            self.schedule_ctrl(id);
+            self.schedule(id);
+        } else {
+            self.rebind(id, Some(stream));
+        }
+        self.touch(id, stream);
+        self.signal_writable(id);
+        self.maybe_finish(now, id);
+    }
+}

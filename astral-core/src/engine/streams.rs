@@ -1,0 +1,214 @@
+//! The established streams of one peer: record cipher and reassembly
+//! buffer, the per-stream transmit queues, liveness, drain state.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use crate::frame::Frame;
+use crate::noise::{Features, RecordCipher};
+use crate::stream::{Rtt, StreamInfo, StreamState, StreamStats};
+use crate::{EngineId, NodeId, SessionId, StreamId, Timestamp};
+
+/// Where a drain this node started stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LocalDrain {
+    /// Not draining.
+    No,
+    /// Drain sent; sessions are moving off.
+    Moving,
+    /// Everything moved; the barrier ping with this nonce is out.
+    Barrier {
+        /// The barrier ping's nonce.
+        nonce: u64,
+    },
+    /// The barrier came back: the second Drain is queued and the stream
+    /// closes once its output is flushed.
+    Closing,
+}
+
+/// Liveness of one stream: pings, RTT, silence.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    pub rtt: Rtt,
+    /// The ping in flight: nonce and when it was sent.
+    pub ping: Option<(u64, Timestamp)>,
+    pub next_ping: Timestamp,
+    /// Last authenticated record from the peer.
+    pub last_rx: Timestamp,
+}
+
+/// A token bucket refilled once per second (Resets for unknown sessions).
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    tokens: u32,
+    refilled: Timestamp,
+}
+
+impl TokenBucket {
+    pub fn new(now: Timestamp, per_sec: u32) -> Self {
+        TokenBucket {
+            tokens: per_sec,
+            refilled: now,
+        }
+    }
+
+    /// Takes one token; refills to `per_sec` when a second has passed.
+    pub fn take(&mut self, now: Timestamp, per_sec: u32) -> bool {
+        if now.saturating_duration_since(self.refilled) >= Duration::from_secs(1) {
+            self.tokens = per_sec;
+            self.refilled = now;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What a stream will send, built into records on demand.
+#[derive(Debug, Default)]
+pub(crate) struct TxQueues {
+    /// Explicit control frames (pings, pongs, markers, resets, rejections).
+    pub ctrl: VecDeque<Frame>,
+    /// Sessions with control to send (query, response, resume, credit).
+    pub ctrl_sessions: VecDeque<SessionId>,
+    /// Sessions with data or a Fin, served round robin.
+    pub data: VecDeque<SessionId>,
+}
+
+impl TxQueues {
+    pub fn is_empty(&self) -> bool {
+        self.ctrl.is_empty() && self.ctrl_sessions.is_empty() && self.data.is_empty()
+    }
+
+    /// Releases burst capacity once the queues are empty again.
+    pub fn shrink_if_idle(&mut self) {
+        fn shrink<T>(q: &mut VecDeque<T>) {
+            if q.is_empty() && q.capacity() > 4096 {
+                q.shrink_to(64);
+            }
+        }
+        shrink(&mut self.ctrl);
+        shrink(&mut self.ctrl_sessions);
+        shrink(&mut self.data);
+    }
+}
+
+/// An established stream of this engine's peer.
+pub(crate) struct PeerStream {
+    pub id: StreamId,
+    /// Wire id chosen by the responder (unique per peer pair).
+    pub wire: u64,
+    pub initiator: bool,
+    pub features: Features,
+    pub cipher: Box<RecordCipher>,
+    /// Ciphertext received, not yet a whole record.
+    pub rx: BytesMut,
+    pub tx: TxQueues,
+    /// Sessions whose sending stream this is.
+    pub senders: usize,
+    /// Sessions migrating away from this stream, not yet confirmed.
+    pub migrating_from: usize,
+    pub liveness: Liveness,
+    pub established_at: Timestamp,
+    /// The peer has sent an authenticated record on it.
+    pub confirmed: bool,
+    pub local_drain: LocalDrain,
+    /// The peer asked us to move off it.
+    pub remote_drain: bool,
+    pub stats: StreamStats,
+    pub resets: TokenBucket,
+}
+
+impl PeerStream {
+    /// Usable for new traffic: confirmed, and nobody is draining it.
+    pub fn is_usable(&self) -> bool {
+        self.confirmed && !self.is_draining()
+    }
+
+    /// Either side is draining it (or it is closing).
+    pub fn is_draining(&self) -> bool {
+        self.local_drain != LocalDrain::No || self.remote_drain
+    }
+
+    /// Whether anything is queued for this stream.
+    pub fn has_output(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
+    pub fn info(&self, engine: EngineId, peer: NodeId) -> StreamInfo {
+        StreamInfo {
+            id: self.id,
+            engine: Some(engine),
+            wire_id: Some(self.wire),
+            peer: Some(peer),
+            initiator: self.initiator,
+            state: StreamState::Established,
+            confirmed: self.confirmed,
+            features: self.features,
+            draining: self.is_draining(),
+            rtt: self.liveness.rtt,
+            sessions: self.senders,
+            stats: self.stats,
+        }
+    }
+}
+
+/// The peer's established streams, in the order they came up. A peer has a
+/// handful (`max_streams_per_peer`), so lookups are linear scans of a few
+/// entries.
+#[derive(Default)]
+pub(crate) struct StreamTable {
+    streams: Vec<PeerStream>,
+}
+
+impl StreamTable {
+    pub fn get(&self, id: StreamId) -> Option<&PeerStream> {
+        self.streams.iter().find(|s| s.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: StreamId) -> Option<&mut PeerStream> {
+        self.streams.iter_mut().find(|s| s.id == id)
+    }
+
+    pub fn contains(&self, id: StreamId) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn by_wire(&self, wire: u64) -> Option<&PeerStream> {
+        self.streams.iter().find(|s| s.wire == wire)
+    }
+
+    pub fn insert(&mut self, s: PeerStream) {
+        self.streams.push(s);
+    }
+
+    pub fn remove(&mut self, id: StreamId) -> Option<PeerStream> {
+        let i = self.streams.iter().position(|s| s.id == id)?;
+        Some(self.streams.remove(i))
+    }
+
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &PeerStream> + '_ {
+        self.streams.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut PeerStream> + '_ {
+        self.streams.iter_mut()
+    }
+
+    pub fn ids(&self) -> smallvec::SmallVec<[StreamId; 4]> {
+        self.streams.iter().map(|s| s.id).collect()
+    }
+}

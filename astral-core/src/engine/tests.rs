@@ -1,0 +1,458 @@
+//! Unit tests of the engine: two nodes in memory, links as byte queues,
+//! time moved by hand. The simulator (`astral-sim`) covers the same ground
+//! with latencies and random schedules; these pin single behaviours.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use crate::event::{CloseReason, Event, StreamCloseReason};
+use crate::{Config, Identity, MigrateError, Node, SessionId, SessionState, StreamId, Timestamp};
+
+/// One in-memory transport: a stream handle at each end and the bytes in
+/// flight each way.
+struct Link {
+    a: StreamId,
+    b: StreamId,
+    to_a: BytesMut,
+    to_b: BytesMut,
+    alive: bool,
+}
+
+/// Two nodes, `a` (lower id: it wins ties) and `b`.
+struct Pair {
+    a: Node,
+    b: Node,
+    links: Vec<Link>,
+    now: Timestamp,
+    events_a: Vec<Event>,
+    events_b: Vec<Event>,
+}
+
+fn config() -> Config {
+    Config {
+        recv_window: 4096,
+        send_buffer: 4096,
+        ..Config::default()
+    }
+}
+
+impl Pair {
+    fn new(config: Config) -> Pair {
+        let mut ids = [Identity::from_seed([1; 32]), Identity::from_seed([2; 32])];
+        if ids[0].node_id() > ids[1].node_id() {
+            ids.swap(0, 1);
+        }
+        let [ia, ib] = ids;
+        Pair {
+            a: Node::new(ia, config.clone(), 1).unwrap(),
+            b: Node::new(ib, config, 2).unwrap(),
+            links: Vec::new(),
+            now: Timestamp::ZERO,
+            events_a: Vec::new(),
+            events_b: Vec::new(),
+        }
+    }
+
+    /// A new stream from `a` to `b`, handshake completed.
+    fn link(&mut self) -> usize {
+        let a = self.a.connect(self.now, self.b.local_id()).unwrap();
+        let b = self.b.accept(self.now).unwrap();
+        self.links.push(Link {
+            a,
+            b,
+            to_a: BytesMut::new(),
+            to_b: BytesMut::new(),
+            alive: true,
+        });
+        self.settle();
+        self.links.len() - 1
+    }
+
+    /// Pulls every output into the links.
+    fn pull(&mut self) {
+        for l in self.links.iter_mut().filter(|l| l.alive) {
+            self.a.poll_transmit(self.now, l.a, &mut l.to_b, usize::MAX);
+            self.b.poll_transmit(self.now, l.b, &mut l.to_a, usize::MAX);
+        }
+    }
+
+    /// Delivers what is in flight on link `i` towards `b` (or `a`).
+    fn deliver(&mut self, i: usize, to_b: bool) {
+        let l = &mut self.links[i];
+        if !l.alive {
+            return;
+        }
+        if to_b {
+            let data = l.to_b.split();
+            self.b.handle_input(self.now, l.b, &data);
+        } else {
+            let data = l.to_a.split();
+            self.a.handle_input(self.now, l.a, &data);
+        }
+    }
+
+    fn collect(&mut self) {
+        while let Some(e) = self.a.poll_event() {
+            if let Event::StreamDown { stream, .. } = &e {
+                for l in self.links.iter_mut().filter(|l| l.a == *stream) {
+                    l.alive = false;
+                }
+            }
+            self.events_a.push(e);
+        }
+        while let Some(e) = self.b.poll_event() {
+            if let Event::StreamDown { stream, .. } = &e {
+                for l in self.links.iter_mut().filter(|l| l.b == *stream) {
+                    l.alive = false;
+                }
+            }
+            if let Event::Query { session, .. } = &e {
+                self.b.accept_query(self.now, *session).unwrap();
+            }
+            self.events_b.push(e);
+        }
+    }
+
+    /// Runs until nothing moves (no time passes).
+    fn settle(&mut self) {
+        for _ in 0..200 {
+            self.pull();
+            let busy = self
+                .links
+                .iter()
+                .any(|l| l.alive && (!l.to_a.is_empty() || !l.to_b.is_empty()));
+            for i in 0..self.links.len() {
+                self.deliver(i, true);
+                self.deliver(i, false);
+            }
+            self.collect();
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.a.handle_timeout(self.now);
+        self.b.handle_timeout(self.now);
+        self.collect();
+        self.settle();
+    }
+
+    /// Cuts link `i` at both ends.
+    fn kill(&mut self, i: usize) {
+        let (sa, sb) = (self.links[i].a, self.links[i].b);
+        self.links[i].alive = false;
+        self.a.handle_transport_closed(self.now, sa, "test");
+        self.b.handle_transport_closed(self.now, sb, "test");
+        self.collect();
+    }
+
+    /// A session opened by `a` and accepted by `b`: (a's id, b's id).
+    fn session(&mut self) -> (SessionId, SessionId) {
+        let s = self
+            .a
+            .open_session(self.now, self.b.local_id(), "q")
+            .unwrap();
+        self.settle();
+        let peer = self
+            .events_b
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Query { session, .. } => Some(*session),
+                _ => None,
+            })
+            .unwrap();
+        (s, peer)
+    }
+
+    fn write_a(&mut self, s: SessionId, data: &[u8]) -> usize {
+        self.a.session(s).unwrap().write(data).unwrap_or(0)
+    }
+
+    fn read_b(&mut self, s: SessionId) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Some(mut h) = self.b.session(s) {
+            match h.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        out
+    }
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[test]
+fn open_write_read() {
+    let mut p = Pair::new(config());
+    p.link();
+    let (sa, sb) = p.session();
+    assert_eq!(p.write_a(sa, b"hello"), 5);
+    p.settle();
+    assert_eq!(p.read_b(sb), b"hello");
+    assert_eq!(p.a.session_info(sa).unwrap().state, SessionState::Open);
+}
+
+#[test]
+fn invalid_config_is_refused_at_construction() {
+    // Issue 10, defect 6: a zero window used to stall a session silently.
+    let bad = Config {
+        recv_window: 0,
+        ..Config::default()
+    };
+    let err = Node::new(Identity::from_seed([1; 32]), bad, 1).unwrap_err();
+    assert!(err.to_string().contains("recv_window"), "{err}");
+}
+
+#[test]
+fn migrate_refuses_a_draining_target() {
+    // Issue 10, defect 1: bytes bound to a drained stream after its barrier
+    // died with it.
+    let mut p = Pair::new(config());
+    let l0 = p.link();
+    let l1 = p.link();
+    let l2 = p.link();
+    let (sa, _) = p.session();
+    let target = p.links[l2].a;
+    // `b` drains l2; once `a` has seen the Drain, `a` may not move onto it.
+    let drained = p.links[l2].b;
+    p.b.drain_stream(p.now, drained).unwrap();
+    p.pull();
+    p.deliver(l2, false);
+    assert_eq!(
+        p.a.migrate(p.now, sa, target),
+        Err(MigrateError::TargetDraining)
+    );
+    let _ = (l0, l1);
+}
+
+#[test]
+fn drain_during_traffic_delivers_every_byte_exactly_once() {
+    let mut p = Pair::new(config());
+    let l0 = p.link();
+    p.link();
+    let (sa, sb) = p.session();
+    let data = pattern(40_000);
+    let mut sent = 0;
+    let mut got = Vec::new();
+    let mut drained = false;
+    for round in 0..400 {
+        sent += p.write_a(sa, &data[sent..]);
+        p.pull();
+        for i in 0..p.links.len() {
+            p.deliver(i, true);
+            p.deliver(i, false);
+        }
+        p.collect();
+        got.extend(p.read_b(sb));
+        if round == 3 && !drained {
+            let s = p.links[l0].a;
+            p.a.drain_stream(p.now, s).unwrap();
+            drained = true;
+        }
+        if got.len() == data.len() {
+            break;
+        }
+    }
+    assert_eq!(got, data);
+    assert!(p.events_a.iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            reason: StreamCloseReason::Drained,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_drain_completes_when_the_migration_ends_through_a_resume() {
+    // Issue 10, defect 2: a migration settled by the peer's Resume (not by a
+    // Credit on the target) never re-checked drains: the stream stayed
+    // draining for good.
+    let mut p = Pair::new(config());
+    let l0 = p.link();
+    let l1 = p.link();
+    let l2 = p.link();
+    let (sa, _) = p.session();
+    let on = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let drained_link = p.links.iter().position(|l| l.a == on).unwrap();
+    // Start the drain, then kill another stream before anything is
+    // delivered: the migration now ends through the Resume exchange.
+    p.a.drain_stream(p.now, on).unwrap();
+    let other = [l0, l1, l2]
+        .into_iter()
+        .find(|&i| {
+            i != drained_link && p.links[i].a != p.a.session_info(sa).unwrap().send_stream.unwrap()
+        })
+        .unwrap();
+    p.kill(other);
+    p.settle();
+    p.advance(Duration::from_millis(10));
+    assert!(
+        p.a.stream_info(on).is_none(),
+        "the drained stream closed: {:?}",
+        p.a.stream_info(on)
+    );
+    assert!(p
+        .events_a
+        .iter()
+        .any(|e| matches!(e, Event::Migrated { session, .. } if *session == sa)));
+}
+
+#[test]
+fn a_stale_recovery_deadline_never_closes_a_later_recovery() {
+    // Issue 10, defect 3: the deadline tag saturated after 65,535
+    // recoveries, so an earlier recovery's deadline closed a later one.
+    let mut p = Pair::new(Config {
+        recovery_timeout: Duration::from_secs(10),
+        ..config()
+    });
+    let l0 = p.link();
+    p.link();
+    let (sa, _) = p.session();
+    // Pretend the session recovered a great many times already.
+    let eid = sa.engine();
+    if let Some(e) = p.a.engine_for_test(eid) {
+        if let Some(s) = e.sessions.get_mut(sa) {
+            s.recoveries = u32::from(u16::MAX) + 5;
+        }
+    }
+    let first = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let first_link = p.links.iter().position(|l| l.a == first).unwrap();
+    p.kill(first_link);
+    p.settle(); // recovered on the other stream
+    p.advance(Duration::from_secs(6));
+    // A new stream, then the second recovery, 6 s after the first.
+    let l2 = p.link();
+    let second = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let second_link = p.links.iter().position(|l| l.a == second).unwrap();
+    // Recover into limbo: block delivery so this recovery stays open.
+    for l in &mut p.links {
+        if l.alive && l.a != second {
+            l.alive = false;
+        }
+    }
+    p.kill(second_link);
+    assert_eq!(
+        p.a.session_info(sa).unwrap().state,
+        SessionState::Recovering
+    );
+    // The first recovery's deadline (t = 10 s) passes: still recovering.
+    p.advance(Duration::from_secs(5));
+    assert_eq!(
+        p.a.session_info(sa).map(|s| s.state),
+        Some(SessionState::Recovering)
+    );
+    // Its own deadline (t = 16 s) closes it.
+    p.advance(Duration::from_secs(6));
+    assert!(p.events_a.iter().any(|e| matches!(
+        e,
+        Event::SessionClosed { session, reason: CloseReason::PeerUnreachable } if *session == sa
+    )));
+    let _ = (l0, l2);
+}
+
+#[test]
+fn idle_peers_are_forgotten() {
+    // Issue 10, defect 5: the peer table kept an entry for every identity
+    // ever seen.
+    let mut p = Pair::new(Config {
+        routing_timeout: Duration::from_secs(1),
+        ..config()
+    });
+    // A session to a peer with no stream: the engine lives while it does.
+    let s = p.a.open_session(p.now, p.b.local_id(), "q").unwrap();
+    assert_eq!(p.a.peer_count(), 1);
+    p.advance(Duration::from_secs(2));
+    assert!(p.a.session_info(s).is_none());
+    assert_eq!(p.a.peer_count(), 0);
+    // A stream that comes and goes.
+    let l = p.link();
+    assert_eq!(p.b.peer_count(), 1);
+    p.kill(l);
+    assert_eq!(p.a.peer_count(), 0);
+    assert_eq!(p.b.peer_count(), 0);
+}
+
+#[test]
+fn crossed_resumes_converge_on_one_stream() {
+    // Issue 10, defect 4: both sides recovered onto different streams and
+    // rule 5 swapped them for good.
+    let mut p = Pair::new(config());
+    let l0 = p.link();
+    let l1 = p.link();
+    let l2 = p.link();
+    let (sa, sb) = p.session();
+    let on = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let dead = p.links.iter().position(|l| l.a == on).unwrap();
+    // Make each side prefer a different surviving stream.
+    let others: Vec<usize> = [l0, l1, l2].into_iter().filter(|&i| i != dead).collect();
+    p.kill(dead);
+    // Rebind by hand: a on the first survivor, b on the second (as two
+    // policies with different RTT views would).
+    let (xa, yb) = (p.links[others[0]].a, p.links[others[1]].b);
+    for (node, id, to) in [(&mut p.a, sa, xa), (&mut p.b, sb, yb)] {
+        let eid = id.engine();
+        if let Some(e) = node.engine_for_test(eid) {
+            e.rebind(id, Some(to));
+        }
+    }
+    p.settle();
+    let ia = p.a.session_info(sa).unwrap();
+    let ib = p.b.session_info(sb).unwrap();
+    let link_of_a = p.links.iter().position(|l| Some(l.a) == ia.send_stream);
+    let link_of_b = p.links.iter().position(|l| Some(l.b) == ib.send_stream);
+    assert_eq!(
+        link_of_a, link_of_b,
+        "both directions on one stream: {ia:?} {ib:?}"
+    );
+    assert_eq!(ia.state, SessionState::Open);
+    assert_eq!(ib.state, SessionState::Open);
+}
+
+#[test]
+fn epochs_compare_across_wrap_around() {
+    use super::epoch_newer;
+    assert!(epoch_newer(1, 0));
+    assert!(!epoch_newer(0, 1));
+    assert!(!epoch_newer(5, 5));
+    assert!(epoch_newer(0, u32::MAX));
+    assert!(epoch_newer(3, u32::MAX - 2));
+    assert!(!epoch_newer(u32::MAX, 0));
+}
+
+#[test]
+fn a_restarted_peer_ends_old_sessions_at_once() {
+    let mut p = Pair::new(config());
+    let l = p.link();
+    let (sa, _) = p.session();
+    // b restarts: same key, new node (new incarnation), no state.
+    let ib = [[1; 32], [2; 32]]
+        .into_iter()
+        .map(Identity::from_seed)
+        .find(|i| i.node_id() == p.b.local_id())
+        .unwrap();
+    p.kill(l);
+    assert_eq!(
+        p.a.session_info(sa).unwrap().state,
+        SessionState::Recovering
+    );
+    p.b = Node::new(ib, config(), 99).unwrap();
+    p.link();
+    assert!(
+        p.events_a.iter().any(|e| matches!(
+            e,
+            Event::SessionClosed { session, reason: CloseReason::PeerRestarted } if *session == sa
+        )),
+        "{:?}",
+        p.events_a
+    );
+}

@@ -1,0 +1,226 @@
+//! Outbound path: the per-stream scheduler builds records on demand.
+//!
+//! Records are built only when the driver pulls (`poll_transmit`), so the
+//! core never buffers more ciphertext than the transport can take: that is
+//! the backpressure from socket to session. Control frames go first, then
+//! data from sessions in round robin with a quantum, all in one record (one
+//! AEAD call per up to 65,519 bytes of frames).
+
+use bytes::BytesMut;
+
+use super::streams::LocalDrain;
+use super::PeerEngine;
+use crate::event::StreamCloseReason;
+use crate::frame::{encode_data_at_header, size, Frame};
+use crate::noise::RecordCipher;
+use crate::{SessionId, StreamId, Timestamp};
+
+/// Plaintext room of one record.
+const MAX: usize = RecordCipher::MAX_PLAINTEXT;
+
+impl PeerEngine {
+    /// Appends ciphertext for `stream` to `out`: whole records, until about
+    /// `max_bytes` were written or nothing is left. Returns the number of
+    /// bytes appended. Call it whenever the transport can take more (after
+    /// any `handle_*` or API call).
+    pub fn poll_transmit(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        out: &mut BytesMut,
+        max_bytes: usize,
+    ) -> usize {
+        self.last_now = now;
+        let start = out.len();
+        while out.len() - start < max_bytes {
+            if !self.build_record(now, stream, out) {
+                break;
+            }
+        }
+        let n = out.len() - start;
+        if let Some(st) = self.streams.get_mut(stream) {
+            st.stats.bytes_out += n as u64;
+            if st.local_drain == LocalDrain::Closing && !st.has_output() {
+                self.kill_stream(now, stream, StreamCloseReason::Drained);
+            }
+        }
+        self.after_input();
+        n
+    }
+
+    /// Writes one record's frames straight into `out` after a record
+    /// header and encrypts them there. Returns false if there was nothing
+    /// to send (`out` is then unchanged).
+    fn build_record(&mut self, now: Timestamp, stream: StreamId, out: &mut BytesMut) -> bool {
+        if !self.streams.get(stream).is_some_and(|s| s.has_output()) {
+            return false;
+        }
+        let quantum = self.shared.config.quantum.max(1);
+        let header = RecordCipher::begin_record(out);
+        let body = out.len();
+        let mut frames = 0u64;
+        let mut finished: smallvec::SmallVec<[SessionId; 4]> = smallvec::SmallVec::new();
+
+        // 1. Explicit control frames (pings, pongs, markers, resets, responses).
+        if let Some(st) = self.streams.get_mut(stream) {
+            while let Some(f) = st.tx.ctrl.front() {
+                if (out.len() - body) + f.encoded_len() > MAX {
+                    break;
+                }
+                if let Some(f) = st.tx.ctrl.pop_front() {
+                    // Frames we build always fit the wire format.
+                    let _ = f.encode(out);
+                    frames += 1;
+                }
+            }
+        }
+
+        // 2. Per-session control: query, response, resume, credit.
+        while let Some(id) = self
+            .streams
+            .get_mut(stream)
+            .and_then(|st| st.tx.ctrl_sessions.pop_front())
+        {
+            let Some(s) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            if s.tx != Some(stream) || !s.queued.ctrl {
+                continue;
+            }
+            let query_len = match &s.phase {
+                super::sessions::Phase::Routing { query, .. } if s.owed.query => query.len(),
+                _ => 0,
+            };
+            // Worst case: Query + Response + Resume + Credit.
+            let need =
+                size::QUERY_HEADER + query_len + size::RESPONSE + size::RESUME + size::CREDIT;
+            if (out.len() - body) + need > MAX {
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.tx.ctrl_sessions.push_front(id);
+                }
+                break;
+            }
+            s.queued.ctrl = false;
+            let wire = s.wire;
+            if s.owed.query {
+                s.owed.query = false;
+                if let super::sessions::Phase::Routing { query, .. } = &s.phase {
+                    let _ = Frame::Query {
+                        session: wire,
+                        buffer: s.recv.window(),
+                        query: query.to_string(),
+                    }
+                    .encode(out);
+                    frames += 1;
+                }
+            }
+            if let Some(code) = s.owed.response.take() {
+                let _ = Frame::Response {
+                    session: wire,
+                    code,
+                    buffer: s.recv.window(),
+                }
+                .encode(out);
+                frames += 1;
+            }
+            if s.owed.resume || s.owed.resume_reply {
+                let reply = !s.owed.resume;
+                if !reply {
+                    s.awaiting_resume = true;
+                }
+                s.owed.resume = false;
+                s.owed.resume_reply = false;
+                let consumed = s.recv.credit_value();
+                let _ = Frame::Resume {
+                    session: wire,
+                    received: s.recv.received_mark(),
+                    consumed,
+                    reply,
+                }
+                .encode(out);
+                s.recv.mark_advertised(consumed);
+                frames += 1;
+            } else if s.recv.credit_due() || s.owed.credit {
+                let consumed = s.recv.credit_value();
+                let _ = Frame::Credit {
+                    session: wire,
+                    consumed,
+                }
+                .encode(out);
+                s.recv.mark_advertised(consumed);
+                frames += 1;
+            }
+            s.owed.credit = false;
+            if s.is_done() {
+                finished.push(id);
+            }
+        }
+
+        // 3. Data, round robin with a quantum; Fin after a direction's last byte.
+        while (out.len() - body) + size::DATA_AT_HEADER < MAX {
+            let Some((id, more)) = self.streams.get_mut(stream).and_then(|st| {
+                st.tx
+                    .data
+                    .pop_front()
+                    .map(|id| (id, !st.tx.data.is_empty()))
+            }) else {
+                break;
+            };
+            let Some(s) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            if s.tx != Some(stream) || !s.queued.data {
+                continue;
+            }
+            s.queued.data = false;
+            if !s.may_send_data() {
+                continue;
+            }
+            let room = MAX - (out.len() - body) - size::DATA_AT_HEADER;
+            let max = if more { room.min(quantum) } else { room };
+            if let Some((offset, payload)) = s.send.take(max) {
+                // `take` never returns more than `max` ≤ MAX bytes.
+                encode_data_at_header(out, s.wire, offset, payload.len() as u16);
+                out.extend_from_slice(&payload);
+                frames += 1;
+            }
+            if s.send.fin_due() && (out.len() - body) + size::FIN <= MAX {
+                let offset = s.send.take_fin();
+                let _ = Frame::Fin {
+                    session: s.wire,
+                    offset,
+                }
+                .encode(out);
+                frames += 1;
+            }
+            if s.send.has_output() {
+                s.queued.data = true;
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.tx.data.push_back(id);
+                }
+            }
+        }
+
+        for id in finished {
+            self.maybe_finish(now, id);
+        }
+        let Some(st) = self.streams.get_mut(stream) else {
+            out.truncate(header);
+            return false;
+        };
+        st.stats.frames_out += frames;
+        st.tx.shrink_if_idle();
+        if out.len() == body {
+            out.truncate(header);
+            return false;
+        }
+        if let Err(e) = st.cipher.seal_in_place(out, header) {
+            // Only an oversize record or nonce exhaustion fails; the builder
+            // prevents the first, the second needs 2^64 records.
+            self.kill_stream(now, stream, StreamCloseReason::BadRecord(e));
+            return false;
+        }
+        st.stats.records_out += 1;
+        true
+    }
+}
