@@ -128,6 +128,18 @@ pub struct Scenario {
     pub max_counterexamples: usize,
     /// Least coverage the exploration must reach ([`Report::coverage_shortfall`]).
     pub expect: Coverage,
+    /// Least number of distinct states the exploration must reach (a floor
+    /// under the CI bound's count: a change that makes the explorer see
+    /// less fails instead of passing quietly).
+    pub min_states: usize,
+}
+
+impl Scenario {
+    /// `self` with a floor of `n` distinct states.
+    pub fn with_floor(mut self, n: usize) -> Scenario {
+        self.min_states = n;
+        self
+    }
 }
 
 /// A path that breaks the oracle.

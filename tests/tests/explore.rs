@@ -3,7 +3,7 @@
 //! kill/migrate/drain/reset/... events within each scenario's budgets, with
 //! the oracle checked on every transition and at every quiet state.
 //!
-//! `ASTRAL_EXPLORE_BOUND=N` (default 1, the CI bound) raises data and
+//! `ASTRAL_EXPLORE_BOUND=N` (default 0, the CI bound) raises data and
 //! budgets; `ASTRAL_EXPLORE_PROGRESS=1` prints progress. The known-defect
 //! exclusions (`KnownDefects::current_core`) are removed one by one with the
 //! fixes; the counterexample tests below replay the shortest trace found for
@@ -18,7 +18,7 @@ fn scale() -> u8 {
     std::env::var("ASTRAL_EXPLORE_BOUND")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
+        .unwrap_or(0)
 }
 
 fn run(s: &Scenario) -> Report {
@@ -47,6 +47,12 @@ fn bounded_exploration_of_the_real_engine() {
     for s in scenarios::all(scale, known) {
         let r = run(&s);
         states += r.states;
+        if r.states < s.min_states {
+            failures.push(format!(
+                "{}: {} states, fewer than the floor of {}",
+                r.name, r.states, s.min_states
+            ));
+        }
         if r.truncated {
             failures.push(format!("{}: stopped at {} states", r.name, r.states));
         }
@@ -127,8 +133,7 @@ fn exploration_is_deterministic() {
 /// barrier; A's data sent on L0 dies with the Drained close and no Resume
 /// rewinds it: 0 of 128 bytes ever arrive, both ends stay Open.
 #[test]
-#[ignore = "issue 10 defect 1: drain + migration loses bytes (KnownDefects::skip_migrate_while_draining)"]
-fn counterexample_drain_then_migrate_loses_bytes() {
+fn regression_drain_then_migrate_loses_bytes() {
     let path = [
         Drain { link: 0, node: 1 },
         Deliver { link: 0, to: 0 },
@@ -152,8 +157,7 @@ fn counterexample_drain_then_migrate_loses_bytes() {
 /// through a Resume and the drain's barrier is never sent: L0 stays
 /// draining at both nodes forever.
 #[test]
-#[ignore = "issue 10 defect 2: a drain never completes after a stream death (KnownDefects::skip_drain_with_deaths)"]
-fn counterexample_drain_with_a_death_never_completes() {
+fn regression_drain_with_a_death_never_completes() {
     let path = [
         Deliver { link: 0, to: 1 },
         Deliver { link: 0, to: 0 },
@@ -175,8 +179,7 @@ fn counterexample_drain_with_a_death_never_completes() {
 /// last Credit; the Credit closes the session, nothing re-checks the drain,
 /// the barrier is never sent and L0 stays draining at both nodes.
 #[test]
-#[ignore = "found by the explorer: a drain never completes when its session closes first (KnownDefects::skip_drain_while_sessions_close)"]
-fn counterexample_drain_never_completes_when_its_session_closes() {
+fn regression_drain_never_completes_when_its_session_closes() {
     let path = [
         Deliver { link: 0, to: 1 },
         Deliver { link: 0, to: 0 },
@@ -196,8 +199,7 @@ fn counterexample_drain_never_completes_when_its_session_closes() {
 /// Response: A drops it, epoch and all; the epoch-1 marker then moves A to
 /// L1 while B sends on L0, and nothing ever brings them together.
 #[test]
-#[ignore = "found by the explorer: a marker before the Response is lost (KnownDefects::skip_migrate_before_peer_open)"]
-fn counterexample_marker_before_response_leaves_directions_crossed() {
+fn regression_marker_before_response_leaves_directions_crossed() {
     let path = [
         Deliver { link: 0, to: 1 },
         Migrate {
@@ -227,8 +229,7 @@ fn counterexample_marker_before_response_leaves_directions_crossed() {
 /// arrives as a brand-new session (B keeps no memory of reset sessions), so
 /// B's application is asked the same query twice.
 #[test]
-#[ignore = "found by the explorer: a re-sent query after a reset opens a second session (KnownDefects::skip_reset_after_query_resent)"]
-fn counterexample_query_resent_after_reset_opens_a_second_session() {
+fn regression_query_resent_after_reset_opens_a_second_session() {
     let path = [
         Deliver { link: 0, to: 1 },
         Kill { link: 0 },
@@ -243,8 +244,7 @@ fn counterexample_query_resent_after_reset_opens_a_second_session() {
 /// stays Routing (a Resume does not open a session), so it ends
 /// RoutingTimeout and A ResetByPeer, though L1 was up throughout.
 #[test]
-#[ignore = "found by the explorer: a Response lost on a half-open stream kills the session (KnownDefects::skip_half_open_while_routing)"]
-fn counterexample_response_lost_on_half_open_stream() {
+fn regression_response_lost_on_half_open_stream() {
     let path = [
         Deliver { link: 0, to: 0 },
         KillOneSide { link: 0, node: 0 },
@@ -262,8 +262,7 @@ fn counterexample_response_lost_on_half_open_stream() {
 /// requests cross, then replies cross back, and A ends sending on L2 while
 /// B sends on L1, for good.
 #[test]
-#[ignore = "issue 10 defect 4: directions stay on different streams (KnownDefects::allow_crossed_bindings)"]
-fn counterexample_migration_and_death_leave_directions_crossed() {
+fn regression_migration_and_death_leave_directions_crossed() {
     let path = [
         Deliver { link: 0, to: 1 },
         Deliver { link: 0, to: 0 },
@@ -279,6 +278,37 @@ fn counterexample_migration_and_death_leave_directions_crossed() {
         Deliver { link: 1, to: 1 },
         Deliver { link: 1, to: 0 },
         Deliver { link: 2, to: 0 },
+    ];
+    assert_exact(&three_streams(vec![flow(0, 128, 64, true)]), &path);
+}
+
+/// Found by the explorer on the engine core: B drains L0 while A's Query is
+/// on its way there; B answered on L0 and both ends then sent on it, so the
+/// drain's barrier (which waits for no session to send on L0) never went out
+/// and L0 stayed draining at both nodes. A Query arriving on a draining
+/// stream is now answered on a usable one.
+#[test]
+fn regression_query_on_a_draining_stream_is_answered_elsewhere() {
+    let path = [
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 1, to: 0 },
+        Deliver { link: 1, to: 1 },
+        Deliver { link: 1, to: 0 },
+        Deliver { link: 1, to: 1 },
+        Deliver { link: 2, to: 0 },
+        Deliver { link: 2, to: 1 },
+        Deliver { link: 2, to: 0 },
+        Deliver { link: 2, to: 1 },
+        Drain { link: 0, node: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
     ];
     assert_exact(&three_streams(vec![flow(0, 128, 64, true)]), &path);
 }

@@ -69,8 +69,21 @@ impl KnownDefects {
         KnownDefects::default()
     }
 
-    /// Every exclusion on (what the CI bound needs on the current core).
+    /// The exclusions the current core needs: only
+    /// [`KnownDefects::allow_crossed_bindings`] (the drain fuzzer still finds
+    /// directions left on different streams after two migrations and a
+    /// drain: `fuzz/regressions/drain_ordering/known-crossed-after-drains-*`).
+    /// Every other defect these flags name is fixed; their shortest
+    /// counterexamples are regression tests in `tests/tests/explore.rs`.
     pub fn current_core() -> KnownDefects {
+        KnownDefects {
+            allow_crossed_bindings: true,
+            ..KnownDefects::none()
+        }
+    }
+
+    /// Every exclusion on (the core of issue 10, before its fixes).
+    pub fn all() -> KnownDefects {
         KnownDefects {
             skip_migrate_while_draining: true,
             skip_drain_with_deaths: true,

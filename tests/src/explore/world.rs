@@ -24,8 +24,8 @@ use std::time::Duration;
 use astral_core::frame::{DecodeLimits, Frame, FrameReader};
 use astral_core::stream::StreamState;
 use astral_core::{
-    CloseReason, Config, Event, Identity, Node, NodeId, SessionId, SessionInfo,
-    SessionState, StreamCloseReason, StreamId, Timestamp, WriteError,
+    CloseReason, Config, Event, Identity, Node, NodeId, SessionId, SessionInfo, SessionState,
+    StreamCloseReason, StreamId, Timestamp, WriteError,
 };
 use bytes::{Bytes, BytesMut};
 
@@ -404,8 +404,9 @@ impl World {
         let now = w.now;
         for i in 0..config.streams.min(config.max_links) {
             let wire = 0x5000 + i as u64;
-            let a = w.nodes[0].insert_established_for_fuzzing(now, ids[1], wire);
-            let b = w.nodes[1].insert_established_for_fuzzing(now, ids[0], wire);
+            let inc = [w.nodes[0].incarnation(), w.nodes[1].incarnation()];
+            let a = w.nodes[0].insert_established_for_fuzzing_from(now, ids[1], inc[1], wire);
+            let b = w.nodes[1].insert_established_for_fuzzing_from(now, ids[0], inc[0], wire);
             w.links.push(Link {
                 dialer: 0,
                 end: [a, b],
@@ -636,6 +637,10 @@ impl World {
         if self.links.len() >= self.config.max_links {
             return Outcome::Refused("link limit of the world".into());
         }
+        self.connect_beyond_limit(dialer)
+    }
+
+    fn connect_beyond_limit(&mut self, dialer: usize) -> Outcome {
         let now = self.now;
         let other = 1 - dialer;
         let s_d = match self.nodes[dialer].connect(now, self.ids[other]) {
@@ -1100,17 +1105,32 @@ impl World {
         self.note_connectivity();
     }
 
-    /// If no link is up at both ends, connects a new one (so the sessions
-    /// have a path to finish on).
+    /// If no link is up at both ends and drained by neither, connects a new
+    /// one, beyond the world's link limit if need be: the sessions need a
+    /// path to finish on, and a drain whose alternatives all died waits for
+    /// a new stream (it must then complete).
     pub fn heal(&mut self) {
-        if !self.links.iter().any(Link::is_up) {
-            self.apply(Action::Connect { dialer: 0 });
+        let usable = |w: &World, l: &Link| {
+            l.is_up()
+                && (0..2).all(|n| {
+                    l.end[n]
+                        .and_then(|s| w.nodes[n].stream_info(s))
+                        .is_some_and(|i| !i.draining)
+                })
+        };
+        if !self.links.iter().any(|l| usable(self, l)) {
+            if self.tracing {
+                self.trace.push("» heal: A connects a new stream".into());
+            }
+            self.connect_beyond_limit(0);
+            self.pump();
+            self.note_connectivity();
         }
     }
 
     /// Lets the world settle and checks the end state:
     ///
-    /// 1. heal (a new stream if none is up), run for long enough that any
+    /// 1. heal (a new stream if none is up and undrained), run for long enough that any
     ///    half-open stream times out and every recovery and drain ends;
     /// 2. every session still open has both ends open (not migrating, not
     ///    recovering) and sending on one live link, every byte written so
