@@ -1,5 +1,7 @@
 //! Inbound path of an engine: ciphertext → records → frames → sessions.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 
 use super::sessions::{Ending, Phase, Session};
@@ -9,6 +11,7 @@ use crate::flow::FlowError;
 use crate::frame::{DecodeLimits, Frame, FrameReader};
 use crate::noise::RecordCipher;
 use crate::session::Role;
+use crate::stream::StreamPreference;
 use crate::timer::EngineTimer;
 use crate::{codes, SessionId, StreamId, Timestamp};
 
@@ -180,6 +183,15 @@ impl PeerEngine {
                 reply,
             } => self.on_resume(now, stream, session, received, consumed, reply),
             Frame::Drain => self.on_drain(now, stream),
+            Frame::Pin { session, pinned } => self.on_pin(session, pinned),
+            Frame::Preference { tier, penalty_ms } => {
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.peer_preference = StreamPreference {
+                        tier,
+                        penalty: Duration::from_millis(u64::from(penalty_ms)),
+                    };
+                }
+            }
             Frame::Read { .. } | Frame::Data { .. } | Frame::Migrate { .. } => {
                 return Err(StreamCloseReason::ProtocolError(
                     ProtocolViolation::BaseFrame(frame.opcode()),
@@ -193,11 +205,11 @@ impl PeerEngine {
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
-        if let Some((n, sent)) = st.liveness.ping {
-            if n == nonce {
-                st.liveness.rtt.sample(now.saturating_duration_since(sent));
-                st.liveness.ping = None;
-            }
+        if st.liveness.ping.is_some_and(|(n, _)| n == nonce) {
+            st.liveness.ping = None;
+        }
+        if let Some(m) = st.meter.on_pong(now, nonce, st.stats.bytes_in) {
+            st.take_sample(now, m, true);
         }
         self.on_drain_pong(now, stream, nonce);
     }
@@ -460,6 +472,11 @@ impl PeerEngine {
     }
 
     fn on_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
+        if let Some(st) = self.streams.get_mut(stream) {
+            if let Some(m) = st.meter.on_credit(now, wire, consumed, st.stats.bytes_in) {
+                st.take_sample(now, m, false);
+            }
+        }
         self.on_flow_frame(now, stream, wire, |s| {
             let advanced = s.send.on_credit(consumed)?;
             Ok(if advanced {

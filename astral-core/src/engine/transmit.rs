@@ -60,6 +60,11 @@ impl PeerEngine {
         let body = out.len();
         let mut frames = 0u64;
         let mut finished: smallvec::SmallVec<[SessionId; 4]> = smallvec::SmallVec::new();
+        // What the path meter logs of this record: the ping it carries, and
+        // the last session data in it that was never sent before (Karn:
+        // retransmitted bytes are never sampled).
+        let mut ping = None;
+        let mut fresh = None;
 
         // 1. Explicit control frames (pings, pongs, markers, resets, responses).
         if let Some(st) = self.streams.get_mut(stream) {
@@ -68,6 +73,9 @@ impl PeerEngine {
                     break;
                 }
                 if let Some(f) = st.tx.ctrl.pop_front() {
+                    if let Frame::Ping { nonce, pong: false } = f {
+                        ping = Some(nonce);
+                    }
                     // Frames we build always fit the wire format.
                     let _ = f.encode(out);
                     frames += 1;
@@ -91,9 +99,13 @@ impl PeerEngine {
                 super::sessions::Phase::Routing { query, .. } if s.owed.query => query.len(),
                 _ => 0,
             };
-            // Worst case: Query + Response + Resume + Credit.
-            let need =
-                size::QUERY_HEADER + query_len + size::RESPONSE + size::RESUME + size::CREDIT;
+            // Worst case: Query + Response + Resume + Credit + Pin.
+            let need = size::QUERY_HEADER
+                + query_len
+                + size::RESPONSE
+                + size::RESUME
+                + size::CREDIT
+                + size::PIN;
             if (out.len() - body) + need > MAX {
                 if let Some(st) = self.streams.get_mut(stream) {
                     st.tx.ctrl_sessions.push_front(id);
@@ -151,6 +163,15 @@ impl PeerEngine {
                 frames += 1;
             }
             s.owed.credit = false;
+            if s.owed.pin {
+                s.owed.pin = false;
+                let _ = Frame::Pin {
+                    session: wire,
+                    pinned: s.pins.local,
+                }
+                .encode(out);
+                frames += 1;
+            }
             if s.is_done() {
                 finished.push(id);
             }
@@ -178,7 +199,12 @@ impl PeerEngine {
             }
             let room = MAX - (out.len() - body) - size::DATA_AT_HEADER;
             let max = if more { room.min(quantum) } else { room };
+            let sent_max = s.send.sent_max();
             if let Some((offset, payload)) = s.send.take(max) {
+                let end = offset + payload.len() as u64;
+                if offset >= sent_max {
+                    fresh = Some((s.wire, end));
+                }
                 // `take` never returns more than `max` ≤ MAX bytes.
                 encode_data_at_header(out, s.wire, offset, payload.len() as u16);
                 out.extend_from_slice(&payload);
@@ -221,6 +247,8 @@ impl PeerEngine {
             return false;
         }
         st.stats.records_out += 1;
+        let len = out.len() - header;
+        st.meter.on_record(now, len, st.stats.bytes_in, fresh, ping);
         true
     }
 }
