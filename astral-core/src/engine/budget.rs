@@ -86,8 +86,7 @@ impl PeerBudget {
     pub fn is_short(&self) -> bool {
         let peer_free = self.capacity.saturating_sub(self.used);
         let node = &self.shared.memory;
-        peer_free < self.capacity / SHORT_FRACTION
-            || node.free() < node.capacity() / SHORT_FRACTION
+        peer_free < self.capacity / SHORT_FRACTION || node.free() < node.capacity() / SHORT_FRACTION
     }
 }
 

@@ -226,7 +226,11 @@ fn a_window_grows_to_fill_a_long_path() {
     let tx = n.a.session_info(sa).unwrap().stats;
     assert_eq!(rx.local_window, 1 << 20, "grown to the cap");
     assert_eq!(rx.window_growths, 6, "16 KiB doubled six times");
-    assert_eq!(tx.peer_window, 1 << 20, "the sender learnt it (Window frames)");
+    assert_eq!(
+        tx.peer_window,
+        1 << 20,
+        "the sender learnt it (Window frames)"
+    );
     // Ramp-up (six round trips) and about one window per round trip.
     assert!(took < Duration::from_secs(3), "took {took:?}");
     // Credit never exceeds the window granted from what was read.

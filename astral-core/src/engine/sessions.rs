@@ -8,9 +8,9 @@ use siphasher::sip::SipHasher13;
 
 use super::budget::Charge;
 use crate::flow::{RecvBuf, SendBuf};
-use crate::window::WindowTuner;
 use crate::session::{Role, SessionState};
 use crate::slab::Slab;
+use crate::window::WindowTuner;
 use crate::{EngineId, SessionId, StreamId, Timestamp};
 
 /// Keyed SipHash for maps whose keys a peer chooses (no hash flooding),
