@@ -27,11 +27,11 @@
 //! | `0x13` | [`MigrateTo`](Frame::MigrateTo) | session u64, target u64, epoch u32 | last frame of the session on this stream; it continues on stream `target` |
 //! | `0x14` | [`Resume`](Frame::Resume) | session u64, received u64, consumed u64, reply u8 (0/1) | after a stream died: this side's counts; every Resume with reply = 0 gets one with reply = 1 |
 //! | `0x15` | [`Drain`](Frame::Drain) | none | stream level: "move your sessions off this stream; I will close it" |
+//! | `0x17` | [`Window`](Frame::Window) | session u64, consumed u64, window u32 | a Credit that also changes the window: the peer may send up to `consumed + window` |
 //! | `0x18` | [`Pin`](Frame::Pin) | session u64, pinned u8 (0/1) | the sender's operator pinned (or released) the session: automatic placement leaves it alone |
 //! | `0x19` | [`Preference`](Frame::Preference) | tier u8, penalty u16 (ms) | stream level: the sender's preference for this stream (lower tiers first; penalty added to its delay) |
 //!
-//! Opcodes `0x07..=0x0f`, `0x16`, `0x17` and `0x1a..=0xff` are unknown and
-//! rejected.
+//! Opcodes `0x07..=0x0f`, `0x16` and `0x1a..=0xff` are unknown and rejected.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -61,6 +61,8 @@ pub(crate) const OP_MIGRATE_TO: u8 = 0x13;
 pub(crate) const OP_RESUME: u8 = 0x14;
 /// Opcode of [`Frame::Drain`].
 pub(crate) const OP_DRAIN: u8 = 0x15;
+/// Opcode of [`Frame::Window`].
+pub(crate) const OP_WINDOW: u8 = 0x17;
 /// Opcode of [`Frame::Pin`].
 pub(crate) const OP_PIN: u8 = 0x18;
 /// Opcode of [`Frame::Preference`].
@@ -96,6 +98,8 @@ pub(crate) mod size {
     pub const RESUME: usize = 1 + 8 + 8 + 8 + 1;
     /// Drain: op.
     pub const DRAIN: usize = 1;
+    /// Window: op + session + consumed + window.
+    pub const WINDOW: usize = 1 + 8 + 8 + 4;
     /// Pin: op + session + pinned.
     pub const PIN: usize = 1 + 8 + 1;
     /// Preference: op + tier + penalty.
@@ -205,6 +209,21 @@ pub enum Frame {
     },
     /// `0x15`: stream level, "move your sessions off this stream; I will close it".
     Drain,
+    /// `0x17`: a [`Credit`](Frame::Credit) that also states the window:
+    /// the receiver of this frame may send up to `consumed + window`. Grants
+    /// are cumulative: a sender keeps the highest limit any Credit, Window
+    /// or Resume gave it (a Credit or Resume gives `consumed` plus the
+    /// session's initial `buffer`), so a smaller window never takes back
+    /// credit already granted.
+    Window {
+        /// Session id.
+        session: u64,
+        /// Total bytes consumed so far in the direction being credited
+        /// (as in Credit, the Fin counts one).
+        consumed: u64,
+        /// Bytes granted beyond `consumed`.
+        window: u32,
+    },
     /// `0x18`: the sender's operator pinned the session to where it is
     /// (`pinned = true`) or released it; automatic placement at either end
     /// leaves a pinned session alone.
@@ -449,6 +468,16 @@ impl Frame {
                 }
             }
             OP_DRAIN => Frame::Drain,
+            OP_WINDOW => {
+                let session = r.u64()?;
+                let consumed = r.u64()?;
+                let window = r.u32()?;
+                Frame::Window {
+                    session,
+                    consumed,
+                    window,
+                }
+            }
             OP_PIN => {
                 let session = r.u64()?;
                 let pinned = r.bool("pinned")?;
@@ -481,6 +510,7 @@ impl Frame {
             Frame::MigrateTo { .. } => size::MIGRATE_TO,
             Frame::Resume { .. } => size::RESUME,
             Frame::Drain => size::DRAIN,
+            Frame::Window { .. } => size::WINDOW,
             Frame::Pin { .. } => size::PIN,
             Frame::Preference { .. } => size::PREFERENCE,
         }
@@ -585,6 +615,15 @@ impl Frame {
                 out.put_u8(u8::from(*reply));
             }
             Frame::Drain => {}
+            Frame::Window {
+                session,
+                consumed,
+                window,
+            } => {
+                out.put_u64(*session);
+                out.put_u64(*consumed);
+                out.put_u32(*window);
+            }
             Frame::Pin { session, pinned } => {
                 out.put_u64(*session);
                 out.put_u8(u8::from(*pinned));
@@ -620,6 +659,7 @@ impl Frame {
             Frame::MigrateTo { .. } => OP_MIGRATE_TO,
             Frame::Resume { .. } => OP_RESUME,
             Frame::Drain => OP_DRAIN,
+            Frame::Window { .. } => OP_WINDOW,
             Frame::Pin { .. } => OP_PIN,
             Frame::Preference { .. } => OP_PREFERENCE,
         }
@@ -641,6 +681,7 @@ impl Frame {
             | Frame::Fin { session, .. }
             | Frame::MigrateTo { session, .. }
             | Frame::Resume { session, .. }
+            | Frame::Window { session, .. }
             | Frame::Pin { session, .. } => Some(*session),
         }
     }
@@ -756,6 +797,11 @@ mod tests {
                 reply: true,
             },
             Frame::Drain,
+            Frame::Window {
+                session: 7,
+                consumed: 1 << 33,
+                window: 16 << 20,
+            },
             Frame::Pin {
                 session: 7,
                 pinned: true,
@@ -777,7 +823,7 @@ mod tests {
         let frames = samples();
         let mut opcodes: Vec<u8> = frames.iter().map(Frame::opcode).collect();
         opcodes.dedup();
-        assert_eq!(opcodes.len(), 15);
+        assert_eq!(opcodes.len(), 16);
         for f in frames {
             let bytes = f.to_bytes().expect("encodable");
             assert_eq!(bytes.len(), f.encoded_len());
@@ -794,6 +840,23 @@ mod tests {
             assert_eq!(Frame::decode(&mut buf, &DecodeLimits::default()), Ok(f));
             assert!(buf.is_empty());
         }
+    }
+
+    /// The Window layout, byte for byte (docs/PROTOCOL.md).
+    #[test]
+    fn frame_window_bytes() {
+        let f = Frame::Window {
+            session: 0x0102_0304_0506_0708,
+            consumed: 0x1112_1314_1516_1718,
+            window: 0x2122_2324,
+        };
+        let bytes = f.to_bytes().unwrap();
+        let mut want = vec![0x17];
+        want.extend_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
+        want.extend_from_slice(&0x1112_1314_1516_1718u64.to_be_bytes());
+        want.extend_from_slice(&0x2122_2324u32.to_be_bytes());
+        assert_eq!(bytes.to_vec(), want);
+        assert_eq!(size::WINDOW, 21);
     }
 
     #[test]
@@ -831,7 +894,7 @@ mod tests {
 
     #[test]
     fn frame_error_unknown_opcode() {
-        for op in (7u8..=0x0f).chain(0x16..=0x17).chain(0x1a..=0xff) {
+        for op in (7u8..=0x0f).chain([0x16]).chain(0x1a..=0xff) {
             assert_eq!(
                 decode_all(
                     &[op, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -1149,6 +1212,13 @@ mod tests {
                 }
             ),
             Just(Frame::Drain),
+            (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(session, consumed, window)| {
+                Frame::Window {
+                    session,
+                    consumed,
+                    window,
+                }
+            }),
             (any::<u64>(), any::<bool>())
                 .prop_map(|(session, pinned)| Frame::Pin { session, pinned }),
             (any::<u8>(), any::<u16>())

@@ -115,20 +115,29 @@ fn a_path_that_becomes_ten_times_faster_wins_within_five_seconds() {
     let n = migrations(&sim).len();
     println!(
         "10x faster: moved {took:?} after the change; {n} Migrated events; \
-         least goodput per 2 s before {} B, during and after the move {} B; {} RTT samples",
-        least(&before),
-        least(&during),
+         goodput per 2 s before {before:?}, during and after the move {during:?}; {} RTT samples",
         samples(&sim)
     );
     assert!(took <= secs(5), "took {took:?}");
     assert_eq!(carrying_link(&sim), Some(1));
     // One move, reported at both ends.
     assert_eq!(n, 2);
-    // No dip: no 2 s slice around the move carried less than the least
-    // one before it (the sim delivers in window-sized bursts, so slices
-    // are compared with slices).
+    // No dip: the 2 s slices that hold the move (it ends when the peer's
+    // traffic shows on the target) carried at least 90 % of the median
+    // slice before the change. (The sim hands bytes over in window-sized
+    // bursts, so slices are compared with slices.)
+    let mut sorted: Vec<u64> = before.iter().map(|(_, b)| *b).collect();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
+    let moved_at = Sim::t(change) + took;
+    let around: Vec<u64> = during
+        .iter()
+        .filter(|(end, _)| *end > moved_at && end.saturating_duration_since(moved_at) <= secs(4))
+        .map(|(_, b)| *b)
+        .collect();
+    assert_eq!(around.len(), 2);
     assert!(
-        least(&during) >= least(&before),
+        around.iter().all(|b| *b >= median * 9 / 10),
         "goodput dipped: before {before:?}, during {during:?}"
     );
 }

@@ -229,6 +229,11 @@ impl PeerEngine {
                 payload,
             } => self.on_data(now, stream, session, offset, payload),
             Frame::Credit { session, consumed } => self.on_credit(now, stream, session, consumed),
+            Frame::Window {
+                session,
+                consumed,
+                window,
+            } => self.on_window(now, stream, session, consumed, window),
             Frame::Fin { session, offset } => self.on_fin(now, stream, session, offset),
             Frame::Reset { session } => {
                 if let Some(id) = self.sessions.lookup(session) {
@@ -382,17 +387,24 @@ impl PeerEngine {
             return;
         }
         let deadline = now + config.routing_timeout;
+        let (window, reserved) = self.initial_window();
+        let charge = super::budget::Charge {
+            recv: reserved,
+            send: 0,
+        };
         let mut s = Session::new(
             wire,
             Role::Responder,
             Phase::Pending { deadline },
-            config.recv_window,
+            window,
+            charge,
         );
         s.send.set_peer_window(buffer);
         s.rx = Some(stream);
         let Some(id) = self.sessions.insert(s) else {
             self.shared.pending_queries.release();
             self.shared.sessions.release();
+            self.release_charge(charge);
             return;
         };
         self.timers.arm(deadline, EngineTimer::SessionDeadline(id));
@@ -495,6 +507,7 @@ impl PeerEngine {
                 }
             }
             Ok(FlowEffect::Credited) => {
+                self.settle_send_charge(id);
                 self.schedule(id);
                 self.signal_writable(id);
             }
@@ -526,6 +539,7 @@ impl PeerEngine {
                     limit: 0,
                 });
             }
+            s.tune.on_data(now);
             let new = s.recv.on_data(offset, payload)?;
             Ok(if new {
                 FlowEffect::Readable
@@ -535,14 +549,39 @@ impl PeerEngine {
         });
     }
 
-    fn on_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
+    /// A Credit or Window of `wire` arrived on `stream`: an RTT sample of
+    /// the newest logged record of ours it covers.
+    fn sample_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
         if let Some(st) = self.streams.get_mut(stream) {
             if let Some(m) = st.meter.on_credit(now, wire, consumed, st.stats.bytes_in) {
                 st.take_sample(now, m, false);
             }
         }
+    }
+
+    fn on_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
+        self.sample_credit(now, stream, wire, consumed);
         self.on_flow_frame(now, stream, wire, |s| {
             let advanced = s.send.on_credit(consumed)?;
+            Ok(if advanced {
+                FlowEffect::Credited
+            } else {
+                FlowEffect::None
+            })
+        });
+    }
+
+    fn on_window(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        consumed: u64,
+        window: u32,
+    ) {
+        self.sample_credit(now, stream, wire, consumed);
+        self.on_flow_frame(now, stream, wire, |s| {
+            let advanced = s.send.on_window(consumed, window)?;
             Ok(if advanced {
                 FlowEffect::Credited
             } else {
