@@ -25,15 +25,34 @@ pub struct Config {
     /// A session that finds no stream to its peer for this long after losing
     /// its stream closes with [`CloseReason::PeerUnreachable`](crate::CloseReason::PeerUnreachable).
     pub recovery_timeout: Duration,
-    /// Receive window per session and direction: the credit this node grants
-    /// (the `buffer` field of Query/Response). Bounds reassembly memory.
+    /// Initial receive window per session and direction: the credit this
+    /// node grants in the `buffer` field of Query/Response when the memory
+    /// budget has room (otherwise a new session starts at
+    /// `min_recv_window`). Auto-tuning grows it from there.
     pub recv_window: u32,
+    /// Largest receive window auto-tuning may grow a session to (one
+    /// bandwidth-delay product: 16 MiB fills 1 Gbit/s at 100 ms with room
+    /// for credit batching).
+    pub max_recv_window: u32,
+    /// Window every open session keeps whatever the budget (and the room it
+    /// may always hold for its own writes): what makes progress certain when
+    /// the budget is exhausted. Outside the budget, so part of the fixed
+    /// per-session cost (docs/PERFORMANCE.md, "Memory a node promises").
+    pub min_recv_window: u32,
+    /// Memory budget per peer: receive windows and retained plus queued
+    /// send bytes above each session's `min_recv_window` floors, over all
+    /// sessions with one peer.
+    pub peer_memory_budget: u64,
+    /// Memory budget of the node: the same, over all peers. Credit is
+    /// granted and writes are taken only out of both budgets.
+    pub node_memory_budget: u64,
     /// Credit is sent at once when a quarter of the window was consumed;
     /// smaller amounts are credited after this delay (like a delayed ACK),
     /// so an idle sender releases what it retained.
     pub credit_delay: Duration,
-    /// Bytes an application may queue on one session beyond what the peer
-    /// has credited; writes beyond it return `WriteError::Blocked`.
+    /// Bytes an application may queue on one session beyond the peer's
+    /// grant (what the peer allowed this side to send); writes beyond it, or
+    /// beyond the memory budget, return `WriteError::Blocked`.
     pub send_buffer: u32,
     /// Bytes one session may put in a record before the scheduler serves
     /// the next session with data (fairness quantum).
@@ -87,8 +106,12 @@ impl Default for Config {
             keepalive_interval: Duration::from_secs(5),
             dead_timeout: Duration::from_secs(20),
             recovery_timeout: Duration::from_secs(30),
-            recv_window: 256 * 1024,
-            send_buffer: 256 * 1024,
+            recv_window: 64 * 1024,
+            max_recv_window: 16 * 1024 * 1024,
+            min_recv_window: 16 * 1024,
+            peer_memory_budget: 32 * 1024 * 1024,
+            node_memory_budget: 64 * 1024 * 1024,
+            send_buffer: 64 * 1024,
             credit_delay: Duration::from_millis(40),
             quantum: 16 * 1024,
             max_sessions_per_peer: 65_536,
@@ -115,10 +138,31 @@ impl Default for Config {
 pub struct ConfigError(pub &'static str);
 
 impl Config {
+    /// The window floor in force: `min_recv_window`, never above the initial
+    /// window (a configuration with a small `recv_window` keeps it fixed at
+    /// the bottom).
+    pub fn window_floor(&self) -> u32 {
+        self.min_recv_window.min(self.recv_window)
+    }
+
+    /// The window cap in force: `max_recv_window`, never below the initial
+    /// window (`max_recv_window = recv_window` turns auto-tuning off).
+    pub fn window_cap(&self) -> u32 {
+        self.max_recv_window.max(self.recv_window)
+    }
+
     /// Checks the relations between values that the engine relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.recv_window == 0 {
             return Err(ConfigError("recv_window must be > 0"));
+        }
+        if self.min_recv_window == 0 {
+            return Err(ConfigError("min_recv_window must be > 0"));
+        }
+        if self.peer_memory_budget > self.node_memory_budget {
+            return Err(ConfigError(
+                "peer_memory_budget cannot exceed node_memory_budget",
+            ));
         }
         if self.send_buffer == 0 {
             return Err(ConfigError("send_buffer must be > 0"));

@@ -27,8 +27,9 @@
 //! | `0x13` | [`MigrateTo`](Frame::MigrateTo) | session u64, target u64, epoch u32 | last frame of the session on this stream; it continues on stream `target` |
 //! | `0x14` | [`Resume`](Frame::Resume) | session u64, received u64, consumed u64, reply u8 (0/1) | after a stream died: this side's counts; every Resume with reply = 0 gets one with reply = 1 |
 //! | `0x15` | [`Drain`](Frame::Drain) | none | stream level: "move your sessions off this stream; I will close it" |
+//! | `0x17` | [`Window`](Frame::Window) | session u64, consumed u64, window u32 | a Credit that also changes the window: the peer may send up to `consumed + window` |
 //!
-//! Opcodes `0x07..=0x0f` and `0x16..=0xff` are unknown and rejected.
+//! Opcodes `0x07..=0x0f`, `0x16` and `0x18..=0xff` are unknown and rejected.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -58,6 +59,8 @@ pub(crate) const OP_MIGRATE_TO: u8 = 0x13;
 pub(crate) const OP_RESUME: u8 = 0x14;
 /// Opcode of [`Frame::Drain`].
 pub(crate) const OP_DRAIN: u8 = 0x15;
+/// Opcode of [`Frame::Window`].
+pub(crate) const OP_WINDOW: u8 = 0x17;
 
 /// Encoded sizes: the fixed frames' whole size, the variable ones' size
 /// without their payload or query. The scheduler budgets records with these
@@ -89,6 +92,8 @@ pub(crate) mod size {
     pub const RESUME: usize = 1 + 8 + 8 + 8 + 1;
     /// Drain: op.
     pub const DRAIN: usize = 1;
+    /// Window: op + session + consumed + window.
+    pub const WINDOW: usize = 1 + 8 + 8 + 4;
 }
 
 /// Size of a DataAt header (op + session + offset + len).
@@ -194,6 +199,21 @@ pub enum Frame {
     },
     /// `0x15`: stream level, "move your sessions off this stream; I will close it".
     Drain,
+    /// `0x17`: a [`Credit`](Frame::Credit) that also states the window:
+    /// the receiver of this frame may send up to `consumed + window`. Grants
+    /// are cumulative: a sender keeps the highest limit any Credit, Window
+    /// or Resume gave it (a Credit or Resume gives `consumed` plus the
+    /// session's initial `buffer`), so a smaller window never takes back
+    /// credit already granted.
+    Window {
+        /// Session id.
+        session: u64,
+        /// Total bytes consumed so far in the direction being credited
+        /// (as in Credit, the Fin counts one).
+        consumed: u64,
+        /// Bytes granted beyond `consumed`.
+        window: u32,
+    },
 }
 
 /// Why a frame could not be decoded or encoded.
@@ -420,6 +440,16 @@ impl Frame {
                 }
             }
             OP_DRAIN => Frame::Drain,
+            OP_WINDOW => {
+                let session = r.u64()?;
+                let consumed = r.u64()?;
+                let window = r.u32()?;
+                Frame::Window {
+                    session,
+                    consumed,
+                    window,
+                }
+            }
             other => return Err(FrameError::UnknownOpcode(other)),
         };
         buf.advance(s.len() - r.0.len());
@@ -442,6 +472,7 @@ impl Frame {
             Frame::MigrateTo { .. } => size::MIGRATE_TO,
             Frame::Resume { .. } => size::RESUME,
             Frame::Drain => size::DRAIN,
+            Frame::Window { .. } => size::WINDOW,
         }
     }
 
@@ -544,6 +575,15 @@ impl Frame {
                 out.put_u8(u8::from(*reply));
             }
             Frame::Drain => {}
+            Frame::Window {
+                session,
+                consumed,
+                window,
+            } => {
+                out.put_u64(*session);
+                out.put_u64(*consumed);
+                out.put_u32(*window);
+            }
         }
         Ok(())
     }
@@ -571,6 +611,7 @@ impl Frame {
             Frame::MigrateTo { .. } => OP_MIGRATE_TO,
             Frame::Resume { .. } => OP_RESUME,
             Frame::Drain => OP_DRAIN,
+            Frame::Window { .. } => OP_WINDOW,
         }
     }
 
@@ -588,7 +629,8 @@ impl Frame {
             | Frame::Credit { session, .. }
             | Frame::Fin { session, .. }
             | Frame::MigrateTo { session, .. }
-            | Frame::Resume { session, .. } => Some(*session),
+            | Frame::Resume { session, .. }
+            | Frame::Window { session, .. } => Some(*session),
         }
     }
 
@@ -703,6 +745,11 @@ mod tests {
                 reply: true,
             },
             Frame::Drain,
+            Frame::Window {
+                session: 7,
+                consumed: 1 << 33,
+                window: 16 << 20,
+            },
         ]
     }
 
@@ -716,7 +763,7 @@ mod tests {
         let frames = samples();
         let mut opcodes: Vec<u8> = frames.iter().map(Frame::opcode).collect();
         opcodes.dedup();
-        assert_eq!(opcodes.len(), 13);
+        assert_eq!(opcodes.len(), 14);
         for f in frames {
             let bytes = f.to_bytes().expect("encodable");
             assert_eq!(bytes.len(), f.encoded_len());
@@ -730,6 +777,23 @@ mod tests {
             assert_eq!(Frame::decode(&mut buf, &DecodeLimits::default()), Ok(f));
             assert!(buf.is_empty());
         }
+    }
+
+    /// The Window layout, byte for byte (docs/PROTOCOL.md).
+    #[test]
+    fn frame_window_bytes() {
+        let f = Frame::Window {
+            session: 0x0102_0304_0506_0708,
+            consumed: 0x1112_1314_1516_1718,
+            window: 0x2122_2324,
+        };
+        let bytes = f.to_bytes().unwrap();
+        let mut want = vec![0x17];
+        want.extend_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
+        want.extend_from_slice(&0x1112_1314_1516_1718u64.to_be_bytes());
+        want.extend_from_slice(&0x2122_2324u32.to_be_bytes());
+        assert_eq!(bytes.to_vec(), want);
+        assert_eq!(size::WINDOW, 21);
     }
 
     #[test]
@@ -767,7 +831,7 @@ mod tests {
 
     #[test]
     fn frame_error_unknown_opcode() {
-        for op in (7u8..=0x0f).chain(0x16..=0xff) {
+        for op in (7u8..=0x0f).chain([0x16]).chain(0x18..=0xff) {
             assert_eq!(
                 decode_all(
                     &[op, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -1036,6 +1100,13 @@ mod tests {
                 }
             ),
             Just(Frame::Drain),
+            (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(session, consumed, window)| {
+                Frame::Window {
+                    session,
+                    consumed,
+                    window,
+                }
+            }),
         ]
     }
 

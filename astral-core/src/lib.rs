@@ -75,6 +75,7 @@ mod slab;
 pub mod stream;
 mod time;
 mod timer;
+mod window;
 
 #[cfg(feature = "unstable")]
 pub mod unstable;

@@ -535,6 +535,12 @@ impl Node {
             .sum()
     }
 
+    /// Bytes of the memory budget the node's sessions have reserved now
+    /// (see [`Endpoint::memory_reserved`]).
+    pub fn memory_reserved(&self) -> u64 {
+        self.endpoint.memory_reserved()
+    }
+
     // ----- timers and events ------------------------------------------------
 
     /// When `handle_timeout` should next be called, if ever.

@@ -226,6 +226,11 @@ impl PeerEngine {
                 payload,
             } => self.on_data(now, stream, session, offset, payload),
             Frame::Credit { session, consumed } => self.on_credit(now, stream, session, consumed),
+            Frame::Window {
+                session,
+                consumed,
+                window,
+            } => self.on_window(now, stream, session, consumed, window),
             Frame::Fin { session, offset } => self.on_fin(now, stream, session, offset),
             Frame::Reset { session } => {
                 if let Some(id) = self.sessions.lookup(session) {
@@ -370,17 +375,24 @@ impl PeerEngine {
             return;
         }
         let deadline = now + config.routing_timeout;
+        let (window, reserved) = self.initial_window();
+        let charge = super::budget::Charge {
+            recv: reserved,
+            send: 0,
+        };
         let mut s = Session::new(
             wire,
             Role::Responder,
             Phase::Pending { deadline },
-            config.recv_window,
+            window,
+            charge,
         );
         s.send.set_peer_window(buffer);
         s.rx = Some(stream);
         let Some(id) = self.sessions.insert(s) else {
             self.shared.pending_queries.release();
             self.shared.sessions.release();
+            self.release_charge(charge);
             return;
         };
         self.timers.arm(deadline, EngineTimer::SessionDeadline(id));
@@ -483,6 +495,7 @@ impl PeerEngine {
                 }
             }
             Ok(FlowEffect::Credited) => {
+                self.settle_send_charge(id);
                 self.schedule(id);
                 self.signal_writable(id);
             }
@@ -514,6 +527,7 @@ impl PeerEngine {
                     limit: 0,
                 });
             }
+            s.tune.on_data(now);
             let new = s.recv.on_data(offset, payload)?;
             Ok(if new {
                 FlowEffect::Readable
@@ -526,6 +540,24 @@ impl PeerEngine {
     fn on_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
         self.on_flow_frame(now, stream, wire, |s| {
             let advanced = s.send.on_credit(consumed)?;
+            Ok(if advanced {
+                FlowEffect::Credited
+            } else {
+                FlowEffect::None
+            })
+        });
+    }
+
+    fn on_window(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        consumed: u64,
+        window: u32,
+    ) {
+        self.on_flow_frame(now, stream, wire, |s| {
+            let advanced = s.send.on_window(consumed, window)?;
             Ok(if advanced {
                 FlowEffect::Credited
             } else {

@@ -6,9 +6,11 @@ use std::hash::BuildHasher;
 
 use siphasher::sip::SipHasher13;
 
+use super::budget::Charge;
 use crate::flow::{RecvBuf, SendBuf};
 use crate::session::{Role, SessionState};
 use crate::slab::Slab;
+use crate::window::WindowTuner;
 use crate::{EngineId, SessionId, StreamId, Timestamp};
 
 /// Keyed SipHash for maps whose keys a peer chooses (no hash flooding),
@@ -125,6 +127,10 @@ pub(crate) struct Session {
     pub awaiting_resume: bool,
     pub send: SendBuf,
     pub recv: RecvBuf,
+    /// Auto-tuning of the receive window.
+    pub tune: WindowTuner,
+    /// What the session reserved from the memory budget.
+    pub charge: Charge,
     pub owed: Owed,
     pub app: AppSignals,
     pub queued: Queued,
@@ -133,7 +139,9 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(wire: u64, role: Role, phase: Phase, window: u32) -> Self {
+    /// A session granting `window` in its Query/Response, which reserved
+    /// `charge` from the budget for it.
+    pub fn new(wire: u64, role: Role, phase: Phase, window: u32, charge: Charge) -> Self {
         Session {
             wire,
             role,
@@ -145,6 +153,8 @@ impl Session {
             awaiting_resume: false,
             send: SendBuf::default(),
             recv: RecvBuf::new(window),
+            tune: WindowTuner::default(),
+            charge,
             owed: Owed::default(),
             app: AppSignals::default(),
             queued: Queued::default(),

@@ -29,9 +29,12 @@ struct Pair {
     events_b: Vec<Event>,
 }
 
+/// Small fixed windows (no auto-tuning: these tests pin behaviours that
+/// depend on how many records a transfer takes).
 fn config() -> Config {
     Config {
         recv_window: 4096,
+        max_recv_window: 4096,
         send_buffer: 4096,
         ..Config::default()
     }

@@ -265,6 +265,7 @@ impl PeerEngine {
             return;
         };
         self.shared.sessions.release();
+        self.release_charge(s.charge);
         match s.phase {
             Phase::Pending { .. } => self.shared.pending_queries.release(),
             Phase::Migrating { from } => self.migration_settled(from),
