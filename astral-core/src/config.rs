@@ -80,13 +80,25 @@ pub struct Config {
     pub max_control_queue: usize,
     /// Resets sent for frames naming unknown sessions, per second per stream.
     pub unknown_session_resets_per_sec: u32,
-    /// Automatic migration: a stream must be this much faster (fraction of
-    /// the current stream's smoothed RTT) to attract sessions...
+    /// Automatic migration: another stream's smoothed RTT must be this
+    /// fraction below the current stream's path delay (0.3: at most 70 % of
+    /// it) to attract its sessions...
     pub migrate_rtt_gain: f64,
     /// ...and stay that much faster for this long (hysteresis).
     pub migrate_sustain: Duration,
-    /// How often the automatic policy is evaluated.
+    /// A session the policy, the application or the peer moved (or that
+    /// recovered) is left where it is for this long: identical paths can
+    /// never trade it faster than this, whatever the measurements say.
+    pub migrate_cooldown: Duration,
+    /// How often the automatic policy is evaluated. While a peer has two
+    /// usable streams or more and a session, each evaluation also pings
+    /// every stream that has no ping in flight, so idle candidates are
+    /// measured too.
     pub policy_interval: Duration,
+    /// Shortest window of the path delay (a windowed minimum of RTT
+    /// samples; long paths use at least 8 round trips): how long a path
+    /// that got slower keeps its old, lower delay.
+    pub path_window: Duration,
     /// Offer AES-256-GCM records in the handshake (used when both ends
     /// offer it); otherwise records use ChaCha20-Poly1305. An explicit input,
     /// off by default, so that the same configuration gives the same bytes on
@@ -124,8 +136,10 @@ impl Default for Config {
             max_control_queue: 65_536,
             unknown_session_resets_per_sec: 64,
             migrate_rtt_gain: 0.3,
-            migrate_sustain: Duration::from_secs(5),
-            policy_interval: Duration::from_secs(1),
+            migrate_sustain: Duration::from_secs(1),
+            migrate_cooldown: Duration::from_secs(10),
+            policy_interval: Duration::from_millis(250),
+            path_window: Duration::from_secs(2),
             auto_migrate: true,
             offer_aes_gcm: false,
         }
@@ -190,6 +204,9 @@ impl Config {
         }
         if self.policy_interval.is_zero() {
             return Err(ConfigError("policy_interval must be > 0"));
+        }
+        if self.path_window.is_zero() {
+            return Err(ConfigError("path_window must be > 0"));
         }
         if !(0.0..1.0).contains(&self.migrate_rtt_gain) {
             return Err(ConfigError("migrate_rtt_gain must be in [0, 1)"));

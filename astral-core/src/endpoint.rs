@@ -633,6 +633,8 @@ fn info(id: StreamId, h: &Handshaking) -> StreamInfo {
         features: crate::noise::Features::NONE,
         draining: false,
         rtt: Rtt::default(),
+        preference: crate::StreamPreference::NORMAL,
+        peer_preference: crate::StreamPreference::NORMAL,
         sessions: 0,
         stats: h.stats,
     }

@@ -348,7 +348,7 @@ const EVERY_ND_X: &[(&str, u64)] = &[
     ("kills", 170),
     ("one_sided_kills", 180),
     ("kills_during_migration", 9),
-    ("kills_during_recovery", 7),
+    ("kills_during_recovery", 6),
     ("connects", 630),
     ("stream_closes", 94),
     ("partitions", 91),

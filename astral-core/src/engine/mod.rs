@@ -368,12 +368,17 @@ impl PeerEngine {
         self.streams
             .iter()
             .filter(|s| s.is_usable())
-            .map(|s| Candidate {
-                id: s.id,
-                srtt: s.liveness.rtt.srtt,
-                samples: s.liveness.rtt.samples,
-                established_at: s.established_at,
-                sessions: s.senders,
+            .map(|s| {
+                let mut c = Candidate::new(
+                    s.id,
+                    s.liveness.rtt.srtt,
+                    s.liveness.rtt.path,
+                    s.liveness.rtt.samples,
+                );
+                c.established_at = s.established_at;
+                c.sessions = s.senders;
+                c.preference = s.preference();
+                c
             })
             .collect()
     }
@@ -412,6 +417,16 @@ impl PeerEngine {
         s.queued.ctrl = false;
         if old != stream {
             s.tx_since = s.send.sent();
+            if old.is_some() {
+                // A move (not the first placement) starts the cooldown.
+                s.placed_at = Some(self.last_now);
+            }
+            let wire = s.wire;
+            if let Some(o) = old.and_then(|o| self.streams.get_mut(o)) {
+                // Its credits arriving there later must not match records
+                // logged before it left.
+                o.meter.forget(wire);
+            }
             if let Some(o) = old.and_then(|o| self.streams.get_mut(o)) {
                 o.senders = o.senders.saturating_sub(1);
             }

@@ -117,6 +117,11 @@ impl PeerEngine {
         let body = out.len();
         let mut frames = 0u64;
         let mut finished: smallvec::SmallVec<[SessionId; 4]> = smallvec::SmallVec::new();
+        // What the path meter logs of this record: the ping it carries, and
+        // the last session data in it that was never sent before (Karn:
+        // retransmitted bytes are never sampled).
+        let mut ping = None;
+        let mut fresh = None;
 
         // 1. Explicit control frames (pings, pongs, markers, resets, responses).
         if let Some(st) = self.streams.get_mut(stream) {
@@ -125,6 +130,9 @@ impl PeerEngine {
                     break;
                 }
                 if let Some(f) = st.tx.ctrl.pop_front() {
+                    if let Frame::Ping { nonce, pong: false } = f {
+                        ping = Some(nonce);
+                    }
                     // Frames we build always fit the wire format.
                     let _ = f.encode(out);
                     frames += 1;
@@ -149,9 +157,13 @@ impl PeerEngine {
                 _ => 0,
             };
             // Worst case: Query + Response + Resume + a credit (a Window,
-            // the larger of the two).
-            let need =
-                size::QUERY_HEADER + query_len + size::RESPONSE + size::RESUME + size::WINDOW;
+            // the larger of the two) + Pin.
+            let need = size::QUERY_HEADER
+                + query_len
+                + size::RESPONSE
+                + size::RESUME
+                + size::WINDOW
+                + size::PIN;
             if (out.len() - body) + need > MAX {
                 if let Some(st) = self.streams.get_mut(stream) {
                     st.tx.ctrl_sessions.push_front(id);
@@ -194,7 +206,11 @@ impl PeerEngine {
             }
             let room = MAX - (out.len() - body) - size::DATA_AT_HEADER;
             let max = if more { room.min(quantum) } else { room };
+            let sent_max = s.send.sent_max();
             if let Some((offset, payload)) = s.send.take(max) {
+                if offset >= sent_max {
+                    fresh = Some((s.wire, offset + payload.len() as u64));
+                }
                 // `take` never returns more than `max` ≤ MAX bytes.
                 encode_data_at_header(out, s.wire, offset, payload.len() as u16);
                 out.extend_from_slice(&payload);
@@ -237,12 +253,14 @@ impl PeerEngine {
             return false;
         }
         st.stats.records_out += 1;
+        let len = out.len() - header;
+        st.meter.on_record(now, len, st.stats.bytes_in, fresh, ping);
         true
     }
 }
 
 /// Encodes the control frames session `s` owes (Query, Response, Resume,
-/// credit) into `out`; returns how many. `out` has room for the worst case.
+/// credit, Pin) into `out`; returns how many. `out` has room for the worst case.
 ///
 /// Credit: a Credit when the grant is the session's base window from the
 /// consumed count (what a Credit implies), a Window otherwise. After a
@@ -320,6 +338,15 @@ fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> u64 {
             session: wire,
             consumed: g.consumed,
             window: g.window,
+        }
+        .encode(out);
+        frames += 1;
+    }
+    if s.owed.pin {
+        s.owed.pin = false;
+        let _ = Frame::Pin {
+            session: wire,
+            pinned: s.pins.local,
         }
         .encode(out);
         frames += 1;
