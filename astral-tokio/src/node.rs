@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use astral_core::driver::source_of;
 use astral_core::{
-    CloseReason, Config, Event, Identity, NodeId, SessionId, SessionInfo, SessionState,
-    StreamCloseReason, StreamId, StreamInfo,
+    AcceptPolicy, AdmissionStats, CloseReason, Config, Event, Identity, NodeId, SessionId,
+    SessionInfo, SessionState, Source, StreamCloseReason, StreamId, StreamInfo,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -205,8 +206,10 @@ impl Node {
                 tokio::select! {
                     r = listener.accept() => match r {
                         Ok((tcp, from)) => {
-                            if let Err(e) = attach_tcp(&inner, tcp, Role::Accept, None) {
-                                tracing::warn!(%from, %e, "refused inbound transport");
+                            let source = Some(source_of(from));
+                            if let Err(e) = attach_tcp(&inner, tcp, Role::Accept, None, source) {
+                                // Strangers trigger this at will: not a warning.
+                                tracing::debug!(%from, %e, "refused inbound transport");
                             }
                         }
                         Err(e) => {
@@ -278,8 +281,68 @@ impl Node {
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let (stream, rx) = attach(self.inner(), io, None, role, None, None)?;
+        let (stream, rx) = attach(self.inner(), io, None, role, None, None, None)?;
         wait_up(stream, rx, role).await
+    }
+
+    /// Like [`Node::add_transport`] with [`Role::Accept`] for a transport
+    /// accepted from `from` (a proxy or tunnel that knows the peer's
+    /// address): handshake admission then bounds it per address and per
+    /// prefix like the TCP listener does (`docs/SECURITY.md`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
+    /// use astral_tokio::{Node, Identity, Config, Role};
+    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default()).unwrap();
+    /// let (x, y) = tokio::io::duplex(1 << 16);
+    /// let from = "192.0.2.1:5000".parse().unwrap();
+    /// let (sa, sb) = tokio::join!(a.add_transport(x, Role::Dial(b.id())), b.add_transport_from(y, from));
+    /// sa?; sb?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_transport_from<T>(&self, io: T, from: SocketAddr) -> Result<StreamId>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let source = Some(source_of(from));
+        let (stream, rx) = attach(self.inner(), io, None, Role::Accept, None, None, source)?;
+        wait_up(stream, rx, Role::Accept).await
+    }
+
+    /// Sets who may connect to this node (`None`: anyone). The policy sees
+    /// each inbound stream's dialer as soon as the handshake authenticates
+    /// it, before the node keeps any state for that peer; a refused stream
+    /// ends with [`StreamCloseReason::NotAllowed`] (reported in
+    /// [`Node::events`]). Streams this node dials are not asked, and
+    /// established streams stay: replacing the policy affects handshakes
+    /// that complete afterwards.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use astral_tokio::{AllowList, Node, Identity, Config};
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// let friend = Identity::from_seed([2; 32]).node_id();
+    /// node.set_accept_policy(Some(Arc::new([friend].into_iter().collect::<AllowList>())));
+    /// # }
+    /// ```
+    pub fn set_accept_policy(&self, policy: Option<Arc<dyn AcceptPolicy>>) {
+        self.inner().with(|sh, _| sh.core.set_accept_policy(policy));
+    }
+
+    /// Counters of the inbound handshake admission: handshakes served and
+    /// waiting now, evicted, timed out, refused by the accept policy.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use astral_tokio::{Node, Identity, Config};
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// assert_eq!(node.admission_stats().waiting, 0);
+    /// # }
+    /// ```
+    pub fn admission_stats(&self) -> AdmissionStats {
+        self.inner().peek(|sh| sh.core.admission_stats())
     }
 
     /// Opens a session with `peer` for `query` and waits for the answer.
@@ -534,10 +597,19 @@ fn attach_tcp(
     tcp: TcpStream,
     role: Role,
     dial: Option<usize>,
+    source: Option<Source>,
 ) -> Result<(StreamId, UpRx)> {
     let _ = tcp.set_nodelay(true);
     let (tcp, direct) = SharedTcp::new(tcp);
-    attach(inner, tcp, Some(tcp_abort), role, dial, Some(direct))
+    attach(
+        inner,
+        tcp,
+        Some(tcp_abort),
+        role,
+        dial,
+        Some(direct),
+        source,
+    )
 }
 
 /// Registers a transport with the core and spawns its task.
@@ -548,6 +620,7 @@ fn attach<T>(
     role: Role,
     dial: Option<usize>,
     direct: Option<crate::conn::DirectTcp>,
+    source: Option<Source>,
 ) -> Result<(StreamId, UpRx)>
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -560,7 +633,7 @@ where
         }
         let stream = match role {
             Role::Dial(peer) => sh.core.connect(now, peer)?,
-            Role::Accept => sh.core.accept(now)?,
+            Role::Accept => sh.core.accept_from(now, source)?,
         };
         sh.transports.insert(
             stream,
@@ -614,7 +687,7 @@ async fn dial_tcp(
     peer: NodeId,
     dial: Option<usize>,
 ) -> Result<StreamId> {
-    let (stream, rx) = attach_tcp(inner, tcp, Role::Dial(peer), dial)?;
+    let (stream, rx) = attach_tcp(inner, tcp, Role::Dial(peer), dial, None)?;
     wait_up(stream, rx, Role::Dial(peer)).await
 }
 
