@@ -187,13 +187,17 @@ fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
     }
 }
 
+/// How a transport's handshake ended for whoever waits on it: the peer,
+/// or why the stream closed and the dialer's identity if it was learnt.
+pub(crate) type UpResult = Result<NodeId, (StreamCloseReason, Option<NodeId>)>;
+
 /// Driver-side state of one transport.
 pub(crate) struct TransportSlot {
     /// The transport task, parked because the core had nothing to send.
     pub waker: Option<Waker>,
     pub kill: Option<oneshot::Sender<Kill>>,
     /// A pending `connect`, resolved once the stream is up and confirmed.
-    pub connect: Option<oneshot::Sender<Result<NodeId, StreamCloseReason>>>,
+    pub connect: Option<oneshot::Sender<UpResult>>,
     /// Index in `Shared::dials` if we dialed it.
     pub dial: Option<usize>,
     /// TCP transports: the socket, for writing output directly from the
@@ -457,11 +461,15 @@ impl Inner {
                     drop(e);
                 }
             }
-            Event::StreamDown { stream, reason, .. } => {
+            Event::StreamDown {
+                stream,
+                reason,
+                peer,
+            } => {
                 tracing::debug!(%stream, %reason, "stream down");
                 if let Some(t) = sh.transports.get_mut(stream) {
                     if let Some(tx) = t.connect.take() {
-                        let _ = tx.send(Err(reason.clone()));
+                        let _ = tx.send(Err((reason.clone(), *peer)));
                     }
                     if *reason == StreamCloseReason::Drained {
                         // Flush the last records, then hang up.

@@ -580,6 +580,21 @@ impl Node {
         self.inner().peek(|sh| sh.core.peer_streams(peer))
     }
 
+    /// Number of peers this node keeps state for (streams, sessions, or
+    /// sessions that closed recently). An inbound dialer the accept policy
+    /// refused never counts.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
+    /// # use astral_tokio::{Node, Identity, Config};
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default())?;
+    /// assert_eq!(node.peer_count(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_count(&self) -> usize {
+        self.inner().peek(|sh| sh.core.peer_count())
+    }
+
     /// Subscribes to the node's events: streams up/down, linked/unlinked,
     /// queries, sessions open/closed (with reason), migrated, recovering,
     /// recovered. `Readable`/`Writable` are not broadcast (sessions handle
@@ -620,7 +635,7 @@ fn forget_dial(sh: &mut crate::driver::Shared, stream: StreamId) {
     }
 }
 
-type UpRx = oneshot::Receiver<Result<NodeId, StreamCloseReason>>;
+type UpRx = oneshot::Receiver<crate::driver::UpResult>;
 
 fn attach_tcp(
     inner: &Arc<Inner>,
@@ -687,14 +702,15 @@ where
 async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
     match rx.await {
         Ok(Ok(_)) => Ok(stream),
-        Ok(Err(reason)) => match role {
+        Ok(Err((reason, known))) => match role {
             Role::Dial(peer) => Err(Error::Handshake {
                 peer,
                 reason: explain(reason),
             }),
-            Role::Accept => Err(Error::Io(std::io::Error::other(format!(
-                "inbound handshake failed: {reason}"
-            )))),
+            Role::Accept => Err(Error::Inbound {
+                peer: known,
+                reason,
+            }),
         },
         Err(_) => Err(Error::Shutdown),
     }
