@@ -5,19 +5,23 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use astral_core::driver::source_of;
+use astral_core::driver::{source_of, Backoff, DialId, Redialer};
 use astral_core::{
-    AcceptPolicy, AdmissionStats, CloseReason, Config, Event, Identity, NodeId, SessionId,
-    SessionInfo, SessionState, Source, StreamCloseReason, StreamId, StreamInfo,
+    AcceptPolicy, AdmissionStats, CloseReason, Config, Event, Identity, MigrateError, NodeId,
+    SessionId, SessionInfo, SessionState, Source, StreamCloseReason, StreamId, StreamInfo,
 };
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
-use crate::conn::{tcp_abort, Conn, SharedTcp};
-use crate::driver::{Backoff, Dial, Inner, Kill, TransportSlot};
+use crate::ctx::{Ctl, Kill, NodeCtx};
+use crate::endpoint::EpDriver;
 use crate::error::{Error, Result};
-use crate::session::{Incoming, IncomingQuery, Session};
+use crate::peer::Peer;
+use crate::session::{Incoming, IncomingQuery, Queries, Session};
+use crate::transport::{attach, DialOf, Generic, Tcp, UpRx};
 
 /// Which side of the Noise handshake this node plays on a transport given to
 /// [`Node::add_transport`].
@@ -66,27 +70,51 @@ impl Drop for Handle {
     }
 }
 
+/// The parts of one node (tasks hold this; the last `Node` clone going
+/// shuts them down through [`Handle`]).
+pub(crate) struct Inner {
+    ctx: Arc<NodeCtx>,
+    ep: Arc<EpDriver>,
+    queries: Arc<Queries>,
+    local_id: NodeId,
+}
+
 fn shutdown(inner: &Arc<Inner>) {
-    inner.with(|sh, now| {
-        if sh.closed {
-            return;
+    let peers = inner.ep.with(|st, now| {
+        if st.closed {
+            return Vec::new();
         }
-        sh.closed = true;
-        let streams: Vec<StreamId> = sh.core.streams().map(|s| s.id).collect();
-        for s in streams {
-            sh.core.close_stream(now, s);
+        st.closed = true;
+        let handshaking: Vec<StreamId> = st.core.streams().map(|s| s.id).collect();
+        for s in handshaking {
+            st.core.close_stream(now, s);
         }
-        for t in sh.transports.values_mut() {
+        for t in st.handshaking.values_mut() {
             if let Some(k) = t.kill.take() {
                 let _ = k.send(Kill::Core);
             }
         }
+        st.peers.values().cloned().collect::<Vec<_>>()
     });
-    let _ = inner.shutdown.send(true);
-    // Queries nobody took hold the node alive: reject them now.
-    if let Ok(mut rx) = inner.incoming.try_lock() {
-        while rx.try_recv().is_ok() {}
+    for p in &peers {
+        p.with(|ps, now| {
+            for s in ps.engine.stream_ids() {
+                ps.engine.close_stream(now, s);
+            }
+            for t in ps.transports.values_mut() {
+                if let Some(k) = t.kill.take() {
+                    let _ = k.send(Kill::Core);
+                }
+            }
+        });
     }
+    let _ = inner.ctx.shutdown.send(true);
+    for p in &peers {
+        p.wake_timer();
+    }
+    inner.ep.timer.notify_one();
+    // Queries nobody took hold the node alive: reject them now.
+    inner.queries.drain();
 }
 
 /// 256 bits from the OS for the core's generator (handshake ephemerals).
@@ -117,11 +145,7 @@ impl Node {
     ///
     /// Fails with [`Error::Config`] if `config` cannot work.
     pub fn new(identity: Identity, config: Config) -> Result<Node> {
-        Ok(Node::from_core(astral_core::Node::with_seed_bytes(
-            identity,
-            config,
-            os_seed(),
-        )?))
+        Node::start(identity, config, os_seed())
     }
 
     /// Like [`Node::new`] with a given seed for the core's generator
@@ -135,17 +159,31 @@ impl Node {
     /// # }
     /// ```
     pub fn with_seed(identity: Identity, config: Config, seed: u64) -> Result<Node> {
-        Ok(Node::from_core(astral_core::Node::new(
-            identity, config, seed,
-        )?))
+        // The derivation of `astral_core::Node::new`: the same seed gives
+        // the same node under every driver.
+        let mut bytes = [0u8; 32];
+        ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
+        Node::start(identity, config, bytes)
     }
 
-    fn from_core(core: astral_core::Node) -> Node {
-        let inner = Inner::new(core);
-        tokio::spawn(inner.clone().timer_task());
-        Node {
+    fn start(identity: Identity, config: Config, seed: [u8; 32]) -> Result<Node> {
+        let core = astral_core::Endpoint::new(identity, config, seed)?;
+        let local_id = core.local_id();
+        let (ctx, ctl) = NodeCtx::new();
+        let ctx = Arc::new(ctx);
+        let (qtx, qrx) = mpsc::unbounded_channel();
+        let redialer = Redialer::new(Some(Backoff::default()));
+        let ep = EpDriver::new(ctx.clone(), core, redialer, qtx);
+        let inner = Arc::new(Inner {
+            queries: Arc::new(Queries::new(ctx.clone(), qrx)),
+            ctx,
+            ep,
+            local_id,
+        });
+        tokio::spawn(endpoint_task(inner.clone(), ctl));
+        Ok(Node {
             handle: Arc::new(Handle { inner }),
-        }
+        })
     }
 
     fn inner(&self) -> &Arc<Inner> {
@@ -165,10 +203,12 @@ impl Node {
         self.inner().local_id
     }
 
-    /// Sets the redial backoff (default 100 ms doubling to 5 s); `None`
-    /// turns redialing off. When a stream this node dialed dies and the peer
-    /// has fewer streams than we dialed, the address is dialed again until a
-    /// stream comes back (or the application closes the stream on purpose).
+    /// Sets the redial backoff (default 100 ms doubling to 5 s, +25 %
+    /// jitter); `None` turns redialing off. The rule is the core's
+    /// [`Redialer`]: once a stream this node dialed with [`Node::connect`]
+    /// came up, its address is dialed again whenever that stream ends for
+    /// any reason but the application closing or draining it, until a
+    /// stream for it is up again.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -180,8 +220,10 @@ impl Node {
     /// # }
     /// ```
     pub fn set_redial(&self, backoff: Option<(Duration, Duration)>) {
+        let backoff = backoff.map(|(min, max)| Backoff::new(min, max));
         self.inner()
-            .with(|sh, _| sh.redial = backoff.map(|(min, max)| Backoff { min, max }));
+            .ep
+            .with(|st, _| st.redialer.set_backoff(backoff));
     }
 
     /// Listens for inbound TCP transports on `addr` (port 0 picks one) and
@@ -197,7 +239,7 @@ impl Node {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let inner = self.inner().clone();
-        let mut shutdown = inner.shutdown.subscribe();
+        let mut shutdown = inner.ctx.shutdown.subscribe();
         if *shutdown.borrow() {
             return Err(std::io::Error::other("node shut down"));
         }
@@ -244,21 +286,14 @@ impl Node {
     pub async fn connect(&self, peer: NodeId, addr: impl ToSocketAddrs) -> Result<StreamId> {
         let tcp = TcpStream::connect(addr).await?;
         let addr = tcp.peer_addr()?;
-        let dial = self.inner().with(|sh, _| {
-            sh.dials.push(Dial {
-                peer,
-                addr,
-                stream: None,
-                active: true,
-                redialing: false,
-            });
-            sh.dials.len() - 1
-        });
-        let r = dial_tcp(self.inner(), tcp, peer, Some(dial)).await;
-        if r.is_err() {
-            self.inner().with(|sh, _| sh.dials[dial].active = false);
-        }
-        r
+        let (stream, rx) = attach_tcp(
+            self.inner(),
+            tcp,
+            Role::Dial(peer),
+            Some(DialOf::New(addr)),
+            None,
+        )?;
+        wait_up(stream, rx, Role::Dial(peer)).await
     }
 
     /// Adds any byte transport (in-memory pipe, Unix socket, SOCKS/Tor
@@ -269,8 +304,8 @@ impl Node {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
     /// use astral_tokio::{Node, Identity, Config, Role};
-    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default())?;
-    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default())?;
+    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default()).unwrap();
     /// let (x, y) = tokio::io::duplex(1 << 16);
     /// let (sa, sb) = tokio::join!(a.add_transport(x, Role::Dial(b.id())), b.add_transport(y, Role::Accept));
     /// sa?; sb?;
@@ -281,7 +316,7 @@ impl Node {
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let (stream, rx) = attach(self.inner(), io, None, role, None, None, None)?;
+        let (stream, rx) = attach(&self.inner().ep, Generic(io), role.dialed(), None, None)?;
         wait_up(stream, rx, role).await
     }
 
@@ -306,7 +341,7 @@ impl Node {
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let source = Some(source_of(from));
-        let (stream, rx) = attach(self.inner(), io, None, Role::Accept, None, None, source)?;
+        let (stream, rx) = attach(&self.inner().ep, Generic(io), None, None, source)?;
         wait_up(stream, rx, Role::Accept).await
     }
 
@@ -319,35 +354,37 @@ impl Node {
     /// that complete afterwards.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
     /// use std::sync::Arc;
     /// use astral_tokio::{AllowList, Node, Identity, Config};
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default())?;
     /// let friend = Identity::from_seed([2; 32]).node_id();
     /// node.set_accept_policy(Some(Arc::new([friend].into_iter().collect::<AllowList>())));
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn set_accept_policy(&self, policy: Option<Arc<dyn AcceptPolicy>>) {
-        self.inner().with(|sh, _| sh.core.set_accept_policy(policy));
+        self.inner()
+            .ep
+            .with(|st, _| st.core.set_accept_policy(policy));
     }
 
     /// Counters of the inbound handshake admission: handshakes served and
     /// waiting now, evicted, timed out, refused by the accept policy.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
     /// # use astral_tokio::{Node, Identity, Config};
-    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default())?;
     /// assert_eq!(node.admission_stats().waiting, 0);
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn admission_stats(&self) -> AdmissionStats {
-        self.inner().peek(|sh| sh.core.admission_stats())
+        self.inner().ep.peek(|st| st.core.admission_stats())
     }
 
     /// Adds a connected TCP socket as a transport, like
-    /// [`Node::add_transport`] but keeping the TCP fast path (output written
-    /// directly while the transport task is idle) and a real reset for
+    /// [`Node::add_transport`] but keeping the TCP fast path (reads straight
+    /// into the receive buffer) and a real reset for
     /// [`Node::kill_transport`]. For applications that accept or dial TCP
     /// themselves (to see source addresses, or to dial through their own
     /// resolver). Not redialed. An accepted socket's peer address goes to
@@ -392,19 +429,38 @@ impl Node {
     /// ```
     pub async fn open_session(&self, peer: NodeId, query: &str) -> Result<Session> {
         let inner = self.inner().clone();
-        let id = inner.with(|sh, now| sh.core.open_session(now, peer, query))?;
+        let ctx = inner.ctx.clone();
+        // Under the endpoint's lock, so the engine cannot be retired
+        // between routing and opening.
+        let (engine, id) = inner.ep.with(|st, _| -> Result<(Arc<Peer>, SessionId)> {
+            if st.closed {
+                return Err(Error::Shutdown);
+            }
+            let r = st.core.engine_for(peer)?;
+            if let Some(e) = r.created {
+                let p = Peer::spawn(ctx.clone(), e, inner.ep.queries());
+                st.peers.insert(p.id, p);
+            }
+            let p = st
+                .peers
+                .get(&r.id)
+                .cloned()
+                .ok_or(Error::Open(astral_core::OpenError::NodeSessionLimit))?;
+            let id = p.with(|ps, now| ps.engine.open_session(now, query))?;
+            Ok((p, id))
+        })?;
         // Until the answer, a dropped future resets the session.
-        let session = Session::new(inner.clone(), id, peer);
+        let session = Session::new(engine.clone(), id, peer);
         // The pending open parks as the session's reader: SessionOpen and
         // SessionClosed wake it.
         let answer = std::future::poll_fn(|cx| {
-            inner.peek_mut(|sh| match sh.core.session(id).map(|h| h.state()) {
+            engine.peek(|ps| match ps.engine.session(id).map(|h| h.state()) {
                 Some(SessionState::Routing) => {
-                    sh.sessions.park_read(id, cx);
+                    ps.sessions.park_read(id, cx);
                     Poll::Pending
                 }
                 Some(_) => Poll::Ready(Ok(())),
-                None => Poll::Ready(Err(sh
+                None => Poll::Ready(Err(ps
                     .sessions
                     .closed(id)
                     .cloned()
@@ -415,7 +471,7 @@ impl Node {
         match answer {
             Ok(()) => Ok(session),
             Err(reason) => {
-                let unreachable = inner.peek(|sh| sh.core.peer_streams(peer).is_empty());
+                let unreachable = engine.peek(|ps| ps.engine.stream_ids().is_empty());
                 Err(match reason {
                     CloseReason::Rejected(code) => Error::Rejected { peer, code },
                     CloseReason::RoutingTimeout if unreachable => Error::Unreachable(peer),
@@ -448,7 +504,7 @@ impl Node {
     /// # }
     /// ```
     pub fn incoming(&self) -> Incoming {
-        Incoming::new(self.inner().clone())
+        Incoming::new(self.inner().queries.clone())
     }
 
     /// The next inbound query (shorthand for `incoming().next()`).
@@ -473,9 +529,23 @@ impl Node {
     /// # }
     /// ```
     pub fn migrate(&self, session: SessionId, stream: StreamId) -> Result<()> {
-        self.inner()
-            .with(|sh, now| sh.core.migrate(now, session, stream))
-            .map_err(Error::from)
+        self.inner().ep.with(|st, _| {
+            let p = st
+                .peer_of(session)
+                .cloned()
+                .ok_or(MigrateError::UnknownSession)?;
+            if !p.peek(|ps| ps.engine.has_stream(stream)) {
+                let elsewhere = st.owner.contains_key(&stream);
+                let known = p.peek(|ps| ps.engine.session_info(session).is_some());
+                return Err(Error::Migrate(match (known, elsewhere) {
+                    (false, _) => MigrateError::UnknownSession,
+                    (true, true) => MigrateError::WrongPeer,
+                    (true, false) => MigrateError::TargetUnknown,
+                }));
+            }
+            p.with(|ps, now| ps.engine.migrate(now, session, stream))
+                .map_err(Error::from)
+        })
     }
 
     /// Moves every session off `stream`, then closes it gracefully; returns
@@ -488,9 +558,14 @@ impl Node {
     /// # }
     /// ```
     pub fn drain_stream(&self, stream: StreamId) -> Result<usize> {
-        self.inner().with(|sh, now| {
-            let n = sh.core.drain_stream(now, stream)?;
-            forget_dial(sh, stream);
+        self.inner().ep.with(|st, _| {
+            let p = st
+                .owner
+                .get(&stream)
+                .cloned()
+                .ok_or(astral_core::DrainError::UnknownStream)?;
+            let n = p.with(|ps, now| ps.engine.drain_stream(now, stream))?;
+            st.redialer.retire_stream(stream);
             Ok(n)
         })
     }
@@ -504,10 +579,24 @@ impl Node {
     /// # }
     /// ```
     pub fn close_stream(&self, stream: StreamId) -> Result<()> {
-        self.inner().with(|sh, now| {
-            sh.core.stream_info(stream).ok_or(Error::UnknownStream)?;
-            forget_dial(sh, stream);
-            sh.core.close_stream(now, stream);
+        self.inner().ep.with(|st, now| {
+            if st.core.has_stream(stream) {
+                st.redialer.retire_stream(stream);
+                st.core.close_stream(now, stream);
+                return Ok(());
+            }
+            let p = st.owner.get(&stream).cloned().ok_or(Error::UnknownStream)?;
+            let closed = p.with(|ps, now| {
+                let known = ps.engine.has_stream(stream);
+                if known {
+                    ps.engine.close_stream(now, stream);
+                }
+                known
+            });
+            if !closed {
+                return Err(Error::UnknownStream);
+            }
+            st.redialer.retire_stream(stream);
             Ok(())
         })
     }
@@ -524,11 +613,19 @@ impl Node {
     /// # }
     /// ```
     pub fn kill_transport(&self, stream: StreamId) -> bool {
-        self.inner().with(|sh, _| {
-            sh.transports
-                .get_mut(&stream)
-                .and_then(|t| t.kill.take())
-                .is_some_and(|k| k.send(Kill::Abort).is_ok())
+        let abort = |k: Option<tokio::sync::oneshot::Sender<Kill>>| {
+            k.is_some_and(|k| k.send(Kill::Abort).is_ok())
+        };
+        self.inner().ep.peek(|st| {
+            if let Some(t) = st.handshaking.get_mut(&stream) {
+                return abort(t.kill.take());
+            }
+            match st.owner.get(&stream) {
+                Some(p) => {
+                    p.peek(|ps| abort(ps.transports.get_mut(&stream).and_then(|t| t.kill.take())))
+                }
+                None => false,
+            }
         })
     }
 
@@ -542,7 +639,14 @@ impl Node {
     /// # }
     /// ```
     pub fn streams(&self) -> Vec<StreamInfo> {
-        self.inner().peek(|sh| sh.core.streams().collect())
+        self.inner().ep.peek(|st| {
+            let mut all: Vec<StreamInfo> = st.core.streams().collect();
+            for p in st.peers.values() {
+                p.peek(|ps| all.extend(ps.engine.streams()));
+            }
+            all.sort_by_key(|s| s.id);
+            all
+        })
     }
 
     /// Snapshots of every live session.
@@ -555,7 +659,13 @@ impl Node {
     /// # }
     /// ```
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        self.inner().peek(|sh| sh.core.sessions().collect())
+        self.inner().ep.peek(|st| {
+            let mut all = Vec::new();
+            for p in st.peers.values() {
+                p.peek(|ps| all.extend(ps.engine.sessions()));
+            }
+            all
+        })
     }
 
     /// Snapshot of one session.
@@ -566,7 +676,8 @@ impl Node {
     /// # }
     /// ```
     pub fn session_info(&self, session: SessionId) -> Option<SessionInfo> {
-        self.inner().peek(|sh| sh.core.session_info(session))
+        let p = self.inner().ep.peek(|st| st.peer_of(session).cloned())?;
+        p.peek(|ps| ps.engine.session_info(session))
     }
 
     /// Established streams to `peer`.
@@ -577,7 +688,9 @@ impl Node {
     /// # }
     /// ```
     pub fn peer_streams(&self, peer: NodeId) -> Vec<StreamId> {
-        self.inner().peek(|sh| sh.core.peer_streams(peer))
+        let p = self.inner().ep.peek(|st| st.route(peer).cloned());
+        p.map(|p| p.peek(|ps| ps.engine.stream_ids()))
+            .unwrap_or_default()
     }
 
     /// Number of peers this node keeps state for (streams, sessions, or
@@ -592,7 +705,7 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub fn peer_count(&self) -> usize {
-        self.inner().peek(|sh| sh.core.peer_count())
+        self.inner().ep.peek(|st| st.peers.len())
     }
 
     /// Subscribes to the node's events: streams up/down, linked/unlinked,
@@ -612,7 +725,7 @@ impl Node {
     /// # }
     /// ```
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.inner().events.subscribe()
+        self.inner().ctx.events.subscribe()
     }
 
     /// Closes every stream and stops the node's tasks. Sessions fail.
@@ -629,74 +742,24 @@ impl Node {
     }
 }
 
-fn forget_dial(sh: &mut crate::driver::Shared, stream: StreamId) {
-    if let Some(d) = sh.transports.get(&stream).and_then(|t| t.dial) {
-        sh.dials[d].active = false;
+impl Role {
+    fn dialed(self) -> Option<NodeId> {
+        match self {
+            Role::Dial(peer) => Some(peer),
+            Role::Accept => None,
+        }
     }
 }
-
-type UpRx = oneshot::Receiver<crate::driver::UpResult>;
 
 fn attach_tcp(
     inner: &Arc<Inner>,
     tcp: TcpStream,
     role: Role,
-    dial: Option<usize>,
+    dial: Option<DialOf>,
     source: Option<Source>,
 ) -> Result<(StreamId, UpRx)> {
     let _ = tcp.set_nodelay(true);
-    let (tcp, direct) = SharedTcp::new(tcp);
-    attach(
-        inner,
-        tcp,
-        Some(tcp_abort),
-        role,
-        dial,
-        Some(direct),
-        source,
-    )
-}
-
-/// Registers a transport with the core and spawns its task.
-fn attach<T>(
-    inner: &Arc<Inner>,
-    io: T,
-    abort: Option<fn(&mut T)>,
-    role: Role,
-    dial: Option<usize>,
-    direct: Option<crate::conn::DirectTcp>,
-    source: Option<Source>,
-) -> Result<(StreamId, UpRx)>
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let (up_tx, up_rx) = oneshot::channel();
-    let (kill_tx, kill_rx) = oneshot::channel();
-    let stream = inner.with(|sh, now| {
-        if sh.closed {
-            return Err(Error::Shutdown);
-        }
-        let stream = match role {
-            Role::Dial(peer) => sh.core.connect(now, peer)?,
-            Role::Accept => sh.core.accept_from(now, source)?,
-        };
-        sh.transports.insert(
-            stream,
-            TransportSlot {
-                waker: None,
-                kill: Some(kill_tx),
-                connect: Some(up_tx),
-                dial,
-                direct,
-                pending: bytes::BytesMut::new(),
-                direct_ok: false,
-                defer: false,
-            },
-        );
-        Ok(stream)
-    })?;
-    tokio::spawn(Conn::new(io, abort, inner.clone(), stream, kill_rx));
-    Ok((stream, up_rx))
+    attach(&inner.ep, Tcp(tcp), role.dialed(), dial, source)
 }
 
 async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
@@ -730,66 +793,52 @@ fn explain(reason: StreamCloseReason) -> StreamCloseReason {
     }
 }
 
-async fn dial_tcp(
-    inner: &Arc<Inner>,
-    tcp: TcpStream,
-    peer: NodeId,
-    dial: Option<usize>,
-) -> Result<StreamId> {
-    let (stream, rx) = attach_tcp(inner, tcp, Role::Dial(peer), dial, None)?;
-    wait_up(stream, rx, Role::Dial(peer)).await
-}
-
-/// Redials a remembered address with exponential backoff until a stream
-/// comes back, the dial is retired, or the node shuts down.
-pub(crate) async fn redial(inner: Arc<Inner>, d: usize, backoff: Backoff) {
-    let mut delay = backoff.min;
-    let mut shutdown = inner.shutdown.subscribe();
+/// The endpoint task: handshake deadlines, control messages from the
+/// peers (stream up/down, idle engines), and due redials.
+async fn endpoint_task(inner: Arc<Inner>, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
+    let ep = inner.ep.clone();
+    let mut shutdown = inner.ctx.shutdown.subscribe();
     loop {
+        let (due, next) = ep.step();
+        let Some(next) = next else { return };
+        for (d, peer, addr) in due {
+            tokio::spawn(redial(inner.clone(), d, peer, addr));
+        }
+        if *shutdown.borrow_and_update() {
+            return;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            m = ctl.recv() => {
+                let Some(m) = m else { return };
+                ep.with(|st, now| {
+                    ep.handle_ctl(st, now, m);
+                    while let Ok(m) = ctl.try_recv() {
+                        ep.handle_ctl(st, now, m);
+                    }
+                });
+            }
+            _ = tokio::time::sleep_until(inner.ctx.instant(next)) => {}
+            _ = ep.timer.notified() => {}
             _ = shutdown.changed() => return,
         }
-        delay = (delay * 2).min(backoff.max);
-        let (peer, addr, go) = inner.with(|sh, _| {
-            let (peer, addr, active) = (sh.dials[d].peer, sh.dials[d].addr, sh.dials[d].active);
-            let wanted = sh
-                .dials
-                .iter()
-                .filter(|x| x.peer == peer && x.active)
-                .count();
-            let have = sh.core.peer_streams(peer).len();
-            let stop = !active || sh.closed;
-            if stop {
-                sh.dials[d].redialing = false;
-            }
-            (peer, addr, if stop { None } else { Some(have < wanted) })
+    }
+}
+
+/// One redial attempt of a remembered dial (the [`Redialer`] decides when
+/// and tracks the outcome).
+async fn redial(inner: Arc<Inner>, d: DialId, peer: NodeId, addr: SocketAddr) {
+    tracing::debug!(%peer, %addr, "redialing");
+    let attached = match TcpStream::connect(addr).await {
+        Ok(tcp) => attach_tcp(&inner, tcp, Role::Dial(peer), Some(DialOf::Again(d)), None).is_ok(),
+        Err(e) => {
+            tracing::debug!(%peer, %e, "redial failed");
+            false
+        }
+    };
+    if !attached {
+        inner.ep.with(|st, now| {
+            let r = st.core.random_u64();
+            st.redialer.failed(now, d, r);
         });
-        match go {
-            None => return,
-            Some(false) => continue,
-            Some(true) => {}
-        }
-        tracing::debug!(%peer, %addr, "redialing");
-        let Ok(tcp) = TcpStream::connect(addr).await else {
-            continue;
-        };
-        match dial_tcp(&inner, tcp, peer, Some(d)).await {
-            Ok(stream) => {
-                tracing::debug!(%peer, %stream, "redialed");
-                // If the new stream died already, keep going.
-                let done = inner.with(|sh, _| {
-                    let done = sh.dials[d].stream.is_some();
-                    if done {
-                        sh.dials[d].redialing = false;
-                    }
-                    done
-                });
-                if done {
-                    return;
-                }
-            }
-            Err(e) => tracing::debug!(%peer, %e, "redial failed"),
-        }
     }
 }
