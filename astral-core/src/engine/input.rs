@@ -1,5 +1,7 @@
 //! Inbound path of an engine: ciphertext → records → frames → sessions.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 
 use super::sessions::{Ending, Phase, Session};
@@ -9,6 +11,7 @@ use crate::flow::FlowError;
 use crate::frame::{DecodeLimits, Frame, FrameReader};
 use crate::noise::{NoiseError, OpenedRecords, RecordCipher};
 use crate::session::Role;
+use crate::stream::StreamPreference;
 use crate::timer::EngineTimer;
 use crate::{codes, SessionId, StreamId, Timestamp};
 
@@ -226,6 +229,11 @@ impl PeerEngine {
                 payload,
             } => self.on_data(now, stream, session, offset, payload),
             Frame::Credit { session, consumed } => self.on_credit(now, stream, session, consumed),
+            Frame::Window {
+                session,
+                consumed,
+                window,
+            } => self.on_window(now, stream, session, consumed, window),
             Frame::Fin { session, offset } => self.on_fin(now, stream, session, offset),
             Frame::Reset { session } => {
                 if let Some(id) = self.sessions.lookup(session) {
@@ -244,6 +252,15 @@ impl PeerEngine {
                 reply,
             } => self.on_resume(now, stream, session, received, consumed, reply),
             Frame::Drain => self.on_drain(now, stream),
+            Frame::Pin { session, pinned } => self.on_pin(session, pinned),
+            Frame::Preference { tier, penalty_ms } => {
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.peer_preference = StreamPreference {
+                        tier,
+                        penalty: Duration::from_millis(u64::from(penalty_ms)),
+                    };
+                }
+            }
             Frame::Read { .. } | Frame::Data { .. } | Frame::Migrate { .. } => {
                 return Err(StreamCloseReason::ProtocolError(
                     ProtocolViolation::BaseFrame(frame.opcode()),
@@ -257,11 +274,11 @@ impl PeerEngine {
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
-        if let Some((n, sent)) = st.liveness.ping {
-            if n == nonce {
-                st.liveness.rtt.sample(now.saturating_duration_since(sent));
-                st.liveness.ping = None;
-            }
+        if st.liveness.ping.is_some_and(|(n, _)| n == nonce) {
+            st.liveness.ping = None;
+        }
+        if let Some(m) = st.meter.on_pong(now, nonce, st.stats.bytes_in) {
+            st.take_sample(now, m, true);
         }
         self.on_drain_pong(now, stream, nonce);
     }
@@ -370,17 +387,24 @@ impl PeerEngine {
             return;
         }
         let deadline = now + config.routing_timeout;
+        let (window, reserved) = self.initial_window();
+        let charge = super::budget::Charge {
+            recv: reserved,
+            send: 0,
+        };
         let mut s = Session::new(
             wire,
             Role::Responder,
             Phase::Pending { deadline },
-            config.recv_window,
+            window,
+            charge,
         );
         s.send.set_peer_window(buffer);
         s.rx = Some(stream);
         let Some(id) = self.sessions.insert(s) else {
             self.shared.pending_queries.release();
             self.shared.sessions.release();
+            self.release_charge(charge);
             return;
         };
         self.timers.arm(deadline, EngineTimer::SessionDeadline(id));
@@ -483,6 +507,7 @@ impl PeerEngine {
                 }
             }
             Ok(FlowEffect::Credited) => {
+                self.settle_send_charge(id);
                 self.schedule(id);
                 self.signal_writable(id);
             }
@@ -514,6 +539,7 @@ impl PeerEngine {
                     limit: 0,
                 });
             }
+            s.tune.on_data(now);
             let new = s.recv.on_data(offset, payload)?;
             Ok(if new {
                 FlowEffect::Readable
@@ -523,9 +549,39 @@ impl PeerEngine {
         });
     }
 
+    /// A Credit or Window of `wire` arrived on `stream`: an RTT sample of
+    /// the newest logged record of ours it covers.
+    fn sample_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
+        if let Some(st) = self.streams.get_mut(stream) {
+            if let Some(m) = st.meter.on_credit(now, wire, consumed, st.stats.bytes_in) {
+                st.take_sample(now, m, false);
+            }
+        }
+    }
+
     fn on_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
+        self.sample_credit(now, stream, wire, consumed);
         self.on_flow_frame(now, stream, wire, |s| {
             let advanced = s.send.on_credit(consumed)?;
+            Ok(if advanced {
+                FlowEffect::Credited
+            } else {
+                FlowEffect::None
+            })
+        });
+    }
+
+    fn on_window(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        consumed: u64,
+        window: u32,
+    ) {
+        self.sample_credit(now, stream, wire, consumed);
+        self.on_flow_frame(now, stream, wire, |s| {
+            let advanced = s.send.on_window(consumed, window)?;
             Ok(if advanced {
                 FlowEffect::Credited
             } else {

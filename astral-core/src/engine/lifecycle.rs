@@ -9,7 +9,8 @@ use super::PeerEngine;
 use crate::event::{CloseReason, Event, ProtocolViolation, StreamCloseReason};
 use crate::frame::Frame;
 use crate::noise::{Established, Features, RecordOpener, RecordSealer};
-use crate::stream::{Rtt, StreamStats};
+use crate::path::PathMeter;
+use crate::stream::{Rtt, StreamPreference, StreamStats};
 use crate::timer::EngineTimer;
 use crate::{EngineId, NodeId, StreamId, Timestamp};
 
@@ -167,6 +168,9 @@ impl PeerEngine {
             remote_drain: false,
             stats: StreamStats::default(),
             resets: TokenBucket::new(now, per_sec),
+            meter: PathMeter::new(now, self.shared.config.path_window),
+            preference: StreamPreference::NORMAL,
+            peer_preference: StreamPreference::NORMAL,
         });
         self.publish_stream_count();
         self.timers.arm(now + keepalive, EngineTimer::Liveness(sid));
