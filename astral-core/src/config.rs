@@ -30,9 +30,11 @@ pub struct Config {
     /// budget has room (otherwise a new session starts at
     /// `min_recv_window`). Auto-tuning grows it from there.
     pub recv_window: u32,
-    /// Largest receive window auto-tuning may grow a session to (one
-    /// bandwidth-delay product: 16 MiB fills 1 Gbit/s at 100 ms with room
-    /// for credit batching).
+    /// Largest receive window auto-tuning may grow a session to. 32 MiB
+    /// is 2.7 bandwidth-delay products of 1 Gbit/s at 100 ms: credit is
+    /// batched (a quarter of the window) and the round trip a sender sees
+    /// includes queueing, so one BDP is not enough (16 MiB reached 56 % of
+    /// such a link, docs/FLOW.md).
     pub max_recv_window: u32,
     /// Window every open session keeps whatever the budget (and the room it
     /// may always hold for its own writes): what makes progress certain when
@@ -119,10 +121,10 @@ impl Default for Config {
             dead_timeout: Duration::from_secs(20),
             recovery_timeout: Duration::from_secs(30),
             recv_window: 64 * 1024,
-            max_recv_window: 16 * 1024 * 1024,
+            max_recv_window: 32 * 1024 * 1024,
             min_recv_window: 16 * 1024,
-            peer_memory_budget: 32 * 1024 * 1024,
-            node_memory_budget: 64 * 1024 * 1024,
+            peer_memory_budget: 64 * 1024 * 1024,
+            node_memory_budget: 256 * 1024 * 1024,
             send_buffer: 64 * 1024,
             credit_delay: Duration::from_millis(40),
             quantum: 16 * 1024,

@@ -474,6 +474,52 @@ impl Node {
         })
     }
 
+    /// Pins `session` where it is (`true`: automatic placement at both ends
+    /// leaves it alone until it is unpinned or its stream dies) or releases
+    /// it. [`Node::migrate`] pins too.
+    ///
+    /// ```no_run
+    /// # fn f(node: astral_tokio::Node, s: astral_tokio::SessionId) {
+    /// node.pin_session(s, false).expect("unknown session");
+    /// # }
+    /// ```
+    pub fn pin_session(&self, session: SessionId, pinned: bool) -> Result<()> {
+        self.inner().ep.with(|st, _| {
+            let p = st
+                .peer_of(session)
+                .cloned()
+                .ok_or(MigrateError::UnknownSession)?;
+            p.with(|ps, now| ps.engine.pin_session(now, session, pinned))
+                .map_err(Error::from)
+        })
+    }
+
+    /// Whether this node's application, or the peer's, pinned `session`:
+    /// `(local, peer)`; `None` for an unknown session.
+    pub fn session_pins(&self, session: SessionId) -> Option<(bool, bool)> {
+        let p = self.inner().ep.peek(|st| st.peer_of(session).cloned())?;
+        p.peek(|ps| ps.engine.session_pins(session))
+    }
+
+    /// Sets this node's placement preference for `stream` (tier, penalty)
+    /// and announces it to the peer; both ends use the stricter of their
+    /// two settings.
+    pub fn set_stream_preference(
+        &self,
+        stream: StreamId,
+        preference: astral_core::StreamPreference,
+    ) -> Result<()> {
+        self.inner().ep.with(|st, _| {
+            let p = st
+                .owner
+                .get(&stream)
+                .cloned()
+                .ok_or(MigrateError::TargetUnknown)?;
+            p.with(|ps, now| ps.engine.set_stream_preference(now, stream, preference))
+                .map_err(Error::from)
+        })
+    }
+
     /// Moves every session off `stream`, then closes it gracefully; returns
     /// how many sessions moved. The stream is not redialed.
     ///

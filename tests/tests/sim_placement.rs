@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use astral_core::{Config, Event, StreamId, Timestamp};
+use astral_core::{Config, Event, StreamId, StreamPreference, Timestamp};
 use astral_sim::{Action, FlowSpec, LinkChange, LinkConfig, Sim};
 
 fn ms(n: u64) -> Duration {
@@ -278,5 +278,52 @@ fn a_pinned_session_never_moves() {
     sim.run_until(now + secs(15));
     assert_eq!(carrying_link(&sim), Some(0));
     assert_eq!(migrations(&sim).len(), 4);
+    assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
+}
+
+#[test]
+fn a_backup_stream_carries_the_session_only_while_no_normal_one_is_up() {
+    // Link 1 is faster but marked backup (a metered link) by the opener;
+    // the acceptor learns it from the Preference frame. The session stays
+    // on the slower normal link 0, goes to the backup when link 0 dies,
+    // and comes back as soon as a normal link (2) is up again.
+    let mut sim = Sim::new(16, 2, Config::default());
+    sim.link(0, 1, path(ms(100), RATE));
+    sim.link(0, 1, path(ms(10), RATE));
+    sim.keep_log = true;
+    // Once both streams are up (handshakes done), before any session.
+    sim.run_until(Sim::t(secs(1)));
+    let backup = sim.links[1].stream_at(0).unwrap();
+    let now = sim.now;
+    sim.nodes[0]
+        .set_stream_preference(now, backup, StreamPreference::backup())
+        .unwrap();
+    sim.open_flows(&[FlowSpec::new(0, 1, u64::MAX / 4, 0)]);
+    sim.run_until(Sim::t(secs(30)));
+    assert_eq!(carrying_link(&sim), Some(0), "never onto the backup");
+    assert!(migrations(&sim).is_empty());
+    let at_b = sim.links[1].stream_at(1).unwrap();
+    assert_eq!(
+        sim.nodes[1].stream_info(at_b).unwrap().peer_preference,
+        StreamPreference::backup()
+    );
+    sim.act(Action::Kill(0));
+    sim.run_until(Sim::t(secs(40)));
+    assert_eq!(
+        carrying_link(&sim),
+        Some(1),
+        "the backup when nothing else is up"
+    );
+    sim.act(Action::Connect(0, 1, path(ms(100), RATE)));
+    let up = sim.now;
+    sim.run_until(up + secs(15));
+    let back = migrations(&sim)
+        .iter()
+        .map(|(t, _)| *t)
+        .find(|t| *t > up)
+        .map(|t| t.saturating_duration_since(up));
+    println!("backup tier: back on a normal stream {back:?} after it came up");
+    assert_eq!(carrying_link(&sim), Some(2), "back to the normal tier");
+    assert!(back.is_some_and(|d| d <= secs(3)), "{back:?}");
     assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
 }

@@ -414,3 +414,49 @@ fn an_untuned_peer_interoperates() {
     let tx = n.a.session_info(sa).unwrap().stats;
     assert_eq!(tx.peer_window, 64 * 1024);
 }
+
+/// The fixed part of a session's cost (docs/FLOW.md, "What a node
+/// promises"): its state in the engine's table, before any buffered byte.
+#[test]
+fn per_session_state_is_bounded() {
+    let state = std::mem::size_of::<super::sessions::Session>();
+    println!("size_of::<Session>() = {state} bytes");
+    assert!(state <= 1024, "{state}");
+}
+
+#[test]
+fn a_reader_that_never_reads_holds_at_most_the_budget_plus_floors() {
+    // `a` opens sessions to `b` and writes without end; `b`'s application
+    // never reads. What `b` buffers stays within its budget plus one floor
+    // per session, and what it reserved within the budget. (`a` has a
+    // large budget: with `b`'s, its own receive windows would take it and
+    // leave it only its send floors.)
+    let big = Config {
+        peer_memory_budget: 64 << 20,
+        node_memory_budget: 64 << 20,
+        ..budgeted()
+    };
+    let mut n = Net::with(big, budgeted());
+    n.wire(MS);
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        sessions.push(n.session());
+    }
+    for _ in 0..50 {
+        for &(sa, _) in &sessions {
+            while n.a.session(sa).unwrap().write(&[5u8; 4096]).is_ok() {}
+        }
+        n.run_for(MS * 20);
+    }
+    let buffered: u64 = sessions
+        .iter()
+        .map(|&(_, sb)| n.b.session_info(sb).unwrap().stats.bytes_buffered)
+        .sum();
+    let floors = sessions.len() as u64 * 16 * 1024;
+    assert!(buffered > floors, "the writers filled more than the floors");
+    assert!(
+        buffered <= 4 * 48 * 1024 + floors,
+        "{buffered} > budget + floors"
+    );
+    assert!(n.b.memory_reserved() <= 4 * 48 * 1024);
+}
