@@ -286,6 +286,8 @@ mod tests {
             recv_window: 262144,
             migrations: 0,
             recoveries: 0,
+            pinned: false,
+            peer_pinned: false,
         };
         let out = sessions(&[row]);
         let lines: Vec<&str> = out.lines().collect();

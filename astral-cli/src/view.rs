@@ -82,6 +82,13 @@ pub struct SessionRow {
     pub migrations: u32,
     /// Completed recoveries.
     pub recoveries: u32,
+    /// This side pinned it (`ctl pin`, `ctl migrate`): automatic placement
+    /// leaves it where it is.
+    #[serde(default)]
+    pub pinned: bool,
+    /// The peer pinned it.
+    #[serde(default)]
+    pub peer_pinned: bool,
 }
 
 /// One peer (`ctl peers`).
@@ -208,7 +215,11 @@ pub fn sessions(node: &Node, reg: &Registry, config: &Config) -> Vec<SessionRow>
         .sessions()
         .into_iter()
         .map(|s| {
-            let row = session_row(&s, reg, config);
+            let mut row = session_row(&s, reg, config);
+            if let Some((local, peer)) = node.session_pins(s.id) {
+                row.pinned = local;
+                row.peer_pinned = peer;
+            }
             (order(&row.id), row)
         })
         .collect();
@@ -240,6 +251,8 @@ fn session_row(s: &SessionInfo, reg: &Registry, config: &Config) -> SessionRow {
         recv_window: u64::from(config.recv_window),
         migrations: s.stats.migrations,
         recoveries: s.stats.recoveries,
+        pinned: false,
+        peer_pinned: false,
     }
 }
 

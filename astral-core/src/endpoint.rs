@@ -481,7 +481,12 @@ impl Endpoint {
 
     /// Fuzzing only: a completed "handshake" with the no-security cipher.
     #[cfg(feature = "fuzzing")]
-    pub(crate) fn established_for_fuzzing(&mut self, peer: NodeId, wire: u64) -> Option<NewStream> {
+    pub(crate) fn established_for_fuzzing(
+        &mut self,
+        peer: NodeId,
+        incarnation: u64,
+        wire: u64,
+    ) -> Option<NewStream> {
         if peer == self.local_id {
             return None;
         }
@@ -490,11 +495,11 @@ impl Endpoint {
             remote: peer,
             stream_id: wire,
             features: Features::ALL,
-            incarnation: 0,
+            incarnation,
             initiator: false,
             cipher: crate::noise::RecordCipher::insecure_for_fuzzing(),
         };
-        let (engine, created, superseded) = self.route_incarnation(peer, 0);
+        let (engine, created, superseded) = self.route_incarnation(peer, incarnation);
         Some(NewStream {
             stream,
             engine,

@@ -652,8 +652,25 @@ impl Node {
         peer: NodeId,
         wire: u64,
     ) -> Option<StreamId> {
+        self.insert_established_for_fuzzing_from(now, peer, 0, wire)
+    }
+
+    /// Fuzzing only: like [`Node::insert_established_for_fuzzing`], from
+    /// the peer's incarnation `incarnation` (its [`Node::incarnation`]), so
+    /// that streams it later dials with a real handshake reach the same
+    /// peer engine instead of looking like a restarted peer.
+    #[cfg(feature = "fuzzing")]
+    pub fn insert_established_for_fuzzing_from(
+        &mut self,
+        now: Timestamp,
+        peer: NodeId,
+        incarnation: u64,
+        wire: u64,
+    ) -> Option<StreamId> {
         self.sync_dirty();
-        let ns = self.endpoint.established_for_fuzzing(peer, wire)?;
+        let ns = self
+            .endpoint
+            .established_for_fuzzing(peer, incarnation, wire)?;
         self.endpoint_ready_push(ns);
         let id = self.owner_of_next_ready();
         self.sync_endpoint(now);

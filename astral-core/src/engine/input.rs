@@ -408,7 +408,8 @@ impl PeerEngine {
             return;
         };
         self.timers.arm(deadline, EngineTimer::SessionDeadline(id));
-        self.rebind(id, Some(stream));
+        let tx = self.answer_stream(stream);
+        self.rebind(id, Some(tx));
         self.events.push_back(Event::Query {
             session: id,
             peer: self.peer,
@@ -436,8 +437,12 @@ impl PeerEngine {
             );
             return;
         }
+        let tx = self.answer_stream(stream);
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
         match s.phase {
-            Phase::Pending { .. } => self.rebind(id, Some(stream)),
+            Phase::Pending { .. } => self.rebind(id, Some(tx)),
             Phase::Routing { .. } => {}
             Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
                 s.owed.response = Some(codes::ACCEPTED);
@@ -451,9 +456,27 @@ impl PeerEngine {
                     s.owed.resume = false;
                     self.on_resumed(id, resent);
                 }
-                self.rebind(id, Some(stream));
+                self.rebind(id, Some(tx));
             }
         }
+    }
+
+    /// Where to answer a Query that came on `stream`: there, unless the
+    /// stream is being drained (the querier sent it before it saw the
+    /// Drain), then on a usable stream if there is one. The querier sends
+    /// where the Response comes from, and a session bound to a draining
+    /// stream would hold its barrier back for ever.
+    fn answer_stream(&mut self, stream: StreamId) -> StreamId {
+        if self.streams.get(stream).is_some_and(|st| st.is_draining()) {
+            let mut c = self.candidates();
+            c.retain(|c| c.id != stream);
+            if !c.is_empty() {
+                if let Some(alt) = self.policy.choose(&c) {
+                    return alt;
+                }
+            }
+        }
+        stream
     }
 
     fn on_response(&mut self, now: Timestamp, stream: StreamId, wire: u64, code: u8, buffer: u32) {
