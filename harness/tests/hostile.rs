@@ -40,10 +40,22 @@ fn attack(name: &str) -> Attack {
 }
 
 async fn run(a: &Attack, cfg: &RunConfig, release: bool) -> AttackReport {
+    run_with(a, cfg, release, false).await
+}
+
+/// [`run`], and with `allow_legit` a listener whose `--allow` file lists
+/// only the legitimate tries' identities.
+async fn run_with(a: &Attack, cfg: &RunConfig, release: bool, allow_legit: bool) -> AttackReport {
     let _one = ONE_AT_A_TIME.lock().await;
     let bin = bin(release);
-    let l = listener::Listener::start(&bin, "127.0.0.1:0".parse().unwrap(), &[])
-        .expect("start astral listen");
+    let allowed = allow_legit.then(|| hostile::legit::identities(cfg.tries));
+    let l = listener::Listener::start_with(
+        &bin,
+        "127.0.0.1:0".parse().unwrap(),
+        &[],
+        allowed.as_deref(),
+    )
+    .expect("start astral listen");
     let r = hostile::run_attack(a, l.target(), cfg).await;
     print!("{}", hostile::table(std::slice::from_ref(&r)));
     println!("{}", serde_json::to_string(&r).unwrap());
@@ -131,6 +143,75 @@ async fn the_listener_recovers_when_a_slowloris_attack_ends() {
     a.conns = 300;
     let r = run(&a, &cfg, false).await;
     assert!(r.attacker.connects >= 300, "{:?}", r.attacker);
+    all_ok("after", &r.legit_after, cfg.tries);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_from_one_and_from_16_sources_never_locks_a_legit_client_out() {
+    let cfg = ci();
+    for (name, sources) in [("slowloris-partial", 1), ("slowloris-msg1", 16)] {
+        let mut a = attack(name);
+        a.conns = 300;
+        a.sources = sources;
+        let r = run(&a, &cfg, false).await;
+        assert!(r.attacker.connects >= 300, "{:?}", r.attacker);
+        let held = r.held.as_ref().expect("the listener's state");
+        // The stalled handshakes are bounded per source (16 per address,
+        // 64 per /24): the rest wait without any handshake state.
+        assert!(held.admission.active <= 16 * sources.min(4) + 1, "{held:?}");
+        assert!(held.admission.waiting > 0, "{held:?}");
+        all_ok(
+            &format!("during {name} from {sources}"),
+            &r.legit_during,
+            cfg.tries,
+        );
+        all_ok("after", &r.legit_after, cfg.tries);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_handshakes_from_8_sources_all_complete() {
+    let cfg = RunConfig {
+        tries: 5,
+        ramp_max: Duration::from_secs(20),
+        ..ci()
+    };
+    let mut a = attack("handshake-burst");
+    a.conns = 400;
+    let r = run(&a, &cfg, false).await;
+    let a = &r.attacker;
+    assert_eq!(
+        (a.handshakes_ok, a.handshakes_failed),
+        (400, 0),
+        "queueing allowed, failures not: {:?}",
+        a.failures
+    );
+    let held = r.held.as_ref().expect("the listener's state");
+    assert!(held.admission.completed >= 400, "{held:?}");
+    assert_eq!(held.admission.evicted, 0, "{held:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_allow_a_session_flood_from_10_identities_holds_nothing() {
+    let cfg = ci();
+    let mut a = attack("session-flood-10id");
+    a.sessions = 100;
+    let r = run_with(&a, &cfg, false, true).await;
+    let held = r.held.as_ref().expect("the listener's state");
+    assert_eq!(r.attacker.sessions_ok, 0, "{:?}", r.attacker);
+    assert!(
+        held.admission.not_allowed >= 10,
+        "every flooding identity was refused: {held:?}"
+    );
+    // What remains are the legitimate tries': a fresh identity each, whose
+    // echo session waits out recovery_timeout after its node shut down.
+    // The 10 refused identities would add 10 peers and 100 sessions.
+    assert!(
+        held.known_peers <= r.legit_during.tries,
+        "no peer entry for a refused identity: {held:?}"
+    );
+    assert!(held.sessions <= r.legit_during.tries, "{held:?}");
+    all_ok("during", &r.legit_during, cfg.tries);
     all_ok("after", &r.legit_after, cfg.tries);
 }
 

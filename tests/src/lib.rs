@@ -59,8 +59,101 @@ pub mod raw {
     use astral_core::frame::{DecodeLimits, Frame, FrameReader};
     use astral_core::noise::Features;
     use astral_core::unstable::{Handshake, RecordCipher};
-    use astral_core::{Identity, Node, StreamId, Timestamp};
+    use astral_core::{Identity, Node, Source, StreamId, Timestamp};
     use bytes::BytesMut;
+
+    /// A dialer driven message by message against a node that accepts
+    /// (`accept_from` with a chosen source), for admission tests: it can
+    /// stall after part of message 1, after message 1, or finish.
+    pub struct RawDialer {
+        /// The dialer's identity.
+        pub identity: Identity,
+        /// The node-side stream handle.
+        pub stream: StreamId,
+        hs: Handshake,
+        /// Message 1, framed, until it is sent.
+        msg1: BytesMut,
+        sent: usize,
+        from_node: BytesMut,
+    }
+
+    /// Where a [`RawDialer`] is in its handshake.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum DialerState {
+        /// Message 1 not (entirely) sent.
+        Sending,
+        /// Waiting for message 2.
+        AwaitingMessage2,
+        /// Message 3 sent: the dialer's side is complete.
+        Complete,
+    }
+
+    impl RawDialer {
+        /// Makes the node accept a transport from `source` for a dialer
+        /// with identity `identity` (nothing sent yet). `None` if the node
+        /// refused the transport.
+        pub fn accept(
+            node: &mut Node,
+            now: Timestamp,
+            identity: Identity,
+            source: Option<Source>,
+        ) -> Option<RawDialer> {
+            let seed = identity.node_id().0;
+            let mut hs = Handshake::initiator(&identity, node.local_id(), Features::ALL, 7, seed)
+                .expect("initiator");
+            let mut msg1 = BytesMut::new();
+            hs.poll_output(&mut msg1).expect("message 1");
+            let stream = node.accept_from(now, source).ok()?;
+            Some(RawDialer {
+                identity,
+                stream,
+                hs,
+                msg1,
+                sent: 0,
+                from_node: BytesMut::new(),
+            })
+        }
+
+        /// Sends the next `n` bytes of message 1 (all that is left at most).
+        pub fn send_msg1_part(&mut self, node: &mut Node, now: Timestamp, n: usize) {
+            let end = (self.sent + n).min(self.msg1.len());
+            node.handle_input(now, self.stream, &self.msg1[self.sent..end]);
+            self.sent = end;
+        }
+
+        /// Sends what is left of message 1.
+        pub fn send_msg1(&mut self, node: &mut Node, now: Timestamp) {
+            self.send_msg1_part(node, now, usize::MAX);
+        }
+
+        /// Pulls what the node has for this stream and answers message 2
+        /// with message 3 once it came.
+        pub fn step(&mut self, node: &mut Node, now: Timestamp) -> DialerState {
+            if self.sent < self.msg1.len() {
+                return DialerState::Sending;
+            }
+            if self.hs.is_complete() {
+                return DialerState::Complete;
+            }
+            node.poll_transmit(now, self.stream, &mut self.from_node, usize::MAX);
+            if self.from_node.is_empty() {
+                return DialerState::AwaitingMessage2;
+            }
+            self.hs
+                .handle_input(&mut self.from_node)
+                .expect("message 2 from the node");
+            let mut msg3 = BytesMut::new();
+            self.hs.poll_output(&mut msg3).expect("message 3");
+            if !msg3.is_empty() {
+                node.handle_input(now, self.stream, &msg3);
+            }
+            if self.hs.is_complete() {
+                DialerState::Complete
+            } else {
+                DialerState::AwaitingMessage2
+            }
+        }
+    }
 
     /// A raw peer connected to one node over one stream.
     pub struct RawPeer {
