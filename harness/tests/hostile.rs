@@ -6,10 +6,12 @@
 //! lock a legitimate client out; the listener recovers once a slowloris
 //! attack ends.
 //!
-//! Ignored until the listener meets them (they print their numbers when
-//! run with `--ignored`): the targets of issue 13 (slowloris from 1 and 16
-//! sources, a burst of 2,000 handshakes) and the memory budget of a session
-//! flood (issues 11 and 13).
+//! Short versions of the issue-13 targets run here on the debug listener
+//! (slowloris from 1 and 16 sources, a burst of handshakes from 8, a session
+//! flood refused by `--allow`). The full-size targets (1,000 slowloris
+//! connections, 2,000 handshakes, the session flood's memory) need a
+//! release listener and are run with `--ignored` (docs/HARNESS.md); they
+//! print their numbers.
 //!
 //! The listener binary: `$ASTRAL_BIN`, or built with cargo (debug for the
 //! CI checks, release for the targets); see `listener::astral_bin`.
@@ -216,7 +218,7 @@ async fn with_allow_a_session_flood_from_10_identities_holds_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 13: needs handshake admission (branch arch)"]
+#[ignore = "full size on a release listener (a release build of astral): run with --ignored; CI runs the short versions above"]
 async fn target_slowloris_1000_from_one_source() {
     let cfg = target_run();
     let r = run(&attack("slowloris-partial"), &cfg, true).await;
@@ -229,7 +231,7 @@ async fn target_slowloris_1000_from_one_source() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 13: needs handshake admission (branch arch)"]
+#[ignore = "full size on a release listener (a release build of astral): run with --ignored; CI runs the short versions above"]
 async fn target_slowloris_1000_from_16_sources() {
     let cfg = target_run();
     for name in ["slowloris-partial-16src", "slowloris-msg1"] {
@@ -245,7 +247,7 @@ async fn target_slowloris_1000_from_16_sources() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 13: needs handshake admission (branch arch)"]
+#[ignore = "full size on a release listener (a release build of astral): run with --ignored; CI runs the short versions above"]
 async fn target_2000_concurrent_handshakes_from_8_sources_all_complete_in_10s() {
     let cfg = RunConfig {
         duration: Duration::from_secs(1),
@@ -268,20 +270,22 @@ async fn target_2000_concurrent_handshakes_from_8_sources_all_complete_in_10s() 
     );
 }
 
-/// The node budget the flood must stay under. A placeholder until the
-/// flow-control branch gives `Config` a memory budget: then this becomes
-/// that budget plus the documented per-session overhead.
-const NODE_BUDGET_MIB: f64 = 64.0;
+/// The node budget the flood must stay under: the default
+/// `node_memory_budget` (windows and buffered bytes over all peers).
+fn node_budget_mib() -> f64 {
+    astral_harness::astral_api::Config::default().node_memory_budget as f64 / (1 << 20) as f64
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issues 11 and 13: needs a node memory budget and node-wide session limits"]
+#[ignore = "full size on a release listener (a release build of astral): run with --ignored; CI runs the short versions above"]
 async fn target_session_flood_from_10_identities_stays_under_the_budget() {
     let cfg = target_run();
     let r = run(&attack("session-flood-10id"), &cfg, true).await;
     let peak = r.rss_peak_kib.unwrap() as f64 / 1024.0;
     assert!(
-        peak <= NODE_BUDGET_MIB,
-        "listener RSS peaked at {peak:.0} MiB"
+        peak <= node_budget_mib(),
+        "listener RSS peaked at {peak:.0} MiB, over the node budget of {:.0} MiB",
+        node_budget_mib()
     );
     all_ok("during", &r.legit_during, 100);
 }

@@ -13,8 +13,8 @@ use astral_tokio::NodeId;
 /// Where the `astral` binary lives. The one place that knows:
 /// 1. `$ASTRAL_BIN` if set;
 /// 2. otherwise `cargo build [--release] --bin astral` in this workspace
-///    (cargo finds whichever member owns the binary: astral-tokio today,
-///    astral-cli after the tool moves) and `<target dir>/{release,debug}/astral`.
+///    (cargo finds the member that owns the binary, `astral-node-cli`) and
+///    `<target dir>/{release,debug}/astral`.
 ///
 /// Measurements want `release`; CI's quick checks take the debug build
 /// that `cargo test --workspace` has mostly built already.
