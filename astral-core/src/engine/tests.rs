@@ -647,3 +647,42 @@ fn a_migration_whose_latest_marker_died_is_abandoned() {
     p.settle();
     assert_eq!(p.read_b(sb), data);
 }
+
+#[test]
+fn a_migration_overridden_by_a_marker_to_a_dead_stream_is_abandoned() {
+    // Issue 10 (fuzz input drain_ordering/overridden-migration-2fd9791b):
+    // both ends migrated at the same epoch; `a`'s marker won the tie-break
+    // but named a stream that had died at `b`, so `b` ignored it and
+    // stayed `Migrating` with a marker `a` never follows.
+    let mut p = Pair::new(config());
+    let links = [p.link(), p.link(), p.link()];
+    let (sa, sb) = p.session();
+    let on_a = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let i = p.links.iter().position(|l| l.a == on_a).unwrap();
+    let others: Vec<usize> = links.into_iter().filter(|&l| l != i).collect();
+    let (j, k) = (others[0], others[1]);
+    let (ja, kb, ia) = (p.links[j].a, p.links[k].b, p.links[i].a);
+    p.a.migrate(p.now, sa, ja).unwrap();
+    p.b.migrate(p.now, sb, kb).unwrap();
+    p.kill(j);
+    // `a` recovers onto I (its first stream).
+    if let Some(e) = p.a.engine_for_test(sa.engine()) {
+        e.rebind(sa, Some(ia));
+    }
+    p.settle();
+    p.advance(Duration::from_millis(10));
+    let ia = p.a.session_info(sa).unwrap();
+    let ib = p.b.session_info(sb).unwrap();
+    assert_eq!(ia.state, SessionState::Open, "{ia:?}");
+    assert_eq!(ib.state, SessionState::Open, "{ib:?}");
+    let link_of_a = p.links.iter().position(|l| Some(l.a) == ia.send_stream);
+    let link_of_b = p.links.iter().position(|l| Some(l.b) == ib.send_stream);
+    assert_eq!(
+        link_of_a, link_of_b,
+        "both directions on one stream: {ia:?} {ib:?}"
+    );
+    let data = pattern(3000);
+    assert_eq!(p.write_a(sa, &data), data.len());
+    p.settle();
+    assert_eq!(p.read_b(sb), data);
+}
