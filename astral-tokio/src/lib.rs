@@ -66,6 +66,7 @@ mod node;
 mod peer;
 mod session;
 mod sessions;
+mod sockopt;
 mod transport;
 
 pub use error::{Error, Result, SessionClosedError};
