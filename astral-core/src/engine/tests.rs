@@ -686,3 +686,59 @@ fn a_migration_overridden_by_a_marker_to_a_dead_stream_is_abandoned() {
     p.settle();
     assert_eq!(p.read_b(sb), data);
 }
+
+#[test]
+fn a_drain_completes_when_its_last_session_leaves_by_rebinding() {
+    // Issue 10 (fuzz input drain_ordering/still-draining-87426ecc): a
+    // session bound to a draining stream because it was the last one left
+    // it by a rebind (here: a new stream came up while it was recovering),
+    // not by a settled migration. Nothing re-checked the drain, so the
+    // stream stayed draining at both ends for as long as the session
+    // lived.
+    let mut p = Pair::new(config());
+    let i = p.link();
+    let j = p.link();
+    let (sa, sb) = p.session();
+    let on_a = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let (i, j) = if p.links[i].a == on_a { (i, j) } else { (j, i) };
+    // `a` drains I: the session migrates to J; J dies before anything is
+    // delivered, so the session recovers onto I, the only stream left.
+    let drained = p.links[i].a;
+    p.a.drain_stream(p.now, drained).unwrap();
+    p.kill(j);
+    assert_eq!(
+        p.a.session_info(sa).unwrap().send_stream,
+        Some(drained),
+        "recovering on the draining stream (the last one)"
+    );
+    // A new stream comes up before I carries anything: the recovering
+    // session moves there by a rebind.
+    p.links[i].alive = false;
+    let k = p.link();
+    p.links[i].alive = true;
+    assert_eq!(
+        p.a.session_info(sa).unwrap().send_stream,
+        Some(p.links[k].a)
+    );
+    p.settle();
+    p.advance(Duration::from_millis(10));
+    p.advance(Duration::from_millis(10));
+    assert!(
+        p.a.stream_info(drained).is_none(),
+        "the drain completed at a: {:?}",
+        p.a.stream_info(drained)
+    );
+    assert!(p.events_a.iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            stream,
+            reason: StreamCloseReason::Drained,
+            ..
+        } if *stream == drained
+    )));
+    // The session works on K, exactly.
+    let data = pattern(3000);
+    assert_eq!(p.write_a(sa, &data), data.len());
+    p.settle();
+    assert_eq!(p.read_b(sb), data);
+}
