@@ -158,6 +158,20 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
+        if let Phase::Routing { early_marker, .. } = &mut s.phase {
+            // The responder migrated the session before its Response
+            // reached us (the marker went out on another stream): keep the
+            // newest marker's epoch and target for when the Response
+            // comes. Dropping it let an older marker, sent on the
+            // Response's stream, win later: the two ends on different
+            // streams, the responder `Migrating` for ever (fuzz input
+            // migration_ordering/still-migrating-crossed-9f1e05be).
+            if epoch_newer(epoch, s.epoch) {
+                s.epoch = epoch;
+                *early_marker = target;
+            }
+            return;
+        }
         if !s.state().is_established() {
             return;
         }

@@ -242,6 +242,7 @@ impl PeerEngine {
         let phase = Phase::Routing {
             query: query.into(),
             deadline,
+            early_marker: None,
         };
         let (window, reserved) = self.initial_window();
         let charge = Charge {

@@ -34,6 +34,12 @@ pub(crate) enum Phase {
     Routing {
         query: Box<str>,
         deadline: Timestamp,
+        /// The target of the newest migration marker that overtook the
+        /// Response (the responder migrated the session before we saw it
+        /// open); followed once the Response arrives. Its epoch is in
+        /// `Session::epoch` already, so an older marker arriving after the
+        /// Response is ignored.
+        early_marker: Option<StreamId>,
     },
     /// The peer's query waits for the application.
     Pending {
