@@ -539,6 +539,9 @@ impl PeerEngine {
                 return;
             }
         }
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.flow_rx = Some(stream);
+        }
         self.touch(id, stream);
         self.maybe_finish(now, id);
     }
