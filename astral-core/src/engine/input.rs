@@ -446,6 +446,9 @@ impl PeerEngine {
             Phase::Routing { .. } => {}
             Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
                 s.owed.response = Some(codes::ACCEPTED);
+                // A querier still waiting for our Response answers a Resume
+                // of ours with this repeated Query, never with a reply.
+                s.awaiting_resume = false;
                 // The querier had not seen our Response, so nothing we sent
                 // was read: resend from what it credited.
                 let before = s.send.sent();
