@@ -67,6 +67,7 @@ mod peer;
 mod session;
 mod sessions;
 mod transport;
+mod wire;
 
 pub use error::{Error, Result, SessionClosedError};
 pub use node::{Node, Role};

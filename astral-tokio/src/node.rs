@@ -805,7 +805,7 @@ fn attach_tcp(
     source: Option<Source>,
 ) -> Result<(StreamId, UpRx)> {
     let _ = tcp.set_nodelay(true);
-    attach(&inner.ep, Tcp(tcp), role.dialed(), dial, source)
+    attach(&inner.ep, Tcp(Arc::new(tcp)), role.dialed(), dial, source)
 }
 
 async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
