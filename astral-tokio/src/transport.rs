@@ -475,13 +475,9 @@ impl<I: Io> Transport<I> {
                 *progress = true;
             }
         }
-        let r = match self.io.as_mut() {
-            Some(io) => write_out(io, cx, &mut tx.buf, &mut self.need_flush, progress),
-            None => Ok(()),
-        };
-        if let Err(e) = r {
-            // Keep the token: the task ends, nothing may be written after.
-            return Err(e);
+        if let Some(io) = self.io.as_mut() {
+            // On an error the task ends holding the token.
+            write_out(io, cx, &mut tx.buf, &mut self.need_flush, progress)?;
         }
         if tx.buf.is_empty() {
             if wire.task_release(tx) {
