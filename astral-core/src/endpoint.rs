@@ -83,6 +83,8 @@ pub struct Endpoint {
     /// Engines by peer incarnation.
     by_incarnation: BTreeMap<(NodeId, u64), EngineId>,
     policy_factory: PolicyFactory,
+    /// [`Endpoint::shutdown`] was called: no new streams or engines.
+    shut_down: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -126,6 +128,7 @@ impl Endpoint {
             policy_factory: Arc::new(|c: &Config| -> Box<dyn Policy> {
                 Box::new(RttPolicy::new(c.migrate_rtt_gain, c.migrate_sustain))
             }),
+            shut_down: false,
         })
     }
 
@@ -159,6 +162,9 @@ impl Endpoint {
     }
 
     fn alloc_stream(&mut self) -> Result<StreamId, ConnectError> {
+        if self.shut_down {
+            return Err(ConnectError::ShutDown);
+        }
         if self.handshakes.len() >= self.shared.config.max_handshaking_streams {
             return Err(ConnectError::Limit("max_handshaking_streams"));
         }
@@ -332,6 +338,24 @@ impl Endpoint {
             stream,
             StreamCloseReason::TransportClosed(reason.to_string()),
         );
+    }
+
+    /// The node is shutting down: handshakes in progress are abandoned
+    /// (`StreamDown` with [`StreamCloseReason::Shutdown`]) and no stream or
+    /// engine is created from now on. The owner shuts its engines down
+    /// ([`PeerEngine::shutdown`]). Idempotent.
+    pub fn shutdown(&mut self, now: Timestamp) {
+        let _ = now;
+        self.shut_down = true;
+        let ids: Vec<StreamId> = self.handshakes.keys().copied().collect();
+        for id in ids {
+            self.fail(id, StreamCloseReason::Shutdown);
+        }
+    }
+
+    /// Whether [`Endpoint::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
     }
 
     /// Abandons a handshaking stream.
@@ -522,6 +546,9 @@ impl Endpoint {
 
     /// The engine new sessions to `peer` use, creating it if there is none.
     pub fn engine_for(&mut self, peer: NodeId) -> Result<EngineRef, OpenError> {
+        if self.shut_down {
+            return Err(OpenError::ShutDown);
+        }
         if peer == self.local_id {
             return Err(OpenError::SelfSession);
         }
@@ -625,6 +652,7 @@ fn info(id: StreamId, h: &Handshaking) -> StreamInfo {
         confirmed: false,
         features: crate::noise::Features::NONE,
         draining: false,
+        suspect: false,
         rtt: Rtt::default(),
         sessions: 0,
         stats: h.stats,

@@ -27,8 +27,9 @@
 //! | `0x13` | [`MigrateTo`](Frame::MigrateTo) | session u64, target u64, epoch u32 | last frame of the session on this stream; it continues on stream `target` |
 //! | `0x14` | [`Resume`](Frame::Resume) | session u64, received u64, consumed u64, reply u8 (0/1) | after a stream died: this side's counts; every Resume with reply = 0 gets one with reply = 1 |
 //! | `0x15` | [`Drain`](Frame::Drain) | none | stream level: "move your sessions off this stream; I will close it" |
+//! | `0x16` | [`Goodbye`](Frame::Goodbye) | none | node level: "this node instance is leaving: every session with it is over" |
 //!
-//! Opcodes `0x07..=0x0f` and `0x16..=0xff` are unknown and rejected.
+//! Opcodes `0x07..=0x0f` and `0x17..=0xff` are unknown and rejected.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -58,6 +59,8 @@ pub(crate) const OP_MIGRATE_TO: u8 = 0x13;
 pub(crate) const OP_RESUME: u8 = 0x14;
 /// Opcode of [`Frame::Drain`].
 pub(crate) const OP_DRAIN: u8 = 0x15;
+/// Opcode of [`Frame::Goodbye`].
+pub(crate) const OP_GOODBYE: u8 = 0x16;
 
 /// Encoded sizes: the fixed frames' whole size, the variable ones' size
 /// without their payload or query. The scheduler budgets records with these
@@ -89,6 +92,8 @@ pub(crate) mod size {
     pub const RESUME: usize = 1 + 8 + 8 + 8 + 1;
     /// Drain: op.
     pub const DRAIN: usize = 1;
+    /// Goodbye: op.
+    pub const GOODBYE: usize = 1;
 }
 
 /// Size of a DataAt header (op + session + offset + len).
@@ -194,6 +199,10 @@ pub enum Frame {
     },
     /// `0x15`: stream level, "move your sessions off this stream; I will close it".
     Drain,
+    /// `0x16`: node level, "this node instance is shutting down": every
+    /// session with it ends at once, and the sender closes the stream once
+    /// this frame is flushed. Sent on every stream to the peer.
+    Goodbye,
 }
 
 /// Why a frame could not be decoded or encoded.
@@ -420,6 +429,7 @@ impl Frame {
                 }
             }
             OP_DRAIN => Frame::Drain,
+            OP_GOODBYE => Frame::Goodbye,
             other => return Err(FrameError::UnknownOpcode(other)),
         };
         buf.advance(s.len() - r.0.len());
@@ -442,6 +452,7 @@ impl Frame {
             Frame::MigrateTo { .. } => size::MIGRATE_TO,
             Frame::Resume { .. } => size::RESUME,
             Frame::Drain => size::DRAIN,
+            Frame::Goodbye => size::GOODBYE,
         }
     }
 
@@ -543,7 +554,7 @@ impl Frame {
                 out.put_u64(*consumed);
                 out.put_u8(u8::from(*reply));
             }
-            Frame::Drain => {}
+            Frame::Drain | Frame::Goodbye => {}
         }
         Ok(())
     }
@@ -571,13 +582,15 @@ impl Frame {
             Frame::MigrateTo { .. } => OP_MIGRATE_TO,
             Frame::Resume { .. } => OP_RESUME,
             Frame::Drain => OP_DRAIN,
+            Frame::Goodbye => OP_GOODBYE,
         }
     }
 
-    /// Session id this frame concerns, if any (`None` for Ping and Drain).
+    /// Session id this frame concerns, if any (`None` for Ping, Drain and
+    /// Goodbye).
     pub fn session(&self) -> Option<u64> {
         match self {
-            Frame::Ping { .. } | Frame::Drain => None,
+            Frame::Ping { .. } | Frame::Drain | Frame::Goodbye => None,
             Frame::Query { session, .. }
             | Frame::Response { session, .. }
             | Frame::Read { session, .. }
@@ -703,6 +716,7 @@ mod tests {
                 reply: true,
             },
             Frame::Drain,
+            Frame::Goodbye,
         ]
     }
 
@@ -716,7 +730,7 @@ mod tests {
         let frames = samples();
         let mut opcodes: Vec<u8> = frames.iter().map(Frame::opcode).collect();
         opcodes.dedup();
-        assert_eq!(opcodes.len(), 13);
+        assert_eq!(opcodes.len(), 14);
         for f in frames {
             let bytes = f.to_bytes().expect("encodable");
             assert_eq!(bytes.len(), f.encoded_len());
@@ -724,7 +738,7 @@ mod tests {
             assert_eq!(f.is_base(), f.opcode() <= 6);
             assert_eq!(
                 f.session().is_none(),
-                matches!(f, Frame::Ping { .. } | Frame::Drain)
+                matches!(f, Frame::Ping { .. } | Frame::Drain | Frame::Goodbye)
             );
             let mut buf = bytes.clone();
             assert_eq!(Frame::decode(&mut buf, &DecodeLimits::default()), Ok(f));
@@ -767,7 +781,7 @@ mod tests {
 
     #[test]
     fn frame_error_unknown_opcode() {
-        for op in (7u8..=0x0f).chain(0x16..=0xff) {
+        for op in (7u8..=0x0f).chain(0x17..=0xff) {
             assert_eq!(
                 decode_all(
                     &[op, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -1036,6 +1050,7 @@ mod tests {
                 }
             ),
             Just(Frame::Drain),
+            Just(Frame::Goodbye),
         ]
     }
 

@@ -75,6 +75,11 @@ impl PeerEngine {
             let Some(st) = self.streams.get_mut(stream) else {
                 return;
             };
+            if self.leaving {
+                // This node said Goodbye: nothing the peer sends matters.
+                st.rx.clear();
+                return;
+            }
             let record = match st.cipher.open_in_place(&mut st.rx) {
                 Ok(None) => return,
                 Ok(Some(record)) => record.freeze(),
@@ -84,9 +89,9 @@ impl PeerEngine {
                 }
             };
             st.stats.records_in += 1;
-            st.liveness.last_rx = now;
             let newly_confirmed = !st.confirmed;
             st.confirmed = true;
+            self.on_heard(now, stream);
             if newly_confirmed {
                 self.events.push_back(Event::StreamConfirmed { stream });
                 self.on_stream_usable(now);
@@ -180,6 +185,7 @@ impl PeerEngine {
                 reply,
             } => self.on_resume(now, stream, session, received, consumed, reply),
             Frame::Drain => self.on_drain(now, stream),
+            Frame::Goodbye => self.on_goodbye(now, stream),
             Frame::Read { .. } | Frame::Data { .. } | Frame::Migrate { .. } => {
                 return Err(StreamCloseReason::ProtocolError(
                     ProtocolViolation::BaseFrame(frame.opcode()),
@@ -193,11 +199,8 @@ impl PeerEngine {
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
-        if let Some((n, sent)) = st.liveness.ping {
-            if n == nonce {
-                st.liveness.rtt.sample(now.saturating_duration_since(sent));
-                st.liveness.ping = None;
-            }
+        if let Some(rtt) = st.liveness.take_pong(nonce, now) {
+            st.liveness.rtt.sample(rtt);
         }
         self.on_drain_pong(now, stream, nonce);
     }
@@ -338,8 +341,14 @@ impl PeerEngine {
                 let resent = before.saturating_sub(s.send.sent());
                 s.tx_since = s.tx_since.min(s.send.sent());
                 if matches!(s.phase, Phase::Recovering { .. }) {
-                    s.owed.resume = false;
                     self.on_resumed(id, resent);
+                }
+                // The querier may have taken an earlier answer on another
+                // stream (this Query is a late copy, e.g. from a suspect
+                // stream that came back): a Resume makes it follow us here
+                // (rule 5), so both sides end on one stream.
+                if let Some(s) = self.sessions.get_mut(id) {
+                    s.owed.resume = true;
                 }
                 self.rebind(id, Some(stream));
             }
@@ -387,6 +396,14 @@ impl PeerEngine {
         match apply(s) {
             Ok(FlowEffect::None) => {}
             Ok(FlowEffect::Readable) => {
+                if s.app.reset_on_data && s.recv.delivered() > s.recv.consumed() {
+                    // Nobody will read this (the handle was released): tell
+                    // the writer, as TCP answers data for a closed socket.
+                    let wire = s.wire;
+                    self.push_ctrl(Some(stream), Frame::Reset { session: wire });
+                    self.close(now, id, CloseReason::ResetLocally);
+                    return;
+                }
                 if s.app.read_closed {
                     // The application closed its read side: consume (and
                     // credit) whatever arrives so the peer can finish.

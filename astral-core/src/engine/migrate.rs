@@ -45,6 +45,9 @@ impl PeerEngine {
             // with it (issue 10, defect 1).
             return Err(MigrateError::TargetDraining);
         }
+        if t.is_suspect() {
+            return Err(MigrateError::TargetSuspect);
+        }
         self.on_migration_started(session, target);
         Ok(())
     }
@@ -57,11 +60,12 @@ impl PeerEngine {
         let local_wins_tie = self.local < self.peer;
         // Rule 3: a marker naming a stream we know is dead (or never knew)
         // is ignored; so is one naming a stream being drained (the peer
-        // moves off it when it sees the Drain, with a newer marker).
+        // moves off it when it sees the Drain, with a newer marker), or one
+        // we suspect (our probe on it went unanswered: it may be dead).
         let target = self
             .streams
             .by_wire(target)
-            .filter(|t| !t.is_draining())
+            .filter(|t| !t.is_draining() && !t.is_suspect())
             .map(|t| t.id);
         let Some(s) = self.sessions.get_mut(id) else {
             return;

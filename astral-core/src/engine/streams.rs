@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use super::liveness::Liveness;
 use crate::frame::Frame;
 use crate::noise::{Features, RecordCipher};
-use crate::stream::{Rtt, StreamInfo, StreamState, StreamStats};
+use crate::stream::{StreamInfo, StreamState, StreamStats};
 use crate::{EngineId, NodeId, SessionId, StreamId, Timestamp};
 
 /// Where a drain this node started stands.
@@ -26,17 +27,6 @@ pub(crate) enum LocalDrain {
     /// The barrier came back: the second Drain is queued and the stream
     /// closes once its output is flushed.
     Closing,
-}
-
-/// Liveness of one stream: pings, RTT, silence.
-#[derive(Debug)]
-pub(crate) struct Liveness {
-    pub rtt: Rtt,
-    /// The ping in flight: nonce and when it was sent.
-    pub ping: Option<(u64, Timestamp)>,
-    pub next_ping: Timestamp,
-    /// Last authenticated record from the peer.
-    pub last_rx: Timestamp,
 }
 
 /// A token bucket refilled once per second (Resets for unknown sessions).
@@ -120,19 +110,30 @@ pub(crate) struct PeerStream {
     pub local_drain: LocalDrain,
     /// The peer asked us to move off it.
     pub remote_drain: bool,
+    /// This node is shutting down: the Goodbye is queued and the stream
+    /// closes once it is flushed, or at this deadline if the transport
+    /// never takes it.
+    pub leaving: Option<Timestamp>,
     pub stats: StreamStats,
     pub resets: TokenBucket,
 }
 
 impl PeerStream {
-    /// Usable for new traffic: confirmed, and nobody is draining it.
+    /// Usable for new traffic: confirmed, nobody is draining it, and it is
+    /// not suspect.
     pub fn is_usable(&self) -> bool {
-        self.confirmed && !self.is_draining()
+        self.confirmed && !self.is_draining() && !self.is_suspect()
     }
 
-    /// Either side is draining it (or it is closing).
+    /// Its peer has not been heard for a probe's RTO (see `liveness.rs`).
+    pub fn is_suspect(&self) -> bool {
+        self.liveness.suspect_since.is_some()
+    }
+
+    /// Either side is draining it (or it is closing, or this node is
+    /// leaving).
     pub fn is_draining(&self) -> bool {
-        self.local_drain != LocalDrain::No || self.remote_drain
+        self.local_drain != LocalDrain::No || self.remote_drain || self.leaving.is_some()
     }
 
     /// Whether anything is queued for this stream.
@@ -151,6 +152,7 @@ impl PeerStream {
             confirmed: self.confirmed,
             features: self.features,
             draining: self.is_draining(),
+            suspect: self.is_suspect(),
             rtt: self.liveness.rtt,
             sessions: self.senders,
             stats: self.stats,

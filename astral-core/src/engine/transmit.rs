@@ -40,7 +40,11 @@ impl PeerEngine {
         let n = out.len() - start;
         if let Some(st) = self.streams.get_mut(stream) {
             st.stats.bytes_out += n as u64;
-            if st.local_drain == LocalDrain::Closing && !st.has_output() {
+            if st.leaving.is_some() && !st.has_output() {
+                // The Goodbye is out (in `out`): the driver flushes it and
+                // closes the transport (`driver::linger`).
+                self.kill_stream(now, stream, StreamCloseReason::Shutdown);
+            } else if st.local_drain == LocalDrain::Closing && !st.has_output() {
                 self.kill_stream(now, stream, StreamCloseReason::Drained);
             }
         }
@@ -59,6 +63,9 @@ impl PeerEngine {
         let header = RecordCipher::begin_record(out);
         let body = out.len();
         let mut frames = 0u64;
+        // Pongs ask for nothing; a record with anything else starts the
+        // stream's silence clock (`liveness.rs`).
+        let mut pongs = 0u64;
         let mut finished: smallvec::SmallVec<[SessionId; 4]> = smallvec::SmallVec::new();
 
         // 1. Explicit control frames (pings, pongs, markers, resets, responses).
@@ -68,6 +75,11 @@ impl PeerEngine {
                     break;
                 }
                 if let Some(f) = st.tx.ctrl.pop_front() {
+                    match f {
+                        Frame::Ping { pong: true, .. } => pongs += 1,
+                        Frame::Ping { nonce, pong: false } => st.liveness.on_ping_sent(nonce, now),
+                        _ => {}
+                    }
                     // Frames we build always fit the wire format.
                     let _ = f.encode(out);
                     frames += 1;
@@ -221,6 +233,7 @@ impl PeerEngine {
             return false;
         }
         st.stats.records_out += 1;
+        self.after_record_sent(now, stream, frames > pongs);
         true
     }
 }
