@@ -175,7 +175,7 @@ impl Transport for AstralTokio {
         let AstralConn::Client { node, peer } = c else {
             return Err("open_stream on a server connection".into());
         };
-        Ok(node.open(*peer, QUERY).await?)
+        Ok(node.open_session(*peer, QUERY).await?)
     }
     fn with_session_limit(&self, n: usize) -> Res<Self> {
         let mut t = self.clone();
@@ -195,7 +195,7 @@ impl Transport for AstralTokio {
         let (node, peer) = (&*node, *peer);
         let mut opens = futures::stream::iter(0..n)
             .map(|_| async move {
-                let mut s = node.open(peer, QUERY).await?;
+                let mut s = node.open_session(peer, QUERY).await?;
                 s.write_all(first).await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
             })

@@ -10,7 +10,7 @@ use std::time::Duration;
 use astral_bench::harness::{self, Options, Workload};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::{err, AnyError};
+use crate::error::{err, AnyError};
 
 /// Where the full peer comparison lives.
 const COMPARE_NOTE: &str = "full comparison with yamux, quinn and astral-mio: \
@@ -20,7 +20,7 @@ const COMPARE_NOTE: &str = "full comparison with yamux, quinn and astral-mio: \
 pub struct BenchArgs {
     /// Payload bytes of every bulk run, split over its sessions (suffixes
     /// K, M, G = KiB, MiB, GiB).
-    #[arg(long, default_value = "1G", value_parser = crate::demo::parse_size)]
+    #[arg(long, default_value = "1G", value_parser = crate::options::parse_size)]
     bytes: u64,
     /// 1-byte echo round trips per latency run.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -40,11 +40,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 500)]
     handshakes: usize,
     /// Application write size, every contender (suffixes K, M).
-    #[arg(long, default_value = "64K", value_parser = crate::demo::parse_size)]
+    #[arg(long, default_value = "64K", value_parser = crate::options::parse_size)]
     write: u64,
     /// Per-session window, every contender that has one (astral's receive
     /// window and send buffer, yamux's and quinn's stream windows).
-    #[arg(long, default_value = "256K", value_parser = crate::demo::parse_size)]
+    #[arg(long, default_value = "256K", value_parser = crate::options::parse_size)]
     window: u64,
     /// Also run every contender with AES-GCM records (default: ChaChaPoly
     /// everywhere, plus astral's own AES-GCM as a separate row where the
@@ -61,6 +61,11 @@ pub struct BenchArgs {
     /// never part of the tool.
     #[arg(long)]
     peers: bool,
+    /// Measure the tool's own pipes instead: `astral connect` stdin into
+    /// `astral listen --stdio` stdout (to /dev/null), against one
+    /// snow-over-TCP session with the same cipher (--bytes, --reps apply).
+    #[arg(long, conflicts_with = "peers")]
+    pipe: bool,
 }
 
 impl BenchArgs {
@@ -190,6 +195,10 @@ fn measure(opts: Options, pb: ProgressBar) -> Result<harness::Report, AnyError> 
 pub async fn run(a: BenchArgs) -> Result<ExitCode, AnyError> {
     if a.peers {
         return run_peers(&a);
+    }
+    if a.pipe {
+        crate::pipebench::run(a.bytes, a.reps, a.json).await?;
+        return Ok(ExitCode::SUCCESS);
     }
     let opts = a.options()?;
     // A progress indicator on a terminal only (stderr).

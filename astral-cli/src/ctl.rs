@@ -1,26 +1,28 @@
-//! `astral ctl` and the control socket of `astral listen --control PATH`.
+//! `astral ctl`: asks a running `astral listen` or `astral connect` (over
+//! its `--control` socket) for tables, or to move sessions and streams.
 //!
-//! Protocol: one JSON object per line each way. Requests:
-//! `{"cmd":"streams"}`, `{"cmd":"sessions"}`,
-//! `{"cmd":"migrate","session":N,"stream":N}`, `{"cmd":"drain","stream":N}`,
-//! `{"cmd":"close","stream":N}`. Replies: `{"ok":true,"result":...}` or
-//! `{"ok":false,"error":"..."}`.
+//! With `--json` every answer is one JSON document on stdout, errors too
+//! (`{"error": {"kind": ..., "message": ...}}`, exit 1), so scripts never
+//! parse prose.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use astral_tokio::{Node, StreamId};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::{err, AnyError};
+use crate::error::AnyError;
+use crate::table;
+use crate::view::{NodeRow, PeerRow, SessionRow, StreamRow};
 
 #[derive(clap::Args)]
 pub struct CtlArgs {
-    /// The node's control socket.
-    #[arg(long, value_name = "PATH")]
+    /// The node's control socket (as given to `listen`/`connect --control`).
+    #[arg(long, short = 'c', value_name = "PATH", env = "ASTRAL_CONTROL")]
     control: PathBuf,
-    /// Print raw JSON instead of tables.
+    /// Print JSON (stable keys, see docs/CLI.md) instead of tables; errors too.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -29,252 +31,239 @@ pub struct CtlArgs {
 
 #[derive(clap::Subcommand)]
 enum CtlCmd {
-    /// List streams.
+    /// The node: id, addresses, counts, timers and windows.
+    Node,
+    /// Streams: id, peer, direction, transport, remote address, state, RTT, bytes.
     Streams,
-    /// List sessions.
+    /// Sessions: id, peer, query, state, stream, bytes, windows, migrations.
     Sessions,
-    /// Move SESSION onto STREAM.
-    Migrate { session: String, stream: u64 },
-    /// Move every session off STREAM, then close it.
-    Drain { stream: u64 },
-    /// Close STREAM now (its sessions recover elsewhere).
-    Close { stream: u64 },
+    /// Peers: streams, sessions, best RTT, bytes, addresses.
+    Peers {
+        /// Only this peer (`p1`, or a prefix of its hex id).
+        peer: Option<String>,
+    },
+    /// Refreshing view of peers, streams and sessions (Ctrl-C stops).
+    Watch {
+        /// Time between refreshes.
+        #[arg(long, short = 'n', default_value = "1s", value_parser = crate::options::parse_duration)]
+        interval: Duration,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Move SESSION (e.g. s3) onto STREAM (e.g. t2), another stream to the same peer.
+    Migrate { session: String, stream: String },
+    /// Move every session off STREAM, then close it (not redialed).
+    Drain { stream: String },
+    /// Close STREAM now; its sessions recover on other streams (not redialed).
+    Close { stream: String },
 }
 
-pub async fn serve(node: Node, path: PathBuf) -> Result<(), AnyError> {
-    #[cfg(unix)]
-    {
-        if path.exists() {
-            // A stale socket from a dead node: replace it; a live one: refuse.
-            if tokio::net::UnixStream::connect(&path).await.is_ok() {
-                return Err(err(format!(
-                    "control socket {} is in use by another node",
-                    path.display()
-                )));
-            }
-            let _ = std::fs::remove_file(&path);
+/// A failure on the client side or reported by the node.
+struct Failure {
+    kind: String,
+    message: String,
+}
+
+impl Failure {
+    fn new(kind: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            kind: kind.into(),
+            message: message.into(),
         }
-        let l = tokio::net::UnixListener::bind(&path).map_err(|e| {
-            err(format!(
-                "cannot bind control socket {}: {e}",
-                path.display()
-            ))
-        })?;
-        tokio::spawn(async move {
-            loop {
-                let Ok((conn, _)) = l.accept().await else {
-                    continue;
-                };
-                let node = node.clone();
-                tokio::spawn(async move {
-                    let (r, mut w) = conn.into_split();
-                    let mut lines = BufReader::new(r).lines();
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        let reply = match handle(&node, &line) {
-                            Ok(v) => json!({"ok": true, "result": v}),
-                            Err(e) => json!({"ok": false, "error": e.to_string()}),
-                        };
-                        if w.write_all(format!("{reply}\n").as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Ok(())
     }
-    #[cfg(not(unix))]
-    {
-        let _ = (node, path);
-        Err(err(
-            "control sockets are not yet implemented on this platform",
+}
+
+/// A connection to the control socket.
+struct Client {
+    r: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    w: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl Client {
+    async fn connect(path: &std::path::Path) -> Result<Client, Failure> {
+        let conn = tokio::net::UnixStream::connect(path).await.map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    " (no such socket: start `astral listen --control PATH` or `astral connect --control PATH`)"
+                }
+                std::io::ErrorKind::ConnectionRefused => " (nothing listens there: the node exited)",
+                std::io::ErrorKind::PermissionDenied => {
+                    " (the control socket belongs to another user)"
+                }
+                _ => "",
+            };
+            Failure::new(
+                "unreachable",
+                format!("cannot reach the node at {}: {e}{hint}", path.display()),
+            )
+        })?;
+        let (r, w) = conn.into_split();
+        Ok(Client {
+            r: BufReader::new(r).lines(),
+            w,
+        })
+    }
+
+    async fn call(&mut self, req: Value) -> Result<Value, Failure> {
+        let io = |e: std::io::Error| Failure::new("io", format!("control connection: {e}"));
+        self.w
+            .write_all(format!("{req}\n").as_bytes())
+            .await
+            .map_err(io)?;
+        let line = self
+            .r
+            .next_line()
+            .await
+            .map_err(io)?
+            .ok_or_else(|| Failure::new("io", "the node closed the control connection"))?;
+        let reply: Value = serde_json::from_str(&line)
+            .map_err(|e| Failure::new("protocol", format!("bad reply from the node: {e}")))?;
+        if reply.get("ok").and_then(Value::as_bool) == Some(true) {
+            return Ok(reply.get("result").cloned().unwrap_or(Value::Null));
+        }
+        let e = reply.get("error");
+        Err(Failure::new(
+            e.and_then(|e| e.get("kind"))
+                .and_then(Value::as_str)
+                .unwrap_or("error"),
+            e.and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+                .unwrap_or("the node reported an error"),
         ))
     }
 }
 
-fn num(v: &Value, k: &str) -> Result<u64, AnyError> {
-    v.get(k)
-        .and_then(Value::as_u64)
-        .ok_or_else(|| err(format!("missing numeric field {k:?}")))
+fn rows<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Failure> {
+    serde_json::from_value(v)
+        .map_err(|e| Failure::new("protocol", format!("unexpected reply from the node: {e}")))
 }
 
-fn stream_id(n: u64) -> Result<StreamId, AnyError> {
-    StreamId::new(n).ok_or_else(|| err(format!("no stream {n}")))
-}
-
-fn handle(node: &Node, line: &str) -> Result<Value, AnyError> {
-    let req: Value = serde_json::from_str(line).map_err(|e| err(format!("bad request: {e}")))?;
-    match req.get("cmd").and_then(Value::as_str).unwrap_or("") {
-        "streams" => Ok(Value::Array(
-            node.streams()
-                .into_iter()
-                .map(|s| {
-                    json!({
-                        "stream": s.id.get(),
-                        "peer": s.peer.map(|p| p.to_string()),
-                        "initiator": s.initiator,
-                        "state": format!("{:?}", s.state),
-                        "draining": s.draining,
-                        "srtt_us": s.rtt.srtt.as_micros() as u64,
-                        "sessions": s.sessions,
-                        "bytes_in": s.stats.bytes_in,
-                        "bytes_out": s.stats.bytes_out,
-                    })
-                })
-                .collect(),
-        )),
-        "sessions" => Ok(Value::Array(
-            node.sessions()
-                .into_iter()
-                .map(|s| {
-                    json!({
-                        "session": s.id.to_string(),
-                        "peer": s.peer.to_string(),
-                        "role": format!("{:?}", s.role),
-                        "state": format!("{:?}", s.state),
-                        "send_stream": s.send_stream.map(|t| t.get()),
-                        "recv_stream": s.recv_stream.map(|t| t.get()),
-                        "bytes_written": s.stats.bytes_written,
-                        "bytes_read": s.stats.bytes_read,
-                        "migrations": s.stats.migrations,
-                        "recoveries": s.stats.recoveries,
-                    })
-                })
-                .collect(),
-        )),
-        "migrate" => {
-            let s = req
-                .get("session")
-                .and_then(Value::as_str)
-                .ok_or_else(|| err("missing session"))?;
-            let t = stream_id(num(&req, "stream")?)?;
-            let id = node
-                .sessions()
-                .into_iter()
-                .find(|i| i.id.to_string() == s)
-                .map(|i| i.id)
-                .ok_or_else(|| err(format!("unknown session {s}")))?;
-            node.migrate(id, t)?;
-            Ok(json!({"migrated": s, "to": t.get()}))
+/// `astral ctl ...`.
+pub async fn run(a: CtlArgs) -> Result<ExitCode, AnyError> {
+    let json = a.json;
+    match run_inner(a).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(f) if json => {
+            println!(
+                "{}",
+                json!({"error": {"kind": f.kind, "message": f.message}})
+            );
+            Ok(ExitCode::FAILURE)
         }
-        "drain" => {
-            let t = num(&req, "stream")?;
-            let n = node.drain(stream_id(t)?)?;
-            Ok(json!({"drained": t, "sessions_moved": n}))
-        }
-        "close" => {
-            let t = num(&req, "stream")?;
-            node.close_stream(stream_id(t)?)?;
-            Ok(json!({"closed": t}))
-        }
-        other => Err(err(format!("unknown command {other:?}"))),
+        Err(f) => Err(f.message.into()),
     }
 }
 
-pub async fn run(a: CtlArgs) -> Result<ExitCode, AnyError> {
-    let req = match a.cmd {
+async fn run_inner(a: CtlArgs) -> Result<(), Failure> {
+    let mut c = Client::connect(&a.control).await?;
+    let req = match &a.cmd {
+        CtlCmd::Watch { interval, count } => return watch(&mut c, *interval, *count, a.json).await,
+        CtlCmd::Node => json!({"cmd": "node"}),
         CtlCmd::Streams => json!({"cmd": "streams"}),
         CtlCmd::Sessions => json!({"cmd": "sessions"}),
+        CtlCmd::Peers { peer: None } => json!({"cmd": "peers"}),
+        CtlCmd::Peers { peer: Some(p) } => json!({"cmd": "peers", "peer": p}),
         CtlCmd::Migrate { session, stream } => {
             json!({"cmd": "migrate", "session": session, "stream": stream})
         }
         CtlCmd::Drain { stream } => json!({"cmd": "drain", "stream": stream}),
         CtlCmd::Close { stream } => json!({"cmd": "close", "stream": stream}),
     };
-    #[cfg(unix)]
-    let reply: Value = {
-        let conn = tokio::net::UnixStream::connect(&a.control)
-            .await
-            .map_err(|e| {
-                err(format!(
-                    "cannot reach the node at {}: {e}",
-                    a.control.display()
-                ))
-            })?;
-        let (r, mut w) = conn.into_split();
-        w.write_all(format!("{req}\n").as_bytes()).await?;
-        let mut lines = BufReader::new(r).lines();
-        let line = lines
-            .next_line()
-            .await?
-            .ok_or_else(|| err("the node closed the control connection"))?;
-        serde_json::from_str(&line).map_err(|e| err(format!("bad reply from the node: {e}")))?
-    };
-    #[cfg(not(unix))]
-    let reply: Value = return Err(err(
-        "control sockets are not yet implemented on this platform",
-    ));
-
-    if reply.get("ok").and_then(Value::as_bool) != Some(true) {
-        let msg = reply
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown error");
-        return Err(err(msg.to_string()));
-    }
-    let result = reply.get("result").cloned().unwrap_or(Value::Null);
+    let result = c.call(req).await?;
     if a.json {
         println!("{result}");
-    } else {
-        print_table(&result);
+        return Ok(());
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::String(s) if s.len() == 64 => s[..16].to_string(),
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        v => v.to_string(),
-    }
-}
-
-fn print_table(v: &Value) {
-    match v {
-        Value::Array(rows) if rows.is_empty() => println!("(none)"),
-        Value::Array(rows) => {
-            let cols: Vec<String> = match rows[0].as_object() {
-                Some(o) => o.keys().cloned().collect(),
-                None => return println!("{v}"),
-            };
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    cols.iter()
-                        .map(|c| cell(r.get(c).unwrap_or(&Value::Null)))
-                        .collect()
-                })
-                .collect();
-            let widths: Vec<usize> = cols
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    cells
-                        .iter()
-                        .map(|r| r[i].len())
-                        .max()
-                        .unwrap_or(0)
-                        .max(c.len())
-                })
-                .collect();
-            let line = |vals: &[String]| {
-                vals.iter()
-                    .zip(&widths)
-                    .map(|(v, w)| format!("{v:<w$}"))
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
-            println!("{}", line(&cols));
-            for r in &cells {
-                println!("{}", line(r));
+    let text = match &a.cmd {
+        CtlCmd::Node => table::node(&rows::<NodeRow>(result)?),
+        CtlCmd::Streams => table::streams(&rows::<Vec<StreamRow>>(result)?),
+        CtlCmd::Sessions => table::sessions(&rows::<Vec<SessionRow>>(result)?),
+        CtlCmd::Peers { .. } => table::peers(&rows::<Vec<PeerRow>>(result)?),
+        CtlCmd::Migrate { .. } => {
+            let s = str_of(&result, "session");
+            match result.get("from").and_then(Value::as_str) {
+                Some(f) => format!("migrating {s} from {f} to {}\n", str_of(&result, "to")),
+                None => format!("migrating {s} to {}\n", str_of(&result, "to")),
             }
         }
-        Value::Object(o) => {
-            for (k, v) in o {
-                println!("{k}: {}", cell(v));
-            }
+        CtlCmd::Drain { .. } => {
+            let n = result
+                .get("sessions_moved")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            format!(
+                "draining {}: {n} session{} moved off; it closes once they are across\n",
+                str_of(&result, "stream"),
+                if n == 1 { "" } else { "s" }
+            )
         }
-        v => println!("{v}"),
+        CtlCmd::Close { .. } => format!(
+            "closed {} (its sessions recover on other streams)\n",
+            str_of(&result, "stream")
+        ),
+        CtlCmd::Watch { .. } => String::new(),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn str_of(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or("-").to_string()
+}
+
+/// `ctl watch`: on a terminal the screen is redrawn in place; elsewhere each
+/// refresh is printed after the last, headed by its time since start.
+async fn watch(
+    c: &mut Client,
+    every: Duration,
+    count: Option<u64>,
+    json: bool,
+) -> Result<(), Failure> {
+    let tty = std::io::stdout().is_terminal();
+    let start = std::time::Instant::now();
+    let mut tick = tokio::time::interval(every);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        let node = c.call(json!({"cmd": "node"})).await?;
+        let peers = c.call(json!({"cmd": "peers"})).await?;
+        let streams = c.call(json!({"cmd": "streams"})).await?;
+        let sessions = c.call(json!({"cmd": "sessions"})).await?;
+        if json {
+            println!(
+                "{}",
+                json!({"node": node, "peers": peers, "streams": streams, "sessions": sessions})
+            );
+        } else {
+            let node: NodeRow = rows(node)?;
+            let mut frame = String::new();
+            if tty {
+                // Home, clear: redraw in place.
+                frame.push_str("\x1b[H\x1b[2J");
+            } else if n > 0 {
+                frame.push('\n');
+            }
+            frame.push_str(&format!(
+                "{} ({}) — {:.1} s — refresh every {}\n\n",
+                node.id.get(..16).unwrap_or(&node.id),
+                node.mode,
+                start.elapsed().as_secs_f64(),
+                humantime::format_duration(every)
+            ));
+            frame.push_str(&table::peers(&rows::<Vec<PeerRow>>(peers)?));
+            frame.push('\n');
+            frame.push_str(&table::streams(&rows::<Vec<StreamRow>>(streams)?));
+            frame.push('\n');
+            frame.push_str(&table::sessions(&rows::<Vec<SessionRow>>(sessions)?));
+            print!("{frame}");
+        }
+        n += 1;
+        if count.is_some_and(|c| n >= c) {
+            return Ok(());
+        }
     }
 }

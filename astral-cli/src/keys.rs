@@ -1,4 +1,8 @@
 //! `astral keygen` and `astral id`, and key-file loading.
+//!
+//! A key file holds a private key: like ssh, the tool refuses one that
+//! group or others may read (`--insecure-key-perms` turns the refusal into
+//! a warning), and `keygen` creates files with mode 0600.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,7 +10,25 @@ use std::process::ExitCode;
 
 use astral_tokio::Identity;
 
-use crate::{err, AnyError};
+use crate::error::{err, AnyError};
+
+/// How to load a key file.
+#[derive(clap::Args, Clone, Debug)]
+pub struct KeyArgs {
+    /// Key file (from `astral keygen`).
+    #[arg(short, long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Use a key file that group or others can read (warn instead of refusing).
+    #[arg(long)]
+    pub insecure_key_perms: bool,
+}
+
+impl KeyArgs {
+    /// Loads the identity, checking the file's permissions.
+    pub fn load(&self) -> Result<Identity, AnyError> {
+        load(&self.key, self.insecure_key_perms)
+    }
+}
 
 /// A fresh identity from OS randomness.
 pub fn random_identity() -> Result<Identity, AnyError> {
@@ -15,14 +37,61 @@ pub fn random_identity() -> Result<Identity, AnyError> {
     Ok(Identity::from_private(private))
 }
 
-/// Reads and parses a key file.
-pub fn load(path: &Path) -> Result<Identity, AnyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err(format!("cannot read key file {}: {e}", path.display())))?;
-    Identity::parse_key_file(&text)
-        .map_err(|e| err(format!("bad key file {}: {e}", path.display())))
+/// Reads and parses a key file; refuses (or, when `insecure`, warns about)
+/// a file that group or others can read.
+pub fn load(path: &Path, insecure: bool) -> Result<Identity, AnyError> {
+    check_perms(path, insecure)?;
+    read(path)
 }
 
+fn read(path: &Path) -> Result<Identity, AnyError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(format!("cannot read key file {}: {e}", path.display())))?;
+    Identity::parse_key_file(&text).map_err(|e| {
+        err(format!(
+            "{} is not an astral key file ({e}); create one with `astral keygen -o FILE`",
+            path.display()
+        ))
+    })
+}
+
+#[cfg(unix)]
+fn check_perms(path: &Path, insecure: bool) -> Result<(), AnyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        // The read that follows reports a missing file clearly.
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let what = format!(
+        "key file {} is readable by {} (mode {mode:04o})",
+        path.display(),
+        if mode & 0o007 != 0 {
+            "others"
+        } else {
+            "its group"
+        }
+    );
+    if insecure {
+        tracing::warn!("{what}: using it anyway (--insecure-key-perms)");
+        Ok(())
+    } else {
+        Err(err(format!(
+            "{what}: a private key must be private; run `chmod 600 {}` (or pass --insecure-key-perms)",
+            path.display()
+        )))
+    }
+}
+
+#[cfg(not(unix))]
+fn check_perms(_: &Path, _: bool) -> Result<(), AnyError> {
+    Ok(())
+}
+
+/// `astral keygen [-o FILE]`.
 pub fn keygen(output: Option<PathBuf>) -> Result<ExitCode, AnyError> {
     let id = random_identity()?;
     let text = id.to_key_file();
@@ -35,10 +104,18 @@ pub fn keygen(output: Option<PathBuf>) -> Result<ExitCode, AnyError> {
                 use std::os::unix::fs::OpenOptionsExt;
                 opts.mode(0o600);
             }
-            let mut f = opts
-                .open(&path)
-                .map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+            let mut f = opts.open(&path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    err(format!(
+                        "cannot create {}: it exists (keygen never overwrites a key; pick another name)",
+                        path.display()
+                    ))
+                } else {
+                    err(format!("cannot create {}: {e}", path.display()))
+                }
+            })?;
             f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
                 .map_err(|e| err(format!("cannot write {}: {e}", path.display())))?;
             println!("{}", id.node_id());
         }
@@ -50,7 +127,9 @@ pub fn keygen(output: Option<PathBuf>) -> Result<ExitCode, AnyError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `astral id FILE`: prints the id of a key file. Reading the public part
+/// needs no secrecy, so permissions are not checked here.
 pub fn id(key: &Path) -> Result<ExitCode, AnyError> {
-    println!("{}", load(key)?.node_id());
+    println!("{}", read(key)?.node_id());
     Ok(ExitCode::SUCCESS)
 }

@@ -77,6 +77,8 @@ pub enum Transition {
     MigrationConfirmed,
     /// The peer's marker (newer epoch, or the tie-break) moved our sending.
     MarkerFollowed,
+    /// The stream a migration left died with its marker; recovery settles.
+    MigrationAbandoned,
     /// The stream this side sent on died.
     StreamLost,
     /// The peer's Resume (or a re-sent Query) said where to continue.
@@ -106,12 +108,13 @@ const ESTABLISHED: &[SessionState] = &[Open, Migrating, Recovering];
 
 impl Transition {
     /// The whole table, in a fixed order.
-    pub const ALL: [Transition; 16] = [
+    pub const ALL: [Transition; 17] = [
         Transition::ResponseAccepted,
         Transition::QueryAccepted,
         Transition::MigrationStarted,
         Transition::MigrationConfirmed,
         Transition::MarkerFollowed,
+        Transition::MigrationAbandoned,
         Transition::StreamLost,
         Transition::Resumed,
         Transition::Finished,
@@ -133,6 +136,7 @@ impl Transition {
             Transition::MigrationStarted => "on_migration_started",
             Transition::MigrationConfirmed => "on_migration_confirmed",
             Transition::MarkerFollowed => "on_marker_followed",
+            Transition::MigrationAbandoned => "on_migration_abandoned",
             Transition::StreamLost => "on_stream_lost",
             Transition::Resumed => "on_resumed",
             Transition::Finished => "on_finished",
@@ -155,6 +159,7 @@ impl Transition {
             Transition::MigrationStarted => &[Open, Migrating],
             Transition::MigrationConfirmed => &[Migrating],
             Transition::MarkerFollowed => &[Open, Migrating],
+            Transition::MigrationAbandoned => &[Migrating],
             Transition::StreamLost => ESTABLISHED,
             Transition::Resumed => &[Recovering],
             Transition::Finished => ESTABLISHED,
@@ -178,6 +183,7 @@ impl Transition {
             | Transition::QueryAccepted
             | Transition::MigrationConfirmed
             | Transition::MarkerFollowed
+            | Transition::MigrationAbandoned
             | Transition::Resumed => Open,
             Transition::Finished
             | Transition::Rejected
@@ -301,6 +307,7 @@ on_query_accepted: pending => open
 on_migration_started: open | migrating => migrating
 on_migration_confirmed: migrating => open
 on_marker_followed: open | migrating => open
+on_migration_abandoned: migrating => open
 on_stream_lost: open | migrating | recovering => recovering
 on_resumed: recovering => open
 on_finished: open | migrating | recovering => closed

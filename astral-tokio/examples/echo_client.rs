@@ -49,7 +49,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::new(identity(&key), Config::default()).expect("valid config");
     let stream = node.connect(server, &addr).await?;
     eprintln!("stream {stream} up with {server}");
-    let session = node.open(server, "echo").await?;
+    let session = node.open_session(server, "echo").await?;
     let (mut r, mut w) = session.into_split();
     let writer = tokio::spawn(async move {
         w.write_all(&message).await?;

@@ -83,7 +83,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut events = sender.events();
     let session = sender
-        .open(receiver.id(), &format!("file?size={size}"))
+        .open_session(receiver.id(), &format!("file?size={size}"))
         .await?;
     let id = session.id();
     let (mut r, mut w) = session.into_split();

@@ -32,11 +32,13 @@ pub(crate) enum Kill {
     Abort,
 }
 
-/// Wakers of a session's parked reader (or pending `open`) and writer.
+/// Wakers of a session's parked reader (or pending `open_session`), writer
+/// and `closed()` waiter.
 #[derive(Default)]
 struct Parked {
     read: Option<Waker>,
     write: Option<Waker>,
+    close: Option<Waker>,
 }
 
 /// Driver-side session state, kept sparse so that an idle session costs
@@ -44,7 +46,7 @@ struct Parked {
 /// session, or once the core removed a session whose handle still lives.
 ///
 /// Every session the core creates gets exactly one driver handle at once
-/// (`open` makes the `Session`; a `Query` event makes the `IncomingQuery`,
+/// (`open_session` makes the `Session`; a `Query` event makes the `IncomingQuery`,
 /// which `accept` turns into the `Session`), and the core reports exactly one
 /// `SessionClosed` per session. Whichever of "handle released" and
 /// "SessionClosed dispatched" comes second forgets the session: a close
@@ -107,7 +109,7 @@ impl Sessions {
         self.parked.entry(id).or_default()
     }
 
-    /// Parks the session's reader (or its pending `open`) until `Readable`,
+    /// Parks the session's reader (or its pending `open_session`) until `Readable`,
     /// `SessionOpen` or `SessionClosed`.
     pub fn park_read(&mut self, id: SessionId, cx: &Context<'_>) {
         park(&mut self.parked(id).read, cx);
@@ -118,9 +120,21 @@ impl Sessions {
         park(&mut self.parked(id).write, cx);
     }
 
+    /// Parks a `closed()` waiter until `SessionClosed`.
+    pub fn park_close(&mut self, id: SessionId, cx: &Context<'_>) {
+        park(&mut self.parked(id).close, cx);
+    }
+
     /// Takes the session's parked wakers (reader if `read`, writer if
-    /// `write`) into `wake`.
-    fn unpark(&mut self, id: SessionId, read: bool, write: bool, wake: &mut Vec<Waker>) {
+    /// `write`, and the `closed()` waiter if `close`) into `wake`.
+    fn unpark(
+        &mut self,
+        id: SessionId,
+        read: bool,
+        write: bool,
+        close: bool,
+        wake: &mut Vec<Waker>,
+    ) {
         let Some(p) = self.parked.get_mut(&id) else {
             return;
         };
@@ -130,7 +144,10 @@ impl Sessions {
         if write {
             wake.extend(p.write.take());
         }
-        if p.read.is_none() && p.write.is_none() {
+        if close {
+            wake.extend(p.close.take());
+        }
+        if p.read.is_none() && p.write.is_none() && p.close.is_none() {
             self.parked.remove(&id);
             shrink!(self.parked);
         }
@@ -409,20 +426,23 @@ impl Inner {
         let _ = now;
         match &ev {
             Event::Readable { session } => {
-                sh.sessions.unpark(*session, true, false, &mut sh.wake);
+                sh.sessions
+                    .unpark(*session, true, false, false, &mut sh.wake);
                 return;
             }
             Event::Writable { session } => {
-                sh.sessions.unpark(*session, false, true, &mut sh.wake);
+                sh.sessions
+                    .unpark(*session, false, true, false, &mut sh.wake);
                 return;
             }
             Event::SessionOpen { session } => {
-                // A pending `open` parks as the session's reader.
-                sh.sessions.unpark(*session, true, false, &mut sh.wake);
+                // A pending `open_session` parks as the session's reader.
+                sh.sessions
+                    .unpark(*session, true, false, false, &mut sh.wake);
             }
             Event::SessionClosed { session, reason } => {
                 sh.sessions.on_closed(*session, reason);
-                sh.sessions.unpark(*session, true, true, &mut sh.wake);
+                sh.sessions.unpark(*session, true, true, true, &mut sh.wake);
             }
             Event::Query {
                 session,

@@ -48,7 +48,7 @@
 //! });
 //!
 //! client.connect(server.id(), addr).await?;
-//! let mut s = client.open(server.id(), "echo").await?;
+//! let mut s = client.open_session(server.id(), "echo").await?;
 //! s.write_all(b"hello").await?;
 //! s.shutdown().await?;
 //! let mut back = Vec::new();

@@ -42,7 +42,7 @@ pub enum Role {
 /// # async fn demo(peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
 /// let node = Node::new(Identity::from_seed([7; 32]), Config::default()).unwrap();
 /// node.connect(peer, "127.0.0.1:4000").await?;
-/// let mut session = node.open(peer, "echo").await?;
+/// let mut session = node.open_session(peer, "echo").await?;
 /// session.write_all(b"hello").await?;
 /// session.shutdown().await?; // half-close: the peer reads end-of-stream
 /// let mut back = Vec::new();
@@ -282,6 +282,31 @@ impl Node {
         wait_up(stream, rx, role).await
     }
 
+    /// Adds a connected TCP socket as a transport, like
+    /// [`Node::add_transport`] but keeping the TCP fast path (output written
+    /// directly while the transport task is idle) and a real reset for
+    /// [`Node::kill_transport`]. For applications that accept or dial TCP
+    /// themselves (to see source addresses, or to dial through their own
+    /// resolver). Not redialed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
+    /// use astral_tokio::{Node, Identity, Config, Role};
+    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default())?;
+    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default())?;
+    /// let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let dial = tokio::net::TcpStream::connect(l.local_addr()?).await?;
+    /// let (accepted, from) = l.accept().await?;
+    /// println!("transport from {from}");
+    /// let (sa, sb) = tokio::join!(a.add_tcp(dial, Role::Dial(b.id())), b.add_tcp(accepted, Role::Accept));
+    /// sa?; sb?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_tcp(&self, tcp: TcpStream, role: Role) -> Result<StreamId> {
+        let (stream, rx) = attach_tcp(self.inner(), tcp, role, None)?;
+        wait_up(stream, rx, role).await
+    }
+
     /// Opens a session with `peer` for `query` and waits for the answer.
     /// The query goes out on the best stream to the peer (or on the first
     /// one that comes up). Errors: [`Error::Rejected`] with the peer's code;
@@ -290,14 +315,14 @@ impl Node {
     ///
     /// ```no_run
     /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
-    /// match node.open(peer, "storage.read?id=7").await {
+    /// match node.open_session(peer, "storage.read?id=7").await {
     ///     Ok(session) => println!("open: {}", session.id()),
     ///     Err(astral_tokio::Error::Rejected { code, .. }) => println!("rejected: {code}"),
     ///     Err(e) => return Err(e),
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn open(&self, peer: NodeId, query: &str) -> Result<Session> {
+    pub async fn open_session(&self, peer: NodeId, query: &str) -> Result<Session> {
         let inner = self.inner().clone();
         let id = inner.with(|sh, now| sh.core.open_session(now, peer, query))?;
         // Until the answer, a dropped future resets the session.
@@ -390,11 +415,11 @@ impl Node {
     ///
     /// ```no_run
     /// # fn f(node: astral_tokio::Node, t: astral_tokio::StreamId) {
-    /// let moved = node.drain(t).unwrap();
+    /// let moved = node.drain_stream(t).unwrap();
     /// println!("{moved} sessions moved");
     /// # }
     /// ```
-    pub fn drain(&self, stream: StreamId) -> Result<usize> {
+    pub fn drain_stream(&self, stream: StreamId) -> Result<usize> {
         self.inner().with(|sh, now| {
             let n = sh.core.drain_stream(now, stream)?;
             forget_dial(sh, stream);
@@ -597,12 +622,15 @@ async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
     }
 }
 
-/// A transport closed during the handshake usually means the listener could
-/// not decrypt our first message: its identity is not the one we dialed.
+/// A listener hangs up during the handshake when it cannot decrypt our
+/// first message (its identity is not the one we dialed), when its policy
+/// refuses our identity, or when it is busy (too many handshakes at once):
+/// the Noise pattern gives the dialer no way to tell these apart.
 fn explain(reason: StreamCloseReason) -> StreamCloseReason {
     match reason {
         StreamCloseReason::TransportClosed(why) => StreamCloseReason::TransportClosed(format!(
-            "{why} during the handshake (is the peer id right? the listener hangs up when it cannot decrypt our first message)"
+            "{why} during the handshake: the listener hung up (a wrong peer id, \
+             a listener that does not allow us, or a busy listener)"
         )),
         r => r,
     }

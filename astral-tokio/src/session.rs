@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use astral_core::{
     CloseReason, NodeId, ReadError, SessionId, SessionInfo, SessionState, WriteError,
 };
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::driver::{Inner, Shared};
@@ -104,6 +105,102 @@ impl SessionRef {
         })
     }
 
+    /// Takes up to `max` bytes as they sit in the reassembly buffer (no
+    /// copy); `None` at end-of-stream.
+    fn poll_read_chunk(&self, cx: &mut Context<'_>, max: usize) -> Poll<io::Result<Option<Bytes>>> {
+        if max == 0 {
+            return Poll::Ready(Ok(Some(Bytes::new())));
+        }
+        let id = self.id;
+        self.inner.with(|sh, _| {
+            let Some(mut h) = sh.core.session(id) else {
+                return match closed_reason(sh, id) {
+                    CloseReason::Graceful => Poll::Ready(Ok(None)),
+                    r => Poll::Ready(Err(driver::io_error(r))),
+                };
+            };
+            match h.read_chunk(max) {
+                Ok(c) => Poll::Ready(Ok(c)),
+                Err(ReadError::Blocked) => {
+                    sh.sessions.park_read(id, cx);
+                    Poll::Pending
+                }
+                Err(ReadError::Closed(CloseReason::Graceful)) => Poll::Ready(Ok(None)),
+                Err(ReadError::Closed(r)) => Poll::Ready(Err(driver::io_error(r))),
+                Err(e) => Poll::Ready(Err(io::Error::other(e))),
+            }
+        })
+    }
+
+    /// Queues as much of `data` as the send buffer takes, without copying
+    /// large chunks, and advances `data` past it.
+    fn poll_write_bytes(&self, cx: &mut Context<'_>, data: &mut Bytes) -> Poll<io::Result<()>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let id = self.id;
+        self.inner.with(|sh, _| {
+            let Some(mut h) = sh.core.session(id) else {
+                return Poll::Ready(Err(driver::io_error(closed_reason(sh, id))));
+            };
+            // A clone of `Bytes` is a reference count, not a copy.
+            match h.write_bytes(data.clone()) {
+                Ok(n) => {
+                    data.advance(n);
+                    Poll::Ready(Ok(()))
+                }
+                Err(WriteError::Blocked) => {
+                    sh.sessions.park_write(id, cx);
+                    Poll::Pending
+                }
+                Err(_) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "session closed for writing (shut down or closed)",
+                ))),
+            }
+        })
+    }
+
+    async fn write_chunk(&self, mut data: Bytes) -> io::Result<()> {
+        while !data.is_empty() {
+            std::future::poll_fn(|cx| self.poll_write_bytes(cx, &mut data)).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_chunk(&self, max: usize) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_read_chunk(cx, max)).await
+    }
+
+    /// Ready with the reason once the core removed the session.
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        let id = self.id;
+        self.inner.peek_mut(|sh| {
+            if sh.core.session(id).is_some() {
+                sh.sessions.park_close(id, cx);
+                Poll::Pending
+            } else {
+                // The core removes a session and reports `SessionClosed`
+                // in the same locked call, so the reason is there.
+                Poll::Ready(closed_reason(sh, id))
+            }
+        })
+    }
+
+    async fn closed(&self) -> CloseReason {
+        std::future::poll_fn(|cx| self.poll_closed(cx)).await
+    }
+
+    /// Aborts the session: the peer gets a Reset.
+    fn reset(&self) {
+        let id = self.id;
+        self.inner.with(|sh, now| {
+            if let Some(h) = sh.core.session(id) {
+                h.reset(now);
+            }
+        });
+    }
+
     fn finish(&self) {
         let id = self.id;
         self.inner.with(|sh, _| {
@@ -127,7 +224,7 @@ impl SessionRef {
 /// ```no_run
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
-/// let mut s = node.open(peer, "echo").await?;
+/// let mut s = node.open_session(peer, "echo").await?;
 /// s.write_all(b"ping").await?;
 /// s.shutdown().await?;
 /// let mut reply = String::new();
@@ -188,6 +285,56 @@ impl Session {
         self.r.inner.peek(|sh| sh.sessions.closed(id).cloned())
     }
 
+    /// Writes all of `data` without copying it (chunks of 4 KiB and more are
+    /// queued as they are; smaller ones are coalesced), waiting for room as
+    /// `write_all` does. Fails like `poll_write` once the session ended or
+    /// was shut down for writing.
+    ///
+    /// ```no_run
+    /// # async fn f(mut s: astral_tokio::Session) -> std::io::Result<()> {
+    /// let block = bytes::Bytes::from(vec![0u8; 1 << 20]);
+    /// s.write_chunk(block.clone()).await?; // the same memory, twice
+    /// s.write_chunk(block).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn write_chunk(&mut self, data: Bytes) -> io::Result<()> {
+        self.r.write_chunk(data).await
+    }
+
+    /// Reads up to `max` bytes without copying them out of the session's
+    /// reassembly buffer: `Ok(None)` at the end of the peer's data, an error
+    /// (with a [`SessionClosedError`]) if the session failed. A chunk is
+    /// never empty for `max > 0`.
+    ///
+    /// ```no_run
+    /// # async fn f(mut s: astral_tokio::Session) -> std::io::Result<()> {
+    /// while let Some(chunk) = s.read_chunk(1 << 20).await? {
+    ///     println!("{} bytes", chunk.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        self.r.read_chunk(max).await
+    }
+
+    /// Waits until the session ended and returns why: `Graceful` once both
+    /// directions finished and every byte was acknowledged, or the reason
+    /// it failed. Returns at once if it already ended. The reason is kept
+    /// for as long as a handle of the session lives, so it is never lost.
+    ///
+    /// ```no_run
+    /// # async fn f(mut s: astral_tokio::Session) -> std::io::Result<()> {
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// s.shutdown().await?;
+    /// let mut rest = Vec::new();
+    /// s.read_to_end(&mut rest).await?;
+    /// assert_eq!(s.closed().await, astral_tokio::CloseReason::Graceful);
+    /// # Ok(()) }
+    /// ```
+    pub async fn closed(&self) -> CloseReason {
+        self.r.closed().await
+    }
+
     /// Graceful close: finish writing (every byte written is delivered) and
     /// stop reading. Same as dropping the session.
     ///
@@ -203,12 +350,7 @@ impl Session {
     /// # fn f(s: astral_tokio::Session) { s.reset(); }
     /// ```
     pub fn reset(self) {
-        let id = self.r.id;
-        self.r.inner.with(|sh, now| {
-            if let Some(h) = sh.core.session(id) {
-                h.reset(now);
-            }
-        });
+        self.r.reset();
     }
 
     /// Splits into owned read and write halves (for two tasks). Dropping the
@@ -289,6 +431,37 @@ impl SessionReader {
     pub fn id(&self) -> SessionId {
         self.r.id
     }
+
+    /// [`Session::read_chunk`] on this half.
+    ///
+    /// ```no_run
+    /// # async fn f(s: astral_tokio::Session) -> std::io::Result<()> {
+    /// let (mut r, _w) = s.into_split();
+    /// while let Some(chunk) = r.read_chunk(1 << 20).await? { drop(chunk); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        self.r.read_chunk(max).await
+    }
+
+    /// [`Session::closed`] on this half.
+    ///
+    /// ```no_run
+    /// # async fn f(r: astral_tokio::SessionReader) { println!("{}", r.closed().await); }
+    /// ```
+    pub async fn closed(&self) -> CloseReason {
+        self.r.closed().await
+    }
+
+    /// Aborts the whole session (both directions), as [`Session::reset`]:
+    /// for a reader that meets an error its application cannot recover from.
+    ///
+    /// ```no_run
+    /// # fn f(r: astral_tokio::SessionReader) { r.reset(); }
+    /// ```
+    pub fn reset(self) {
+        self.r.reset();
+    }
 }
 
 impl AsyncRead for SessionReader {
@@ -325,6 +498,40 @@ impl SessionWriter {
     /// ```
     pub fn id(&self) -> SessionId {
         self.r.id
+    }
+
+    /// [`Session::write_chunk`] on this half.
+    ///
+    /// ```no_run
+    /// # async fn f(s: astral_tokio::Session) -> std::io::Result<()> {
+    /// let (_r, mut w) = s.into_split();
+    /// w.write_chunk(bytes::Bytes::from_static(b"hello")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn write_chunk(&mut self, data: Bytes) -> io::Result<()> {
+        self.r.write_chunk(data).await
+    }
+
+    /// [`Session::closed`] on this half.
+    ///
+    /// ```no_run
+    /// # async fn f(w: astral_tokio::SessionWriter) { println!("{}", w.closed().await); }
+    /// ```
+    pub async fn closed(&self) -> CloseReason {
+        self.r.closed().await
+    }
+
+    /// Aborts the whole session (both directions), as [`Session::reset`]:
+    /// e.g. when the source of the bytes failed and the peer must not
+    /// mistake what arrived for a complete stream.
+    ///
+    /// ```no_run
+    /// # fn f(w: astral_tokio::SessionWriter) { w.reset(); }
+    /// ```
+    pub fn reset(mut self) {
+        // Not a half-close: the Reset comes instead of a Fin.
+        self.finished = true;
+        self.r.reset();
     }
 }
 
@@ -441,7 +648,7 @@ impl IncomingQuery {
     }
 
     /// Rejects with `code` (non-zero; see [`astral_core::codes`]); the
-    /// opener's `open` fails with [`Error::Rejected`] carrying it.
+    /// opener's `open_session` fails with [`Error::Rejected`] carrying it.
     ///
     /// ```no_run
     /// # fn f(q: astral_tokio::IncomingQuery) { q.reject(astral_core::codes::NO_SUCH_SERVICE); }

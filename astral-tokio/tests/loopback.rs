@@ -42,7 +42,7 @@ fn serve_data(node: &Node) {
 
 async fn run_data(node: Node, peer: astral_tokio::NodeId, seed: u64, len: usize) {
     let s = node
-        .open(peer, &format!("data?seed={seed}&len={len}"))
+        .open_session(peer, &format!("data?seed={seed}&len={len}"))
         .await
         .unwrap();
     let (mut r, mut w) = s.into_split();
@@ -96,7 +96,7 @@ async fn rejected_query_code_reaches_opener() {
                 q.reject(42);
             }
         });
-        match a.open(b.id(), "nope").await {
+        match a.open_session(b.id(), "nope").await {
             Err(Error::Rejected { code, peer }) => {
                 assert_eq!(code, 42);
                 assert_eq!(peer, b.id());
@@ -106,7 +106,7 @@ async fn rejected_query_code_reaches_opener() {
         // A dropped query is rejected too.
         let b3 = b.clone();
         tokio::spawn(async move { drop(b3.next_query().await) });
-        let e = a.open(b.id(), "nope").await.unwrap_err();
+        let e = a.open_session(b.id(), "nope").await.unwrap_err();
         assert!(matches!(e, Error::Rejected { .. }), "{e}");
     })
     .await
@@ -133,7 +133,7 @@ async fn unreachable_peer() {
         }
         // No stream to the peer: the query times out as unreachable.
         let t0 = std::time::Instant::now();
-        match a.open(other, "echo").await {
+        match a.open_session(other, "echo").await {
             Err(e @ Error::Unreachable(_)) => assert!(e.to_string().contains("unreachable"), "{e}"),
             r => panic!("expected unreachable, got {r:?}"),
         }
@@ -185,7 +185,7 @@ where
         s.shutdown().await.unwrap();
     });
     let s = a
-        .open(b.id(), &format!("data?seed=77&len={BIG}"))
+        .open_session(b.id(), &format!("data?seed=77&len={BIG}"))
         .await
         .unwrap();
     let id = s.id();
@@ -319,7 +319,7 @@ async fn half_close() {
             s.write_all(b"answer").await.unwrap();
             s.shutdown().await.unwrap();
         });
-        let mut s = a.open(b.id(), "qa").await.unwrap();
+        let mut s = a.open_session(b.id(), "qa").await.unwrap();
         s.write_all(b"question").await.unwrap();
         s.shutdown().await.unwrap();
         let e = s.write_all(b"more").await.unwrap_err();
@@ -343,7 +343,7 @@ async fn reset_reaches_reader_as_error() {
             s.read_exact(&mut one).await.unwrap();
             s.reset();
         });
-        let mut s = a.open(b.id(), "x").await.unwrap();
+        let mut s = a.open_session(b.id(), "x").await.unwrap();
         s.write_all(b"!").await.unwrap();
         let e = s.read(&mut [0u8; 8]).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
@@ -368,7 +368,7 @@ async fn backpressure_bounds_memory() {
                 let _ = tx.send(s);
             }
         });
-        let mut s = a.open(b.id(), "sink").await.unwrap();
+        let mut s = a.open_session(b.id(), "sink").await.unwrap();
         let _held = held_rx.await.unwrap();
         let chunk = vec![7u8; 64 * 1024];
         let mut written = 0u64;
@@ -409,12 +409,12 @@ async fn in_memory_transport_and_drain() {
             let (mut r, mut w) = s.into_split();
             tokio::io::copy(&mut r, &mut w).await.unwrap();
         });
-        let mut s = a.open(b.id(), "echo").await.unwrap();
+        let mut s = a.open_session(b.id(), "echo").await.unwrap();
         s.write_all(b"before").await.unwrap();
         let mut buf = [0u8; 6];
         s.read_exact(&mut buf).await.unwrap();
         let on = s.info().unwrap().send_stream.expect("bound");
-        assert_eq!(a.drain(on).unwrap(), 1);
+        assert_eq!(a.drain_stream(on).unwrap(), 1);
         s.write_all(b"after!").await.unwrap();
         s.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"after!");

@@ -58,7 +58,7 @@ async fn ten_thousand_sessions_over_one_stream() {
         tasks.spawn(async move {
             let mut v = Vec::with_capacity(count);
             for _ in 0..count {
-                let mut s = a.open(peer, "idle").await.unwrap();
+                let mut s = a.open_session(peer, "idle").await.unwrap();
                 s.write_all(b"I").await.unwrap();
                 v.push(s);
             }

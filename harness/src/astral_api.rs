@@ -73,7 +73,7 @@ pub async fn connect(
 
 /// Opens a session with `peer` for `query`.
 pub async fn open(node: &Node, peer: NodeId, query: &str) -> Result<Session, Error> {
-    node.open(peer, query)
+    node.open_session(peer, query)
         .await
         .map_err(|e| format!("open {query:?}: {e}"))
 }

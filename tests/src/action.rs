@@ -369,15 +369,16 @@ impl Sim {
             .ok_or(ActionError::NotAnEnd { link: li, node })?;
         let target_rtt = l.max_rtt();
         let before = self.nodes[node].session_info(sid);
-        self.nodes[node].migrate(now, sid, target)?;
-        let c = &mut self.coverage;
-        c.migrations_started += 1;
         if self.nodes[node]
             .stream_info(target)
             .is_some_and(|s| s.draining)
         {
-            c.migrations_onto_draining += 1;
+            // Attempts: the core refuses them (issue 10, defect 1).
+            self.coverage.migrations_onto_draining += 1;
         }
+        self.nodes[node].migrate(now, sid, target)?;
+        let c = &mut self.coverage;
+        c.migrations_started += 1;
         let peer_end = {
             let f = &self.flows[flow];
             if acceptor {

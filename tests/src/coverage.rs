@@ -51,7 +51,8 @@ counters! {
     /// ... started by one end less than one RTT after the other end
     /// started one for the same session.
     concurrent_migrations,
-    /// ... whose target stream was being drained.
+    /// `migrate()` calls whose target stream was being drained (the core
+    /// refuses them: bytes bound to a drained stream died with it).
     migrations_onto_draining,
     /// `Event::Migrated` reported (by either end, any cause).
     migrations_completed,

@@ -21,9 +21,13 @@
 //! * *closed with a reason* (paths lost for good): every session ends, with
 //!   a reason, and what arrived is exact.
 //!
-//! The suites that fail on the engine as it was when issue 10 was filed are
-//! ignored with the defect they show; `ASTRAL_SUITE_SURVEY=1` runs them to
-//! the end and counts the failures instead (see `support`).
+//! Every suite failed on the engine as it was when issue 10 was filed (drain
+//! holes, crossed bindings, sessions left on no stream); they pass since
+//! the fixes. `ASTRAL_SUITE_SURVEY=1` runs a failing suite to the end and
+//! counts the failures instead (see `support`). Coverage thresholds are
+//! about two thirds of what each suite reaches with the fixed engine (in
+//! which only sessions whose sending stream died go through `Recovering`,
+//! so fewer recoveries are counted than before).
 
 mod support;
 
@@ -54,7 +58,6 @@ fn no_drains() -> Mix {
 
 /// Every action, windows of 4 KiB to 256 KiB, plain links with jitter.
 #[test]
-#[ignore = "issue 10 defects 1, 2 and 4 (drain holes, crossed bindings): for branch arch"]
 fn every_action_settles() {
     suite(
         "every_action",
@@ -67,7 +70,6 @@ fn every_action_settles() {
 
 /// The same without drains: fails only by crossed bindings today.
 #[test]
-#[ignore = "issue 10 defect 4 (crossed bindings): for branch arch"]
 fn every_action_but_drains_settles() {
     let shape = Shape {
         mix: no_drains(),
@@ -115,7 +117,6 @@ fn tiny() -> Shape {
 /// Windows of 1 byte, 16 bytes and 4 KiB: credit is the bottleneck, every
 /// frame carries little, many records are in flight during every action.
 #[test]
-#[ignore = "issue 10 defects 1 and 2 (drain holes): for branch arch"]
 fn tiny_windows_settle() {
     suite("tiny_windows", 300, scripts(tiny()), TINY, run_settled);
 }
@@ -139,7 +140,6 @@ fn tiny_windows_but_drains_settle() {
 /// Drains from both ends mixed with migrations (onto the draining stream
 /// and off it again: defect 1's pattern), kills and new streams.
 #[test]
-#[ignore = "issue 10 defects 1, 2 and 4 (drain holes, crossed bindings): for branch arch"]
 fn drains_with_migrations_and_kills_settle() {
     let shape = Shape {
         windows: vec![4096, 16_384],
@@ -230,7 +230,6 @@ fn lost_config(s: &support::Script) -> Config {
 /// timeout): sessions may end unreachable, but every one must end, with a
 /// reason, and what arrived must be exact.
 #[test]
-#[ignore = "new finding: a session accepted after its stream died never ends (regressions.rs); for branch arch"]
 fn paths_lost_for_good_end_every_session_with_a_reason() {
     let shape = lost(Mix {
         migrate: 2,
@@ -251,7 +250,6 @@ fn paths_lost_for_good_end_every_session_with_a_reason() {
 /// only path left, but recovery will not use it, so one end gives up
 /// (`PeerUnreachable`) and the other, waiting for credit, never learns.
 #[test]
-#[ignore = "issue 10 defect 2 (a draining stream is never used again): for branch arch"]
 fn paths_lost_with_drains_end_every_session_with_a_reason() {
     let shape = lost(Mix {
         migrate: 2,
@@ -289,14 +287,14 @@ const EVERY: &[(&str, u64)] = &[
     ("one_sided_kills", 130),
     ("kills_during_migration", 6),
     ("kills_during_drain", 12),
-    ("kills_during_recovery", 6),
+    ("kills_during_recovery", 3),
     ("connects", 600),
     ("stream_closes", 64),
     ("partitions", 77),
     ("silences", 59),
     ("heals", 70),
     ("link_changes", 150),
-    ("recoveries_completed", 1500),
+    ("recoveries_completed", 718),
     ("resumes_with_retransmit", 390),
     ("sessions_opened", 200),
     ("resets", 58),
@@ -310,14 +308,14 @@ const EVERY_ND: &[(&str, u64)] = &[
     ("kills", 170),
     ("one_sided_kills", 180),
     ("kills_during_migration", 14),
-    ("kills_during_recovery", 12),
+    ("kills_during_recovery", 6),
     ("connects", 640),
     ("stream_closes", 97),
     ("partitions", 79),
     ("silences", 100),
     ("heals", 100),
     ("link_changes", 180),
-    ("recoveries_completed", 1900),
+    ("recoveries_completed", 889),
     ("resumes_with_retransmit", 470),
     ("sessions_opened", 210),
     ("resets", 76),
@@ -338,7 +336,7 @@ const EVERY_ND_X: &[(&str, u64)] = &[
     ("silences", 92),
     ("heals", 92),
     ("link_changes", 180),
-    ("recoveries_completed", 1900),
+    ("recoveries_completed", 821),
     ("resumes_with_retransmit", 410),
     ("sessions_opened", 240),
     ("resets", 92),
@@ -364,7 +362,7 @@ const TINY: &[(&str, u64)] = &[
     ("silences", 30),
     ("heals", 26),
     ("link_changes", 68),
-    ("recoveries_completed", 600),
+    ("recoveries_completed", 304),
     ("resumes_with_retransmit", 160),
     ("sessions_opened", 78),
     ("resets", 32),
@@ -378,14 +376,13 @@ const TINY_ND: &[(&str, u64)] = &[
     ("kills", 68),
     ("one_sided_kills", 80),
     ("kills_during_migration", 3),
-    ("kills_during_recovery", 2),
     ("connects", 270),
     ("stream_closes", 36),
     ("partitions", 27),
     ("silences", 36),
     ("heals", 33),
     ("link_changes", 71),
-    ("recoveries_completed", 680),
+    ("recoveries_completed", 334),
     ("resumes_with_retransmit", 150),
     ("sessions_opened", 82),
     ("resets", 30),
@@ -393,8 +390,8 @@ const TINY_ND: &[(&str, u64)] = &[
 ];
 
 const DRAINS: &[(&str, u64)] = &[
-    ("migrations_started", 430),
-    ("migrations_with_bytes_in_flight", 410),
+    ("migrations_started", 255),
+    ("migrations_with_bytes_in_flight", 239),
     ("concurrent_migrations", 28),
     ("migrations_onto_draining", 160),
     ("drains_from_dialer", 230),
@@ -404,10 +401,10 @@ const DRAINS: &[(&str, u64)] = &[
     ("one_sided_kills", 110),
     ("kills_during_migration", 18),
     ("kills_during_drain", 29),
-    ("kills_during_recovery", 4),
+    ("kills_during_recovery", 2),
     ("connects", 490),
-    ("recoveries_completed", 1000),
-    ("resumes_with_retransmit", 210),
+    ("recoveries_completed", 400),
+    ("resumes_with_retransmit", 110),
 ];
 
 const WAN: &[(&str, u64)] = &[
@@ -422,7 +419,7 @@ const WAN: &[(&str, u64)] = &[
     ("silences", 54),
     ("heals", 80),
     ("link_changes", 56),
-    ("recoveries_completed", 200),
+    ("recoveries_completed", 128),
     ("resumes_with_retransmit", 34),
 ];
 
@@ -437,7 +434,7 @@ const LOST: &[(&str, u64)] = &[
     ("partitions", 78),
     ("silences", 76),
     ("heals", 57),
-    ("recoveries_completed", 520),
+    ("recoveries_completed", 232),
     ("resumes_with_retransmit", 120),
     ("resets", 47),
     ("closed_other", 530),
@@ -453,12 +450,12 @@ const LOST_DR: &[(&str, u64)] = &[
     ("one_sided_kills", 100),
     ("kills_during_migration", 2),
     ("kills_during_drain", 4),
-    ("kills_during_recovery", 8),
+    ("kills_during_recovery", 4),
     ("stream_closes", 76),
     ("partitions", 68),
     ("silences", 66),
     ("heals", 57),
-    ("recoveries_completed", 440),
+    ("recoveries_completed", 234),
     ("resumes_with_retransmit", 100),
     ("resets", 45),
     ("closed_other", 540),

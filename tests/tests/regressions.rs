@@ -1,6 +1,7 @@
-//! Regression scenarios for the defects of issue 10 (exactness), written
-//! against the public simulator API before the fixes. Each one fails on
-//! the engine as it was when the issue was filed; the fixes un-ignore them.
+//! Regression scenarios for the defects of issue 10 (exactness) and two
+//! findings of the randomised suites, written against the public simulator
+//! API before the fixes. Each one failed on the engine as it was when the
+//! issue was filed and passes with the fixes.
 //!
 //! The sweeps report every failing run by name; `SWEEP_VERBOSE=1` prints
 //! each failure's first lines as it happens, and the panic message holds
@@ -65,7 +66,6 @@ fn sweep(cases: impl IntoIterator<Item = (String, Sim)>) {
 /// the start. The sweep moves the first migration through that window and
 /// varies the gap to the second, from either node.
 #[test]
-#[ignore = "issue 10 defect 1: fixed on branch arch"]
 fn drain_then_migrate_onto_and_off_the_drained_stream_loses_nothing() {
     let drain_at = 300;
     let mut cases = Vec::new();
@@ -120,7 +120,6 @@ fn drain_then_migrate_onto_and_off_the_drained_stream_loses_nothing() {
 /// remaining stream and opens a new session from the drainer: it must
 /// open over the (only) authenticated stream, not end `RoutingTimeout`.
 #[test]
-#[ignore = "issue 10 defect 2: fixed on branch arch"]
 fn drain_whose_migration_ends_by_resume_still_completes() {
     let drain_at = 300;
     let mut cases = Vec::new();
@@ -158,7 +157,6 @@ fn drain_whose_migration_ends_by_resume_still_completes() {
 /// (design §7). Today both ends sometimes recover on different streams and
 /// rule 5 (send where the peer's Resume came from) swaps them, for good.
 #[test]
-#[ignore = "issue 10 defect 4: fixed on branch arch"]
 fn bindings_converge_after_schedules_ending_with_a_kill() {
     use rand_chacha::rand_core::{RngCore, SeedableRng};
     let mut cases = Vec::new();
@@ -257,7 +255,6 @@ static ALLOC: live_bytes::Counting = live_bytes::Counting;
 /// identities connect once and leave; once they are gone the node must not
 /// hold memory for them.
 #[test]
-#[ignore = "issue 10 defect 5: fixed on branch arch"]
 fn peers_that_left_are_forgotten() {
     use astral_core::Timestamp;
     use bytes::BytesMut;
@@ -322,7 +319,6 @@ fn peers_that_left_are_forgotten() {
 /// core must refuse the configuration when the node is built (the
 /// simulator passes the core's refusal on through `Sim::try_new`).
 #[test]
-#[ignore = "issue 10 defect 6: fixed on branch arch"]
 fn zero_receive_window_is_refused_at_construction() {
     let config = Config {
         recv_window: 0,
@@ -353,7 +349,6 @@ fn zero_receive_window_is_refused_at_construction() {
 /// session again, and the opener never learns of the reset. The opener
 /// must end `ResetByPeer`, and the acceptor must not see a second Query.
 #[test]
-#[ignore = "new finding (see the sim branch report): no record of reset sessions; for branch arch"]
 fn reset_session_is_not_resurrected_by_a_repeated_query() {
     use astral_core::CloseReason;
     let mut failures = Vec::new();
@@ -402,7 +397,6 @@ fn reset_session_is_not_resurrected_by_a_repeated_query() {
 /// no path coming back, never ends. It must end with a reason
 /// (unreachable) once the recovery timeout has passed.
 #[test]
-#[ignore = "new finding (see the sim branch report): accepted after its stream died, never ends; for branch arch"]
 fn session_accepted_after_its_stream_died_still_ends() {
     let config = Config {
         recovery_timeout: Duration::from_secs(3),

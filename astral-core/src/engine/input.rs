@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::sessions::{Phase, Session};
+use super::sessions::{Ending, Phase, Session};
 use super::PeerEngine;
 use crate::event::{CloseReason, Event, ProtocolViolation, StreamCloseReason};
 use crate::flow::FlowError;
@@ -208,7 +208,14 @@ impl PeerEngine {
     /// Frames for sessions this engine does not know get a rate-limited
     /// Reset, except stale ones of recently closed sessions.
     fn unknown_session(&mut self, now: Timestamp, stream: StreamId, wire: u64) {
-        if self.time_wait.contains(wire) {
+        // Stale frames of a finished session are dropped; a reset one is
+        // reset again (its Reset may have died with a stream), rate-limited
+        // like any other.
+        if self
+            .time_wait
+            .get(wire)
+            .is_some_and(|tw| !matches!(tw.ending, Ending::Reset))
+        {
             return;
         }
         let per_sec = self.shared.config.unknown_session_resets_per_sec;
@@ -260,7 +267,22 @@ impl PeerEngine {
             self.duplicate_query(now, stream, id);
             return;
         }
-        if self.time_wait.contains(wire) {
+        if let Some(tw) = self.time_wait.get(wire) {
+            // The querier sent its Query again (its stream died before it
+            // saw our answer): answer the same way again, never ask the
+            // application twice.
+            let frame = match tw.ending {
+                Ending::Finished { .. } => None,
+                Ending::Reset => Some(Frame::Reset { session: wire }),
+                Ending::Refused { code } => Some(Frame::Response {
+                    session: wire,
+                    code,
+                    buffer: 0,
+                }),
+            };
+            if let Some(f) = frame {
+                self.push_ctrl(Some(stream), f);
+            }
             return;
         }
         let config = &self.shared.config;

@@ -14,7 +14,7 @@
 //! sending there: that stream is live both ways, so they are on their way.
 //! Duplicates are dropped by offset at the receiver.
 
-use super::sessions::Phase;
+use super::sessions::{Ending, Phase};
 use super::PeerEngine;
 use crate::frame::Frame;
 use crate::{StreamId, Timestamp};
@@ -53,6 +53,10 @@ impl PeerEngine {
                 Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
                     if bound {
                         self.on_stream_lost(now, id);
+                    } else if matches!(s.phase, Phase::Migrating { from } if from == dead) {
+                        // The marker may have died with the stream: the
+                        // Resume exchange settles the session instead.
+                        self.on_migration_abandoned(id);
                     }
                     // Rule 2: recover unconditionally.
                     if let Some(s) = self.sessions.get_mut(id) {
@@ -69,24 +73,32 @@ impl PeerEngine {
         }
     }
 
-    /// Sends the marked announcements of closed sessions (a Resume reply
-    /// with the final counts: the peer applies it like any Resume and never
-    /// answers a reply) on a live stream, if there is one; otherwise when
-    /// one comes up.
+    /// Sends the marked announcements of closed sessions on a live stream,
+    /// if there is one, otherwise when one comes up: a finished session's
+    /// final counts (a Resume reply: the peer applies it like any Resume and
+    /// never answers a reply), a reset session's Reset, a refused one's
+    /// Response.
     pub(super) fn announce_closed(&mut self) {
         let Some(stream) = self.best_stream(None) else {
             return;
         };
-        for (wire, tw) in self.time_wait.take_announcements() {
-            self.push_ctrl(
-                Some(stream),
-                Frame::Resume {
+        for (wire, ending) in self.time_wait.take_announcements() {
+            let frame = match ending {
+                Ending::Finished { received, consumed } => Frame::Resume {
                     session: wire,
-                    received: tw.received,
-                    consumed: tw.consumed,
+                    received,
+                    consumed,
                     reply: true,
                 },
-            );
+                // Our Reset may have died with the stream too.
+                Ending::Reset => Frame::Reset { session: wire },
+                Ending::Refused { code } => Frame::Response {
+                    session: wire,
+                    code,
+                    buffer: 0,
+                },
+            };
+            self.push_ctrl(Some(stream), frame);
         }
     }
 
@@ -107,14 +119,14 @@ impl PeerEngine {
             }
             // A session we finished: answer with its final counts so the
             // peer sees its Fin acknowledged. Otherwise it is gone: Reset.
-            let frame = match self.time_wait.get(wire) {
-                Some(tw) => Frame::Resume {
+            let frame = match self.time_wait.get(wire).map(|tw| tw.ending) {
+                Some(Ending::Finished { received, consumed }) => Frame::Resume {
                     session: wire,
-                    received: tw.received,
-                    consumed: tw.consumed,
+                    received,
+                    consumed,
                     reply: true,
                 },
-                None => Frame::Reset { session: wire },
+                _ => Frame::Reset { session: wire },
             };
             self.push_ctrl(Some(stream), frame);
             return;
@@ -131,8 +143,13 @@ impl PeerEngine {
         if matches!(s.phase, Phase::Pending { .. } | Phase::Routing { .. }) {
             return;
         }
-        let own_stands =
-            tx_usable(self, s.tx) && (s.awaiting_resume && local_wins || !arrival_usable);
+        // Our choice stands over the stream the Resume came on when: we are
+        // migrating (our marker, newer than the Resume, moves the peer), we
+        // have a Resume out and the lower node id (crossed Resumes), or the
+        // Resume came on a stream being drained.
+        let migrating = matches!(s.phase, Phase::Migrating { .. });
+        let own_stands = tx_usable(self, s.tx)
+            && (migrating || s.awaiting_resume && local_wins || !arrival_usable);
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };

@@ -282,12 +282,26 @@ impl SessionTable {
     }
 }
 
-/// A session that closed gracefully, remembered for `recovery_timeout` to
-/// answer late Resumes (like TCP's TIME-WAIT).
+/// How a remembered session ended, which decides the answer to its late
+/// frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Both directions finished: a late Resume gets the final counts.
+    Finished { received: u64, consumed: u64 },
+    /// Reset (by either side) or broke the protocol: a repeated Query or a
+    /// Resume gets a Reset, so the peer learns it even if our Reset died
+    /// with a stream, and the session is never opened again.
+    Reset,
+    /// Refused (rejected, or not decided in time) with this code: a repeated
+    /// Query gets the same Response.
+    Refused { code: u8 },
+}
+
+/// A session that ended, remembered for `recovery_timeout` to answer late
+/// frames (like TCP's TIME-WAIT).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TimeWait {
-    pub received: u64,
-    pub consumed: u64,
+    pub ending: Ending,
     /// A stream to the peer died since the session closed: its last frames
     /// (the final Credit above all) may have died with it, so the final
     /// counts are announced again on a live stream.
@@ -318,10 +332,15 @@ impl TimeWaitTable {
 
     /// Remembers `wire` until `expiry`; returns whether the expiry timer
     /// must be armed (the table was empty).
-    pub fn insert(&mut self, wire: u64, tw: TimeWait, expiry: Timestamp) -> bool {
+    pub fn insert(&mut self, wire: u64, ending: Ending, expiry: Timestamp) -> bool {
         let first = self.order.is_empty();
-        self.map.insert(wire, tw);
-        self.order.push_back((wire, expiry));
+        let tw = TimeWait {
+            ending,
+            announce: false,
+        };
+        if self.map.insert(wire, tw).is_none() {
+            self.order.push_back((wire, expiry));
+        }
         first
     }
 
@@ -348,14 +367,14 @@ impl TimeWaitTable {
     }
 
     /// Takes the entries marked for announcement, in closing order.
-    pub fn take_announcements(&mut self) -> Vec<(u64, TimeWait)> {
+    pub fn take_announcements(&mut self) -> Vec<(u64, Ending)> {
         let mut out = Vec::new();
         for (wire, _) in &self.order {
             if let Some(tw) = self.map.get_mut(wire) {
                 if tw.announce {
-                    tw.announce = false;
-                    out.push((*wire, *tw));
+                    out.push((*wire, tw.ending));
                 }
+                tw.announce = false;
             }
         }
         out

@@ -3,11 +3,11 @@
 //! (events, counters, timers, the streams' migration counts) happen in one
 //! place per cause.
 
-use super::sessions::{Phase, TimeWait};
+use super::sessions::{Ending, Phase};
 use super::PeerEngine;
 use crate::event::{CloseReason, Event};
 use crate::frame::Frame;
-use crate::session::Transition;
+use crate::session::{Role, Transition};
 use crate::timer::EngineTimer;
 use crate::{codes, SessionId, StreamId, Timestamp};
 
@@ -69,7 +69,15 @@ impl PeerEngine {
         };
         s.phase = Phase::Open;
         s.owed.response = Some(codes::ACCEPTED);
+        let orphan = s.tx.is_none();
         self.shared.pending_queries.release();
+        if orphan {
+            // Its stream died while the application decided: like any
+            // session whose stream died, it waits for one (the querier
+            // repeats its Query there) until `recovery_timeout`.
+            self.on_stream_lost(self.last_now, id);
+            return;
+        }
         self.schedule_ctrl(id);
         self.schedule(id);
     }
@@ -113,6 +121,23 @@ impl PeerEngine {
             return;
         }
         self.settle_migration(id);
+    }
+
+    /// `on_migration_abandoned: Migrating => Open`: the stream the migration
+    /// left (and its marker) died; the session keeps sending on the target
+    /// and the Resume exchange of recovery settles where the peer sends.
+    pub(super) fn on_migration_abandoned(&mut self, id: SessionId) {
+        if !self.allowed(id, Transition::MigrationAbandoned) {
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let Phase::Migrating { from } = s.phase else {
+            return;
+        };
+        s.phase = Phase::Open;
+        self.migration_settled(from);
     }
 
     /// Common end of a migration this side started.
@@ -258,14 +283,28 @@ impl PeerEngine {
             st.senders = st.senders.saturating_sub(1);
         }
         self.drains_dirty = true;
-        if reason == CloseReason::Graceful {
-            let tw = TimeWait {
+        let ending = match &reason {
+            CloseReason::Graceful => Some(Ending::Finished {
                 received: s.recv.received_mark(),
                 consumed: s.recv.credit_value(),
-                announce: false,
-            };
+            }),
+            CloseReason::ResetLocally
+            | CloseReason::ResetByPeer
+            | CloseReason::ProtocolError(_)
+            | CloseReason::Limit(_) => Some(Ending::Reset),
+            CloseReason::RejectedLocally => Some(Ending::Refused {
+                code: codes::REJECTED,
+            }),
+            CloseReason::RoutingTimeout if s.role == Role::Responder => Some(Ending::Refused {
+                code: codes::TIMEOUT,
+            }),
+            // Our own query that failed, or a peer that is gone: nothing
+            // of the peer's can come back for it that needs an answer.
+            _ => None,
+        };
+        if let Some(ending) = ending {
             let expiry = now + self.shared.config.recovery_timeout;
-            if self.time_wait.insert(s.wire, tw, expiry) {
+            if self.time_wait.insert(s.wire, ending, expiry) {
                 self.timers.arm(expiry, EngineTimer::TimeWait);
             }
         }

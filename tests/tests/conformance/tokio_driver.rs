@@ -170,7 +170,7 @@ impl TestNode for Node {
         let (tx, rx) = mpsc::channel();
         let (node, query, sessions) = (self.node.clone(), query.to_string(), self.sessions.clone());
         self.rt().spawn(async move {
-            let r = match node.open(peer, &query).await {
+            let r = match node.open_session(peer, &query).await {
                 Ok(s) => Ok(Node::store(&sessions, s)),
                 Err(Error::Rejected { code, .. }) => Err(CloseReason::Rejected(code)),
                 Err(Error::SessionClosed(r)) => Err(r),
@@ -271,6 +271,6 @@ impl TestNode for Node {
 
     fn drain_stream(&self, stream: StreamId) -> Result<usize, String> {
         let _guard = self.rt().enter();
-        self.node.drain(stream).map_err(|e| e.to_string())
+        self.node.drain_stream(stream).map_err(|e| e.to_string())
     }
 }
