@@ -73,6 +73,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
         self.inner.with(|sh, _| {
             sh.transports.remove(&stream);
+            if sh.closed && sh.transports.is_empty() {
+                self.inner.all_closed.notify_waiters();
+            }
         });
         self.io = None;
     }

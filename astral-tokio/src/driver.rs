@@ -248,6 +248,12 @@ pub(crate) struct Shared {
     pub timer_armed: Timestamp,
     pub closed: bool,
     pub redial: Option<Backoff>,
+    /// Bounds a TCP connect, a redial's connect, and how long `open` waits
+    /// for a first stream to the peer.
+    pub connect_timeout: Duration,
+    /// Peers of `Node::connect` calls still waiting for their TCP
+    /// connection (one entry per call).
+    pub connecting: Vec<NodeId>,
     /// Wakers to run once the lock is released.
     wake: Vec<Waker>,
     /// Scratch buffer for direct writes.
@@ -262,6 +268,8 @@ pub(crate) struct Inner {
     pub events: broadcast::Sender<Event>,
     pub incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<IncomingQuery>>,
     pub shutdown: watch::Sender<bool>,
+    /// Notified when the last transport of a shut-down node is gone.
+    pub all_closed: Notify,
     pub me: Weak<Inner>,
 }
 
@@ -270,6 +278,9 @@ const DIRECT_MAX: usize = 64 * 1024;
 
 /// Events kept for `events()` subscribers.
 const EVENT_CAPACITY: usize = 4096;
+
+/// Default bound of a connect and of `open`'s wait for a first stream.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Inner {
     pub fn new(core: astral_core::Node) -> Arc<Inner> {
@@ -290,6 +301,8 @@ impl Inner {
                     min: Duration::from_millis(100),
                     max: Duration::from_secs(5),
                 }),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                connecting: Vec::new(),
                 wake: Vec::new(),
                 direct_buf: BytesMut::new(),
             }),
@@ -299,6 +312,7 @@ impl Inner {
             events,
             incoming: tokio::sync::Mutex::new(incoming_rx),
             shutdown,
+            all_closed: Notify::new(),
             me: me.clone(),
         })
     }
@@ -463,8 +477,9 @@ impl Inner {
                     if let Some(tx) = t.connect.take() {
                         let _ = tx.send(Err(reason.clone()));
                     }
-                    if *reason == StreamCloseReason::Drained {
-                        // Flush the last records, then hang up.
+                    if astral_core::driver::linger(reason) {
+                        // Flush the last records (a drain's second Drain, a
+                        // shutdown's Goodbye), then hang up.
                         sh.wake.extend(t.waker.take());
                     } else if let Some(k) = t.kill.take() {
                         let _ = k.send(Kill::Core);

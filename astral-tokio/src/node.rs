@@ -66,21 +66,44 @@ impl Drop for Handle {
 }
 
 fn shutdown(inner: &Arc<Inner>) {
-    inner.with(|sh, now| {
+    let first = inner.with(|sh, now| {
         if sh.closed {
-            return;
+            return false;
         }
         sh.closed = true;
-        let streams: Vec<StreamId> = sh.core.streams().map(|s| s.id).collect();
-        for s in streams {
-            sh.core.close_stream(now, s);
+        // Goodbye on every stream; each transport closes once it has
+        // written its Goodbye (`StreamDown(Shutdown)` lingers, see
+        // `dispatch`).
+        sh.core.shutdown(now);
+        if sh.transports.is_empty() {
+            inner.all_closed.notify_waiters();
         }
-        for t in sh.transports.values_mut() {
-            if let Some(k) = t.kill.take() {
-                let _ = k.send(Kill::Core);
-            }
-        }
+        true
     });
+    if !first {
+        return;
+    }
+    // A transport that cannot take its Goodbye (a peer that stopped
+    // reading, a blackholed path) is dropped after the linger bound.
+    let linger = inner.clone();
+    let abandon = move || {
+        linger.with(|sh, _| {
+            for t in sh.transports.values_mut() {
+                if let Some(k) = t.kill.take() {
+                    let _ = k.send(Kill::Core);
+                }
+            }
+        })
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(async move {
+                tokio::time::sleep(astral_core::driver::LINGER_TIMEOUT).await;
+                abandon();
+            });
+        }
+        Err(_) => abandon(),
+    }
     let _ = inner.shutdown.send(true);
     // Queries nobody took hold the node alive: reject them now.
     if let Ok(mut rx) = inner.incoming.try_lock() {
@@ -183,6 +206,24 @@ impl Node {
             .with(|sh, _| sh.redial = backoff.map(|(min, max)| Backoff { min, max }));
     }
 
+    /// Sets the connect timeout (default 10 s): how long [`Node::connect`]
+    /// and each redial wait for the TCP connection, and how long
+    /// [`Node::open`] waits for a first stream to a peer it has none to
+    /// (while a dial or redial is under way) before it fails with
+    /// [`Error::Unreachable`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use astral_tokio::{Node, Identity, Config};
+    /// # use std::time::Duration;
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// node.set_connect_timeout(Duration::from_secs(3));
+    /// # }
+    /// ```
+    pub fn set_connect_timeout(&self, timeout: Duration) {
+        self.inner().with(|sh, _| sh.connect_timeout = timeout);
+    }
+
     /// Listens for inbound TCP transports on `addr` (port 0 picks one) and
     /// returns the bound address. Call it as often as you like.
     ///
@@ -227,7 +268,8 @@ impl Node {
     /// The address is remembered and redialed if this stream dies.
     ///
     /// Errors: [`Error::Io`] if the TCP connection fails (refused,
-    /// unreachable); [`Error::Handshake`] if the other end is not `peer`
+    /// unreachable, or not established within the connect timeout, see
+    /// [`Node::set_connect_timeout`]); [`Error::Handshake`] if the other end is not `peer`
     /// (it cannot decrypt our first message and hangs up) or the handshake
     /// times out.
     ///
@@ -239,7 +281,17 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub async fn connect(&self, peer: NodeId, addr: impl ToSocketAddrs) -> Result<StreamId> {
-        let tcp = TcpStream::connect(addr).await?;
+        let timeout = self.inner().with(|sh, _| {
+            sh.connecting.push(peer);
+            sh.connect_timeout
+        });
+        let tcp = tcp_connect(addr, timeout).await;
+        self.inner().with(|sh, _| {
+            if let Some(i) = sh.connecting.iter().position(|p| *p == peer) {
+                sh.connecting.swap_remove(i);
+            }
+        });
+        let tcp = tcp?;
         let addr = tcp.peer_addr()?;
         let dial = self.inner().with(|sh, _| {
             sh.dials.push(Dial {
@@ -308,10 +360,15 @@ impl Node {
     }
 
     /// Opens a session with `peer` for `query` and waits for the answer.
-    /// The query goes out on the best stream to the peer (or on the first
-    /// one that comes up). Errors: [`Error::Rejected`] with the peer's code;
-    /// [`Error::Unreachable`] if no stream to the peer existed before the
-    /// core's `routing_timeout`; [`Error::Timeout`] if the peer did not answer.
+    /// The query goes out on the best stream to the peer, or, while a dial
+    /// or redial to it is under way, on the first stream that comes up.
+    ///
+    /// Errors: [`Error::Rejected`] with the peer's code; [`Error::Unreachable`]
+    /// at once if there is no stream to the peer and none is being set up
+    /// (no dial or redial under way: like a socket's "no route to host"),
+    /// or if none came up within the connect timeout
+    /// ([`Node::set_connect_timeout`], default 10 s); [`Error::Timeout`] if
+    /// the peer did not answer within the core's `routing_timeout`.
     ///
     /// ```no_run
     /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
@@ -324,9 +381,28 @@ impl Node {
     /// ```
     pub async fn open_session(&self, peer: NodeId, query: &str) -> Result<Session> {
         let inner = self.inner().clone();
-        let id = inner.with(|sh, now| sh.core.open_session(now, peer, query))?;
+        let (id, wait_for_stream) = inner.with(|sh, now| {
+            let linked = !sh.core.peer_streams(peer).is_empty();
+            if !linked && !stream_coming(sh, peer) {
+                return Err(Error::Unreachable(peer));
+            }
+            let id = sh.core.open_session(now, peer, query)?;
+            Ok((id, (!linked).then_some(sh.connect_timeout)))
+        })?;
         // Until the answer, a dropped future resets the session.
         let session = Session::new(inner.clone(), id, peer);
+        if let Some(timeout) = wait_for_stream {
+            // No stream yet: bound the wait for one by the connect timeout.
+            let up = wait_for_stream_to(&inner, peer, id);
+            if tokio::time::timeout(timeout, up).await.is_err() {
+                inner.with(|sh, now| {
+                    if let Some(h) = sh.core.session(id) {
+                        h.reset(now);
+                    }
+                });
+                return Err(Error::Unreachable(peer));
+            }
+        }
         // The pending open parks as the session's reader: SessionOpen and
         // SessionClosed wake it.
         let answer = std::future::poll_fn(|cx| {
@@ -532,17 +608,94 @@ impl Node {
         self.inner().events.subscribe()
     }
 
-    /// Closes every stream and stops the node's tasks. Sessions fail.
+    /// Leaves gracefully and stops the node's tasks: every peer is told
+    /// (a Goodbye on each stream, see [`astral_core::Node::shutdown`]), so
+    /// its sessions with this node end at once with
+    /// [`CloseReason::PeerShutdown`]; here they end with
+    /// [`CloseReason::Shutdown`] (reads and writes fail with
+    /// `ConnectionAborted`). Each transport closes once its Goodbye is
+    /// written, or after 2 s ([`astral_core::driver::LINGER_TIMEOUT`]) if it
+    /// takes nothing; [`Node::closed`] waits for that. Returns at once.
+    /// Bytes not yet delivered are lost: to deliver them, shut the sessions
+    /// down and wait for them to end first. Dropping the last clone of the
+    /// node does the same.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # use astral_tokio::{Node, Identity, Config};
     /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// node.shutdown();
+    /// node.closed().await;
     /// # }
     /// ```
     pub fn shutdown(&self) {
         shutdown(self.inner());
+    }
+
+    /// Resolves once the node was shut down ([`Node::shutdown`]) and every
+    /// transport is closed (its Goodbye written, or abandoned after the
+    /// linger bound). A process that exits right after `shutdown` should
+    /// wait for this first, so the peers learn that it left.
+    ///
+    /// ```no_run
+    /// # async fn f(node: astral_tokio::Node) {
+    /// node.shutdown();
+    /// let _ = tokio::time::timeout(std::time::Duration::from_secs(3), node.closed()).await;
+    /// # }
+    /// ```
+    pub async fn closed(&self) {
+        let inner = self.inner();
+        loop {
+            let notified = inner.all_closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if inner.peek(|sh| sh.closed && sh.transports.is_empty()) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Whether a stream to `peer` may come up soon: a `connect` to it is under
+/// way, a handshake with it is in progress, or a dial to it is active (a
+/// redial after its stream died).
+fn stream_coming(sh: &crate::driver::Shared, peer: NodeId) -> bool {
+    sh.connecting.contains(&peer)
+        || sh.core.streams().any(|s| s.peer == Some(peer))
+        || sh
+            .dials
+            .iter()
+            .any(|d| d.peer == peer && d.active && d.redialing)
+}
+
+/// Resolves once `peer` has an established stream, or the session `id` is
+/// gone (closed for another reason: the answer then says why).
+async fn wait_for_stream_to(inner: &Arc<Inner>, peer: NodeId, id: SessionId) {
+    let mut events = inner.events.subscribe();
+    loop {
+        let ready = inner.peek(|sh| {
+            !sh.core.peer_streams(peer).is_empty() || sh.core.session_info(id).is_none()
+        });
+        if ready {
+            return;
+        }
+        match events.recv().await {
+            // Lagged: look again.
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// A TCP connection bounded by `timeout`.
+async fn tcp_connect(addr: impl ToSocketAddrs, timeout: Duration) -> std::io::Result<TcpStream> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("TCP connection not established within {timeout:?}"),
+        )),
     }
 }
 
@@ -677,7 +830,8 @@ pub(crate) async fn redial(inner: Arc<Inner>, d: usize, backoff: Backoff) {
             Some(true) => {}
         }
         tracing::debug!(%peer, %addr, "redialing");
-        let Ok(tcp) = TcpStream::connect(addr).await else {
+        let timeout = inner.peek(|sh| sh.connect_timeout);
+        let Ok(tcp) = tcp_connect(addr, timeout).await else {
             continue;
         };
         match dial_tcp(&inner, tcp, peer, Some(d)).await {

@@ -262,9 +262,12 @@ fn paths_lost_with_drains_end_every_session_with_a_reason() {
         reset: 1,
         ..Mix::none()
     });
+    // 600 cases (400 before issue 12): suspect streams move sessions off a
+    // silent path before the scripted migrate/kill lands, so fewer of them
+    // hit a migration in flight; more cases keep the floors below.
     suite(
         "paths_lost_with_drains",
-        400,
+        600,
         scripts(shape),
         LOST_DR,
         |s| run_closed(s, lost_config(s)),
