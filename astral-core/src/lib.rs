@@ -82,7 +82,7 @@ pub mod unstable;
 pub use bytes;
 pub use config::{Config, ConfigError};
 pub use endpoint::{Endpoint, EngineRef, PolicyFactory};
-pub use engine::{NewStream, PeerEngine, SessionHandle};
+pub use engine::{DetachedRecordLayer, NewStream, PeerEngine, SessionHandle};
 pub use error::{
     ConnectError, DrainError, MigrateError, OpenError, ReadError, SessionError, WriteError,
 };

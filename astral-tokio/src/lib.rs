@@ -59,11 +59,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod conn;
-mod driver;
+mod ctx;
+mod endpoint;
 mod error;
 mod node;
+mod peer;
 mod session;
+mod sessions;
+mod transport;
 
 pub use error::{Error, Result, SessionClosedError};
 pub use node::{Node, Role};

@@ -5,18 +5,23 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use astral_core::driver::{Backoff, DialId, Redialer};
 use astral_core::{
-    CloseReason, Config, Event, Identity, NodeId, SessionId, SessionInfo, SessionState,
-    StreamCloseReason, StreamId, StreamInfo,
+    CloseReason, Config, Event, Identity, MigrateError, NodeId, SessionId, SessionInfo,
+    SessionState, StreamCloseReason, StreamId, StreamInfo,
 };
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
-use crate::conn::{tcp_abort, Conn, SharedTcp};
-use crate::driver::{Backoff, Dial, Inner, Kill, TransportSlot};
+use crate::ctx::{Ctl, Kill, NodeCtx};
+use crate::endpoint::EpDriver;
 use crate::error::{Error, Result};
-use crate::session::{Incoming, IncomingQuery, Session};
+use crate::peer::Peer;
+use crate::session::{Incoming, IncomingQuery, Queries, Session};
+use crate::transport::{attach, DialOf, Generic, Tcp, UpRx};
 
 /// Which side of the Noise handshake this node plays on a transport given to
 /// [`Node::add_transport`].
@@ -65,35 +70,57 @@ impl Drop for Handle {
     }
 }
 
+/// The parts of one node (tasks hold this; the last `Node` clone going
+/// shuts them down through [`Handle`]).
+pub(crate) struct Inner {
+    ctx: Arc<NodeCtx>,
+    ep: Arc<EpDriver>,
+    queries: Arc<Queries>,
+    local_id: NodeId,
+}
+
 fn shutdown(inner: &Arc<Inner>) {
-    let first = inner.with(|sh, now| {
-        if sh.closed {
-            return false;
+    let peers = inner.ep.with(|st, now| {
+        if st.closed {
+            return None;
         }
-        sh.closed = true;
-        // Goodbye on every stream; each transport closes once it has
-        // written its Goodbye (`StreamDown(Shutdown)` lingers, see
-        // `dispatch`).
-        sh.core.shutdown(now);
-        if sh.transports.is_empty() {
-            inner.all_closed.notify_waiters();
+        st.closed = true;
+        // Handshakes in progress are abandoned (their transports hang up).
+        st.core.shutdown(now);
+        for t in st.handshaking.values_mut() {
+            if let Some(k) = t.kill.take() {
+                let _ = k.send(Kill::Core);
+            }
         }
-        true
+        Some(st.peers.values().cloned().collect::<Vec<_>>())
     });
-    if !first {
-        return;
+    let Some(peers) = peers else { return };
+    // A Goodbye on every established stream: each transport closes once
+    // it has written it (`StreamDown(Shutdown)` lingers, see
+    // `TransportSlot::on_down`).
+    for p in &peers {
+        p.with(|ps, now| ps.engine.shutdown(now));
     }
+    let _ = inner.ctx.shutdown.send(true);
+    if inner.ctx.all_closed() {
+        inner.ctx.all_closed.notify_waiters();
+    }
+    for p in &peers {
+        p.wake_timer();
+    }
+    inner.ep.timer.notify_one();
     // A transport that cannot take its Goodbye (a peer that stopped
     // reading, a blackholed path) is dropped after the linger bound.
-    let linger = inner.clone();
     let abandon = move || {
-        linger.with(|sh, _| {
-            for t in sh.transports.values_mut() {
-                if let Some(k) = t.kill.take() {
-                    let _ = k.send(Kill::Core);
+        for p in &peers {
+            p.peek(|ps| {
+                for t in ps.transports.values_mut() {
+                    if let Some(k) = t.kill.take() {
+                        let _ = k.send(Kill::Core);
+                    }
                 }
-            }
-        })
+            });
+        }
     };
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => {
@@ -104,11 +131,8 @@ fn shutdown(inner: &Arc<Inner>) {
         }
         Err(_) => abandon(),
     }
-    let _ = inner.shutdown.send(true);
     // Queries nobody took hold the node alive: reject them now.
-    if let Ok(mut rx) = inner.incoming.try_lock() {
-        while rx.try_recv().is_ok() {}
-    }
+    inner.queries.drain();
 }
 
 /// 256 bits from the OS for the core's generator (handshake ephemerals).
@@ -139,11 +163,7 @@ impl Node {
     ///
     /// Fails with [`Error::Config`] if `config` cannot work.
     pub fn new(identity: Identity, config: Config) -> Result<Node> {
-        Ok(Node::from_core(astral_core::Node::with_seed_bytes(
-            identity,
-            config,
-            os_seed(),
-        )?))
+        Node::start(identity, config, os_seed())
     }
 
     /// Like [`Node::new`] with a given seed for the core's generator
@@ -157,17 +177,31 @@ impl Node {
     /// # }
     /// ```
     pub fn with_seed(identity: Identity, config: Config, seed: u64) -> Result<Node> {
-        Ok(Node::from_core(astral_core::Node::new(
-            identity, config, seed,
-        )?))
+        // The derivation of `astral_core::Node::new`: the same seed gives
+        // the same node under every driver.
+        let mut bytes = [0u8; 32];
+        ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
+        Node::start(identity, config, bytes)
     }
 
-    fn from_core(core: astral_core::Node) -> Node {
-        let inner = Inner::new(core);
-        tokio::spawn(inner.clone().timer_task());
-        Node {
+    fn start(identity: Identity, config: Config, seed: [u8; 32]) -> Result<Node> {
+        let core = astral_core::Endpoint::new(identity, config, seed)?;
+        let local_id = core.local_id();
+        let (ctx, ctl) = NodeCtx::new();
+        let ctx = Arc::new(ctx);
+        let (qtx, qrx) = mpsc::unbounded_channel();
+        let redialer = Redialer::new(Some(Backoff::default()));
+        let ep = EpDriver::new(ctx.clone(), core, redialer, qtx);
+        let inner = Arc::new(Inner {
+            queries: Arc::new(Queries::new(ctx.clone(), qrx)),
+            ctx,
+            ep,
+            local_id,
+        });
+        tokio::spawn(endpoint_task(inner.clone(), ctl));
+        Ok(Node {
             handle: Arc::new(Handle { inner }),
-        }
+        })
     }
 
     fn inner(&self) -> &Arc<Inner> {
@@ -187,10 +221,12 @@ impl Node {
         self.inner().local_id
     }
 
-    /// Sets the redial backoff (default 100 ms doubling to 5 s); `None`
-    /// turns redialing off. When a stream this node dialed dies and the peer
-    /// has fewer streams than we dialed, the address is dialed again until a
-    /// stream comes back (or the application closes the stream on purpose).
+    /// Sets the redial backoff (default 100 ms doubling to 5 s, +25 %
+    /// jitter); `None` turns redialing off. The rule is the core's
+    /// [`Redialer`]: once a stream this node dialed with [`Node::connect`]
+    /// came up, its address is dialed again whenever that stream ends for
+    /// any reason but the application closing or draining it, until a
+    /// stream for it is up again.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -202,14 +238,16 @@ impl Node {
     /// # }
     /// ```
     pub fn set_redial(&self, backoff: Option<(Duration, Duration)>) {
+        let backoff = backoff.map(|(min, max)| Backoff::new(min, max));
         self.inner()
-            .with(|sh, _| sh.redial = backoff.map(|(min, max)| Backoff { min, max }));
+            .ep
+            .with(|st, _| st.redialer.set_backoff(backoff));
     }
 
     /// Sets the connect timeout (default 10 s): how long [`Node::connect`]
     /// and each redial wait for the TCP connection, and how long
-    /// [`Node::open`] waits for a first stream to a peer it has none to
-    /// (while a dial or redial is under way) before it fails with
+    /// [`Node::open_session`] waits for a first stream to a peer it has
+    /// none to (while a dial or redial is under way) before it fails with
     /// [`Error::Unreachable`].
     ///
     /// ```
@@ -221,7 +259,7 @@ impl Node {
     /// # }
     /// ```
     pub fn set_connect_timeout(&self, timeout: Duration) {
-        self.inner().with(|sh, _| sh.connect_timeout = timeout);
+        self.inner().ep.with(|st, _| st.connect_timeout = timeout);
     }
 
     /// Listens for inbound TCP transports on `addr` (port 0 picks one) and
@@ -237,7 +275,7 @@ impl Node {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let inner = self.inner().clone();
-        let mut shutdown = inner.shutdown.subscribe();
+        let mut shutdown = inner.ctx.shutdown.subscribe();
         if *shutdown.borrow() {
             return Err(std::io::Error::other("node shut down"));
         }
@@ -281,33 +319,15 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub async fn connect(&self, peer: NodeId, addr: impl ToSocketAddrs) -> Result<StreamId> {
-        let timeout = self.inner().with(|sh, _| {
-            sh.connecting.push(peer);
-            sh.connect_timeout
-        });
-        let tcp = tcp_connect(addr, timeout).await;
-        self.inner().with(|sh, _| {
-            if let Some(i) = sh.connecting.iter().position(|p| *p == peer) {
-                sh.connecting.swap_remove(i);
-            }
-        });
-        let tcp = tcp?;
+        // `open_session` sees this dial under way until the transport is
+        // attached (then the redialer and the handshake show it).
+        let connecting = Connecting::new(&self.inner().ep, peer);
+        let tcp = tcp_connect(addr, connecting.timeout).await?;
         let addr = tcp.peer_addr()?;
-        let dial = self.inner().with(|sh, _| {
-            sh.dials.push(Dial {
-                peer,
-                addr,
-                stream: None,
-                active: true,
-                redialing: false,
-            });
-            sh.dials.len() - 1
-        });
-        let r = dial_tcp(self.inner(), tcp, peer, Some(dial)).await;
-        if r.is_err() {
-            self.inner().with(|sh, _| sh.dials[dial].active = false);
-        }
-        r
+        let (stream, rx) =
+            attach_tcp(self.inner(), tcp, Role::Dial(peer), Some(DialOf::New(addr)))?;
+        drop(connecting);
+        wait_up(stream, rx, Role::Dial(peer)).await
     }
 
     /// Adds any byte transport (in-memory pipe, Unix socket, SOCKS/Tor
@@ -330,13 +350,13 @@ impl Node {
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let (stream, rx) = attach(self.inner(), io, None, role, None, None)?;
+        let (stream, rx) = attach(&self.inner().ep, Generic(io), role.dialed(), None)?;
         wait_up(stream, rx, role).await
     }
 
     /// Adds a connected TCP socket as a transport, like
-    /// [`Node::add_transport`] but keeping the TCP fast path (output written
-    /// directly while the transport task is idle) and a real reset for
+    /// [`Node::add_transport`] but keeping the TCP fast path (reads straight
+    /// into the receive buffer) and a real reset for
     /// [`Node::kill_transport`]. For applications that accept or dial TCP
     /// themselves (to see source addresses, or to dial through their own
     /// resolver). Not redialed.
@@ -365,10 +385,11 @@ impl Node {
     ///
     /// Errors: [`Error::Rejected`] with the peer's code; [`Error::Unreachable`]
     /// at once if there is no stream to the peer and none is being set up
-    /// (no dial or redial under way: like a socket's "no route to host"),
-    /// or if none came up within the connect timeout
+    /// (no connect, handshake or remembered dial: like a socket's "no route
+    /// to host"), or if none came up within the connect timeout
     /// ([`Node::set_connect_timeout`], default 10 s); [`Error::Timeout`] if
-    /// the peer did not answer within the core's `routing_timeout`.
+    /// the peer did not answer within the core's `routing_timeout`;
+    /// [`Error::Shutdown`] after [`Node::shutdown`].
     ///
     /// ```no_run
     /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
@@ -381,38 +402,68 @@ impl Node {
     /// ```
     pub async fn open_session(&self, peer: NodeId, query: &str) -> Result<Session> {
         let inner = self.inner().clone();
-        let (id, wait_for_stream) = inner.with(|sh, now| {
-            let linked = !sh.core.peer_streams(peer).is_empty();
-            if !linked && !stream_coming(sh, peer) {
+        let ctx = inner.ctx.clone();
+        // Under the endpoint's lock, so the engine cannot be retired
+        // between routing and opening.
+        let mut events = ctx.events.subscribe();
+        let (engine, id, wait) = inner.ep.with(|st, _| {
+            if st.closed {
+                return Err(Error::Shutdown);
+            }
+            let linked = st
+                .route(peer)
+                .is_some_and(|p| p.peek(|ps| !ps.engine.stream_ids().is_empty()));
+            if !linked && !st.stream_coming(peer) {
                 return Err(Error::Unreachable(peer));
             }
-            let id = sh.core.open_session(now, peer, query)?;
-            Ok((id, (!linked).then_some(sh.connect_timeout)))
+            let wait = (!linked).then_some(st.connect_timeout);
+            let r = st.core.engine_for(peer)?;
+            if let Some(e) = r.created {
+                let p = Peer::spawn(ctx.clone(), e, inner.ep.queries());
+                st.peers.insert(p.id, p);
+            }
+            let p = st
+                .peers
+                .get(&r.id)
+                .cloned()
+                .ok_or(Error::Open(astral_core::OpenError::NodeSessionLimit))?;
+            let id = p.with(|ps, now| ps.engine.open_session(now, query))?;
+            Ok((p, id, wait))
         })?;
         // Until the answer, a dropped future resets the session.
-        let session = Session::new(inner.clone(), id, peer);
-        if let Some(timeout) = wait_for_stream {
-            // No stream yet: bound the wait for one by the connect timeout.
-            let up = wait_for_stream_to(&inner, peer, id);
-            if tokio::time::timeout(timeout, up).await.is_err() {
-                inner.with(|sh, now| {
-                    if let Some(h) = sh.core.session(id) {
-                        h.reset(now);
+        let session = Session::new(engine.clone(), id, peer);
+        if let Some(timeout) = wait {
+            // No stream yet: the wait for one is bounded by the connect
+            // timeout (then the session is reset: nothing was sent).
+            let up = async {
+                loop {
+                    let ready = engine.peek(|ps| {
+                        !ps.engine.stream_ids().is_empty() || ps.engine.session(id).is_none()
+                    });
+                    if ready {
+                        return;
                     }
-                });
+                    match events.recv().await {
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            };
+            if tokio::time::timeout(timeout, up).await.is_err() {
                 return Err(Error::Unreachable(peer));
             }
         }
+        drop(events);
         // The pending open parks as the session's reader: SessionOpen and
         // SessionClosed wake it.
         let answer = std::future::poll_fn(|cx| {
-            inner.peek_mut(|sh| match sh.core.session(id).map(|h| h.state()) {
+            engine.peek(|ps| match ps.engine.session(id).map(|h| h.state()) {
                 Some(SessionState::Routing) => {
-                    sh.sessions.park_read(id, cx);
+                    ps.sessions.park_read(id, cx);
                     Poll::Pending
                 }
                 Some(_) => Poll::Ready(Ok(())),
-                None => Poll::Ready(Err(sh
+                None => Poll::Ready(Err(ps
                     .sessions
                     .closed(id)
                     .cloned()
@@ -423,7 +474,7 @@ impl Node {
         match answer {
             Ok(()) => Ok(session),
             Err(reason) => {
-                let unreachable = inner.peek(|sh| sh.core.peer_streams(peer).is_empty());
+                let unreachable = engine.peek(|ps| ps.engine.stream_ids().is_empty());
                 Err(match reason {
                     CloseReason::Rejected(code) => Error::Rejected { peer, code },
                     CloseReason::RoutingTimeout if unreachable => Error::Unreachable(peer),
@@ -456,7 +507,7 @@ impl Node {
     /// # }
     /// ```
     pub fn incoming(&self) -> Incoming {
-        Incoming::new(self.inner().clone())
+        Incoming::new(self.inner().queries.clone())
     }
 
     /// The next inbound query (shorthand for `incoming().next()`).
@@ -481,9 +532,23 @@ impl Node {
     /// # }
     /// ```
     pub fn migrate(&self, session: SessionId, stream: StreamId) -> Result<()> {
-        self.inner()
-            .with(|sh, now| sh.core.migrate(now, session, stream))
-            .map_err(Error::from)
+        self.inner().ep.with(|st, _| {
+            let p = st
+                .peer_of(session)
+                .cloned()
+                .ok_or(MigrateError::UnknownSession)?;
+            if !p.peek(|ps| ps.engine.has_stream(stream)) {
+                let elsewhere = st.owner.contains_key(&stream);
+                let known = p.peek(|ps| ps.engine.session_info(session).is_some());
+                return Err(Error::Migrate(match (known, elsewhere) {
+                    (false, _) => MigrateError::UnknownSession,
+                    (true, true) => MigrateError::WrongPeer,
+                    (true, false) => MigrateError::TargetUnknown,
+                }));
+            }
+            p.with(|ps, now| ps.engine.migrate(now, session, stream))
+                .map_err(Error::from)
+        })
     }
 
     /// Moves every session off `stream`, then closes it gracefully; returns
@@ -496,9 +561,14 @@ impl Node {
     /// # }
     /// ```
     pub fn drain_stream(&self, stream: StreamId) -> Result<usize> {
-        self.inner().with(|sh, now| {
-            let n = sh.core.drain_stream(now, stream)?;
-            forget_dial(sh, stream);
+        self.inner().ep.with(|st, _| {
+            let p = st
+                .owner
+                .get(&stream)
+                .cloned()
+                .ok_or(astral_core::DrainError::UnknownStream)?;
+            let n = p.with(|ps, now| ps.engine.drain_stream(now, stream))?;
+            st.redialer.retire_stream(stream);
             Ok(n)
         })
     }
@@ -512,10 +582,24 @@ impl Node {
     /// # }
     /// ```
     pub fn close_stream(&self, stream: StreamId) -> Result<()> {
-        self.inner().with(|sh, now| {
-            sh.core.stream_info(stream).ok_or(Error::UnknownStream)?;
-            forget_dial(sh, stream);
-            sh.core.close_stream(now, stream);
+        self.inner().ep.with(|st, now| {
+            if st.core.has_stream(stream) {
+                st.redialer.retire_stream(stream);
+                st.core.close_stream(now, stream);
+                return Ok(());
+            }
+            let p = st.owner.get(&stream).cloned().ok_or(Error::UnknownStream)?;
+            let closed = p.with(|ps, now| {
+                let known = ps.engine.has_stream(stream);
+                if known {
+                    ps.engine.close_stream(now, stream);
+                }
+                known
+            });
+            if !closed {
+                return Err(Error::UnknownStream);
+            }
+            st.redialer.retire_stream(stream);
             Ok(())
         })
     }
@@ -532,11 +616,19 @@ impl Node {
     /// # }
     /// ```
     pub fn kill_transport(&self, stream: StreamId) -> bool {
-        self.inner().with(|sh, _| {
-            sh.transports
-                .get_mut(&stream)
-                .and_then(|t| t.kill.take())
-                .is_some_and(|k| k.send(Kill::Abort).is_ok())
+        let abort = |k: Option<tokio::sync::oneshot::Sender<Kill>>| {
+            k.is_some_and(|k| k.send(Kill::Abort).is_ok())
+        };
+        self.inner().ep.peek(|st| {
+            if let Some(t) = st.handshaking.get_mut(&stream) {
+                return abort(t.kill.take());
+            }
+            match st.owner.get(&stream) {
+                Some(p) => {
+                    p.peek(|ps| abort(ps.transports.get_mut(&stream).and_then(|t| t.kill.take())))
+                }
+                None => false,
+            }
         })
     }
 
@@ -550,7 +642,14 @@ impl Node {
     /// # }
     /// ```
     pub fn streams(&self) -> Vec<StreamInfo> {
-        self.inner().peek(|sh| sh.core.streams().collect())
+        self.inner().ep.peek(|st| {
+            let mut all: Vec<StreamInfo> = st.core.streams().collect();
+            for p in st.peers.values() {
+                p.peek(|ps| all.extend(ps.engine.streams()));
+            }
+            all.sort_by_key(|s| s.id);
+            all
+        })
     }
 
     /// Snapshots of every live session.
@@ -563,7 +662,13 @@ impl Node {
     /// # }
     /// ```
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        self.inner().peek(|sh| sh.core.sessions().collect())
+        self.inner().ep.peek(|st| {
+            let mut all = Vec::new();
+            for p in st.peers.values() {
+                p.peek(|ps| all.extend(ps.engine.sessions()));
+            }
+            all
+        })
     }
 
     /// Snapshot of one session.
@@ -574,7 +679,8 @@ impl Node {
     /// # }
     /// ```
     pub fn session_info(&self, session: SessionId) -> Option<SessionInfo> {
-        self.inner().peek(|sh| sh.core.session_info(session))
+        let p = self.inner().ep.peek(|st| st.peer_of(session).cloned())?;
+        p.peek(|ps| ps.engine.session_info(session))
     }
 
     /// Established streams to `peer`.
@@ -585,7 +691,9 @@ impl Node {
     /// # }
     /// ```
     pub fn peer_streams(&self, peer: NodeId) -> Vec<StreamId> {
-        self.inner().peek(|sh| sh.core.peer_streams(peer))
+        let p = self.inner().ep.peek(|st| st.route(peer).cloned());
+        p.map(|p| p.peek(|ps| ps.engine.stream_ids()))
+            .unwrap_or_default()
     }
 
     /// Subscribes to the node's events: streams up/down, linked/unlinked,
@@ -605,12 +713,12 @@ impl Node {
     /// # }
     /// ```
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.inner().events.subscribe()
+        self.inner().ctx.events.subscribe()
     }
 
     /// Leaves gracefully and stops the node's tasks: every peer is told
-    /// (a Goodbye on each stream, see [`astral_core::Node::shutdown`]), so
-    /// its sessions with this node end at once with
+    /// (a Goodbye on each stream, see [`astral_core::PeerEngine::shutdown`]),
+    /// so its sessions with this node end at once with
     /// [`CloseReason::PeerShutdown`]; here they end with
     /// [`CloseReason::Shutdown`] (reads and writes fail with
     /// `ConnectionAborted`). Each transport closes once its Goodbye is
@@ -644,12 +752,12 @@ impl Node {
     /// # }
     /// ```
     pub async fn closed(&self) {
-        let inner = self.inner();
+        let ctx = &self.inner().ctx;
         loop {
-            let notified = inner.all_closed.notified();
+            let notified = ctx.all_closed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if inner.peek(|sh| sh.closed && sh.transports.is_empty()) {
+            if ctx.all_closed() {
                 return;
             }
             notified.await;
@@ -657,106 +765,23 @@ impl Node {
     }
 }
 
-/// Whether a stream to `peer` may come up soon: a `connect` to it is under
-/// way, a handshake with it is in progress, or a dial to it is active (a
-/// redial after its stream died).
-fn stream_coming(sh: &crate::driver::Shared, peer: NodeId) -> bool {
-    sh.connecting.contains(&peer)
-        || sh.core.streams().any(|s| s.peer == Some(peer))
-        || sh
-            .dials
-            .iter()
-            .any(|d| d.peer == peer && d.active && d.redialing)
-}
-
-/// Resolves once `peer` has an established stream, or the session `id` is
-/// gone (closed for another reason: the answer then says why).
-async fn wait_for_stream_to(inner: &Arc<Inner>, peer: NodeId, id: SessionId) {
-    let mut events = inner.events.subscribe();
-    loop {
-        let ready = inner.peek(|sh| {
-            !sh.core.peer_streams(peer).is_empty() || sh.core.session_info(id).is_none()
-        });
-        if ready {
-            return;
-        }
-        match events.recv().await {
-            // Lagged: look again.
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return,
+impl Role {
+    fn dialed(self) -> Option<NodeId> {
+        match self {
+            Role::Dial(peer) => Some(peer),
+            Role::Accept => None,
         }
     }
 }
-
-/// A TCP connection bounded by `timeout`.
-async fn tcp_connect(addr: impl ToSocketAddrs, timeout: Duration) -> std::io::Result<TcpStream> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(r) => r,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("TCP connection not established within {timeout:?}"),
-        )),
-    }
-}
-
-fn forget_dial(sh: &mut crate::driver::Shared, stream: StreamId) {
-    if let Some(d) = sh.transports.get(&stream).and_then(|t| t.dial) {
-        sh.dials[d].active = false;
-    }
-}
-
-type UpRx = oneshot::Receiver<Result<NodeId, StreamCloseReason>>;
 
 fn attach_tcp(
     inner: &Arc<Inner>,
     tcp: TcpStream,
     role: Role,
-    dial: Option<usize>,
+    dial: Option<DialOf>,
 ) -> Result<(StreamId, UpRx)> {
     let _ = tcp.set_nodelay(true);
-    let (tcp, direct) = SharedTcp::new(tcp);
-    attach(inner, tcp, Some(tcp_abort), role, dial, Some(direct))
-}
-
-/// Registers a transport with the core and spawns its task.
-fn attach<T>(
-    inner: &Arc<Inner>,
-    io: T,
-    abort: Option<fn(&mut T)>,
-    role: Role,
-    dial: Option<usize>,
-    direct: Option<crate::conn::DirectTcp>,
-) -> Result<(StreamId, UpRx)>
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let (up_tx, up_rx) = oneshot::channel();
-    let (kill_tx, kill_rx) = oneshot::channel();
-    let stream = inner.with(|sh, now| {
-        if sh.closed {
-            return Err(Error::Shutdown);
-        }
-        let stream = match role {
-            Role::Dial(peer) => sh.core.connect(now, peer)?,
-            Role::Accept => sh.core.accept(now)?,
-        };
-        sh.transports.insert(
-            stream,
-            TransportSlot {
-                waker: None,
-                kill: Some(kill_tx),
-                connect: Some(up_tx),
-                dial,
-                direct,
-                pending: bytes::BytesMut::new(),
-                direct_ok: false,
-                defer: false,
-            },
-        );
-        Ok(stream)
-    })?;
-    tokio::spawn(Conn::new(io, abort, inner.clone(), stream, kill_rx));
-    Ok((stream, up_rx))
+    attach(&inner.ep, Tcp(tcp), role.dialed(), dial)
 }
 
 async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
@@ -775,6 +800,50 @@ async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
     }
 }
 
+/// A `Node::connect` waiting for its TCP connection (see
+/// `EpState::connecting`); forgotten when dropped, also if the call is
+/// cancelled.
+struct Connecting {
+    ep: Arc<EpDriver>,
+    peer: NodeId,
+    timeout: Duration,
+}
+
+impl Connecting {
+    fn new(ep: &Arc<EpDriver>, peer: NodeId) -> Connecting {
+        let timeout = ep.peek(|st| {
+            st.connecting.push(peer);
+            st.connect_timeout
+        });
+        Connecting {
+            ep: ep.clone(),
+            peer,
+            timeout,
+        }
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.ep.peek(|st| {
+            if let Some(i) = st.connecting.iter().position(|p| *p == self.peer) {
+                st.connecting.swap_remove(i);
+            }
+        });
+    }
+}
+
+/// A TCP connection bounded by `timeout`.
+async fn tcp_connect(addr: impl ToSocketAddrs, timeout: Duration) -> std::io::Result<TcpStream> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("TCP connection not established within {timeout:?}"),
+        )),
+    }
+}
+
 /// A listener hangs up during the handshake when it cannot decrypt our
 /// first message (its identity is not the one we dialed), when its policy
 /// refuses our identity, or when it is busy (too many handshakes at once):
@@ -789,67 +858,53 @@ fn explain(reason: StreamCloseReason) -> StreamCloseReason {
     }
 }
 
-async fn dial_tcp(
-    inner: &Arc<Inner>,
-    tcp: TcpStream,
-    peer: NodeId,
-    dial: Option<usize>,
-) -> Result<StreamId> {
-    let (stream, rx) = attach_tcp(inner, tcp, Role::Dial(peer), dial)?;
-    wait_up(stream, rx, Role::Dial(peer)).await
-}
-
-/// Redials a remembered address with exponential backoff until a stream
-/// comes back, the dial is retired, or the node shuts down.
-pub(crate) async fn redial(inner: Arc<Inner>, d: usize, backoff: Backoff) {
-    let mut delay = backoff.min;
-    let mut shutdown = inner.shutdown.subscribe();
+/// The endpoint task: handshake deadlines, control messages from the
+/// peers (stream up/down, idle engines), and due redials.
+async fn endpoint_task(inner: Arc<Inner>, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
+    let ep = inner.ep.clone();
+    let mut shutdown = inner.ctx.shutdown.subscribe();
     loop {
+        let (due, next) = ep.step();
+        let Some(next) = next else { return };
+        for (d, peer, addr) in due {
+            tokio::spawn(redial(inner.clone(), d, peer, addr));
+        }
+        if *shutdown.borrow_and_update() {
+            return;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            m = ctl.recv() => {
+                let Some(m) = m else { return };
+                ep.with(|st, now| {
+                    ep.handle_ctl(st, now, m);
+                    while let Ok(m) = ctl.try_recv() {
+                        ep.handle_ctl(st, now, m);
+                    }
+                });
+            }
+            _ = tokio::time::sleep_until(inner.ctx.instant(next)) => {}
+            _ = ep.timer.notified() => {}
             _ = shutdown.changed() => return,
         }
-        delay = (delay * 2).min(backoff.max);
-        let (peer, addr, go) = inner.with(|sh, _| {
-            let (peer, addr, active) = (sh.dials[d].peer, sh.dials[d].addr, sh.dials[d].active);
-            let wanted = sh
-                .dials
-                .iter()
-                .filter(|x| x.peer == peer && x.active)
-                .count();
-            let have = sh.core.peer_streams(peer).len();
-            let stop = !active || sh.closed;
-            if stop {
-                sh.dials[d].redialing = false;
-            }
-            (peer, addr, if stop { None } else { Some(have < wanted) })
+    }
+}
+
+/// One redial attempt of a remembered dial (the [`Redialer`] decides when
+/// and tracks the outcome).
+async fn redial(inner: Arc<Inner>, d: DialId, peer: NodeId, addr: SocketAddr) {
+    tracing::debug!(%peer, %addr, "redialing");
+    let timeout = inner.ep.peek(|st| st.connect_timeout);
+    let attached = match tcp_connect(addr, timeout).await {
+        Ok(tcp) => attach_tcp(&inner, tcp, Role::Dial(peer), Some(DialOf::Again(d))).is_ok(),
+        Err(e) => {
+            tracing::debug!(%peer, %e, "redial failed");
+            false
+        }
+    };
+    if !attached {
+        inner.ep.with(|st, now| {
+            let r = st.core.random_u64();
+            st.redialer.failed(now, d, r);
         });
-        match go {
-            None => return,
-            Some(false) => continue,
-            Some(true) => {}
-        }
-        tracing::debug!(%peer, %addr, "redialing");
-        let timeout = inner.peek(|sh| sh.connect_timeout);
-        let Ok(tcp) = tcp_connect(addr, timeout).await else {
-            continue;
-        };
-        match dial_tcp(&inner, tcp, peer, Some(d)).await {
-            Ok(stream) => {
-                tracing::debug!(%peer, %stream, "redialed");
-                // If the new stream died already, keep going.
-                let done = inner.with(|sh, _| {
-                    let done = sh.dials[d].stream.is_some();
-                    if done {
-                        sh.dials[d].redialing = false;
-                    }
-                    done
-                });
-                if done {
-                    return;
-                }
-            }
-            Err(e) => tracing::debug!(%peer, %e, "redial failed"),
-        }
     }
 }

@@ -11,13 +11,16 @@ use astral_core::{
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::driver::{Inner, Shared};
 use astral_core::driver;
+use tokio::sync::mpsc;
 
-use crate::error::{Error, Result};
+use crate::ctx::NodeCtx;
+use crate::peer::{Peer, PeerState, PendingQuery};
+
+use crate::error::Result;
 
 /// What a session operation sees once the core forgot the session.
-fn closed_reason(sh: &Shared, id: SessionId) -> CloseReason {
+fn closed_reason(sh: &PeerState, id: SessionId) -> CloseReason {
     sh.sessions
         .closed(id)
         .cloned()
@@ -28,7 +31,7 @@ fn closed_reason(sh: &Shared, id: SessionId) -> CloseReason {
 /// halves: its drop releases the session with socket semantics (see
 /// [`Session`]).
 struct SessionRef {
-    inner: Arc<Inner>,
+    inner: Arc<Peer>,
     id: SessionId,
     peer: NodeId,
 }
@@ -37,7 +40,7 @@ impl Drop for SessionRef {
     fn drop(&mut self) {
         let id = self.id;
         self.inner.with(|sh, now| {
-            if let Some(h) = sh.core.session(id) {
+            if let Some(h) = sh.engine.session(id) {
                 match h.state() {
                     // Never answered: nobody will use it.
                     SessionState::Routing | SessionState::Pending => h.reset(now),
@@ -56,7 +59,7 @@ impl SessionRef {
         }
         let id = self.id;
         self.inner.with(|sh, _| {
-            let Some(mut h) = sh.core.session(id) else {
+            let Some(mut h) = sh.engine.session(id) else {
                 return match closed_reason(sh, id) {
                     CloseReason::Graceful => Poll::Ready(Ok(())),
                     r => Poll::Ready(Err(driver::io_error(r))),
@@ -85,7 +88,7 @@ impl SessionRef {
         }
         let id = self.id;
         self.inner.with(|sh, _| {
-            let Some(mut h) = sh.core.session(id) else {
+            let Some(mut h) = sh.engine.session(id) else {
                 return Poll::Ready(Err(driver::io_error(closed_reason(sh, id))));
             };
             match h.write(buf) {
@@ -110,7 +113,7 @@ impl SessionRef {
         }
         let id = self.id;
         self.inner.with(|sh, _| {
-            let Some(mut h) = sh.core.session(id) else {
+            let Some(mut h) = sh.engine.session(id) else {
                 return match closed_reason(sh, id) {
                     CloseReason::Graceful => Poll::Ready(Ok(None)),
                     r => Poll::Ready(Err(driver::io_error(r))),
@@ -137,7 +140,7 @@ impl SessionRef {
         }
         let id = self.id;
         self.inner.with(|sh, _| {
-            let Some(mut h) = sh.core.session(id) else {
+            let Some(mut h) = sh.engine.session(id) else {
                 return Poll::Ready(Err(driver::io_error(closed_reason(sh, id))));
             };
             // A clone of `Bytes` is a reference count, not a copy.
@@ -172,8 +175,8 @@ impl SessionRef {
     /// Ready with the reason once the core removed the session.
     fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
         let id = self.id;
-        self.inner.peek_mut(|sh| {
-            if sh.core.session(id).is_some() {
+        self.inner.peek(|sh| {
+            if sh.engine.session(id).is_some() {
                 sh.sessions.park_close(id, cx);
                 Poll::Pending
             } else {
@@ -192,7 +195,7 @@ impl SessionRef {
     fn reset(&self) {
         let id = self.id;
         self.inner.with(|sh, now| {
-            if let Some(h) = sh.core.session(id) {
+            if let Some(h) = sh.engine.session(id) {
                 h.reset(now);
             }
         });
@@ -201,7 +204,7 @@ impl SessionRef {
     fn finish(&self) {
         let id = self.id;
         self.inner.with(|sh, _| {
-            if let Some(mut h) = sh.core.session(id) {
+            if let Some(mut h) = sh.engine.session(id) {
                 h.finish();
             }
         });
@@ -246,7 +249,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(inner: Arc<Inner>, id: SessionId, peer: NodeId) -> Session {
+    pub(crate) fn new(inner: Arc<Peer>, id: SessionId, peer: NodeId) -> Session {
         Session {
             r: SessionRef { inner, id, peer },
         }
@@ -280,7 +283,7 @@ impl Session {
     /// ```
     pub fn info(&self) -> Option<SessionInfo> {
         let id = self.r.id;
-        self.r.inner.peek(|sh| sh.core.session_info(id))
+        self.r.inner.peek(|sh| sh.engine.session_info(id))
     }
 
     /// Why the session ended, once it did.
@@ -583,31 +586,17 @@ impl Drop for SessionWriter {
 /// # Ok(()) }
 /// ```
 pub struct IncomingQuery {
-    inner: Arc<Inner>,
-    id: SessionId,
-    peer: NodeId,
-    query: String,
-    done: bool,
+    q: PendingQuery,
 }
 
 impl IncomingQuery {
-    pub(crate) fn new(inner: Arc<Inner>, id: SessionId, peer: NodeId, query: String) -> Self {
-        IncomingQuery {
-            inner,
-            id,
-            peer,
-            query,
-            done: false,
-        }
-    }
-
     /// Who asks.
     ///
     /// ```no_run
     /// # fn f(q: astral_tokio::IncomingQuery) { println!("{}", q.peer()); }
     /// ```
     pub fn peer(&self) -> NodeId {
-        self.peer
+        self.q.from
     }
 
     /// The query string.
@@ -616,7 +605,7 @@ impl IncomingQuery {
     /// # fn f(q: astral_tokio::IncomingQuery) { println!("{}", q.query()); }
     /// ```
     pub fn query(&self) -> &str {
-        &self.query
+        &self.q.query
     }
 
     /// The pending session's handle.
@@ -625,7 +614,7 @@ impl IncomingQuery {
     /// # fn f(q: astral_tokio::IncomingQuery) { println!("{}", q.id()); }
     /// ```
     pub fn id(&self) -> SessionId {
-        self.id
+        self.q.id
     }
 
     /// Accepts: the session opens. Fails if the query already timed out or
@@ -637,59 +626,27 @@ impl IncomingQuery {
     /// # Ok(()) }
     /// ```
     pub fn accept(mut self) -> Result<Session> {
-        let id = self.id;
-        self.done = true;
-        let r = self.inner.with(|sh, now| {
-            let r = sh.core.accept_query(now, id);
-            if r.is_err() {
-                let reason = closed_reason(sh, id);
-                sh.sessions.release(id);
-                return Err(match reason {
-                    CloseReason::Graceful => Error::Session(astral_core::SessionError::Unknown),
-                    r => Error::SessionClosed(r),
-                });
-            }
-            Ok(())
-        });
-        r?;
-        Ok(Session::new(self.inner.clone(), id, self.peer))
+        self.q.accept()?;
+        Ok(Session::new(self.q.peer.clone(), self.q.id, self.q.from))
     }
 
     /// Rejects with `code` (non-zero; see [`astral_core::codes`]); the
-    /// opener's `open_session` fails with [`Error::Rejected`] carrying it.
+    /// opener's `open_session` fails with [`Error::Rejected`](crate::Error::Rejected) carrying it.
     ///
     /// ```no_run
     /// # fn f(q: astral_tokio::IncomingQuery) { q.reject(astral_core::codes::NO_SUCH_SERVICE); }
     /// ```
     pub fn reject(mut self, code: u8) {
-        self.reject_inner(code);
-    }
-
-    fn reject_inner(&mut self, code: u8) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let id = self.id;
-        self.inner.with(|sh, now| {
-            let _ = sh.core.reject_query(now, id, code);
-            sh.sessions.release(id);
-        });
-    }
-}
-
-impl Drop for IncomingQuery {
-    fn drop(&mut self) {
-        self.reject_inner(astral_core::codes::REJECTED);
+        self.q.reject(code);
     }
 }
 
 impl std::fmt::Debug for IncomingQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IncomingQuery")
-            .field("id", &self.id)
-            .field("peer", &self.peer)
-            .field("query", &self.query)
+            .field("id", &self.q.id)
+            .field("peer", &self.q.from)
+            .field("query", &self.q.query)
             .finish()
     }
 }
@@ -705,12 +662,12 @@ impl std::fmt::Debug for IncomingQuery {
 /// # }
 /// ```
 pub struct Incoming {
-    inner: Arc<Inner>,
+    queries: Arc<Queries>,
 }
 
 impl Incoming {
-    pub(crate) fn new(inner: Arc<Inner>) -> Self {
-        Incoming { inner }
+    pub(crate) fn new(queries: Arc<Queries>) -> Self {
+        Incoming { queries }
     }
 
     /// The next query; `None` once the node shut down.
@@ -719,17 +676,45 @@ impl Incoming {
     /// # async fn f(mut i: astral_tokio::Incoming) { while let Some(q) = i.next().await { q.reject(1); } }
     /// ```
     pub async fn next(&mut self) -> Option<IncomingQuery> {
-        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut shutdown = self.queries.ctx.shutdown.subscribe();
         if *shutdown.borrow_and_update() {
             return None;
         }
         let mut rx = tokio::select! {
-            rx = self.inner.incoming.lock() => rx,
+            rx = self.queries.rx.lock() => rx,
             _ = shutdown.changed() => return None,
         };
         tokio::select! {
-            q = rx.recv() => q,
+            q = rx.recv() => q.map(|q| IncomingQuery { q }),
             _ = shutdown.changed() => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming").finish_non_exhaustive()
+    }
+}
+
+/// The node's inbound queries, shared by its [`Incoming`]s.
+pub(crate) struct Queries {
+    ctx: Arc<NodeCtx>,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<PendingQuery>>,
+}
+
+impl Queries {
+    pub fn new(ctx: Arc<NodeCtx>, rx: mpsc::UnboundedReceiver<PendingQuery>) -> Queries {
+        Queries {
+            ctx,
+            rx: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// Rejects every query nobody took (at shutdown).
+    pub fn drain(&self) {
+        if let Ok(mut rx) = self.rx.try_lock() {
+            while rx.try_recv().is_ok() {}
         }
     }
 }

@@ -7,7 +7,7 @@ use super::PeerEngine;
 use crate::event::{CloseReason, Event, ProtocolViolation, StreamCloseReason};
 use crate::flow::FlowError;
 use crate::frame::{DecodeLimits, Frame, FrameReader};
-use crate::noise::RecordCipher;
+use crate::noise::{NoiseError, OpenedRecords, RecordCipher};
 use crate::session::Role;
 use crate::timer::EngineTimer;
 use crate::{codes, SessionId, StreamId, Timestamp};
@@ -37,6 +37,9 @@ impl PeerEngine {
     /// stream (reported as `Event::StreamDown`) and never affects others.
     pub fn handle_input(&mut self, now: Timestamp, stream: StreamId, data: &[u8]) {
         self.last_now = now;
+        if !self.accepts_ciphertext(now, stream) {
+            return;
+        }
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
@@ -56,6 +59,67 @@ impl PeerEngine {
     /// receive buffer (no copy), like quinn-proto's `Endpoint::handle`.
     pub fn handle_input_owned(&mut self, now: Timestamp, stream: StreamId, data: BytesMut) {
         self.last_now = now;
+        if !self.accepts_ciphertext(now, stream) {
+            return;
+        }
+        self.take_input(now, stream, data);
+    }
+
+    /// Records of a stream whose keys the driver holds
+    /// ([`NewStream::detach_record_layer`](super::NewStream::detach_record_layer)),
+    /// opened by its [`RecordOpener`](crate::noise::RecordOpener) (outside
+    /// any lock the driver keeps around the engine). The records' memory
+    /// becomes the sessions' receive buffers: no copy.
+    pub fn handle_records(&mut self, now: Timestamp, stream: StreamId, records: OpenedRecords) {
+        self.last_now = now;
+        let detached = self.streams.get(stream).map(|s| s.cipher.is_detached());
+        if detached == Some(false) {
+            self.kill_stream(
+                now,
+                stream,
+                StreamCloseReason::BadRecord(NoiseError::Misuse(
+                    "opened records for a stream whose keys the engine holds",
+                )),
+            );
+            self.after_input();
+            return;
+        }
+        self.take_input(now, stream, records.buf);
+    }
+
+    /// The driver's [`RecordOpener`](crate::noise::RecordOpener) or
+    /// [`RecordSealer`](crate::noise::RecordSealer) of `stream` failed: the
+    /// stream closes with that error, as if the engine had met it.
+    pub fn handle_record_error(&mut self, now: Timestamp, stream: StreamId, error: NoiseError) {
+        self.last_now = now;
+        self.kill_stream(now, stream, StreamCloseReason::BadRecord(error));
+        self.after_input();
+    }
+
+    /// Ciphertext is only for streams whose keys the engine holds: on a
+    /// detached stream it would be read as plaintext. Closes such a stream.
+    fn accepts_ciphertext(&mut self, now: Timestamp, stream: StreamId) -> bool {
+        if !self
+            .streams
+            .get(stream)
+            .is_some_and(|s| s.cipher.is_detached())
+        {
+            return true;
+        }
+        self.kill_stream(
+            now,
+            stream,
+            StreamCloseReason::BadRecord(NoiseError::Misuse(
+                "ciphertext for a stream whose keys the driver holds",
+            )),
+        );
+        self.after_input();
+        false
+    }
+
+    /// Appends `data` to the stream's input without a copy when nothing is
+    /// pending, and processes the whole records.
+    fn take_input(&mut self, now: Timestamp, stream: StreamId, data: BytesMut) {
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };

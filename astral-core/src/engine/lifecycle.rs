@@ -10,7 +10,7 @@ use super::streams::{LocalDrain, PeerStream, TokenBucket, TxQueues};
 use super::PeerEngine;
 use crate::event::{CloseReason, Event, ProtocolViolation, StreamCloseReason};
 use crate::frame::Frame;
-use crate::noise::{Established, Features};
+use crate::noise::{Established, Features, RecordOpener, RecordSealer};
 use crate::stream::StreamStats;
 use crate::{EngineId, NodeId, StreamId, Timestamp};
 
@@ -68,6 +68,37 @@ impl NewStream {
     pub fn take_created(&mut self) -> Option<PeerEngine> {
         self.created.take()
     }
+
+    /// Takes the stream's keys out of the engine-to-be, for a driver that
+    /// seals and opens records itself, outside the lock it keeps around the
+    /// engine (the engine then builds
+    /// [`UnsealedRecords`](crate::noise::UnsealedRecords) with
+    /// [`PeerEngine::poll_transmit_unsealed`] and takes
+    /// [`OpenedRecords`](crate::noise::OpenedRecords) with
+    /// [`PeerEngine::handle_records`]). Call it before
+    /// [`PeerEngine::add_stream`]. The ciphertext that followed the last
+    /// handshake message comes with the keys: open it first. `None` if the
+    /// keys were taken already.
+    pub fn detach_record_layer(&mut self) -> Option<DetachedRecordLayer> {
+        let (sealer, opener) = self.established.cipher.detach()?;
+        Some(DetachedRecordLayer {
+            sealer,
+            opener,
+            pending_input: std::mem::take(&mut self.rx),
+        })
+    }
+}
+
+/// A stream's record layer in the driver's hands
+/// ([`NewStream::detach_record_layer`]).
+#[derive(Debug)]
+pub struct DetachedRecordLayer {
+    /// Seals what the engine builds for the stream.
+    pub sealer: RecordSealer,
+    /// Opens what arrives, before it goes to the engine.
+    pub opener: RecordOpener,
+    /// Ciphertext that arrived with the last handshake message.
+    pub pending_input: BytesMut,
 }
 
 impl PeerEngine {

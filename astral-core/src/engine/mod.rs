@@ -43,7 +43,7 @@ use sessions::{Phase, Session, SessionTable, TimeWaitTable};
 use streams::StreamTable;
 
 pub use handle::SessionHandle;
-pub use lifecycle::NewStream;
+pub use lifecycle::{DetachedRecordLayer, NewStream};
 
 /// The sans-IO engine of one peer. Created by the [`Endpoint`](crate::Endpoint)
 /// (see [`Endpoint::engine_for`](crate::Endpoint::engine_for)); the
@@ -552,3 +552,5 @@ pub(crate) fn epoch_newer(a: u32, b: u32) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_detached;

@@ -12,7 +12,7 @@ use super::streams::LocalDrain;
 use super::PeerEngine;
 use crate::event::StreamCloseReason;
 use crate::frame::{encode_data_at_header, size, Frame};
-use crate::noise::RecordCipher;
+use crate::noise::{NoiseError, RecordCipher, UnsealedRecords};
 use crate::{SessionId, StreamId, Timestamp};
 
 /// Plaintext room of one record.
@@ -31,6 +31,62 @@ impl PeerEngine {
         max_bytes: usize,
     ) -> usize {
         self.last_now = now;
+        if self
+            .streams
+            .get(stream)
+            .is_some_and(|s| s.cipher.is_detached())
+        {
+            // Unsealed plaintext must never reach a transport.
+            self.kill_stream(
+                now,
+                stream,
+                StreamCloseReason::BadRecord(NoiseError::Misuse(
+                    "poll_transmit on a stream whose keys the driver holds",
+                )),
+            );
+            self.after_input();
+            return 0;
+        }
+        self.transmit(now, stream, out, max_bytes)
+    }
+
+    /// Like [`PeerEngine::poll_transmit`] for a stream whose keys the driver
+    /// holds: appends records with empty tag slots, for the driver to seal
+    /// with the stream's [`RecordSealer`](crate::noise::RecordSealer)
+    /// (outside any lock it keeps around the engine).
+    pub fn poll_transmit_unsealed(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        out: &mut UnsealedRecords,
+        max_bytes: usize,
+    ) -> usize {
+        self.last_now = now;
+        if self
+            .streams
+            .get(stream)
+            .is_some_and(|s| !s.cipher.is_detached())
+        {
+            self.kill_stream(
+                now,
+                stream,
+                StreamCloseReason::BadRecord(NoiseError::Misuse(
+                    "poll_transmit_unsealed on a stream whose keys the engine holds",
+                )),
+            );
+            self.after_input();
+            return 0;
+        }
+        self.transmit(now, stream, &mut out.buf, max_bytes)
+    }
+
+    fn transmit(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        out: &mut BytesMut,
+        max_bytes: usize,
+    ) -> usize {
         let start = out.len();
         while out.len() - start < max_bytes {
             if !self.build_record(now, stream, out) {

@@ -28,6 +28,7 @@ pub(crate) mod resolver;
 
 pub(crate) use handshake::{Established, Handshake};
 pub(crate) use record::RecordCipher;
+pub use record::{Opened, OpenedRecords, RecordOpener, RecordSealer, UnsealedRecords};
 pub(crate) use resolver::SeededResolver;
 
 /// The Noise prologue: names the protocol and its version. Both sides mix it
@@ -99,6 +100,11 @@ pub enum NoiseError {
     /// The peer sent bytes when it was not its turn to send.
     #[error("unexpected handshake message")]
     Unexpected,
+    /// A driver used the record layer against its contract (ciphertext for a
+    /// stream whose keys it holds, records sealed twice, ...): a bug in the
+    /// driver, never caused by the network.
+    #[error("record layer misuse by the driver: {0}")]
+    Misuse(&'static str),
 }
 
 /// Whether this CPU has AES instructions (then AES-256-GCM records are
