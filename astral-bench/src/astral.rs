@@ -34,10 +34,13 @@ pub const QUERY: &str = "compare";
 pub const OPEN_PIPELINE: usize = 512;
 
 /// Core config of every astral contender: `window` bytes of receive
-/// window and of send buffer per session, records with `cipher`.
+/// window (fixed: no auto-tuning, like with like against the other
+/// contenders' fixed windows) and of send buffer per session, records
+/// with `cipher`.
 pub fn astral_config(window: u32, cipher: Cipher) -> Config {
     Config {
         recv_window: window,
+        max_recv_window: window,
         send_buffer: window,
         // Both ends offer AES-256-GCM or neither does: the negotiated
         // suite is then exactly `cipher`.

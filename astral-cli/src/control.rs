@@ -195,6 +195,21 @@ pub fn handle(ctx: &Ctx, line: &str) -> Result<Value, CtlError> {
             })?;
             Ok(json!({"session": s, "from": from, "to": t}))
         }
+        "pin" | "unpin" => {
+            let (session, s) = session_arg(ctx, &req)?;
+            let pinned = cmd == "pin";
+            ctx.node.pin_session(session, pinned).map_err(|e| {
+                fail(
+                    "refused",
+                    format!(
+                        "cannot {cmd} {s}: {}",
+                        crate::error::describe(&e).trim_start_matches("migration refused: ")
+                    ),
+                )
+            })?;
+            let (local, peer) = ctx.node.session_pins(session).unwrap_or((pinned, false));
+            Ok(json!({"session": s, "pinned": local, "peer_pinned": peer}))
+        }
         "drain" => {
             let (stream, t) = stream_arg(ctx, &req)?;
             ctx.reg.retire(stream);
@@ -220,7 +235,7 @@ pub fn handle(ctx: &Ctx, line: &str) -> Result<Value, CtlError> {
         other => Err(fail(
             "unknown_command",
             format!(
-                "unknown command {:?} (node, streams, sessions, peers, migrate, drain, close)",
+                "unknown command {:?} (node, streams, sessions, peers, migrate, pin, unpin, drain, close)",
                 crate::logging::escape(other)
             ),
         )),

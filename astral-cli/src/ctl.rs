@@ -52,7 +52,14 @@ enum CtlCmd {
         count: Option<u64>,
     },
     /// Move SESSION (e.g. s3) onto STREAM (e.g. t2), another stream to the same peer.
+    /// Migrating pins SESSION there: automatic placement leaves it alone
+    /// until `unpin` or until that stream dies.
     Migrate { session: String, stream: String },
+    /// Pin SESSION (e.g. s3) where it is: automatic placement at both ends
+    /// leaves it alone until `unpin` or until its stream dies.
+    Pin { session: String },
+    /// Release SESSION to automatic placement.
+    Unpin { session: String },
     /// Move every session off STREAM, then close it (not redialed).
     Drain { stream: String },
     /// Close STREAM now; its sessions recover on other streams (not redialed).
@@ -167,6 +174,8 @@ async fn run_inner(a: CtlArgs) -> Result<(), Failure> {
         CtlCmd::Migrate { session, stream } => {
             json!({"cmd": "migrate", "session": session, "stream": stream})
         }
+        CtlCmd::Pin { session } => json!({"cmd": "pin", "session": session}),
+        CtlCmd::Unpin { session } => json!({"cmd": "unpin", "session": session}),
         CtlCmd::Drain { stream } => json!({"cmd": "drain", "stream": stream}),
         CtlCmd::Close { stream } => json!({"cmd": "close", "stream": stream}),
     };
@@ -185,6 +194,16 @@ async fn run_inner(a: CtlArgs) -> Result<(), Failure> {
             match result.get("from").and_then(Value::as_str) {
                 Some(f) => format!("migrating {s} from {f} to {}\n", str_of(&result, "to")),
                 None => format!("migrating {s} to {}\n", str_of(&result, "to")),
+            }
+        }
+        CtlCmd::Pin { .. } | CtlCmd::Unpin { .. } => {
+            let s = str_of(&result, "session");
+            let local = result.get("pinned").and_then(Value::as_bool) == Some(true);
+            let peer = result.get("peer_pinned").and_then(Value::as_bool) == Some(true);
+            match (local, peer) {
+                (true, _) => format!("pinned {s}: automatic placement leaves it where it is\n"),
+                (false, true) => format!("unpinned {s} here; the peer still pins it\n"),
+                (false, false) => format!("unpinned {s}: automatic placement may move it\n"),
             }
         }
         CtlCmd::Drain { .. } => {

@@ -28,6 +28,16 @@ pub struct NodeOpts {
     /// Move sessions to clearly faster streams by themselves [default: on].
     #[arg(long, value_name = "on|off", value_parser = parse_on_off, help_heading = "Node")]
     pub auto_migrate: Option<bool>,
+    /// Automatic placement: another stream must be this much faster than the
+    /// current one's path delay, as a fraction or percentage (0.3, 30%) [default: 30%].
+    #[arg(long, value_name = "FRACTION", value_parser = parse_gain, help_heading = "Node")]
+    pub migrate_gain: Option<f64>,
+    /// ...for this long before sessions move [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Node")]
+    pub migrate_sustain: Option<Duration>,
+    /// A session that moved stays where it is for this long [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Node")]
+    pub migrate_cooldown: Option<Duration>,
 }
 
 impl NodeOpts {
@@ -53,6 +63,15 @@ impl NodeOpts {
         if let Some(on) = self.auto_migrate {
             c.auto_migrate = on;
         }
+        if let Some(g) = self.migrate_gain {
+            c.migrate_rtt_gain = g;
+        }
+        if let Some(d) = self.migrate_sustain {
+            c.migrate_sustain = d;
+        }
+        if let Some(d) = self.migrate_cooldown {
+            c.migrate_cooldown = d;
+        }
         if c.dead_timeout <= c.keepalive_interval {
             return Err(usage(format!(
                 "--dead-timeout ({}) must be longer than --keepalive ({}): a stream is declared dead only after missing pings",
@@ -64,6 +83,23 @@ impl NodeOpts {
             .map_err(|e| usage(format!("invalid node settings: {}", e.0)))?;
         Ok(c)
     }
+}
+
+/// A fraction in [0, 1): `0.3` or `30%`.
+pub fn parse_gain(s: &str) -> Result<f64, String> {
+    let (num, scale) = match s.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (s, 1.0),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a fraction: {s:?}; use e.g. 0.3 or 30%"))?;
+    let v = v / scale;
+    if !(0.0..1.0).contains(&v) {
+        return Err(format!("{s} is outside [0, 1) (0%..100%)"));
+    }
+    Ok(v)
 }
 
 /// A duration such as `5s`, `250ms`, `2m` (a bare number is seconds).
@@ -163,5 +199,24 @@ mod tests {
         assert_eq!(c.dead_timeout, Duration::from_secs(3));
         assert_eq!(c.recv_window, 1 << 20);
         assert!(!c.auto_migrate);
+    }
+
+    #[test]
+    fn placement_flags_reach_the_config() {
+        assert_eq!(parse_gain("0.3").unwrap(), 0.3);
+        assert_eq!(parse_gain("50%").unwrap(), 0.5);
+        assert!(parse_gain("100%").is_err());
+        assert!(parse_gain("-0.1").is_err());
+        assert!(parse_gain("fast").unwrap_err().contains("30%"));
+        let o = NodeOpts {
+            migrate_gain: Some(0.5),
+            migrate_sustain: Some(Duration::from_millis(500)),
+            migrate_cooldown: Some(Duration::from_secs(60)),
+            ..NodeOpts::default()
+        };
+        let c = o.config().unwrap();
+        assert_eq!(c.migrate_rtt_gain, 0.5);
+        assert_eq!(c.migrate_sustain, Duration::from_millis(500));
+        assert_eq!(c.migrate_cooldown, Duration::from_secs(60));
     }
 }

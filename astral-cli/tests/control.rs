@@ -253,6 +253,20 @@ fn tables_json_errors_watch_and_migrate_by_short_ids() {
         .to_string();
     let (st, _, err) = run(&["ctl", "-c", c, "migrate", &sid, &handle]);
     assert!(st.success(), "{err}");
+    // A migration pins the session; unpin and pin again by short id.
+    let (st, out, err) = run(&["ctl", "-c", c, "unpin", &sid]);
+    assert!(st.success(), "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("unpinned {sid}: automatic placement may move it")
+    );
+    let p = ctl(&control, &["pin", &sid]);
+    assert_eq!(p["session"], sid.as_str());
+    assert_eq!(p["pinned"], true);
+    assert_eq!(p["peer_pinned"], false);
+    let (st, _, err) = run(&["ctl", "-c", c, "pin", "s99"]);
+    assert_eq!(st.code(), Some(1));
+    assert!(err.contains("no session \"s99\""), "{err}");
 
     // Tables: fixed columns, id first, `-` for none, never a sentinel.
     let (st, out, _) = run(&["ctl", "-c", c, "streams"]);

@@ -25,15 +25,36 @@ pub struct Config {
     /// A session that finds no stream to its peer for this long after losing
     /// its stream closes with [`CloseReason::PeerUnreachable`](crate::CloseReason::PeerUnreachable).
     pub recovery_timeout: Duration,
-    /// Receive window per session and direction: the credit this node grants
-    /// (the `buffer` field of Query/Response). Bounds reassembly memory.
+    /// Initial receive window per session and direction: the credit this
+    /// node grants in the `buffer` field of Query/Response when the memory
+    /// budget has room (otherwise a new session starts at
+    /// `min_recv_window`). Auto-tuning grows it from there.
     pub recv_window: u32,
+    /// Largest receive window auto-tuning may grow a session to. 32 MiB
+    /// is 2.7 bandwidth-delay products of 1 Gbit/s at 100 ms: credit is
+    /// batched (a quarter of the window) and the round trip a sender sees
+    /// includes queueing, so one BDP is not enough (16 MiB reached 56 % of
+    /// such a link, docs/FLOW.md).
+    pub max_recv_window: u32,
+    /// Window every open session keeps whatever the budget (and the room it
+    /// may always hold for its own writes): what makes progress certain when
+    /// the budget is exhausted. Outside the budget, so part of the fixed
+    /// per-session cost (docs/PERFORMANCE.md, "Memory a node promises").
+    pub min_recv_window: u32,
+    /// Memory budget per peer: receive windows and retained plus queued
+    /// send bytes above each session's `min_recv_window` floors, over all
+    /// sessions with one peer.
+    pub peer_memory_budget: u64,
+    /// Memory budget of the node: the same, over all peers. Credit is
+    /// granted and writes are taken only out of both budgets.
+    pub node_memory_budget: u64,
     /// Credit is sent at once when a quarter of the window was consumed;
     /// smaller amounts are credited after this delay (like a delayed ACK),
     /// so an idle sender releases what it retained.
     pub credit_delay: Duration,
-    /// Bytes an application may queue on one session beyond what the peer
-    /// has credited; writes beyond it return `WriteError::Blocked`.
+    /// Bytes an application may queue on one session beyond the peer's
+    /// grant (what the peer allowed this side to send); writes beyond it, or
+    /// beyond the memory budget, return `WriteError::Blocked`.
     pub send_buffer: u32,
     /// Bytes one session may put in a record before the scheduler serves
     /// the next session with data (fairness quantum).
@@ -61,13 +82,25 @@ pub struct Config {
     pub max_control_queue: usize,
     /// Resets sent for frames naming unknown sessions, per second per stream.
     pub unknown_session_resets_per_sec: u32,
-    /// Automatic migration: a stream must be this much faster (fraction of
-    /// the current stream's smoothed RTT) to attract sessions...
+    /// Automatic migration: another stream's smoothed RTT must be this
+    /// fraction below the current stream's path delay (0.3: at most 70 % of
+    /// it) to attract its sessions...
     pub migrate_rtt_gain: f64,
     /// ...and stay that much faster for this long (hysteresis).
     pub migrate_sustain: Duration,
-    /// How often the automatic policy is evaluated.
+    /// A session the policy, the application or the peer moved (or that
+    /// recovered) is left where it is for this long: identical paths can
+    /// never trade it faster than this, whatever the measurements say.
+    pub migrate_cooldown: Duration,
+    /// How often the automatic policy is evaluated. While a peer has two
+    /// usable streams or more and a session, each evaluation also pings
+    /// every stream that has no ping in flight, so idle candidates are
+    /// measured too.
     pub policy_interval: Duration,
+    /// Shortest window of the path delay (a windowed minimum of RTT
+    /// samples; long paths use at least 8 round trips): how long a path
+    /// that got slower keeps its old, lower delay.
+    pub path_window: Duration,
     /// Offer AES-256-GCM records in the handshake (used when both ends
     /// offer it); otherwise records use ChaCha20-Poly1305. An explicit input,
     /// off by default, so that the same configuration gives the same bytes on
@@ -87,8 +120,12 @@ impl Default for Config {
             keepalive_interval: Duration::from_secs(5),
             dead_timeout: Duration::from_secs(20),
             recovery_timeout: Duration::from_secs(30),
-            recv_window: 256 * 1024,
-            send_buffer: 256 * 1024,
+            recv_window: 64 * 1024,
+            max_recv_window: 32 * 1024 * 1024,
+            min_recv_window: 16 * 1024,
+            peer_memory_budget: 64 * 1024 * 1024,
+            node_memory_budget: 256 * 1024 * 1024,
+            send_buffer: 64 * 1024,
             credit_delay: Duration::from_millis(40),
             quantum: 16 * 1024,
             max_sessions_per_peer: 65_536,
@@ -101,8 +138,10 @@ impl Default for Config {
             max_control_queue: 65_536,
             unknown_session_resets_per_sec: 64,
             migrate_rtt_gain: 0.3,
-            migrate_sustain: Duration::from_secs(5),
-            policy_interval: Duration::from_secs(1),
+            migrate_sustain: Duration::from_secs(1),
+            migrate_cooldown: Duration::from_secs(10),
+            policy_interval: Duration::from_millis(250),
+            path_window: Duration::from_secs(2),
             auto_migrate: true,
             offer_aes_gcm: false,
         }
@@ -115,10 +154,31 @@ impl Default for Config {
 pub struct ConfigError(pub &'static str);
 
 impl Config {
+    /// The window floor in force: `min_recv_window`, never above the initial
+    /// window (a configuration with a small `recv_window` keeps it fixed at
+    /// the bottom).
+    pub fn window_floor(&self) -> u32 {
+        self.min_recv_window.min(self.recv_window)
+    }
+
+    /// The window cap in force: `max_recv_window`, never below the initial
+    /// window (`max_recv_window = recv_window` turns auto-tuning off).
+    pub fn window_cap(&self) -> u32 {
+        self.max_recv_window.max(self.recv_window)
+    }
+
     /// Checks the relations between values that the engine relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.recv_window == 0 {
             return Err(ConfigError("recv_window must be > 0"));
+        }
+        if self.min_recv_window == 0 {
+            return Err(ConfigError("min_recv_window must be > 0"));
+        }
+        if self.peer_memory_budget > self.node_memory_budget {
+            return Err(ConfigError(
+                "peer_memory_budget cannot exceed node_memory_budget",
+            ));
         }
         if self.send_buffer == 0 {
             return Err(ConfigError("send_buffer must be > 0"));
@@ -146,6 +206,9 @@ impl Config {
         }
         if self.policy_interval.is_zero() {
             return Err(ConfigError("policy_interval must be > 0"));
+        }
+        if self.path_window.is_zero() {
+            return Err(ConfigError("path_window must be > 0"));
         }
         if !(0.0..1.0).contains(&self.migrate_rtt_gain) {
             return Err(ConfigError("migrate_rtt_gain must be in [0, 1)"));

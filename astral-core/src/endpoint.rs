@@ -593,6 +593,13 @@ impl Endpoint {
         }
     }
 
+    /// Bytes of the node's memory budget reserved now by all engines'
+    /// sessions (receive windows and writes above their floors); never
+    /// above `Config::node_memory_budget`.
+    pub fn memory_reserved(&self) -> u64 {
+        self.shared.memory.used()
+    }
+
     /// Number of engines in use.
     pub fn engine_count(&self) -> usize {
         self.engines.len()
@@ -654,6 +661,8 @@ fn info(id: StreamId, h: &Handshaking) -> StreamInfo {
         draining: false,
         suspect: false,
         rtt: Rtt::default(),
+        preference: crate::StreamPreference::NORMAL,
+        peer_preference: crate::StreamPreference::NORMAL,
         sessions: 0,
         stats: h.stats,
     }

@@ -5,6 +5,16 @@
 //! one extra unit after the last data byte (like TCP's FIN), so a cumulative
 //! credit of `final + 1` acknowledges the Fin itself; that is what lets a Fin
 //! lost with a dead stream be retransmitted (design §8, rule 1).
+//!
+//! Credit is a *limit*: the receiver grants "send up to offset `L`", and a
+//! grant is never taken back (docs/PROTOCOL.md, "What a peer may assume
+//! about credit"). A Credit or Resume carrying `consumed` grants
+//! `consumed + base`, where `base` is the window of the session's
+//! Query/Response; a Window frame grants `consumed + window`. Both ends keep
+//! the highest limit: the receiver enforces it, the sender sends up to it.
+//! Windows may therefore grow and shrink (auto-tuning, `crate::window`)
+//! while every offset the peer was ever allowed stays allowed, whatever
+//! order the grants arrive in over several streams.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -63,8 +73,9 @@ const COALESCE_LIMIT: usize = 4096;
 /// byte the peer has not credited (`acked`) to the newest (`written`).
 ///
 /// Bytes below `sent` are in flight and retained until credited, so they can
-/// be retransmitted after a stream dies; retention is bounded by the peer's
-/// window plus the local send buffer.
+/// be retransmitted after a stream dies; retained plus queued bytes are
+/// bounded by the peer's grant plus the local send buffer
+/// ([`SendBuf::capacity`]).
 #[derive(Debug, Default)]
 pub struct SendBuf {
     /// Retained chunks; the first starts exactly at `min(acked, written)`
@@ -80,6 +91,13 @@ pub struct SendBuf {
     /// (`usize`: one `write_bytes` chunk may exceed 4 GiB).
     cursor_idx: usize,
     cursor_off: usize,
+    /// Highest offset the peer allowed us to send (the grant): bytes below
+    /// it may be sent, never bytes above.
+    limit: u64,
+    /// The window of the peer's Query/Response: a Credit or Resume with
+    /// `consumed` grants `consumed + base_window`.
+    base_window: u32,
+    /// The window the peer's latest grant stated (for statistics).
     peer_window: u32,
     fin_requested: bool,
     fin_sent: bool,
@@ -105,13 +123,30 @@ impl SendBuf {
     pub fn acked(&self) -> u64 {
         self.acked
     }
-    /// Credit window the peer granted.
+    /// Credit window the peer granted (as of its latest grant).
     pub fn peer_window(&self) -> u32 {
         self.peer_window
     }
-    /// Sets the window the peer granted (from Query/Response `buffer`).
+    /// The peer's grant: the highest offset it allowed this side to send.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+    /// Sets the session's base window (the Query/Response `buffer`): the
+    /// peer grants it from offset 0, and every later Credit or Resume
+    /// grants it from the consumed count carried.
     pub fn set_peer_window(&mut self, window: u32) {
+        self.base_window = window;
         self.peer_window = window;
+        self.raise_limit(self.acked.saturating_add(u64::from(window)));
+    }
+
+    fn raise_limit(&mut self, limit: u64) -> bool {
+        if limit > self.limit {
+            self.limit = limit;
+            true
+        } else {
+            false
+        }
     }
     /// Bytes retransmitted so far.
     pub fn retransmitted(&self) -> u64 {
@@ -130,10 +165,13 @@ impl SendBuf {
         self.fin_requested && self.acked > self.written
     }
 
-    /// Room for more application bytes, given the local buffer limit.
+    /// Room for more application bytes: the application may write up to
+    /// `send_buffer` bytes beyond the peer's grant, so retained plus queued
+    /// bytes never exceed the grant (from what was credited) plus
+    /// `send_buffer`.
     pub fn capacity(&self, send_buffer: u32) -> usize {
-        let limit = u64::from(self.peer_window) + u64::from(send_buffer);
-        limit.saturating_sub(self.retained()) as usize
+        let ceiling = self.limit.saturating_add(u64::from(send_buffer));
+        usize::try_from(ceiling.saturating_sub(self.written)).unwrap_or(usize::MAX)
     }
 
     /// Copies up to `capacity` bytes of `data`; returns how many were taken.
@@ -184,8 +222,7 @@ impl SendBuf {
 
     /// Bytes that may be transmitted now under the peer's credit.
     pub fn sendable(&self) -> u64 {
-        let limit = self.acked.min(self.written) + u64::from(self.peer_window);
-        self.written.min(limit).saturating_sub(self.sent)
+        self.written.min(self.limit).saturating_sub(self.sent)
     }
 
     /// Whether the Fin should be (re)transmitted now.
@@ -232,8 +269,19 @@ impl SendBuf {
         self.written
     }
 
-    /// Applies a cumulative credit from the peer. Returns whether it advanced.
+    /// Applies a cumulative credit from the peer (a Credit, or the
+    /// `consumed` of a Resume): it acknowledges `consumed` and grants the
+    /// base window from there. Returns whether the acknowledgement or the
+    /// grant advanced.
     pub fn on_credit(&mut self, consumed: u64) -> Result<bool, FlowError> {
+        self.on_window(consumed, self.base_window)
+    }
+
+    /// Applies a Window frame: acknowledges `consumed` and grants
+    /// `consumed + window`. A grant below the current limit changes
+    /// nothing (credit is never taken back). Returns whether the
+    /// acknowledgement or the grant advanced.
+    pub fn on_window(&mut self, consumed: u64, window: u32) -> Result<bool, FlowError> {
         let ceiling = self.sent_max + u64::from(self.fin_ever_sent);
         if consumed > ceiling {
             return Err(FlowError::CreditBeyondSent {
@@ -241,8 +289,12 @@ impl SendBuf {
                 sent: ceiling,
             });
         }
+        let raised = self.raise_limit(consumed.saturating_add(u64::from(window)));
+        if raised {
+            self.peer_window = window;
+        }
         if consumed <= self.acked {
-            return Ok(false);
+            return Ok(raised);
         }
         let base = self.base();
         self.acked = consumed;
@@ -348,8 +400,10 @@ impl SendBuf {
 
 /// Receiving half of a session: reassembly by offset.
 ///
-/// Everything stored lies in `[consumed, consumed + window)`, so memory is
-/// bounded by the window; bytes below `delivered` are duplicates and dropped.
+/// Everything stored lies in `[consumed, limit)`, where `limit` is the
+/// highest offset this side ever granted, so memory is bounded by
+/// `limit - consumed` (at most the largest window granted); bytes below
+/// `delivered` are duplicates and dropped.
 #[derive(Debug)]
 pub struct RecvBuf {
     /// Unread segments keyed by offset, non-overlapping, all `>= consumed`.
@@ -357,25 +411,99 @@ pub struct RecvBuf {
     delivered: u64,
     consumed: u64,
     advertised: u64,
+    /// Highest offset granted to the peer (never decreases).
+    limit: u64,
     fin: u64,
+    /// The window granted from `consumed` from now on.
     window: u32,
+    /// The window of our Query/Response: what a Credit or Resume implies.
+    base: u32,
     eof_read: bool,
+}
+
+/// What a grant tells the peer: it may send up to `consumed + window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The credit value (consumed, plus the Fin once read).
+    pub consumed: u64,
+    /// Bytes granted beyond it.
+    pub window: u32,
+    /// Whether a plain Credit says the same (the window is the base one).
+    pub is_base: bool,
 }
 
 const NO_FIN: u64 = u64::MAX;
 
 impl RecvBuf {
-    /// A receive buffer granting `window` bytes of credit.
+    /// A receive buffer whose Query/Response grants `window` bytes.
     pub fn new(window: u32) -> Self {
         RecvBuf {
             segs: BTreeMap::new(),
             delivered: 0,
             consumed: 0,
             advertised: 0,
+            limit: u64::from(window),
             fin: NO_FIN,
             window,
+            base: window,
             eof_read: false,
         }
+    }
+    /// The window of the Query/Response (the smallest this side grants).
+    pub fn base(&self) -> u32 {
+        self.base
+    }
+    /// The highest offset granted to the peer so far.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+    /// Sets the window future grants give (at least the base window:
+    /// a Credit or Resume implies it). Credit already granted stays.
+    pub fn set_window(&mut self, window: u32) {
+        self.window = window.max(self.base);
+    }
+    /// Grants the current window from the current credit value and
+    /// records it as advertised; returns what the frame must carry. If an
+    /// earlier grant went further (the window shrank), the frame restates
+    /// that limit.
+    pub fn grant(&mut self) -> Grant {
+        let consumed = self.credit_value();
+        self.limit = self
+            .limit
+            .max(consumed.saturating_add(u64::from(self.window)));
+        self.mark_advertised(consumed);
+        self.grant_fields(consumed)
+    }
+    /// Advertises the current credit value in a Resume, which grants the
+    /// base window from it; returns the value.
+    pub fn grant_resume(&mut self) -> u64 {
+        let consumed = self.credit_value();
+        self.limit = self
+            .limit
+            .max(consumed.saturating_add(u64::from(self.base)));
+        self.mark_advertised(consumed);
+        consumed
+    }
+    /// The frame fields that restate the current limit from `consumed`.
+    fn grant_fields(&self, consumed: u64) -> Grant {
+        // The limit is at most `consumed + max window`: the difference fits.
+        let window = u32::try_from(self.limit.saturating_sub(consumed)).unwrap_or(u32::MAX);
+        Grant {
+            consumed,
+            window,
+            is_base: window == self.base,
+        }
+    }
+    /// A Window frame that restates the limit when what the peer can infer
+    /// from a Resume or Response (`implied`) falls short of it.
+    pub fn restate_beyond(&self, implied: u64) -> Option<Grant> {
+        (self.limit > implied).then(|| self.grant_fields(self.credit_value()))
+    }
+    /// Bytes the peer may still send beyond what the application consumed
+    /// (granted, not yet consumed): what this direction may come to hold.
+    #[cfg(test)]
+    pub fn outstanding(&self) -> u64 {
+        self.limit.saturating_sub(self.consumed)
     }
     /// Contiguous bytes received.
     pub fn delivered(&self) -> u64 {
@@ -430,7 +558,7 @@ impl RecvBuf {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or(FlowError::Overflow)?;
-        let limit = self.consumed + u64::from(self.window);
+        let limit = self.limit;
         if end > limit {
             return Err(FlowError::CreditExceeded { offset, end, limit });
         }
@@ -517,11 +645,11 @@ impl RecvBuf {
                 received: highest,
             });
         }
-        if offset > self.consumed + u64::from(self.window) {
+        if offset > self.limit {
             return Err(FlowError::CreditExceeded {
                 offset,
                 end: offset,
-                limit: self.consumed + u64::from(self.window),
+                limit: self.limit,
             });
         }
         self.fin = offset;
@@ -722,6 +850,9 @@ mod tests {
             Take(usize),
             Credit(u64),
             Rewind(u64),
+            /// The receiver changes its window and grants it; the sender
+            /// sees that grant or an older one (grants cross on streams).
+            Window(u32, u8),
         }
 
         fn op() -> impl Strategy<Value = Op> {
@@ -730,8 +861,12 @@ mod tests {
                 (1usize..20_000).prop_map(Op::Take),
                 any::<u64>().prop_map(Op::Credit),
                 any::<u64>().prop_map(Op::Rewind),
+                (0u32..=MAX_WINDOW, any::<u8>()).prop_map(|(w, k)| Op::Window(w, k)),
             ]
         }
+
+        const BASE: u32 = 30_000;
+        const MAX_WINDOW: u32 = 90_000;
 
         proptest! {
             /// Whatever the interleaving of writes, sends, credits and
@@ -741,9 +876,11 @@ mod tests {
             #[test]
             fn send_buffer_matches_model(ops in prop::collection::vec(op(), 1..200)) {
                 let mut s = SendBuf::default();
-                s.set_peer_window(30_000);
-                let mut r = RecvBuf::new(30_000);
+                s.set_peer_window(BASE);
+                let mut r = RecvBuf::new(BASE);
                 let mut written = 0u64;
+                // Every grant the receiver made, oldest first.
+                let mut grants: Vec<Grant> = Vec::new();
                 for op in ops {
                     match op {
                         Op::Write(n, zero_copy) => {
@@ -761,18 +898,33 @@ mod tests {
                             }
                         }
                         Op::Credit(c) => {
-                            // A legal credit: at most what the receiver consumed.
+                            // A legal credit: at most what the receiver
+                            // consumed, granted (a Credit implies the base
+                            // window, which every window is at least).
                             while let Ok(Some(_)) = r.read_chunk(usize::MAX) {}
+                            grants.push(r.grant());
                             let c = c % (r.consumed() + 1);
                             s.on_credit(c).unwrap();
+                        }
+                        Op::Window(w, k) => {
+                            r.set_window(w);
+                            grants.push(r.grant());
+                            // Deliver the newest grant or an older one.
+                            let g = grants[grants.len() - 1 - usize::from(k) % grants.len()];
+                            let before = s.limit();
+                            s.on_window(g.consumed, g.window).unwrap();
+                            prop_assert!(s.limit() >= before, "a grant never lowers the limit");
                         }
                         Op::Rewind(x) => {
                             let to = x % (s.sent_max() + 1);
                             s.retransmit_from(to, u64::MAX).unwrap();
                         }
                     }
-                    prop_assert!(s.retained() <= 40_000);
-                    prop_assert!(r.buffered() <= 30_000);
+                    // The sender never has more than the receiver granted.
+                    prop_assert!(s.limit() <= r.limit());
+                    prop_assert!(s.retained() <= u64::from(MAX_WINDOW) + 10_000);
+                    prop_assert!(r.buffered() <= r.outstanding());
+                    prop_assert!(r.outstanding() <= u64::from(MAX_WINDOW));
                     prop_assert_eq!(s.written(), written);
                 }
             }

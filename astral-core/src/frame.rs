@@ -28,8 +28,11 @@
 //! | `0x14` | [`Resume`](Frame::Resume) | session u64, received u64, consumed u64, reply u8 (0/1) | after a stream died: this side's counts; every Resume with reply = 0 gets one with reply = 1 |
 //! | `0x15` | [`Drain`](Frame::Drain) | none | stream level: "move your sessions off this stream; I will close it" |
 //! | `0x16` | [`Goodbye`](Frame::Goodbye) | none | node level: "this node instance is leaving: every session with it is over" |
+//! | `0x17` | [`Window`](Frame::Window) | session u64, consumed u64, window u32 | a Credit that also changes the window: the peer may send up to `consumed + window` |
+//! | `0x18` | [`Pin`](Frame::Pin) | session u64, pinned u8 (0/1) | the sender's operator pinned (or released) the session: automatic placement leaves it alone |
+//! | `0x19` | [`Preference`](Frame::Preference) | tier u8, penalty u16 (ms) | stream level: the sender's preference for this stream (lower tiers first; penalty added to its delay) |
 //!
-//! Opcodes `0x07..=0x0f` and `0x17..=0xff` are unknown and rejected.
+//! Opcodes `0x07..=0x0f` and `0x1a..=0xff` are unknown and rejected.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -61,6 +64,12 @@ pub(crate) const OP_RESUME: u8 = 0x14;
 pub(crate) const OP_DRAIN: u8 = 0x15;
 /// Opcode of [`Frame::Goodbye`].
 pub(crate) const OP_GOODBYE: u8 = 0x16;
+/// Opcode of [`Frame::Window`].
+pub(crate) const OP_WINDOW: u8 = 0x17;
+/// Opcode of [`Frame::Pin`].
+pub(crate) const OP_PIN: u8 = 0x18;
+/// Opcode of [`Frame::Preference`].
+pub(crate) const OP_PREFERENCE: u8 = 0x19;
 
 /// Encoded sizes: the fixed frames' whole size, the variable ones' size
 /// without their payload or query. The scheduler budgets records with these
@@ -94,6 +103,12 @@ pub(crate) mod size {
     pub const DRAIN: usize = 1;
     /// Goodbye: op.
     pub const GOODBYE: usize = 1;
+    /// Window: op + session + consumed + window.
+    pub const WINDOW: usize = 1 + 8 + 8 + 4;
+    /// Pin: op + session + pinned.
+    pub const PIN: usize = 1 + 8 + 1;
+    /// Preference: op + tier + penalty.
+    pub const PREFERENCE: usize = 1 + 1 + 2;
 }
 
 /// Size of a DataAt header (op + session + offset + len).
@@ -203,6 +218,39 @@ pub enum Frame {
     /// session with it ends at once, and the sender closes the stream once
     /// this frame is flushed. Sent on every stream to the peer.
     Goodbye,
+    /// `0x17`: a [`Credit`](Frame::Credit) that also states the window:
+    /// the receiver of this frame may send up to `consumed + window`. Grants
+    /// are cumulative: a sender keeps the highest limit any Credit, Window
+    /// or Resume gave it (a Credit or Resume gives `consumed` plus the
+    /// session's initial `buffer`), so a smaller window never takes back
+    /// credit already granted.
+    Window {
+        /// Session id.
+        session: u64,
+        /// Total bytes consumed so far in the direction being credited
+        /// (as in Credit, the Fin counts one).
+        consumed: u64,
+        /// Bytes granted beyond `consumed`.
+        window: u32,
+    },
+    /// `0x18`: the sender's operator pinned the session to where it is
+    /// (`pinned = true`) or released it; automatic placement at either end
+    /// leaves a pinned session alone.
+    Pin {
+        /// Session id.
+        session: u64,
+        /// Pinned, or released.
+        pinned: bool,
+    },
+    /// `0x19`: stream level, the sender's preference for the stream it
+    /// arrives on.
+    Preference {
+        /// Lower tiers are used first.
+        tier: u8,
+        /// Milliseconds added to the stream's delay when streams of one
+        /// tier are compared.
+        penalty_ms: u16,
+    },
 }
 
 /// Why a frame could not be decoded or encoded.
@@ -430,6 +478,26 @@ impl Frame {
             }
             OP_DRAIN => Frame::Drain,
             OP_GOODBYE => Frame::Goodbye,
+            OP_WINDOW => {
+                let session = r.u64()?;
+                let consumed = r.u64()?;
+                let window = r.u32()?;
+                Frame::Window {
+                    session,
+                    consumed,
+                    window,
+                }
+            }
+            OP_PIN => {
+                let session = r.u64()?;
+                let pinned = r.bool("pinned")?;
+                Frame::Pin { session, pinned }
+            }
+            OP_PREFERENCE => {
+                let tier = r.u8()?;
+                let penalty_ms = u16::from_be_bytes(*r.take::<2>()?);
+                Frame::Preference { tier, penalty_ms }
+            }
             other => return Err(FrameError::UnknownOpcode(other)),
         };
         buf.advance(s.len() - r.0.len());
@@ -453,6 +521,9 @@ impl Frame {
             Frame::Resume { .. } => size::RESUME,
             Frame::Drain => size::DRAIN,
             Frame::Goodbye => size::GOODBYE,
+            Frame::Window { .. } => size::WINDOW,
+            Frame::Pin { .. } => size::PIN,
+            Frame::Preference { .. } => size::PREFERENCE,
         }
     }
 
@@ -555,6 +626,23 @@ impl Frame {
                 out.put_u8(u8::from(*reply));
             }
             Frame::Drain | Frame::Goodbye => {}
+            Frame::Window {
+                session,
+                consumed,
+                window,
+            } => {
+                out.put_u64(*session);
+                out.put_u64(*consumed);
+                out.put_u32(*window);
+            }
+            Frame::Pin { session, pinned } => {
+                out.put_u64(*session);
+                out.put_u8(u8::from(*pinned));
+            }
+            Frame::Preference { tier, penalty_ms } => {
+                out.put_u8(*tier);
+                out.put_u16(*penalty_ms);
+            }
         }
         Ok(())
     }
@@ -583,14 +671,17 @@ impl Frame {
             Frame::Resume { .. } => OP_RESUME,
             Frame::Drain => OP_DRAIN,
             Frame::Goodbye => OP_GOODBYE,
+            Frame::Window { .. } => OP_WINDOW,
+            Frame::Pin { .. } => OP_PIN,
+            Frame::Preference { .. } => OP_PREFERENCE,
         }
     }
 
-    /// Session id this frame concerns, if any (`None` for Ping, Drain and
-    /// Goodbye).
+    /// Session id this frame concerns, if any (`None` for the stream-level
+    /// Ping, Drain and Preference, and the node-level Goodbye).
     pub fn session(&self) -> Option<u64> {
         match self {
-            Frame::Ping { .. } | Frame::Drain | Frame::Goodbye => None,
+            Frame::Ping { .. } | Frame::Drain | Frame::Preference { .. } | Frame::Goodbye => None,
             Frame::Query { session, .. }
             | Frame::Response { session, .. }
             | Frame::Read { session, .. }
@@ -601,7 +692,9 @@ impl Frame {
             | Frame::Credit { session, .. }
             | Frame::Fin { session, .. }
             | Frame::MigrateTo { session, .. }
-            | Frame::Resume { session, .. } => Some(*session),
+            | Frame::Resume { session, .. }
+            | Frame::Window { session, .. }
+            | Frame::Pin { session, .. } => Some(*session),
         }
     }
 
@@ -717,6 +810,19 @@ mod tests {
             },
             Frame::Drain,
             Frame::Goodbye,
+            Frame::Window {
+                session: 7,
+                consumed: 1 << 33,
+                window: 16 << 20,
+            },
+            Frame::Pin {
+                session: 7,
+                pinned: true,
+            },
+            Frame::Preference {
+                tier: 1,
+                penalty_ms: 250,
+            },
         ]
     }
 
@@ -730,7 +836,7 @@ mod tests {
         let frames = samples();
         let mut opcodes: Vec<u8> = frames.iter().map(Frame::opcode).collect();
         opcodes.dedup();
-        assert_eq!(opcodes.len(), 14);
+        assert_eq!(opcodes.len(), 17);
         for f in frames {
             let bytes = f.to_bytes().expect("encodable");
             assert_eq!(bytes.len(), f.encoded_len());
@@ -738,12 +844,32 @@ mod tests {
             assert_eq!(f.is_base(), f.opcode() <= 6);
             assert_eq!(
                 f.session().is_none(),
-                matches!(f, Frame::Ping { .. } | Frame::Drain | Frame::Goodbye)
+                matches!(
+                    f,
+                    Frame::Ping { .. } | Frame::Drain | Frame::Preference { .. } | Frame::Goodbye
+                )
             );
             let mut buf = bytes.clone();
             assert_eq!(Frame::decode(&mut buf, &DecodeLimits::default()), Ok(f));
             assert!(buf.is_empty());
         }
+    }
+
+    /// The Window layout, byte for byte (docs/PROTOCOL.md).
+    #[test]
+    fn frame_window_bytes() {
+        let f = Frame::Window {
+            session: 0x0102_0304_0506_0708,
+            consumed: 0x1112_1314_1516_1718,
+            window: 0x2122_2324,
+        };
+        let bytes = f.to_bytes().unwrap();
+        let mut want = vec![0x17];
+        want.extend_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
+        want.extend_from_slice(&0x1112_1314_1516_1718u64.to_be_bytes());
+        want.extend_from_slice(&0x2122_2324u32.to_be_bytes());
+        assert_eq!(bytes.to_vec(), want);
+        assert_eq!(size::WINDOW, 21);
     }
 
     #[test]
@@ -781,7 +907,7 @@ mod tests {
 
     #[test]
     fn frame_error_unknown_opcode() {
-        for op in (7u8..=0x0f).chain(0x17..=0xff) {
+        for op in (7u8..=0x0f).chain(0x1a..=0xff) {
             assert_eq!(
                 decode_all(
                     &[op, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -905,6 +1031,55 @@ mod tests {
             Err(FrameError::InvalidValue {
                 field: "reply",
                 value: 255
+            })
+        );
+    }
+
+    #[test]
+    fn pin_and_preference_encode_byte_for_byte() {
+        let pin = Frame::Pin {
+            session: 0x0102_0304_0506_0708,
+            pinned: true,
+        };
+        assert_eq!(
+            &pin.to_bytes().unwrap()[..],
+            &[0x18, 1, 2, 3, 4, 5, 6, 7, 8, 1]
+        );
+        let unpin = Frame::Pin {
+            session: 9,
+            pinned: false,
+        };
+        assert_eq!(
+            &unpin.to_bytes().unwrap()[..],
+            &[0x18, 0, 0, 0, 0, 0, 0, 0, 9, 0]
+        );
+        let pref = Frame::Preference {
+            tier: 2,
+            penalty_ms: 500,
+        };
+        assert_eq!(&pref.to_bytes().unwrap()[..], &[0x19, 2, 0x01, 0xf4]);
+        for f in [pin, unpin, pref] {
+            let bytes = f.to_bytes().unwrap();
+            let mut buf = bytes.clone();
+            assert_eq!(Frame::decode(&mut buf, &DecodeLimits::default()), Ok(f));
+            assert!(buf.is_empty());
+            // Every strict prefix is truncated, never another frame.
+            for n in 1..bytes.len() {
+                assert!(matches!(
+                    decode_all(&bytes[..n], &DecodeLimits::default()),
+                    Err(FrameError::Truncated { .. })
+                ));
+            }
+        }
+        // `pinned` is 0 or 1.
+        let mut p = vec![OP_PIN];
+        p.extend_from_slice(&7u64.to_be_bytes());
+        p.push(2);
+        assert_eq!(
+            decode_all(&p, &DecodeLimits::default()),
+            Err(FrameError::InvalidValue {
+                field: "pinned",
+                value: 2
             })
         );
     }
@@ -1051,6 +1226,17 @@ mod tests {
             ),
             Just(Frame::Drain),
             Just(Frame::Goodbye),
+            (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(session, consumed, window)| {
+                Frame::Window {
+                    session,
+                    consumed,
+                    window,
+                }
+            }),
+            (any::<u64>(), any::<bool>())
+                .prop_map(|(session, pinned)| Frame::Pin { session, pinned }),
+            (any::<u8>(), any::<u16>())
+                .prop_map(|(tier, penalty_ms)| Frame::Preference { tier, penalty_ms }),
         ]
     }
 
@@ -1075,7 +1261,7 @@ mod tests {
         ) {
             // Bias the first byte toward known opcodes so frames often decode.
             let mut data = data;
-            data.insert(0, first % 0x18);
+            data.insert(0, first % 0x1a);
             let limits = if small_limits {
                 DecodeLimits { max_query_len: 16, max_payload_len: 16 }
             } else {

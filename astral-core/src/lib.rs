@@ -68,6 +68,7 @@ pub mod identity;
 mod ids;
 mod node;
 pub mod noise;
+mod path;
 pub mod policy;
 pub mod session;
 mod shared;
@@ -75,6 +76,7 @@ mod slab;
 pub mod stream;
 mod time;
 mod timer;
+mod window;
 
 #[cfg(feature = "unstable")]
 pub mod unstable;
@@ -93,5 +95,5 @@ pub use ids::{EngineId, SessionId, StreamId};
 pub use node::{codes, Node};
 pub use policy::{Candidate, Policy, RttPolicy};
 pub use session::{Role, SessionInfo, SessionState, SessionStats, Transition};
-pub use stream::{Rtt, StreamInfo, StreamState, StreamStats};
+pub use stream::{Rtt, StreamInfo, StreamPreference, StreamState, StreamStats};
 pub use time::{Clock, Timestamp};

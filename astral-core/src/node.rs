@@ -578,6 +578,50 @@ impl Node {
         r
     }
 
+    /// Pins `session` where it is (automatic placement at both ends leaves
+    /// it alone until it is unpinned or its stream dies) or releases it;
+    /// see [`PeerEngine::pin_session`].
+    pub fn pin_session(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        pinned: bool,
+    ) -> Result<(), MigrateError> {
+        self.sync_dirty();
+        let eid = session.engine();
+        let r = self
+            .engine_mut(eid)
+            .ok_or(MigrateError::UnknownSession)?
+            .pin_session(now, session, pinned);
+        self.sync(eid);
+        r
+    }
+
+    /// Whether this node's application, or the peer's, pinned `session`:
+    /// `(local, peer)`.
+    pub fn session_pins(&self, session: SessionId) -> Option<(bool, bool)> {
+        self.engine(session.engine())?.session_pins(session)
+    }
+
+    /// Sets this node's placement preference for an established `stream`
+    /// and announces it to the peer; see
+    /// [`PeerEngine::set_stream_preference`].
+    pub fn set_stream_preference(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        preference: crate::StreamPreference,
+    ) -> Result<(), MigrateError> {
+        self.sync_dirty();
+        let eid = *self.owner.get(&stream).ok_or(MigrateError::TargetUnknown)?;
+        let r = self
+            .engine_mut(eid)
+            .ok_or(MigrateError::TargetUnknown)?
+            .set_stream_preference(now, stream, preference);
+        self.after_engine_call(eid, stream);
+        r
+    }
+
     /// Snapshot of one session.
     pub fn session_info(&self, id: SessionId) -> Option<SessionInfo> {
         self.engine(id.engine())?.session_info(id)
@@ -595,6 +639,12 @@ impl Node {
             .flatten()
             .map(|e| e.session_count())
             .sum()
+    }
+
+    /// Bytes of the memory budget the node's sessions have reserved now
+    /// (see [`Endpoint::memory_reserved`]).
+    pub fn memory_reserved(&self) -> u64 {
+        self.endpoint.memory_reserved()
     }
 
     // ----- timers and events ------------------------------------------------

@@ -289,8 +289,18 @@ pub struct SessionStats {
     pub recoveries: u32,
     /// Credit window granted by the peer.
     pub peer_window: u32,
-    /// Credit window this side grants.
+    /// Credit window this side grants (auto-tuned).
     pub local_window: u32,
+    /// The peer's grant: the highest offset this side may send.
+    pub peer_limit: u64,
+    /// Times auto-tuning grew the local window.
+    pub window_growths: u32,
+    /// Times it shrank it (memory pressure, or a migration to a faster
+    /// stream).
+    pub window_shrinks: u32,
+    /// Bytes the session reserved from the memory budget now (above its
+    /// floors).
+    pub budget_reserved: u64,
 }
 
 #[cfg(test)]

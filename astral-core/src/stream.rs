@@ -31,8 +31,21 @@ impl StreamState {
     }
 }
 
-/// Smoothed round-trip time (RFC 6298 estimator).
+/// Round-trip estimates of a stream.
+///
+/// Samples come from pings and from credited data (each cumulative Credit
+/// acknowledges a record sent at a known time), so a busy stream yields
+/// several a round trip. Two views of them:
+///
+/// * `srtt`/`rttvar` (RFC 6298): the delay under load, queueing included;
+///   [`Rtt::rto`] is built from them. A credit sample longer than the RTO
+///   is left out of them (it is almost always a receiver that read late,
+///   not the path); pings, which the peer answers at once, always count.
+/// * `path`: the path delay, a windowed minimum that the queueing caused by
+///   the session's own traffic cannot raise (see `docs/MIGRATION.md`,
+///   "Automatic placement"). The placement policy decides on it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rtt {
     /// Smoothed RTT; zero until the first sample.
     pub srtt: Duration,
@@ -44,6 +57,9 @@ pub struct Rtt {
     pub latest: Duration,
     /// Number of samples.
     pub samples: u32,
+    /// Path delay: the windowed minimum of samples, held while the
+    /// stream's own traffic explains longer ones; zero until the first.
+    pub path: Duration,
 }
 
 /// Floor and cap of [`Rtt::rto`]: a retransmission-style timeout never
@@ -52,7 +68,8 @@ pub(crate) const RTO_FLOOR: Duration = Duration::from_millis(100);
 pub(crate) const RTO_CAP: Duration = Duration::from_secs(60);
 
 impl Rtt {
-    /// Folds in one sample.
+    /// Folds one sample into the smoothed values (`srtt`, `rttvar`, `min`,
+    /// `latest`, `samples`; `path` is the engine's).
     pub fn sample(&mut self, r: Duration) {
         self.latest = r;
         if self.samples == 0 {
@@ -75,6 +92,77 @@ impl Rtt {
             return initial.clamp(RTO_FLOOR, RTO_CAP);
         }
         (self.srtt + self.rttvar * 4).clamp(RTO_FLOOR, RTO_CAP)
+    }
+}
+
+/// How much the application wants traffic on a stream, set per stream
+/// (`set_stream_preference`) and announced to the peer, so both ends place
+/// sessions alike: the policy uses the stricter of the two ends' settings.
+///
+/// * `tier`: lower tiers are used first. A session moves to a stream of a
+///   higher tier only when no usable stream of a lower tier is left (its
+///   stream died or is drained), and back as soon as one is usable again
+///   (MPTCP's backup flag). Tier 0 is the default; e.g. 1 for a metered
+///   link, 2 for a last-resort relay.
+/// * `penalty`: added to the stream's delay when streams of one tier are
+///   compared, so it must be that much faster to win (a cost in delay
+///   units: e.g. 200 ms on a Tor circuit that should carry sessions only
+///   when the direct path is far worse). Sent in whole milliseconds, at
+///   most 65.535 s.
+///
+/// ```
+/// use std::time::Duration;
+/// use astral_core::StreamPreference;
+/// let metered = StreamPreference::backup();
+/// let tor = StreamPreference::with_penalty(Duration::from_millis(200));
+/// assert_eq!(metered.stricter(tor), StreamPreference { tier: 1, penalty: Duration::from_millis(200) });
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StreamPreference {
+    /// Lower tiers are used first (0: default).
+    pub tier: u8,
+    /// Added to the stream's delay when comparing streams of one tier.
+    pub penalty: Duration,
+}
+
+/// Largest penalty the wire carries (u16 milliseconds).
+const MAX_PENALTY: Duration = Duration::from_millis(u16::MAX as u64);
+
+impl StreamPreference {
+    /// Tier 0, no penalty.
+    pub const NORMAL: StreamPreference = StreamPreference {
+        tier: 0,
+        penalty: Duration::ZERO,
+    };
+
+    /// Tier 1: used only while no tier-0 stream is usable.
+    pub fn backup() -> Self {
+        StreamPreference {
+            tier: 1,
+            penalty: Duration::ZERO,
+        }
+    }
+
+    /// Tier 0 with `penalty` added to the stream's delay.
+    pub fn with_penalty(penalty: Duration) -> Self {
+        StreamPreference {
+            tier: 0,
+            penalty: penalty.min(MAX_PENALTY),
+        }
+    }
+
+    /// The stricter of two settings (higher tier, larger penalty): what a
+    /// stream is worth when both ends have a say.
+    pub fn stricter(self, other: StreamPreference) -> StreamPreference {
+        StreamPreference {
+            tier: self.tier.max(other.tier),
+            penalty: self.penalty.max(other.penalty),
+        }
+    }
+
+    /// The penalty in wire units (whole milliseconds, saturating).
+    pub(crate) fn penalty_ms(self) -> u16 {
+        u16::try_from(self.penalty.as_millis()).unwrap_or(u16::MAX)
     }
 }
 
@@ -122,8 +210,12 @@ pub struct StreamInfo {
     /// heard nothing for another RTO ([`Event::StreamSuspect`](crate::Event::StreamSuspect)).
     /// Sessions avoid it until it is heard from again.
     pub suspect: bool,
-    /// Round-trip estimate.
+    /// Round-trip estimates (smoothed delay under load, and path delay).
     pub rtt: Rtt,
+    /// This node's preference for the stream.
+    pub preference: StreamPreference,
+    /// The peer's preference for it, as it announced it.
+    pub peer_preference: StreamPreference,
     /// Sessions sending on this stream.
     pub sessions: usize,
     /// Counters.

@@ -551,6 +551,52 @@ impl Node {
         })
     }
 
+    /// Pins `session` where it is (`true`: automatic placement at both ends
+    /// leaves it alone until it is unpinned or its stream dies) or releases
+    /// it. [`Node::migrate`] pins too.
+    ///
+    /// ```no_run
+    /// # fn f(node: astral_tokio::Node, s: astral_tokio::SessionId) {
+    /// node.pin_session(s, false).expect("unknown session");
+    /// # }
+    /// ```
+    pub fn pin_session(&self, session: SessionId, pinned: bool) -> Result<()> {
+        self.inner().ep.with(|st, _| {
+            let p = st
+                .peer_of(session)
+                .cloned()
+                .ok_or(MigrateError::UnknownSession)?;
+            p.with(|ps, now| ps.engine.pin_session(now, session, pinned))
+                .map_err(Error::from)
+        })
+    }
+
+    /// Whether this node's application, or the peer's, pinned `session`:
+    /// `(local, peer)`; `None` for an unknown session.
+    pub fn session_pins(&self, session: SessionId) -> Option<(bool, bool)> {
+        let p = self.inner().ep.peek(|st| st.peer_of(session).cloned())?;
+        p.peek(|ps| ps.engine.session_pins(session))
+    }
+
+    /// Sets this node's placement preference for `stream` (tier, penalty)
+    /// and announces it to the peer; both ends use the stricter of their
+    /// two settings.
+    pub fn set_stream_preference(
+        &self,
+        stream: StreamId,
+        preference: astral_core::StreamPreference,
+    ) -> Result<()> {
+        self.inner().ep.with(|st, _| {
+            let p = st
+                .owner
+                .get(&stream)
+                .cloned()
+                .ok_or(MigrateError::TargetUnknown)?;
+            p.with(|ps, now| ps.engine.set_stream_preference(now, stream, preference))
+                .map_err(Error::from)
+        })
+    }
+
     /// Moves every session off `stream`, then closes it gracefully; returns
     /// how many sessions moved. The stream is not redialed.
     ///
@@ -906,5 +952,153 @@ async fn redial(inner: Arc<Inner>, d: DialId, peer: NodeId, addr: SocketAddr) {
             let r = st.core.random_u64();
             st.redialer.failed(now, d, r);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What the per-peer structure promises, checked from the inside: peers
+    //! do not wait for each other's locks, and engines with nothing left
+    //! are retired.
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc as std_mpsc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::timeout;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    fn node(seed: u8, config: Config) -> Node {
+        let n = Node::with_seed(Identity::from_seed([seed; 32]), config, u64::from(seed)).unwrap();
+        n.set_redial(None);
+        n
+    }
+
+    /// Echoes every session's bytes back until end-of-stream.
+    fn serve_echo(node: &Node) {
+        let node = node.clone();
+        tokio::spawn(async move {
+            while let Some(q) = node.next_query().await {
+                let Ok(s) = q.accept() else { continue };
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.into_split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+    }
+
+    fn peer_of(node: &Node, remote: NodeId) -> Arc<Peer> {
+        node.inner()
+            .ep
+            .peek(|st| st.route(remote).cloned())
+            .unwrap()
+    }
+
+    async fn echo_rounds(s: &mut Session, rounds: usize) {
+        let mut b = [0u8; 1];
+        for i in 0..rounds {
+            s.write_all(&[i as u8]).await.unwrap();
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(b[0], i as u8);
+        }
+    }
+
+    /// While another thread holds the server's lock of peer A, peer B's
+    /// sessions still make progress: B's echo completes before A's lock is
+    /// released (with one node-wide lock it could not).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_held_peer_lock_does_not_stall_another_peer() {
+        timeout(LIMIT, async {
+            let server = node(1, Config::default());
+            let (a, b) = (node(2, Config::default()), node(3, Config::default()));
+            let addr = server.listen("127.0.0.1:0").await.unwrap();
+            serve_echo(&server);
+            a.connect(server.id(), addr).await.unwrap();
+            b.connect(server.id(), addr).await.unwrap();
+            let mut sa = a.open_session(server.id(), "echo").await.unwrap();
+            let mut sb = b.open_session(server.id(), "echo").await.unwrap();
+            echo_rounds(&mut sa, 3).await;
+            echo_rounds(&mut sb, 3).await;
+
+            let held = peer_of(&server, a.id());
+            let released = Arc::new(AtomicBool::new(false));
+            let (locked_tx, locked_rx) = std_mpsc::channel();
+            let (done_tx, done_rx) = std_mpsc::channel::<()>();
+            let rel = released.clone();
+            let holder = std::thread::spawn(move || {
+                held.peek(|_| {
+                    locked_tx.send(()).unwrap();
+                    // Held until B is done, or at most 10 s.
+                    let _ = done_rx.recv_timeout(Duration::from_secs(10));
+                    rel.store(true, Ordering::SeqCst);
+                });
+            });
+            locked_rx.recv().unwrap();
+            // A's traffic now waits for the lock; B's must not.
+            let a_task = tokio::spawn(async move {
+                echo_rounds(&mut sa, 1).await;
+                sa
+            });
+            echo_rounds(&mut sb, 50).await;
+            assert!(
+                !released.load(Ordering::SeqCst),
+                "peer B waited for peer A's lock"
+            );
+            done_tx.send(()).unwrap();
+            holder.join().unwrap();
+            // A goes on once its lock is free.
+            let mut sa = a_task.await.unwrap();
+            echo_rounds(&mut sa, 3).await;
+        })
+        .await
+        .expect("test timed out");
+    }
+
+    /// Once a peer has no stream, no session and no remembered closed
+    /// session, its engine is retired on both nodes, and a new session
+    /// to the same peer gets a fresh engine.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_engines_are_retired() {
+        timeout(LIMIT, async {
+            let config = Config {
+                recovery_timeout: Duration::from_millis(200),
+                ..Config::default()
+            };
+            let server = node(1, config.clone());
+            let client = node(2, config);
+            let addr = server.listen("127.0.0.1:0").await.unwrap();
+            serve_echo(&server);
+            let stream = client.connect(server.id(), addr).await.unwrap();
+            let mut s = client.open_session(server.id(), "echo").await.unwrap();
+            echo_rounds(&mut s, 3).await;
+            let first = peer_of(&client, server.id()).id;
+            s.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(s.closed().await, CloseReason::Graceful);
+            drop(s);
+            client.close_stream(stream).unwrap();
+            let engines = |n: &Node| {
+                n.inner()
+                    .ep
+                    .peek(|st| (st.peers.len(), st.core.engine_count()))
+            };
+            loop {
+                if engines(&client) == (0, 0) && engines(&server) == (0, 0) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            client.connect(server.id(), addr).await.unwrap();
+            let mut s = client.open_session(server.id(), "echo").await.unwrap();
+            echo_rounds(&mut s, 3).await;
+            assert_ne!(peer_of(&client, server.id()).id, first, "a fresh engine");
+        })
+        .await
+        .expect("test timed out");
     }
 }

@@ -104,6 +104,12 @@ counters! {
     closed_graceful,
     /// Session ends reported with another reason.
     closed_other,
+    /// Times a receiver's auto-tuning grew a session's window (read from
+    /// the session's statistics by its reader).
+    window_growths,
+    /// Times it shrank one (memory pressure, or a migration to a faster
+    /// stream).
+    window_shrinks,
 }
 
 impl Coverage {

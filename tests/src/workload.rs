@@ -67,6 +67,8 @@ pub struct HalfFlow {
     pub blocked: bool,
     /// A paced writer's next chunk is due then.
     pub next_write_at: Timestamp,
+    /// The reading end's window growths and shrinks seen so far.
+    pub tuned: (u32, u32),
 }
 
 /// One session of the workload, both ends.
@@ -245,6 +247,7 @@ impl Sim {
         let mut errors = Vec::new();
         let mut buf = vec![0u8; max_read];
         let mut expect = vec![0u8; max_read];
+        let mut tuned = half.tuned;
         if let Some(mut s) = self.nodes[node].session(sid) {
             loop {
                 let want = 1 + self.rng.next_u64() as usize % max_read;
@@ -281,9 +284,15 @@ impl Sim {
                     }
                 }
             }
+            if let Some(info) = s.info() {
+                tuned = (info.stats.window_growths, info.stats.window_shrinks);
+            }
         }
         let f = &mut self.flows[i];
         let half = if acceptor { &mut f.up } else { &mut f.down };
+        self.coverage.window_growths += u64::from(tuned.0.saturating_sub(half.tuned.0));
+        self.coverage.window_shrinks += u64::from(tuned.1.saturating_sub(half.tuned.1));
+        half.tuned = tuned;
         half.read = read;
         half.eof = eof;
         f.errors.extend(errors);

@@ -35,7 +35,8 @@ use std::time::Duration;
 
 use astral_core::Config;
 use support::{
-    run_closed, run_exact, run_settled, script_config, scripts, suite, LinkKind, Mix, Shape,
+    run_closed, run_exact, run_settled, run_settled_with, script_config, scripts, suite,
+    tuned_config, LinkKind, Mix, Shape,
 };
 
 /// Replays one failing script (the JSON a failure prints) with its whole
@@ -98,6 +99,24 @@ fn every_action_but_drains_is_exact() {
         EVERY_ND_X,
         run_exact,
     );
+}
+
+/// Auto-tuned windows (issue 11) under every action: windows start at
+/// 4-64 KiB and grow towards 1 MiB while sessions migrate, recover and
+/// drain, within budgets the flows run into (so windows also stop growing
+/// and shrink, and writes block at the budget). Strong oracle: every byte
+/// exactly once and in order while the windows change under it.
+#[test]
+fn autotuned_windows_settle() {
+    let shape = Shape {
+        windows: vec![4096, 16_384, 65_536],
+        max_bytes: 1_000_000,
+        max_io: 32_000,
+        ..Shape::default()
+    };
+    suite("autotuned_windows", 200, scripts(shape), TUNED, |s| {
+        run_settled_with(s, tuned_config(s))
+    });
 }
 
 fn tiny() -> Shape {
@@ -332,7 +351,7 @@ const EVERY_ND_X: &[(&str, u64)] = &[
     ("kills", 170),
     ("one_sided_kills", 180),
     ("kills_during_migration", 9),
-    ("kills_during_recovery", 7),
+    ("kills_during_recovery", 6),
     ("connects", 630),
     ("stream_closes", 94),
     ("partitions", 91),
@@ -344,6 +363,17 @@ const EVERY_ND_X: &[(&str, u64)] = &[
     ("sessions_opened", 240),
     ("resets", 92),
     ("half_closes", 73),
+];
+
+const TUNED: &[(&str, u64)] = &[
+    ("window_growths", 1000),
+    ("window_shrinks", 10),
+    ("migrations_started", 110),
+    ("migrations_with_bytes_in_flight", 100),
+    ("drains_completed", 70),
+    ("kills", 55),
+    ("recoveries_completed", 190),
+    ("resumes_with_retransmit", 70),
 ];
 
 const TINY: &[(&str, u64)] = &[

@@ -81,8 +81,11 @@ fn run(s: &Schedule) -> (Result<(), String>, Coverage) {
 }
 
 fn build(s: &Schedule) -> Sim {
+    // Fixed windows (no auto-tuning): the schedules' timing assumes them;
+    // `prop_actions::autotuned_windows_settle` covers tuned windows.
     let config = Config {
         recv_window: s.window,
+        max_recv_window: s.window,
         send_buffer: s.window,
         keepalive_interval: Duration::from_millis(500),
         dead_timeout: Duration::from_secs(2),

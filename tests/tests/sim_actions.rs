@@ -13,6 +13,8 @@ fn ms(n: u64) -> Duration {
 fn config() -> Config {
     Config {
         recv_window: 16_384,
+        // Fixed (no auto-tuning): the tests time actions against transfers.
+        max_recv_window: 16_384,
         send_buffer: 16_384,
         keepalive_interval: ms(250),
         dead_timeout: Duration::from_secs(1),

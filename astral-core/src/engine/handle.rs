@@ -69,18 +69,20 @@ impl<'a> SessionHandle<'a> {
         self.engine.session_info(self.id)
     }
 
-    /// Bytes that `write` would accept now.
+    /// Bytes that `write` would accept now: up to `send_buffer` beyond
+    /// the peer's grant, within the memory budget.
     pub fn write_capacity(&self) -> usize {
-        let cap = self.engine.shared.config.send_buffer;
         self.engine
             .sessions
             .get(self.id)
-            .map(|s| s.send.capacity(cap))
+            .map(|s| self.engine.write_room(s))
             .unwrap_or(0)
     }
 
     /// Queues bytes (copied); returns how many were taken, at least one, or
-    /// `Blocked` when the send buffer is full.
+    /// `Blocked` when the send buffer is full (the peer's grant plus
+    /// `send_buffer`, or the memory budget, is used up): wait for
+    /// `Event::Writable`.
     pub fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
         self.write_with(data.len(), |s, cap| s.send.write(data, cap))
     }
@@ -96,25 +98,26 @@ impl<'a> SessionHandle<'a> {
         len: usize,
         put: impl FnOnce(&mut super::sessions::Session, usize) -> usize,
     ) -> Result<usize, WriteError> {
-        let cap_cfg = self.engine.shared.config.send_buffer;
-        let s = self
-            .engine
-            .sessions
-            .get_mut(self.id)
-            .ok_or(WriteError::Closed)?;
+        let id = self.id;
+        let s = self.engine.sessions.get(id).ok_or(WriteError::Closed)?;
         if s.send.fin_requested() {
             return Err(WriteError::Closed);
         }
         if len == 0 {
             return Ok(0);
         }
-        let cap = s.send.capacity(cap_cfg);
+        let cap = self.engine.reserve_write(id, len);
+        let Some(s) = self.engine.sessions.get_mut(id) else {
+            return Err(WriteError::Closed);
+        };
         if cap == 0 {
             s.app.write_blocked = true;
             return Err(WriteError::Blocked);
         }
         let n = put(s, cap);
-        self.engine.schedule(self.id);
+        // Give back what the write reserved and did not take.
+        self.engine.settle_send_charge(id);
+        self.engine.schedule(id);
         Ok(n)
     }
 

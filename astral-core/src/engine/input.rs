@@ -1,5 +1,7 @@
 //! Inbound path of an engine: ciphertext → records → frames → sessions.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 
 use super::sessions::{Ending, Phase, Session};
@@ -9,6 +11,7 @@ use crate::flow::FlowError;
 use crate::frame::{DecodeLimits, Frame, FrameReader};
 use crate::noise::{NoiseError, OpenedRecords, RecordCipher};
 use crate::session::Role;
+use crate::stream::StreamPreference;
 use crate::timer::EngineTimer;
 use crate::{codes, SessionId, StreamId, Timestamp};
 
@@ -231,6 +234,11 @@ impl PeerEngine {
                 payload,
             } => self.on_data(now, stream, session, offset, payload),
             Frame::Credit { session, consumed } => self.on_credit(now, stream, session, consumed),
+            Frame::Window {
+                session,
+                consumed,
+                window,
+            } => self.on_window(now, stream, session, consumed, window),
             Frame::Fin { session, offset } => self.on_fin(now, stream, session, offset),
             Frame::Reset { session } => {
                 if let Some(id) = self.sessions.lookup(session) {
@@ -250,6 +258,15 @@ impl PeerEngine {
             } => self.on_resume(now, stream, session, received, consumed, reply),
             Frame::Drain => self.on_drain(now, stream),
             Frame::Goodbye => self.on_goodbye(now, stream),
+            Frame::Pin { session, pinned } => self.on_pin(session, pinned),
+            Frame::Preference { tier, penalty_ms } => {
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.peer_preference = StreamPreference {
+                        tier,
+                        penalty: Duration::from_millis(u64::from(penalty_ms)),
+                    };
+                }
+            }
             Frame::Read { .. } | Frame::Data { .. } | Frame::Migrate { .. } => {
                 return Err(StreamCloseReason::ProtocolError(
                     ProtocolViolation::BaseFrame(frame.opcode()),
@@ -263,8 +280,11 @@ impl PeerEngine {
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
-        if let Some(rtt) = st.liveness.take_pong(nonce, now) {
-            st.liveness.rtt.sample(rtt);
+        // Clears the liveness ping or probe it answers; the sample comes
+        // from the path meter (which knows what queued ahead of the ping).
+        let _ = st.liveness.take_pong(nonce, now);
+        if let Some(m) = st.meter.on_pong(now, nonce, st.stats.bytes_in) {
+            st.take_sample(now, m, true);
         }
         self.on_drain_pong(now, stream, nonce);
     }
@@ -373,17 +393,24 @@ impl PeerEngine {
             return;
         }
         let deadline = now + config.routing_timeout;
+        let (window, reserved) = self.initial_window();
+        let charge = super::budget::Charge {
+            recv: reserved,
+            send: 0,
+        };
         let mut s = Session::new(
             wire,
             Role::Responder,
             Phase::Pending { deadline },
-            config.recv_window,
+            window,
+            charge,
         );
         s.send.set_peer_window(buffer);
         s.rx = Some(stream);
         let Some(id) = self.sessions.insert(s) else {
             self.shared.pending_queries.release();
             self.shared.sessions.release();
+            self.release_charge(charge);
             return;
         };
         self.timers.arm(deadline, EngineTimer::SessionDeadline(id));
@@ -500,6 +527,7 @@ impl PeerEngine {
                 }
             }
             Ok(FlowEffect::Credited) => {
+                self.settle_send_charge(id);
                 self.schedule(id);
                 self.signal_writable(id);
             }
@@ -531,6 +559,7 @@ impl PeerEngine {
                     limit: 0,
                 });
             }
+            s.tune.on_data(now);
             let new = s.recv.on_data(offset, payload)?;
             Ok(if new {
                 FlowEffect::Readable
@@ -540,9 +569,39 @@ impl PeerEngine {
         });
     }
 
+    /// A Credit or Window of `wire` arrived on `stream`: an RTT sample of
+    /// the newest logged record of ours it covers.
+    fn sample_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
+        if let Some(st) = self.streams.get_mut(stream) {
+            if let Some(m) = st.meter.on_credit(now, wire, consumed, st.stats.bytes_in) {
+                st.take_sample(now, m, false);
+            }
+        }
+    }
+
     fn on_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
+        self.sample_credit(now, stream, wire, consumed);
         self.on_flow_frame(now, stream, wire, |s| {
             let advanced = s.send.on_credit(consumed)?;
+            Ok(if advanced {
+                FlowEffect::Credited
+            } else {
+                FlowEffect::None
+            })
+        });
+    }
+
+    fn on_window(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        consumed: u64,
+        window: u32,
+    ) {
+        self.sample_credit(now, stream, wire, consumed);
+        self.on_flow_frame(now, stream, wire, |s| {
+            let advanced = s.send.on_window(consumed, window)?;
             Ok(if advanced {
                 FlowEffect::Credited
             } else {

@@ -11,7 +11,8 @@ use super::PeerEngine;
 use crate::event::{CloseReason, Event, ProtocolViolation, StreamCloseReason};
 use crate::frame::Frame;
 use crate::noise::{Established, Features, RecordOpener, RecordSealer};
-use crate::stream::StreamStats;
+use crate::path::PathMeter;
+use crate::stream::{StreamPreference, StreamStats};
 use crate::{EngineId, NodeId, StreamId, Timestamp};
 
 /// A stream whose handshake completed, on its way from the
@@ -166,6 +167,9 @@ impl PeerEngine {
             leaving: None,
             stats: StreamStats::default(),
             resets: TokenBucket::new(now, per_sec),
+            meter: PathMeter::new(now, self.shared.config.path_window),
+            preference: StreamPreference::NORMAL,
+            peer_preference: StreamPreference::NORMAL,
         });
         self.publish_stream_count();
         self.start_liveness(sid);

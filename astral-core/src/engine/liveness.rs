@@ -72,7 +72,7 @@ pub(crate) struct PingOut {
 }
 
 impl PingOut {
-    fn new(nonce: u64, now: Timestamp) -> PingOut {
+    pub(crate) fn new(nonce: u64, now: Timestamp) -> PingOut {
         PingOut {
             nonce,
             queued: now,

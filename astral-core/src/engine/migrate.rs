@@ -8,7 +8,13 @@
 
 use super::sessions::Phase;
 use super::{epoch_newer, PeerEngine};
+use std::time::Duration;
+
+use rand_core::RngCore;
+
 use crate::error::MigrateError;
+use crate::frame::Frame;
+use crate::stream::StreamPreference;
 use crate::timer::EngineTimer;
 use crate::{SessionId, StreamId, Timestamp};
 
@@ -49,7 +55,93 @@ impl PeerEngine {
             return Err(MigrateError::TargetSuspect);
         }
         self.on_migration_started(session, target);
+        // The application chose where the session goes: automatic
+        // placement at both ends leaves it there until it is unpinned or
+        // its stream dies.
+        self.set_pin(session, true);
         Ok(())
+    }
+
+    /// Pins `session` where it is (`true`: automatic placement at both
+    /// ends leaves it alone) or releases it. A pin lasts until released or
+    /// until the session's sending stream dies (recovery places it then,
+    /// unpinned). [`PeerEngine::migrate`] pins too.
+    pub fn pin_session(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        pinned: bool,
+    ) -> Result<(), MigrateError> {
+        self.last_now = now;
+        let s = self
+            .sessions
+            .get(session)
+            .ok_or(MigrateError::UnknownSession)?;
+        if !s.state().is_established() {
+            return Err(MigrateError::SessionNotOpen);
+        }
+        self.set_pin(session, pinned);
+        Ok(())
+    }
+
+    /// Whether this node's application, or the peer's, pinned `session`:
+    /// `(local, peer)`.
+    pub fn session_pins(&self, session: SessionId) -> Option<(bool, bool)> {
+        self.sessions
+            .get(session)
+            .map(|s| (s.pins.local, s.pins.peer))
+    }
+
+    /// Sets this node's preference for `stream` (tier, penalty) and
+    /// announces it to the peer (a Preference frame on the stream), so both
+    /// ends place sessions alike: each uses the stricter of the two ends'
+    /// settings.
+    pub fn set_stream_preference(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        preference: StreamPreference,
+    ) -> Result<(), MigrateError> {
+        self.last_now = now;
+        let st = self
+            .streams
+            .get_mut(stream)
+            .ok_or(MigrateError::TargetUnknown)?;
+        let preference = StreamPreference {
+            tier: preference.tier,
+            penalty: Duration::from_millis(u64::from(preference.penalty_ms())),
+        };
+        if st.preference != preference {
+            st.preference = preference;
+            st.tx.ctrl.push_back(Frame::Preference {
+                tier: preference.tier,
+                penalty_ms: preference.penalty_ms(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a pin change and owes the peer a Pin frame if it changed.
+    fn set_pin(&mut self, session: SessionId, pinned: bool) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if s.pins.local != pinned {
+            s.pins.local = pinned;
+            s.owed.pin = true;
+            self.schedule_ctrl(session);
+        }
+    }
+
+    /// A Pin frame from the peer.
+    pub(super) fn on_pin(&mut self, wire: u64, pinned: bool) {
+        if let Some(s) = self
+            .sessions
+            .lookup(wire)
+            .and_then(|id| self.sessions.get_mut(id))
+        {
+            s.pins.peer = pinned;
+        }
     }
 
     /// A MigrateTo marker from the peer, on `stream`.
@@ -106,9 +198,11 @@ impl PeerEngine {
             return;
         }
         let cands = self.candidates();
-        if cands.len() < 2 {
+        if cands.len() < 2 || self.sessions.is_empty() {
             return;
         }
+        self.probe_streams(now);
+        let cooldown = self.shared.config.migrate_cooldown;
         for cur in cands.iter().filter(|c| c.sessions > 0) {
             let Some(target) = self.policy.migrate_target(now, cur, &cands) else {
                 continue;
@@ -116,11 +210,31 @@ impl PeerEngine {
             if target == cur.id {
                 continue;
             }
-            let ids = self
-                .sessions
-                .ids_where(|s| s.tx == Some(cur.id) && matches!(s.phase, Phase::Open));
+            let ids = self.sessions.ids_where(|s| {
+                s.tx == Some(cur.id)
+                    && matches!(s.phase, Phase::Open)
+                    && !s.pins.any()
+                    && s.placed_at
+                        .is_none_or(|at| now.saturating_duration_since(at) >= cooldown)
+            });
             for id in ids {
+                if let Some(s) = self.sessions.get_mut(id) {
+                    s.policy_moves = s.policy_moves.saturating_add(1);
+                }
                 self.on_migration_started(id, target);
+            }
+        }
+    }
+
+    /// Pings every usable stream with no ping in flight: candidates that
+    /// carry nothing are measured every `policy_interval`, not only at
+    /// keep-alive time.
+    fn probe_streams(&mut self, now: Timestamp) {
+        for st in self.streams.iter_mut().filter(|s| s.is_usable()) {
+            if st.liveness.ping.is_none() {
+                let nonce = self.rng.next_u64();
+                st.liveness.ping = Some(super::liveness::PingOut::new(nonce, now));
+                st.tx.ctrl.push_back(Frame::Ping { nonce, pong: false });
             }
         }
     }

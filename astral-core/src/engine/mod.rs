@@ -8,6 +8,7 @@
 //! recovery never cross peers. What engines share (configuration, node-wide
 //! limits) is in [`NodeShared`].
 
+mod budget;
 mod drain;
 mod handle;
 mod input;
@@ -38,6 +39,7 @@ use crate::stream::StreamInfo;
 use crate::timer::{EngineTimer, TimerTable};
 use crate::{codes, EngineId, NodeId, SessionId, StreamId, Timestamp};
 
+use budget::{Charge, PeerBudget};
 pub(crate) use sessions::SeededState;
 use sessions::{Phase, Session, SessionTable, TimeWaitTable};
 use streams::StreamTable;
@@ -62,6 +64,8 @@ pub struct PeerEngine {
     /// them).
     stream_count: Arc<AtomicUsize>,
     shared: Arc<NodeShared>,
+    /// This peer's share of the memory budget.
+    budget: PeerBudget,
     rng: ChaCha20Rng,
     streams: StreamTable,
     sessions: SessionTable,
@@ -111,6 +115,7 @@ impl PeerEngine {
             superseded: false,
             leaving: false,
             stream_count,
+            budget: PeerBudget::new(shared.clone()),
             shared,
             streams: StreamTable::default(),
             sessions: SessionTable::new(id, h1),
@@ -246,10 +251,16 @@ impl PeerEngine {
             query: query.into(),
             deadline,
         };
-        let mut s = Session::new(wire, Role::Querier, phase, self.config().recv_window);
+        let (window, reserved) = self.initial_window();
+        let charge = Charge {
+            recv: reserved,
+            send: 0,
+        };
+        let mut s = Session::new(wire, Role::Querier, phase, window, charge);
         s.owed.query = true;
         let Some(id) = self.sessions.insert(s) else {
             self.shared.sessions.release();
+            self.release_charge(charge);
             return Err(OpenError::TooManySessions);
         };
         self.timers.arm(deadline, EngineTimer::SessionDeadline(id));
@@ -335,6 +346,12 @@ impl PeerEngine {
         self.sessions.len()
     }
 
+    /// Bytes of the memory budget this peer's sessions reserved now (at
+    /// most `Config::peer_memory_budget`).
+    pub fn memory_reserved(&self) -> u64 {
+        self.budget.used()
+    }
+
     // ----- streams -------------------------------------------------------
 
     /// Snapshots of the established streams, in the order they came up.
@@ -359,12 +376,17 @@ impl PeerEngine {
         self.streams
             .iter()
             .filter(|s| s.is_usable())
-            .map(|s| Candidate {
-                id: s.id,
-                srtt: s.liveness.rtt.srtt,
-                samples: s.liveness.rtt.samples,
-                established_at: s.established_at,
-                sessions: s.senders,
+            .map(|s| {
+                let mut c = Candidate::new(
+                    s.id,
+                    s.liveness.rtt.srtt,
+                    s.liveness.rtt.path,
+                    s.liveness.rtt.samples,
+                );
+                c.established_at = s.established_at;
+                c.sessions = s.senders;
+                c.preference = s.preference();
+                c
             })
             .collect()
     }
@@ -386,8 +408,15 @@ impl PeerEngine {
     }
 
     /// Makes `stream` the session's sending stream (or none), moving its
-    /// queue entries and the streams' sender counts.
+    /// queue entries and the streams' sender counts. A move from one stream
+    /// to another re-tunes the receive window to the new stream's RTT.
     fn rebind(&mut self, id: SessionId, stream: Option<StreamId>) {
+        let Some(s) = self.sessions.get(id) else {
+            return;
+        };
+        if s.tx.is_some() && stream.is_some() && s.tx != stream {
+            self.retune_window(id, s.tx, stream);
+        }
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
@@ -397,6 +426,16 @@ impl PeerEngine {
         s.queued.ctrl = false;
         if old != stream {
             s.tx_since = s.send.sent();
+            if old.is_some() {
+                // A move (not the first placement) starts the cooldown.
+                s.placed_at = Some(self.last_now);
+            }
+            let wire = s.wire;
+            if let Some(o) = old.and_then(|o| self.streams.get_mut(o)) {
+                // Its credits arriving there later must not match records
+                // logged before it left.
+                o.meter.forget(wire);
+            }
             if let Some(o) = old.and_then(|o| self.streams.get_mut(o)) {
                 o.senders = o.senders.saturating_sub(1);
             }
@@ -456,11 +495,14 @@ impl PeerEngine {
     }
 
     fn signal_writable(&mut self, id: SessionId) {
-        let cap = self.shared.config.send_buffer;
+        let Some(s) = self.sessions.get(id) else {
+            return;
+        };
+        let room = self.write_room(s);
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        if s.app.write_blocked && s.send.capacity(cap) > 0 && s.state().is_established() {
+        if s.app.write_blocked && room > 0 && s.state().is_established() {
             s.app.write_blocked = false;
             self.events.push_back(Event::Writable { session: id });
         }
@@ -540,6 +582,10 @@ fn stats_of(s: &Session) -> SessionStats {
         recoveries: s.recoveries,
         peer_window: s.send.peer_window(),
         local_window: s.recv.window(),
+        peer_limit: s.send.limit(),
+        window_growths: s.tune.growths,
+        window_shrinks: s.tune.shrinks,
+        budget_reserved: s.charge.recv + s.charge.send,
     }
 }
 
@@ -550,6 +596,8 @@ pub(crate) fn epoch_newer(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < (1 << 31)
 }
 
+#[cfg(test)]
+mod flow_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

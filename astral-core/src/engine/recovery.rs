@@ -170,6 +170,10 @@ impl PeerEngine {
         }
         let resent = before.saturating_sub(s.send.sent());
         s.tx_since = s.tx_since.min(s.send.sent());
+        self.settle_send_charge(id);
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
         if reply {
             s.awaiting_resume = false;
         } else {

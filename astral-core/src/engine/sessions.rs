@@ -6,9 +6,11 @@ use std::hash::BuildHasher;
 
 use siphasher::sip::SipHasher13;
 
+use super::budget::Charge;
 use crate::flow::{RecvBuf, SendBuf};
 use crate::session::{Role, SessionState};
 use crate::slab::Slab;
+use crate::window::WindowTuner;
 use crate::{EngineId, SessionId, StreamId, Timestamp};
 
 /// Keyed SipHash for maps whose keys a peer chooses (no hash flooding),
@@ -75,11 +77,33 @@ pub(crate) struct Owed {
     /// A Credit even below the batching threshold (acknowledges a marker,
     /// flushes a delayed credit).
     pub credit: bool,
+    /// Our pin state (a Pin frame), after it changed or a stream died.
+    pub pin: bool,
 }
 
 impl Owed {
     pub fn any(&self) -> bool {
-        self.query || self.response.is_some() || self.resume || self.resume_reply || self.credit
+        self.query
+            || self.response.is_some()
+            || self.resume
+            || self.resume_reply
+            || self.credit
+            || self.pin
+    }
+}
+
+/// Who holds the session where it is, against automatic placement.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Pins {
+    /// This node's application pinned it (`pin`, or an explicit `migrate`).
+    pub local: bool,
+    /// The peer announced that its application pinned it.
+    pub peer: bool,
+}
+
+impl Pins {
+    pub fn any(&self) -> bool {
+        self.local || self.peer
     }
 }
 
@@ -128,15 +152,28 @@ pub(crate) struct Session {
     pub awaiting_resume: bool,
     pub send: SendBuf,
     pub recv: RecvBuf,
+    /// Auto-tuning of the receive window.
+    pub tune: WindowTuner,
+    /// What the session reserved from the memory budget.
+    pub charge: Charge,
     pub owed: Owed,
     pub app: AppSignals,
     pub queued: Queued,
+    pub pins: Pins,
+    /// When the sending stream last changed after the first placement
+    /// (none: never moved): the policy's per-session cooldown counts from
+    /// here.
+    pub placed_at: Option<Timestamp>,
     pub migrations: u32,
     pub recoveries: u32,
+    /// Moves this node's automatic policy started.
+    pub policy_moves: u32,
 }
 
 impl Session {
-    pub fn new(wire: u64, role: Role, phase: Phase, window: u32) -> Self {
+    /// A session granting `window` in its Query/Response, which reserved
+    /// `charge` from the budget for it.
+    pub fn new(wire: u64, role: Role, phase: Phase, window: u32, charge: Charge) -> Self {
         Session {
             wire,
             role,
@@ -148,11 +185,16 @@ impl Session {
             awaiting_resume: false,
             send: SendBuf::default(),
             recv: RecvBuf::new(window),
+            tune: WindowTuner::default(),
+            charge,
             owed: Owed::default(),
             app: AppSignals::default(),
             queued: Queued::default(),
+            pins: Pins::default(),
+            placed_at: None,
             migrations: 0,
             recoveries: 0,
+            policy_moves: 0,
         }
     }
 

@@ -9,7 +9,8 @@ use bytes::BytesMut;
 use super::liveness::Liveness;
 use crate::frame::Frame;
 use crate::noise::{Features, RecordCipher};
-use crate::stream::{StreamInfo, StreamState, StreamStats};
+use crate::path::{Measured, PathMeter};
+use crate::stream::{StreamInfo, StreamPreference, StreamState, StreamStats};
 use crate::{EngineId, NodeId, SessionId, StreamId, Timestamp};
 
 /// Where a drain this node started stands.
@@ -116,6 +117,11 @@ pub(crate) struct PeerStream {
     pub leaving: Option<Timestamp>,
     pub stats: StreamStats,
     pub resets: TokenBucket,
+    /// RTT samples from credits and pings, path delay, rates.
+    pub meter: PathMeter,
+    /// This node's preference for the stream, and the peer's.
+    pub preference: StreamPreference,
+    pub peer_preference: StreamPreference,
 }
 
 impl PeerStream {
@@ -141,6 +147,24 @@ impl PeerStream {
         !self.tx.is_empty()
     }
 
+    /// What the stream is worth to placement: the stricter of both ends'
+    /// preferences.
+    pub fn preference(&self) -> StreamPreference {
+        self.preference.stricter(self.peer_preference)
+    }
+
+    /// Folds a round-trip sample into the estimates. A credit sample longer
+    /// than the current RTO is left out: a receiver that read late, not the
+    /// path (a ping, which the peer answers at once, always counts).
+    pub fn take_sample(&mut self, now: Timestamp, m: Measured, from_ping: bool) {
+        let rtt = &mut self.liveness.rtt;
+        if !from_ping && rtt.samples > 0 && m.rtt > rtt.rto(m.rtt) {
+            return;
+        }
+        rtt.sample(m.rtt);
+        rtt.path = self.meter.fold(now, m);
+    }
+
     pub fn info(&self, engine: EngineId, peer: NodeId) -> StreamInfo {
         StreamInfo {
             id: self.id,
@@ -154,6 +178,8 @@ impl PeerStream {
             draining: self.is_draining(),
             suspect: self.is_suspect(),
             rtt: self.liveness.rtt,
+            preference: self.preference,
+            peer_preference: self.peer_preference,
             sessions: self.senders,
             stats: self.stats,
         }

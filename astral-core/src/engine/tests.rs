@@ -35,9 +35,12 @@ struct Pair {
     events_b: Vec<Event>,
 }
 
+/// Small fixed windows (no auto-tuning: these tests pin behaviours that
+/// depend on how many records a transfer takes).
 fn config() -> Config {
     Config {
         recv_window: 4096,
+        max_recv_window: 4096,
         send_buffer: 4096,
         ..Config::default()
     }
@@ -752,4 +755,146 @@ fn a_released_session_whose_peer_only_finishes_closes_gracefully() {
     p.advance(Duration::from_millis(50));
     assert_eq!(closed_with(&p.events_a, sa), Some(CloseReason::Graceful));
     assert_eq!(closed_with(&p.events_b, sb), Some(CloseReason::Graceful));
+}
+
+/// Moves the clock without firing timers (no pings), so that a test
+/// decides exactly which probes are in flight.
+fn wait(p: &mut Pair, ms: u64) {
+    p.now += Duration::from_millis(ms);
+}
+
+fn rtt_of(node: &Node, stream: StreamId) -> crate::Rtt {
+    node.stream_info(stream).unwrap().rtt
+}
+
+#[test]
+fn credited_data_yields_rtt_samples_of_its_own_stream() {
+    let mut p = Pair::new(config());
+    let l = p.link();
+    let (sa, sb) = p.session();
+    let sa_stream = p.links[l].a;
+    let before = rtt_of(&p.a, sa_stream);
+    // 4000 bytes leave at t, reach b 30 ms later, b reads at once (a
+    // credit is due), the credit is back 20 ms after that.
+    assert_eq!(p.write_a(sa, &pattern(4000)), 4000);
+    p.pull();
+    wait(&mut p, 30);
+    p.deliver(l, true);
+    assert_eq!(p.read_b(sb).len(), 4000);
+    p.pull();
+    wait(&mut p, 20);
+    p.deliver(l, false);
+    let after = rtt_of(&p.a, sa_stream);
+    assert_eq!(after.samples, before.samples + 1, "one credit, one sample");
+    assert_eq!(after.latest, Duration::from_millis(50));
+    // Zero: unknown (the handshake-time ping, answered in no time behind
+    // the peer's first bytes, did not count).
+    let expected = if before.path.is_zero() {
+        Duration::from_millis(50)
+    } else {
+        before.path.min(Duration::from_millis(50))
+    };
+    assert_eq!(after.path, expected);
+}
+
+#[test]
+fn retransmitted_bytes_are_never_sampled() {
+    // Karn: after a stream death the resumed bytes' credit says nothing
+    // about when they left.
+    let mut p = Pair::new(config());
+    let l0 = p.link();
+    let l1 = p.link();
+    let (sa, sb) = p.session();
+    let on = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let dead = [l0, l1].into_iter().find(|&i| p.links[i].a == on).unwrap();
+    let live = if dead == l0 { l1 } else { l0 };
+    let live_a = p.links[live].a;
+    assert_eq!(p.write_a(sa, &pattern(4000)), 4000);
+    p.pull();
+    // The bytes die with their stream; the Resume exchange runs on the
+    // other one and a retransmits everything there.
+    p.kill(dead);
+    p.settle();
+    assert_eq!(p.a.session_info(sa).unwrap().send_stream, Some(live_a));
+    let before = rtt_of(&p.a, live_a);
+    // Only now does b read and credit them, 400 ms later.
+    wait(&mut p, 400);
+    assert_eq!(p.read_b(sb), pattern(4000));
+    p.settle();
+    assert_eq!(
+        p.a.session_info(sa).unwrap().stats.bytes_acked,
+        4000,
+        "the credit arrived"
+    );
+    assert_eq!(rtt_of(&p.a, live_a).samples, before.samples, "no sample");
+    // New bytes on the same stream are sampled.
+    assert_eq!(p.write_a(sa, &pattern(4000)), 4000);
+    p.pull();
+    wait(&mut p, 40);
+    p.deliver(live, true);
+    p.read_b(sb);
+    p.pull();
+    p.deliver(live, false);
+    let now = rtt_of(&p.a, live_a);
+    assert_eq!(now.samples, before.samples + 1);
+    assert_eq!(now.latest, Duration::from_millis(40));
+}
+
+#[test]
+fn pins_reach_the_peer_and_end_with_their_stream() {
+    let mut p = Pair::new(config());
+    let l0 = p.link();
+    let l1 = p.link();
+    let (sa, sb) = p.session();
+    assert_eq!(p.a.session_pins(sa), Some((false, false)));
+    p.a.pin_session(p.now, sa, true).unwrap();
+    p.settle();
+    assert_eq!(p.a.session_pins(sa), Some((true, false)));
+    assert_eq!(p.b.session_pins(sb), Some((false, true)));
+    p.a.pin_session(p.now, sa, false).unwrap();
+    p.settle();
+    assert_eq!(p.b.session_pins(sb), Some((false, false)));
+    // An explicit migration pins too.
+    let on = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let to = if p.links[l0].a == on { l1 } else { l0 };
+    p.a.migrate(p.now, sa, p.links[to].a).unwrap();
+    p.settle();
+    assert_eq!(p.a.session_pins(sa), Some((true, false)));
+    assert_eq!(p.b.session_pins(sb), Some((false, true)));
+    // The stream it was pinned to dies: the pin is gone at both ends.
+    p.kill(to);
+    p.settle();
+    assert_eq!(p.a.session_pins(sa), Some((false, false)));
+    assert_eq!(p.b.session_pins(sb), Some((false, false)));
+}
+
+#[test]
+fn preferences_are_announced_and_the_stricter_one_counts() {
+    let mut p = Pair::new(config());
+    let l0 = p.link();
+    let (sa0, sb0) = (p.links[l0].a, p.links[l0].b);
+    p.a.set_stream_preference(p.now, sa0, crate::StreamPreference::backup())
+        .unwrap();
+    p.b.set_stream_preference(
+        p.now,
+        sb0,
+        crate::StreamPreference::with_penalty(Duration::from_millis(300)),
+    )
+    .unwrap();
+    p.settle();
+    let ia = p.a.stream_info(sa0).unwrap();
+    assert_eq!(ia.preference, crate::StreamPreference::backup());
+    assert_eq!(
+        ia.peer_preference,
+        crate::StreamPreference::with_penalty(Duration::from_millis(300))
+    );
+    let ib = p.b.stream_info(sb0).unwrap();
+    assert_eq!(ib.peer_preference, crate::StreamPreference::backup());
+    // New sessions avoid the backup stream while a normal one is up.
+    let l1 = p.link();
+    let (sa, _) = p.session();
+    assert_eq!(
+        p.a.session_info(sa).unwrap().send_stream,
+        Some(p.links[l1].a)
+    );
 }

@@ -209,6 +209,13 @@ impl PeerEngine {
             Phase::Migrating { from } => Some(from),
             _ => None,
         };
+        if s.pins.local {
+            // A pin holds a session on the stream it was pinned to; that
+            // stream is gone: recovery places it, unpinned (the peer is
+            // told).
+            s.pins.local = false;
+            s.owed.pin = true;
+        }
         if !matches!(s.phase, Phase::Recovering { .. }) {
             let deadline = now + timeout;
             s.phase = Phase::Recovering { deadline };
@@ -274,6 +281,7 @@ impl PeerEngine {
             return;
         };
         self.shared.sessions.release();
+        self.release_charge(s.charge);
         match s.phase {
             Phase::Pending { .. } => self.shared.pending_queries.release(),
             Phase::Migrating { from } => self.migration_settled(from),

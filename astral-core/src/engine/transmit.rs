@@ -8,6 +8,7 @@
 
 use bytes::BytesMut;
 
+use super::sessions::{Phase, Session};
 use super::streams::LocalDrain;
 use super::PeerEngine;
 use crate::event::StreamCloseReason;
@@ -123,6 +124,11 @@ impl PeerEngine {
         // stream's silence clock (`liveness.rs`).
         let mut pongs = 0u64;
         let mut finished: smallvec::SmallVec<[SessionId; 4]> = smallvec::SmallVec::new();
+        // What the path meter logs of this record: the ping it carries, and
+        // the last session data in it that was never sent before (Karn:
+        // retransmitted bytes are never sampled).
+        let mut ping = None;
+        let mut fresh = None;
 
         // 1. Explicit control frames (pings, pongs, markers, resets, responses).
         if let Some(st) = self.streams.get_mut(stream) {
@@ -133,7 +139,10 @@ impl PeerEngine {
                 if let Some(f) = st.tx.ctrl.pop_front() {
                     match f {
                         Frame::Ping { pong: true, .. } => pongs += 1,
-                        Frame::Ping { nonce, pong: false } => st.liveness.on_ping_sent(nonce, now),
+                        Frame::Ping { nonce, pong: false } => {
+                            st.liveness.on_ping_sent(nonce, now);
+                            ping = Some(nonce);
+                        }
                         _ => {}
                     }
                     // Frames we build always fit the wire format.
@@ -149,7 +158,7 @@ impl PeerEngine {
             .get_mut(stream)
             .and_then(|st| st.tx.ctrl_sessions.pop_front())
         {
-            let Some(s) = self.sessions.get_mut(id) else {
+            let Some(s) = self.sessions.get(id) else {
                 continue;
             };
             if s.tx != Some(stream) || !s.queued.ctrl {
@@ -159,66 +168,29 @@ impl PeerEngine {
                 super::sessions::Phase::Routing { query, .. } if s.owed.query => query.len(),
                 _ => 0,
             };
-            // Worst case: Query + Response + Resume + Credit.
-            let need =
-                size::QUERY_HEADER + query_len + size::RESPONSE + size::RESUME + size::CREDIT;
+            // Worst case: Query + Response + Resume + a credit (a Window,
+            // the larger of the two) + Pin.
+            let need = size::QUERY_HEADER
+                + query_len
+                + size::RESPONSE
+                + size::RESUME
+                + size::WINDOW
+                + size::PIN;
             if (out.len() - body) + need > MAX {
                 if let Some(st) = self.streams.get_mut(stream) {
                     st.tx.ctrl_sessions.push_front(id);
                 }
                 break;
             }
-            s.queued.ctrl = false;
-            let wire = s.wire;
-            if s.owed.query {
-                s.owed.query = false;
-                if let super::sessions::Phase::Routing { query, .. } = &s.phase {
-                    let _ = Frame::Query {
-                        session: wire,
-                        buffer: s.recv.window(),
-                        query: query.to_string(),
-                    }
-                    .encode(out);
-                    frames += 1;
-                }
+            let resume = s.owed.resume || s.owed.resume_reply;
+            if !resume && (s.recv.credit_due() || s.owed.credit) {
+                // A grant follows: the window it gives is decided now.
+                self.tune_window(now, id);
             }
-            if let Some(code) = s.owed.response.take() {
-                let _ = Frame::Response {
-                    session: wire,
-                    code,
-                    buffer: s.recv.window(),
-                }
-                .encode(out);
-                frames += 1;
-            }
-            if s.owed.resume || s.owed.resume_reply {
-                let reply = !s.owed.resume;
-                if !reply {
-                    s.awaiting_resume = true;
-                }
-                s.owed.resume = false;
-                s.owed.resume_reply = false;
-                let consumed = s.recv.credit_value();
-                let _ = Frame::Resume {
-                    session: wire,
-                    received: s.recv.received_mark(),
-                    consumed,
-                    reply,
-                }
-                .encode(out);
-                s.recv.mark_advertised(consumed);
-                frames += 1;
-            } else if s.recv.credit_due() || s.owed.credit {
-                let consumed = s.recv.credit_value();
-                let _ = Frame::Credit {
-                    session: wire,
-                    consumed,
-                }
-                .encode(out);
-                s.recv.mark_advertised(consumed);
-                frames += 1;
-            }
-            s.owed.credit = false;
+            let Some(s) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            frames += encode_session_control(s, out);
             if s.is_done() {
                 finished.push(id);
             }
@@ -246,7 +218,11 @@ impl PeerEngine {
             }
             let room = MAX - (out.len() - body) - size::DATA_AT_HEADER;
             let max = if more { room.min(quantum) } else { room };
+            let sent_max = s.send.sent_max();
             if let Some((offset, payload)) = s.send.take(max) {
+                if offset >= sent_max {
+                    fresh = Some((s.wire, offset + payload.len() as u64));
+                }
                 // `take` never returns more than `max` ≤ MAX bytes.
                 encode_data_at_header(out, s.wire, offset, payload.len() as u16);
                 out.extend_from_slice(&payload);
@@ -289,7 +265,104 @@ impl PeerEngine {
             return false;
         }
         st.stats.records_out += 1;
+        let len = out.len() - header;
+        st.meter.on_record(now, len, st.stats.bytes_in, fresh, ping);
         self.after_record_sent(now, stream, frames > pongs);
         true
     }
+}
+
+/// Encodes the control frames session `s` owes (Query, Response, Resume,
+/// credit, Pin) into `out`; returns how many. `out` has room for the worst case.
+///
+/// Credit: a Credit when the grant is the session's base window from the
+/// consumed count (what a Credit implies), a Window otherwise. After a
+/// Query, Response or Resume (which imply only the base window), a Window
+/// restates the limit if an earlier grant went further: a grant that died
+/// with a stream is never lost for good.
+fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> u64 {
+    let mut frames = 0;
+    s.queued.ctrl = false;
+    let wire = s.wire;
+    // The limit the peer can infer from the frames written so far.
+    let mut implied: Option<u64> = None;
+    if s.owed.query {
+        s.owed.query = false;
+        if let Phase::Routing { query, .. } = &s.phase {
+            let _ = Frame::Query {
+                session: wire,
+                buffer: s.recv.base(),
+                query: query.to_string(),
+            }
+            .encode(out);
+            frames += 1;
+            implied = Some(u64::from(s.recv.base()));
+        }
+    }
+    if let Some(code) = s.owed.response.take() {
+        let _ = Frame::Response {
+            session: wire,
+            code,
+            buffer: s.recv.base(),
+        }
+        .encode(out);
+        frames += 1;
+        implied = Some(u64::from(s.recv.base()));
+    }
+    if s.owed.resume || s.owed.resume_reply {
+        let reply = !s.owed.resume;
+        if !reply {
+            s.awaiting_resume = true;
+        }
+        s.owed.resume = false;
+        s.owed.resume_reply = false;
+        let received = s.recv.received_mark();
+        let consumed = s.recv.grant_resume();
+        let _ = Frame::Resume {
+            session: wire,
+            received,
+            consumed,
+            reply,
+        }
+        .encode(out);
+        frames += 1;
+        implied = Some(consumed + u64::from(s.recv.base()));
+    } else if s.recv.credit_due() || s.owed.credit {
+        let g = s.recv.grant();
+        let f = if g.is_base {
+            Frame::Credit {
+                session: wire,
+                consumed: g.consumed,
+            }
+        } else {
+            Frame::Window {
+                session: wire,
+                consumed: g.consumed,
+                window: g.window,
+            }
+        };
+        let _ = f.encode(out);
+        frames += 1;
+        implied = None;
+    }
+    s.owed.credit = false;
+    if let Some(g) = implied.and_then(|i| s.recv.restate_beyond(i)) {
+        let _ = Frame::Window {
+            session: wire,
+            consumed: g.consumed,
+            window: g.window,
+        }
+        .encode(out);
+        frames += 1;
+    }
+    if s.owed.pin {
+        s.owed.pin = false;
+        let _ = Frame::Pin {
+            session: wire,
+            pinned: s.pins.local,
+        }
+        .encode(out);
+        frames += 1;
+    }
+    frames
 }

@@ -569,13 +569,16 @@ pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// The configuration every script runs with: its window and liveness
-/// timers, long recovery and routing timeouts (no session may give up
-/// while the script leaves a path), no automatic migration (so migrations
-/// stop when the script does), a pinned cipher.
+/// The configuration every script runs with: its window (fixed: no
+/// auto-tuning, so a suite's windows stay what it chose; see
+/// [`tuned_config`]) and liveness timers, long recovery and routing
+/// timeouts (no session may give up while the script leaves a path), no
+/// automatic migration (so migrations stop when the script does), a
+/// pinned cipher.
 pub fn script_config(script: &Script) -> Config {
     Config {
         recv_window: script.window,
+        max_recv_window: script.window,
         send_buffer: script.window,
         keepalive_interval: ms(script.keepalive_ms.into()),
         dead_timeout: ms(script.dead_ms.into()),
@@ -584,6 +587,20 @@ pub fn script_config(script: &Script) -> Config {
         auto_migrate: false,
         offer_aes_gcm: false,
         ..Config::default()
+    }
+}
+
+/// [`script_config`] with auto-tuned windows (issue 11): sessions start at
+/// the script's window and may grow to 1 MiB, within memory budgets small
+/// enough that the schedules run into them (new sessions at the floor,
+/// growth stopped, unneeded windows halved, writes blocked at the budget).
+pub fn tuned_config(script: &Script) -> Config {
+    Config {
+        max_recv_window: 1 << 20,
+        min_recv_window: 4096,
+        peer_memory_budget: 768 * 1024,
+        node_memory_budget: 1 << 20,
+        ..script_config(script)
     }
 }
 
@@ -810,7 +827,11 @@ pub fn replay(script: &Script) {
 
 /// Runs a script with the strong oracle: settled and exact.
 pub fn run_settled(script: &Script) -> (Result<(), String>, Coverage) {
-    let config = script_config(script);
+    run_settled_with(script, script_config(script))
+}
+
+/// [`run_settled`] with another configuration.
+pub fn run_settled_with(script: &Script, config: Config) -> (Result<(), String>, Coverage) {
     let settle = script.settle(&config);
     let mut sim = script.build(config);
     let result = sim
@@ -822,7 +843,11 @@ pub fn run_settled(script: &Script) -> (Result<(), String>, Coverage) {
 /// Runs a script with exactness only: every byte exactly once and in order,
 /// every session ends as planned; convergence of bindings is not checked.
 pub fn run_exact(script: &Script) -> (Result<(), String>, Coverage) {
-    let config = script_config(script);
+    run_exact_with(script, script_config(script))
+}
+
+/// [`run_exact`] with another configuration.
+pub fn run_exact_with(script: &Script, config: Config) -> (Result<(), String>, Coverage) {
     let mut sim = script.build(config);
     let result = if sim.run_until_done(Duration::from_secs(1200)) {
         sim.check()

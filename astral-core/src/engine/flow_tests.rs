@@ -1,0 +1,462 @@
+//! Unit tests of window auto-tuning and the memory budget: two nodes over
+//! in-memory links with a one-way latency (unlimited bandwidth), in
+//! virtual time. The simulator's suites cover the same with random
+//! schedules; these pin single behaviours.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{Config, Event, Identity, Node, SessionId, StreamId, Timestamp, WriteError};
+
+const MS: Duration = Duration::from_millis(1);
+
+/// A transport with a fixed one-way latency.
+struct Wire {
+    a: StreamId,
+    b: StreamId,
+    latency: Duration,
+    to_a: VecDeque<(Timestamp, Bytes)>,
+    to_b: VecDeque<(Timestamp, Bytes)>,
+    alive: bool,
+}
+
+/// Nodes `a` (lower id) and `b`; `b` accepts every query.
+struct Net {
+    a: Node,
+    b: Node,
+    wires: Vec<Wire>,
+    now: Timestamp,
+    events_a: Vec<Event>,
+    events_b: Vec<Event>,
+}
+
+impl Net {
+    fn new(config: Config) -> Net {
+        Net::with(config.clone(), config)
+    }
+
+    fn with(config_a: Config, config_b: Config) -> Net {
+        let mut ids = [Identity::from_seed([1; 32]), Identity::from_seed([2; 32])];
+        if ids[0].node_id() > ids[1].node_id() {
+            ids.swap(0, 1);
+        }
+        let [ia, ib] = ids;
+        Net {
+            a: Node::new(ia, config_a, 1).unwrap(),
+            b: Node::new(ib, config_b, 2).unwrap(),
+            wires: Vec::new(),
+            now: Timestamp::ZERO,
+            events_a: Vec::new(),
+            events_b: Vec::new(),
+        }
+    }
+
+    /// A stream from `a` to `b` over a wire with `latency` one way, up and
+    /// confirmed (and its first RTT sample taken).
+    fn wire(&mut self, latency: Duration) -> usize {
+        let a = self.a.connect(self.now, self.b.local_id()).unwrap();
+        let b = self.b.accept(self.now).unwrap();
+        self.wires.push(Wire {
+            a,
+            b,
+            latency,
+            to_a: VecDeque::new(),
+            to_b: VecDeque::new(),
+            alive: true,
+        });
+        self.run_for(latency * 8);
+        self.wires.len() - 1
+    }
+
+    fn pull(&mut self) {
+        let now = self.now;
+        for w in self.wires.iter_mut().filter(|w| w.alive) {
+            let mut out = BytesMut::new();
+            if self.a.poll_transmit(now, w.a, &mut out, usize::MAX) > 0 {
+                w.to_b.push_back((now + w.latency, out.split().freeze()));
+            }
+            if self.b.poll_transmit(now, w.b, &mut out, usize::MAX) > 0 {
+                w.to_a.push_back((now + w.latency, out.freeze()));
+            }
+        }
+    }
+
+    fn deliver_due(&mut self) {
+        let now = self.now;
+        for w in self.wires.iter_mut().filter(|w| w.alive) {
+            while w.to_b.front().is_some_and(|(t, _)| *t <= now) {
+                let (_, d) = w.to_b.pop_front().unwrap();
+                self.b.handle_input(now, w.b, &d);
+            }
+            while w.to_a.front().is_some_and(|(t, _)| *t <= now) {
+                let (_, d) = w.to_a.pop_front().unwrap();
+                self.a.handle_input(now, w.a, &d);
+            }
+        }
+    }
+
+    fn collect(&mut self) {
+        while let Some(e) = self.a.poll_event() {
+            self.events_a.push(e);
+        }
+        while let Some(e) = self.b.poll_event() {
+            if let Event::Query { session, .. } = &e {
+                self.b.accept_query(self.now, *session).unwrap();
+            }
+            self.events_b.push(e);
+        }
+    }
+
+    /// When the next thing happens (a delivery or a timer), if ever.
+    fn next_time(&self) -> Option<Timestamp> {
+        let wires = self
+            .wires
+            .iter()
+            .filter(|w| w.alive)
+            .flat_map(|w| w.to_a.front().into_iter().chain(w.to_b.front()))
+            .map(|(t, _)| *t);
+        wires
+            .chain(self.a.poll_timeout())
+            .chain(self.b.poll_timeout())
+            .min()
+    }
+
+    /// One step: output onto the wires, time to the next thing, do it.
+    fn step(&mut self, end: Timestamp) -> bool {
+        self.pull();
+        self.collect();
+        let Some(next) = self.next_time() else {
+            return false;
+        };
+        if next > end {
+            return false;
+        }
+        self.now = self.now.max(next);
+        self.deliver_due();
+        for n in [&mut self.a, &mut self.b] {
+            if n.poll_timeout().is_some_and(|t| t <= self.now) {
+                n.handle_timeout(self.now);
+            }
+        }
+        self.collect();
+        true
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.step(end) {}
+        self.now = self.now.max(end);
+    }
+
+    fn session(&mut self) -> (SessionId, SessionId) {
+        let s = self
+            .a
+            .open_session(self.now, self.b.local_id(), "q")
+            .unwrap();
+        let before = self.events_b.len();
+        for _ in 0..10_000 {
+            self.step(Timestamp::MAX);
+            let got = self.events_b[before..].iter().find_map(|e| match e {
+                Event::Query { session, .. } => Some(*session),
+                _ => None,
+            });
+            if let Some(peer) = got {
+                // Let the Response reach `a`.
+                self.run_for(Duration::from_millis(500));
+                return (s, peer);
+            }
+        }
+        panic!("the query never arrived");
+    }
+
+    /// Streams `total` bytes from `a` to `b` (b reads everything at once);
+    /// returns the virtual time it took.
+    fn transfer(&mut self, sa: SessionId, sb: SessionId, total: u64) -> Duration {
+        let start = self.now;
+        let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+        let (mut written, mut read) = (0u64, 0u64);
+        while read < total {
+            while written < total {
+                let n = chunk.len().min((total - written) as usize);
+                match self.a.session(sa).unwrap().write_bytes(chunk.slice(..n)) {
+                    Ok(k) => written += k as u64,
+                    Err(WriteError::Blocked) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(self.step(Timestamp::MAX), "stalled at {read} of {total}");
+            read += self.drain(sb);
+        }
+        self.now.saturating_duration_since(start)
+    }
+
+    /// Reads everything readable on `b`'s session.
+    fn drain(&mut self, sb: SessionId) -> u64 {
+        let mut n = 0;
+        while let Some(mut h) = self.b.session(sb) {
+            match h.read_chunk(usize::MAX) {
+                Ok(Some(c)) => n += c.len() as u64,
+                _ => break,
+            }
+        }
+        n
+    }
+}
+
+fn tuned(max: u32) -> Config {
+    Config {
+        recv_window: 16 * 1024,
+        min_recv_window: 16 * 1024,
+        max_recv_window: max,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn a_window_grows_to_fill_a_long_path() {
+    let mut n = Net::new(tuned(1 << 20));
+    n.wire(MS * 50);
+    let (sa, sb) = n.session();
+    // A fixed 16 KiB window moves 16 KiB per 100 ms round trip: 20 MiB
+    // would take two minutes.
+    let took = n.transfer(sa, sb, 20 << 20);
+    let rx = n.b.session_info(sb).unwrap().stats;
+    let tx = n.a.session_info(sa).unwrap().stats;
+    assert_eq!(rx.local_window, 1 << 20, "grown to the cap");
+    assert_eq!(rx.window_growths, 6, "16 KiB doubled six times");
+    assert_eq!(
+        tx.peer_window,
+        1 << 20,
+        "the sender learnt it (Window frames)"
+    );
+    // Ramp-up (six round trips) and about one window per round trip.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Credit never exceeds the window granted from what was read.
+    assert!(tx.peer_limit <= rx.bytes_read + (1 << 20) + 1);
+}
+
+#[test]
+fn a_window_stays_small_when_the_reader_is_slow() {
+    let mut n = Net::new(tuned(1 << 20));
+    n.wire(MS * 5);
+    let (sa, sb) = n.session();
+    let chunk = vec![1u8; 16 * 1024];
+    // The reader takes 4 KiB every 100 ms: it never consumes a window
+    // within two round trips.
+    for _ in 0..100 {
+        let _ = n.a.session(sa).unwrap().write(&chunk);
+        n.run_for(MS * 100);
+        let mut buf = [0u8; 4096];
+        let _ = n.b.session(sb).unwrap().read(&mut buf);
+    }
+    let rx = n.b.session_info(sb).unwrap().stats;
+    assert_eq!(rx.window_growths, 0);
+    assert_eq!(rx.local_window, 16 * 1024);
+}
+
+#[test]
+fn a_window_update_lost_with_its_stream_is_restated_after_recovery() {
+    let mut n = Net::new(tuned(1 << 20));
+    let w0 = n.wire(MS * 20);
+    n.wire(MS * 20);
+    let (sa, sb) = n.session();
+    n.transfer(sa, sb, 8 << 20);
+    let carrying = n.a.session_info(sa).unwrap().send_stream.unwrap();
+    let on = n.wires.iter().position(|w| w.a == carrying).unwrap();
+    assert_eq!(on, w0);
+    // `b` reads a window's worth and its grant (a Window frame) is lost:
+    // the stream dies with it in flight.
+    let _ = n.a.session(sa).unwrap().write(&vec![2u8; 1 << 20]);
+    n.run_for(MS * 25);
+    n.drain(sb);
+    n.pull();
+    let lost: usize = n.wires[on].to_a.iter().map(|(_, d)| d.len()).sum();
+    assert!(lost > 0, "the grant is in flight");
+    let (ea, eb) = (n.wires[on].a, n.wires[on].b);
+    n.wires[on].alive = false;
+    n.a.handle_transport_closed(n.now, ea, "test");
+    n.b.handle_transport_closed(n.now, eb, "test");
+    n.run_for(Duration::from_millis(500));
+    let rx = n.b.session_info(sb).unwrap().stats;
+    let tx = n.a.session_info(sa).unwrap().stats;
+    assert_eq!(
+        tx.peer_limit,
+        rx.bytes_read + u64::from(rx.local_window),
+        "the Resume's Window restated the grant"
+    );
+    assert!(tx.peer_window > 16 * 1024);
+}
+
+#[test]
+fn migrating_to_a_faster_stream_shrinks_the_window() {
+    let mut n = Net::new(tuned(4 << 20));
+    n.wire(MS * 50);
+    let (sa, sb) = n.session();
+    n.transfer(sa, sb, 16 << 20);
+    let fast = n.wire(MS * 5);
+    let before = n.b.session_info(sb).unwrap().stats;
+    assert!(before.local_window >= 1 << 20, "{}", before.local_window);
+    // `b` (the receiver) moves to the fast stream: 10 ms instead of 100 ms.
+    let target = n.wires[fast].b;
+    n.b.migrate(n.now, sb, target).unwrap();
+    n.run_for(Duration::from_millis(200));
+    let after = n.b.session_info(sb).unwrap().stats;
+    assert_eq!(after.window_shrinks, before.window_shrinks + 1);
+    assert!(
+        after.local_window <= before.local_window / 5,
+        "{} -> {}",
+        before.local_window,
+        after.local_window
+    );
+    // The transfer goes on at full speed on the new stream.
+    n.transfer(sa, sb, 4 << 20);
+}
+
+/// A budget small enough to run out: 4 sessions' worth above the floors.
+fn budgeted() -> Config {
+    Config {
+        recv_window: 64 * 1024,
+        min_recv_window: 16 * 1024,
+        max_recv_window: 64 * 1024,
+        send_buffer: 64 * 1024,
+        peer_memory_budget: 4 * 48 * 1024,
+        node_memory_budget: 4 * 48 * 1024,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn new_sessions_start_at_the_floor_once_the_budget_is_short() {
+    let mut n = Net::new(budgeted());
+    n.wire(MS);
+    let mut windows = Vec::new();
+    for _ in 0..6 {
+        let (sa, _) = n.session();
+        windows.push(n.a.session_info(sa).unwrap().stats.local_window);
+        assert!(n.a.memory_reserved() <= 4 * 48 * 1024);
+    }
+    // The first sessions reserve 48 KiB each above the floor; once less
+    // than an eighth of the budget is free, new ones get the floor.
+    let k = 64 * 1024;
+    let f = 16 * 1024;
+    assert_eq!(windows, [k, k, k, k, f, f]);
+    assert_eq!(n.a.memory_reserved(), 4 * 48 * 1024);
+}
+
+#[test]
+fn writes_block_at_the_budget_and_every_session_still_progresses() {
+    let mut n = Net::new(budgeted());
+    n.wire(MS);
+    // Sessions that write and are never read take the budget.
+    let mut hogs = Vec::new();
+    for _ in 0..6 {
+        let (sa, sb) = n.session();
+        let mut taken = 0;
+        while let Ok(k) = n.a.session(sa).unwrap().write(&[9u8; 8192]) {
+            taken += k;
+        }
+        n.run_for(MS * 10);
+        hogs.push((sa, sb, taken));
+    }
+    let reserved = n.a.memory_reserved();
+    assert!(reserved <= 4 * 48 * 1024, "{reserved}");
+    // Each could queue at least its floor, and none more than its grant
+    // plus `send_buffer`.
+    for &(_, _, taken) in &hogs {
+        assert!(taken >= 16 * 1024, "{taken}");
+        assert!(taken <= 64 * 1024 + 64 * 1024, "{taken}");
+    }
+    // A new session still moves data through its floors, both ways.
+    let (sa, sb) = n.session();
+    let took = n.transfer(sa, sb, 1 << 20);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // Closing the hogs gives their reservations back (the new session
+    // runs at its floors: it reserved nothing).
+    for &(sa, sb, _) in &hogs {
+        n.a.session(sa).unwrap().close();
+        n.b.session(sb).unwrap().close();
+    }
+    n.run_for(Duration::from_secs(1));
+    assert_eq!(n.a.memory_reserved(), 0);
+    assert_eq!(n.b.memory_reserved(), 0);
+}
+
+#[test]
+fn a_closed_session_gives_its_reservation_back() {
+    let mut n = Net::new(tuned(1 << 20));
+    n.wire(MS * 10);
+    let (sa, sb) = n.session();
+    n.transfer(sa, sb, 4 << 20);
+    assert!(n.b.memory_reserved() > 0);
+    n.a.session(sa).unwrap().close();
+    n.b.session(sb).unwrap().close();
+    n.run_for(Duration::from_secs(1));
+    assert!(n.a.session_info(sa).is_none() && n.b.session_info(sb).is_none());
+    assert_eq!(n.a.memory_reserved(), 0);
+    assert_eq!(n.b.memory_reserved(), 0);
+}
+
+#[test]
+fn an_untuned_peer_interoperates() {
+    // `b` never grows its window (max = initial): it sends only Credits,
+    // and `a` sends up to the base window from them.
+    let fixed = Config {
+        recv_window: 64 * 1024,
+        max_recv_window: 64 * 1024,
+        ..Config::default()
+    };
+    let mut n = Net::with(tuned(1 << 20), fixed);
+    n.wire(MS * 10);
+    let (sa, sb) = n.session();
+    n.transfer(sa, sb, 2 << 20);
+    let tx = n.a.session_info(sa).unwrap().stats;
+    assert_eq!(tx.peer_window, 64 * 1024);
+}
+
+/// The fixed part of a session's cost (docs/FLOW.md, "What a node
+/// promises"): its state in the engine's table, before any buffered byte.
+#[test]
+fn per_session_state_is_bounded() {
+    let state = std::mem::size_of::<super::sessions::Session>();
+    println!("size_of::<Session>() = {state} bytes");
+    assert!(state <= 1024, "{state}");
+}
+
+#[test]
+fn a_reader_that_never_reads_holds_at_most_the_budget_plus_floors() {
+    // `a` opens sessions to `b` and writes without end; `b`'s application
+    // never reads. What `b` buffers stays within its budget plus one floor
+    // per session, and what it reserved within the budget. (`a` has a
+    // large budget: with `b`'s, its own receive windows would take it and
+    // leave it only its send floors.)
+    let big = Config {
+        peer_memory_budget: 64 << 20,
+        node_memory_budget: 64 << 20,
+        ..budgeted()
+    };
+    let mut n = Net::with(big, budgeted());
+    n.wire(MS);
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        sessions.push(n.session());
+    }
+    for _ in 0..50 {
+        for &(sa, _) in &sessions {
+            while n.a.session(sa).unwrap().write(&[5u8; 4096]).is_ok() {}
+        }
+        n.run_for(MS * 20);
+    }
+    let buffered: u64 = sessions
+        .iter()
+        .map(|&(_, sb)| n.b.session_info(sb).unwrap().stats.bytes_buffered)
+        .sum();
+    let floors = sessions.len() as u64 * 16 * 1024;
+    assert!(buffered > floors, "the writers filled more than the floors");
+    assert!(
+        buffered <= 4 * 48 * 1024 + floors,
+        "{buffered} > budget + floors"
+    );
+    assert!(n.b.memory_reserved() <= 4 * 48 * 1024);
+}

@@ -1,0 +1,638 @@
+//! Path measurement of one stream: round-trip samples from credited data
+//! and from pings, the path delay kept apart from the queueing that the
+//! session's own traffic causes, and delivery rates.
+//!
+//! # Samples
+//!
+//! Every record that carries new session data is logged when it leaves: its
+//! time, its position in the stream's output, and the stream's counters at
+//! that moment (a fixed ring per stream: nothing is allocated per record).
+//! A cumulative Credit of that session that covers the record's last byte
+//! acknowledges it: one sample, so a busy stream yields a sample per credit
+//! (several per round trip). The ping in flight is logged the same way when
+//! it leaves the engine. Retransmitted bytes are never logged (Karn), and a
+//! credit only matches records sent on the stream it arrived on.
+//!
+//! # Path delay and self-induced queueing
+//!
+//! A sample measures the path *and* whatever waited ahead of the probe: our
+//! own bytes queued at the bottleneck (a saturating transfer keeps a
+//! standing queue there), the peer's bytes ahead of its answer, and jitter.
+//! A plain windowed minimum forgets the idle delay after one window of
+//! saturation, and the loaded stream then always looks slower than an idle
+//! one (issue 17: sessions traded between two identical paths every 25 s).
+//!
+//! So each sample also carries a bound on how much of it the session's own
+//! traffic can explain: the bytes of ours that were ahead of the probe and
+//! not yet known delivered, drained at the best delivery rate seen (at least
+//! 1 Mbit/s), plus the peer's bytes that arrived during the round trip,
+//! drained at 1 Mbit/s (bytes read in bursts have no trustworthy rate). A
+//! sample whose excess over the current path delay fits in that bound says
+//! nothing new about the path: it *holds* the estimate (it is fed
+//! to the window as the current estimate, so saturation never ages it out).
+//! A sample that the session's traffic cannot explain is evidence that the
+//! path itself changed: it goes into the window as it is, and once a whole
+//! window of such samples has passed, the path delay has risen. Lower
+//! samples always lower it at once. The first estimate comes only from a
+//! sample that traffic explains at most half of: a side whose every probe
+//! waits behind the peer's bulk data (the receiver of a transfer) leaves
+//! the delay unknown rather than start it at the queue, and the policy
+//! never moves a session off a stream whose delay it does not know (the
+//! sender, which measures it, does).
+//!
+//! What that cannot see: a rise of the carrying path's delay that stays
+//! below its own standing queue. Such a rise changes neither the session's
+//! round trip (the queue shrinks by as much) nor its throughput, so nothing
+//! is lost by staying.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::Timestamp;
+
+/// Records remembered per stream for credit samples. A credit usually
+/// covers several records; only the newest it covers yields a sample, so a
+/// few dozen cover more than a window in flight.
+const LOG_CAPACITY: usize = 32;
+
+/// The best value of a time series over a sliding window, kept as the best
+/// of each quarter of the window: O(1) memory, and a value stays between
+/// three quarters of a window and a whole window after it was fed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Windowed<const MAX: bool> {
+    /// Quarter-window buckets, oldest first: (start, best value in nanos or
+    /// bytes per second).
+    buckets: [(Timestamp, u64); 5],
+    len: usize,
+}
+
+/// Windowed minimum.
+pub(crate) type WindowedMin = Windowed<false>;
+/// Windowed maximum.
+pub(crate) type WindowedMax = Windowed<true>;
+
+impl<const MAX: bool> Default for Windowed<MAX> {
+    fn default() -> Self {
+        Windowed {
+            buckets: [(Timestamp::ZERO, 0); 5],
+            len: 0,
+        }
+    }
+}
+
+impl<const MAX: bool> Windowed<MAX> {
+    fn better(a: u64, b: u64) -> bool {
+        if MAX {
+            a > b
+        } else {
+            a < b
+        }
+    }
+
+    fn expire(&mut self, now: Timestamp, window: Duration) {
+        let mut drop = 0;
+        while drop < self.len && now.saturating_duration_since(self.buckets[drop].0) >= window {
+            drop += 1;
+        }
+        if drop > 0 {
+            self.buckets.copy_within(drop..self.len, 0);
+            self.len -= drop;
+        }
+    }
+
+    /// Feeds `value` observed at `now`.
+    pub fn update(&mut self, now: Timestamp, value: u64, window: Duration) {
+        self.expire(now, window);
+        let quarter = window / 4;
+        if self.len > 0 {
+            let last = &mut self.buckets[self.len - 1];
+            if now.saturating_duration_since(last.0) < quarter {
+                if Self::better(value, last.1) {
+                    last.1 = value;
+                }
+                return;
+            }
+        }
+        if self.len == self.buckets.len() {
+            // A quarter or more passed since every bucket started: the
+            // oldest is at least a whole window old by now.
+            self.buckets.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.buckets[self.len] = (now, value);
+        self.len += 1;
+    }
+
+    /// The best value fed within the last `window` (none if nothing was).
+    pub fn get(&self, now: Timestamp, window: Duration) -> Option<u64> {
+        self.buckets[..self.len]
+            .iter()
+            .filter(|(start, _)| now.saturating_duration_since(*start) < window)
+            .map(|(_, v)| *v)
+            .reduce(|a, b| if Self::better(b, a) { b } else { a })
+    }
+}
+
+/// The state of the stream when a probe (a data record or a ping) left.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    at: Timestamp,
+    /// Output position just after the probe's record.
+    pos: u64,
+    /// Output ahead of the record not yet known to have arrived.
+    ahead: u64,
+    /// Output position known to have arrived, and since when.
+    delivered: u64,
+    delivered_at: Timestamp,
+    /// Bytes received on the stream so far.
+    rx: u64,
+}
+
+/// A logged data record: the session (wire id) and the offset one past its
+/// last new byte in the record.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    session: u64,
+    end: u64,
+    mark: Mark,
+}
+
+/// One round-trip sample with the part of it the session's own traffic
+/// could explain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Measured {
+    /// The round trip.
+    pub rtt: Duration,
+    /// Upper bound of the queueing our own and the peer's bytes ahead of
+    /// the probe can have caused.
+    pub queueing: Duration,
+}
+
+/// Path measurement of one stream (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct PathMeter {
+    log: VecDeque<Sent>,
+    /// The keep-alive or probe ping in flight, once it left.
+    ping: Option<(u64, Mark)>,
+    /// Ciphertext bytes handed to the transport.
+    pos: u64,
+    /// Output position known to have arrived at the peer (a pong or a
+    /// credit covering a record proves everything before it arrived: the
+    /// transport is ordered), and when that was learnt.
+    delivered: u64,
+    delivered_at: Timestamp,
+    /// Delivery rate of our output, bytes/s.
+    fwd_rate: WindowedMax,
+    /// The path delay filter, nanoseconds.
+    path: WindowedMin,
+    has_path: bool,
+    /// Shortest window of the path delay filter.
+    window: Duration,
+}
+
+/// Rates are remembered for this many path windows (at least
+/// [`RATE_WINDOW_MIN`]): longer than the path window, so that when a
+/// window-limited transfer slows down because its path got slower, the
+/// earlier, faster rate still says that the longer round trips are not
+/// queueing of ours.
+const RATE_WINDOWS: u32 = 4;
+const RATE_WINDOW_MIN: Duration = Duration::from_secs(10);
+
+/// The slowest capacity assumed when bytes ahead of a probe are turned into
+/// queueing (1 Mbit/s): a path slower than this with a standing queue of
+/// ours can look slower than it is.
+const MIN_RATE: u64 = 125_000;
+
+/// The path window grows with the path: at least this many round trips.
+const WINDOW_RTTS: u32 = 8;
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Bytes per second of `bytes` over `d` (0 for an empty interval).
+fn rate(bytes: u64, d: Duration) -> u64 {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return 0;
+    }
+    u64::try_from(u128::from(bytes) * 1_000_000_000 / ns).unwrap_or(u64::MAX)
+}
+
+/// Time to move `bytes` at `rate` bytes per second (0 if the rate is unknown).
+fn drain_time(bytes: u64, rate: u64) -> Duration {
+    if rate == 0 {
+        return Duration::ZERO;
+    }
+    let ns = u128::from(bytes) * 1_000_000_000 / u128::from(rate);
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+impl PathMeter {
+    /// A meter for a stream established at `now`; `window` is the shortest
+    /// path delay window (`Config::path_window`).
+    pub fn new(now: Timestamp, window: Duration) -> Self {
+        PathMeter {
+            log: VecDeque::with_capacity(LOG_CAPACITY),
+            ping: None,
+            pos: 0,
+            delivered: 0,
+            delivered_at: now,
+            fwd_rate: WindowedMax::default(),
+            path: WindowedMin::default(),
+            has_path: false,
+            window,
+        }
+    }
+
+    /// The path delay window now: the configured one, or more round trips
+    /// of a long path.
+    fn path_window(&self, now: Timestamp) -> Duration {
+        let path = self.path_delay(now).unwrap_or_default();
+        self.window.max(path * WINDOW_RTTS)
+    }
+
+    fn rate_window(&self, now: Timestamp) -> Duration {
+        (self.path_window(now) * RATE_WINDOWS).max(RATE_WINDOW_MIN)
+    }
+
+    /// The path delay estimate (none before the first sample).
+    pub fn path_delay(&self, now: Timestamp) -> Option<Duration> {
+        if !self.has_path {
+            return None;
+        }
+        // The window is at least `self.window` and grows with the value;
+        // the estimate is read with the longest window it could have.
+        self.path.get(now, Duration::MAX).map(Duration::from_nanos)
+    }
+
+    /// A record of `len` ciphertext bytes left at `now`, when `rx` bytes had
+    /// been received on the stream. `data`: the session (wire id) and end
+    /// offset of its last new data in the record, if it carried new data;
+    /// `ping`: the nonce of the liveness ping it carried, if any.
+    pub fn on_record(
+        &mut self,
+        now: Timestamp,
+        len: usize,
+        rx: u64,
+        data: Option<(u64, u64)>,
+        ping: Option<u64>,
+    ) {
+        let ahead = self.pos.saturating_sub(self.delivered);
+        self.pos = self.pos.saturating_add(len as u64);
+        let mark = Mark {
+            at: now,
+            pos: self.pos,
+            ahead,
+            delivered: self.delivered,
+            delivered_at: self.delivered_at,
+            rx,
+        };
+        if let Some((session, end)) = data {
+            if self.log.len() == LOG_CAPACITY {
+                self.log.pop_front();
+            }
+            self.log.push_back(Sent { session, end, mark });
+        }
+        if let Some(nonce) = ping {
+            self.ping = Some((nonce, mark));
+        }
+    }
+
+    /// A cumulative credit `consumed` of `session` arrived on this stream at
+    /// `now` (`rx`: bytes received so far). Returns the sample of the newest
+    /// logged record it covers, and forgets every record of the session it
+    /// covers.
+    pub fn on_credit(
+        &mut self,
+        now: Timestamp,
+        session: u64,
+        consumed: u64,
+        rx: u64,
+    ) -> Option<Measured> {
+        let newest = self
+            .log
+            .iter()
+            .rev()
+            .find(|s| s.session == session && s.end <= consumed)
+            .map(|s| s.mark)?;
+        self.log
+            .retain(|s| s.session != session || s.end > consumed);
+        Some(self.measure(now, newest, rx))
+    }
+
+    /// The pong of `nonce` arrived at `now`. Returns its sample if the ping
+    /// was logged when it left.
+    pub fn on_pong(&mut self, now: Timestamp, nonce: u64, rx: u64) -> Option<Measured> {
+        match self.ping {
+            Some((n, mark)) if n == nonce => {
+                self.ping = None;
+                Some(self.measure(now, mark, rx))
+            }
+            _ => None,
+        }
+    }
+
+    /// Forgets the logged records of `session` (it sends elsewhere now: a
+    /// credit arriving here much later must not match an old record).
+    pub fn forget(&mut self, session: u64) {
+        self.log.retain(|s| s.session != session);
+    }
+
+    /// Turns an acknowledged probe into a sample, updating what arrived and
+    /// the rates.
+    fn measure(&mut self, now: Timestamp, mark: Mark, rx: u64) -> Measured {
+        let rtt = now.saturating_duration_since(mark.at);
+        if mark.pos > self.delivered {
+            self.delivered = mark.pos;
+            self.delivered_at = now;
+        }
+        let window = self.rate_window(now);
+        // BBR's delivery rate: what arrived since the probe's send-time
+        // snapshot, over the time since that snapshot was learnt (never
+        // shorter than the round trip, so bunched acknowledgements do not
+        // inflate it).
+        let fwd = rate(
+            self.delivered.saturating_sub(mark.delivered),
+            now.saturating_duration_since(mark.delivered_at),
+        );
+        if fwd > 0 {
+            self.fwd_rate.update(now, fwd, window);
+        }
+        let rev_bytes = rx.saturating_sub(mark.rx);
+        // A stream that never carried much has measured far less than its
+        // capacity: draining its few bytes at that rate would explain any
+        // round trip. Rates count as at least MIN_RATE.
+        let fwd_best = self.fwd_rate.get(now, window).unwrap_or(0).max(MIN_RATE);
+        // The peer's bytes that arrived during the round trip may all have
+        // been ahead of its answer. Their rate is not measured: a
+        // transport hands bytes over in bursts, and a burst read at once
+        // looks like any rate at all, which would explain too little. They
+        // drain at MIN_RATE: a side whose answers wait behind the peer's
+        // bulk data holds its estimate (the sender, whose credit samples
+        // see the path, decides about it).
+        let queueing = drain_time(mark.ahead, fwd_best) + drain_time(rev_bytes, MIN_RATE);
+        Measured { rtt, queueing }
+    }
+
+    /// Folds a sample into the path delay; returns the new estimate (zero
+    /// while it is unknown).
+    pub fn fold(&mut self, now: Timestamp, m: Measured) -> Duration {
+        let window = self.path_window(now);
+        let value = match self.path_delay(now) {
+            // A first estimate needs a sample that traffic explains at most
+            // half of: one taken behind a standing queue (the peer's bulk
+            // data ahead of every pong we get back) would start the
+            // estimate at the queue, and holding would keep it there. Until
+            // then the path delay is unknown, and the policy never moves a
+            // session off a stream whose delay it does not know.
+            None if m.queueing > m.rtt / 2 => return Duration::ZERO,
+            None => m.rtt,
+            // Explained by our own traffic: holds the estimate (and lowers
+            // it if lower).
+            Some(path) if m.rtt.saturating_sub(m.queueing) <= path => m.rtt.min(path),
+            // Not explained: evidence about the path, taken as it is.
+            Some(_) => m.rtt,
+        };
+        self.path.update(now, nanos(value), window);
+        self.has_path = true;
+        self.path_delay(now).unwrap_or(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn t(n: u64) -> Timestamp {
+        Timestamp::ZERO + ms(n)
+    }
+
+    #[test]
+    fn a_first_sample_behind_a_queue_leaves_the_path_unknown() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        let queued = Measured {
+            rtt: ms(540),
+            queueing: ms(520),
+        };
+        assert_eq!(m.fold(t(540), queued), Duration::ZERO);
+        assert_eq!(m.path_delay(t(540)), None);
+        // Half explained at most: taken.
+        let clean = Measured {
+            rtt: ms(40),
+            queueing: ms(20),
+        };
+        assert_eq!(m.fold(t(600), clean), ms(40));
+        // From then on, queued samples hold it.
+        assert_eq!(m.fold(t(1200), queued), ms(40));
+    }
+
+    #[test]
+    fn windowed_min_keeps_a_value_between_three_quarters_and_one_window() {
+        let w = ms(1000);
+        let mut f = WindowedMin::default();
+        f.update(t(0), 10, w);
+        for i in 1..=19u64 {
+            f.update(t(i * 50), 50, w);
+        }
+        // Fed at 0: still there at 999 ms, gone at 1000 ms.
+        assert_eq!(f.get(t(999), w), Some(10));
+        assert_eq!(f.get(t(1000), w), Some(50));
+        // A lower value wins at once.
+        f.update(t(1001), 5, w);
+        assert_eq!(f.get(t(1001), w), Some(5));
+        let mut g = WindowedMax::default();
+        g.update(t(0), 7, w);
+        g.update(t(300), 3, w);
+        assert_eq!(g.get(t(900), w), Some(7));
+        assert_eq!(g.get(t(1200), w), Some(3));
+        assert_eq!(g.get(t(5000), w), None);
+    }
+
+    #[test]
+    fn windowed_filter_never_holds_more_than_five_buckets() {
+        let w = ms(100);
+        let mut f = WindowedMin::default();
+        for i in 0..10_000u64 {
+            f.update(t(i * 7), 1000 - (i % 1000), w);
+            assert!(f.len <= 5);
+        }
+    }
+
+    /// A meter that sent one record of `len` bytes at `at` carrying data of
+    /// session 1 up to `end`.
+    fn send(m: &mut PathMeter, at: u64, len: usize, end: u64, rx: u64) {
+        m.on_record(t(at), len, rx, Some((1, end)), None);
+    }
+
+    #[test]
+    fn a_credit_samples_the_newest_record_it_covers_and_forgets_the_rest() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        send(&mut m, 0, 1000, 1000, 0);
+        send(&mut m, 10, 1000, 2000, 0);
+        send(&mut m, 20, 1000, 3000, 0);
+        // Covers the first two records: the sample is the second's.
+        let s = m.on_credit(t(110), 1, 2500, 0).unwrap();
+        assert_eq!(s.rtt, ms(100));
+        assert_eq!(m.log.len(), 1);
+        // Another session's credit matches nothing; an old credit neither.
+        assert_eq!(m.on_credit(t(120), 2, 9999, 0), None);
+        assert_eq!(m.on_credit(t(120), 1, 2500, 0), None);
+        m.forget(1);
+        assert_eq!(m.on_credit(t(130), 1, 3000, 0), None);
+    }
+
+    #[test]
+    fn the_log_is_bounded() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        for i in 0..1000u64 {
+            send(&mut m, i, 100, (i + 1) * 100, 0);
+        }
+        assert_eq!(m.log.len(), LOG_CAPACITY);
+        assert!(m.log.capacity() < 2 * LOG_CAPACITY);
+    }
+
+    #[test]
+    fn pongs_sample_from_when_the_ping_left() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        m.on_record(t(5), 40, 0, None, Some(77));
+        assert_eq!(m.on_pong(t(50), 78, 0), None, "another nonce");
+        let s = m.on_pong(t(45), 77, 0).unwrap();
+        assert_eq!(s.rtt, ms(40));
+        assert_eq!(s.queueing, Duration::ZERO, "nothing was ahead of it");
+        assert_eq!(m.on_pong(t(60), 77, 0), None, "answered once");
+    }
+
+    /// A transfer: one 10 kB record of session 1 every `gap` ms from
+    /// `from` to `to`, each credited `rtt` ms after it left (credits are
+    /// handled in time order with the sends). Returns the path estimate
+    /// after each sample, with its time.
+    struct Transfer {
+        end: u64,
+        pending: VecDeque<(u64, u64)>,
+    }
+
+    impl Transfer {
+        fn new() -> Self {
+            Transfer {
+                end: 0,
+                pending: VecDeque::new(),
+            }
+        }
+
+        fn run(
+            &mut self,
+            m: &mut PathMeter,
+            from: u64,
+            to: u64,
+            gap: u64,
+            rtt: u64,
+        ) -> Vec<(u64, Duration)> {
+            let mut out = Vec::new();
+            let mut at = from;
+            while at < to {
+                while let Some(&(back, end)) = self.pending.front() {
+                    if back > at {
+                        break;
+                    }
+                    self.pending.pop_front();
+                    if let Some(s) = m.on_credit(t(back), 1, end, 0) {
+                        out.push((back, m.fold(t(back), s)));
+                    }
+                }
+                self.end += 10_000;
+                send(m, at, 10_000, self.end, 0);
+                self.pending.push_back((at + rtt, self.end));
+                at += gap;
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn saturation_holds_the_idle_path_delay() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        // An idle ping first: 40 ms.
+        m.on_record(t(0), 40, 0, None, Some(1));
+        let s = m.on_pong(t(40), 1, 0).unwrap();
+        assert_eq!(m.fold(t(40), s), ms(40));
+        // Ten minutes of a transfer at 1000 B/ms keeping 200 kB queued at
+        // the bottleneck: every sample is 240 ms, all of it explained by
+        // our own bytes ahead.
+        let samples = Transfer::new().run(&mut m, 100, 600_000, 10, 240);
+        assert!(samples.len() > 50_000);
+        let worst = samples.iter().map(|(_, p)| *p).max().unwrap();
+        assert_eq!(worst, ms(40));
+    }
+
+    #[test]
+    fn a_slower_path_shows_within_a_window_even_under_load() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        let mut tr = Transfer::new();
+        // Window-limited, no queueing: 100 kB in flight, 100 ms round trips.
+        let before = tr.run(&mut m, 0, 20_000, 10, 100);
+        assert_eq!(before.last().unwrap().1, ms(100));
+        // The path becomes 300 ms with the same bytes in flight (a third of
+        // the throughput): every sample now exceeds what our bytes explain.
+        let after = tr.run(&mut m, 20_000, 30_000, 30, 300);
+        let risen = after
+            .iter()
+            .find(|(_, p)| *p >= ms(300))
+            .map(|(at, _)| at - 20_000)
+            .unwrap();
+        assert!(risen <= 2_400, "rose {risen} ms after the change");
+        assert!(after.iter().all(|(_, p)| *p <= ms(300)));
+    }
+
+    #[test]
+    fn the_peers_bytes_ahead_of_a_pong_count_as_its_queueing() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        // Idle: 40 ms.
+        m.on_record(t(0), 40, 0, None, Some(1));
+        let s = m.on_pong(t(40), 1, 0).unwrap();
+        m.fold(t(40), s);
+        // The peer saturates its direction at 1000 B/ms: pongs come back
+        // 240 ms later, behind 240 KB of its data.
+        let mut rx = 0u64;
+        let mut path = Duration::ZERO;
+        for i in 0..200u64 {
+            let at = 100 + i * 300;
+            m.on_record(t(at), 40, rx, None, Some(i + 2));
+            rx += 240_000;
+            let s = m.on_pong(t(at + 240), i + 2, rx).unwrap();
+            assert!(s.queueing >= ms(240), "{:?}", s.queueing);
+            path = m.fold(t(at + 240), s);
+        }
+        assert_eq!(path, ms(40), "the peer's queue is not the path");
+    }
+
+    #[test]
+    fn an_idle_stream_follows_its_path_both_ways() {
+        let mut m = PathMeter::new(t(0), ms(1000));
+        let ping = |m: &mut PathMeter, at: u64, rtt: u64, n: u64| {
+            m.on_record(t(at), 40, 0, None, Some(n));
+            let s = m.on_pong(t(at + rtt), n, 0).unwrap();
+            m.fold(t(at + rtt), s)
+        };
+        let mut path = Duration::ZERO;
+        for i in 0..20 {
+            path = ping(&mut m, i * 250, 100, i);
+        }
+        assert_eq!(path, ms(100));
+        // Faster: at once.
+        assert_eq!(ping(&mut m, 5000, 10, 100), ms(10));
+        // Slower: after a window.
+        let mut at = 5250;
+        let mut n = 101;
+        while ping(&mut m, at, 50, n) < ms(50) {
+            at += 250;
+            n += 1;
+            assert!(at < 7000);
+        }
+        assert!(at - 5000 >= 750 && at - 5000 <= 1250, "{}", at - 5000);
+    }
+}

@@ -1,0 +1,329 @@
+//! Automatic placement (issue 17; docs/MIGRATION.md, "Automatic
+//! placement"): measured on the simulator's netem-like links, in exact
+//! virtual time.
+//!
+//! * a clearly better path wins within a few seconds, and a carrying path
+//!   that gets slower loses the session as fast;
+//! * identical paths never trade a session, under a saturating transfer or
+//!   with ±50 % jitter, over ten simulated minutes;
+//! * goodput does not dip during an automatic move;
+//! * a pinned session never moves.
+//!
+//! Every test prints what it measured (`--nocapture`).
+
+use std::time::Duration;
+
+use astral_core::{Config, Event, StreamId, StreamPreference, Timestamp};
+use astral_sim::{Action, FlowSpec, LinkChange, LinkConfig, Sim};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// A link of `rtt` round trip, capped at `rate` bytes per second each way.
+fn path(rtt: Duration, rate: u64) -> LinkConfig {
+    LinkConfig::default().latency(rtt / 2).bandwidth(rate)
+}
+
+/// Automatic migrations started, and when: `Migrated` events at the node
+/// that sent the marker are reported when the peer's traffic shows up on
+/// the target; either end counts.
+fn migrations(sim: &Sim) -> Vec<(Timestamp, usize)> {
+    sim.events_matching(|e| matches!(e, Event::Migrated { .. }))
+        .into_iter()
+        .map(|(t, n, _)| (t, n))
+        .collect()
+}
+
+/// The link the flow's opener sends on.
+fn carrying_link(sim: &Sim) -> Option<usize> {
+    let s = sim.flows[0].at_opener?;
+    let tx: StreamId = sim.nodes[0].session_info(s)?.send_stream?;
+    sim.link_of(0, tx)
+}
+
+/// RTT samples taken on every stream of node 0 (pings and credits).
+fn samples(sim: &Sim) -> u64 {
+    sim.nodes[0]
+        .streams()
+        .map(|s| u64::from(s.rtt.samples))
+        .sum()
+}
+
+/// RTT samples taken at node 0 on the stream of `link`.
+fn samples_on(sim: &Sim, link: usize) -> u64 {
+    sim.links[link]
+        .stream_at(0)
+        .and_then(|id| sim.nodes[0].stream_info(id))
+        .map_or(0, |s| u64::from(s.rtt.samples))
+}
+
+/// Runs `sim` until `end` in `step` slices, recording the opener →
+/// acceptor bytes read in each slice.
+fn goodput(sim: &mut Sim, end: Timestamp, step: Duration) -> Vec<(Timestamp, u64)> {
+    let mut out = Vec::new();
+    let mut last = sim.flows[0].up.read;
+    let mut at = sim.now;
+    while at < end {
+        at += step;
+        sim.run_until(at);
+        let read = sim.flows[0].up.read;
+        out.push((at, read - last));
+        last = read;
+    }
+    out
+}
+
+/// Two links between nodes 0 and 1 and one upload of `bytes`, opened at
+/// once; returns the simulator.
+fn scenario(seed: u64, a: LinkConfig, b: LinkConfig, bytes: u64) -> Sim {
+    let mut sim = Sim::new(seed, 2, Config::default());
+    sim.link(0, 1, a);
+    sim.link(0, 1, b);
+    sim.open_flows(&[FlowSpec::new(0, 1, bytes, 0)]);
+    sim
+}
+
+const RATE: u64 = 500_000;
+
+/// Time from `change` to the first migration, and that migration's target.
+fn moved_after(sim: &Sim, change: Duration) -> Option<Duration> {
+    migrations(sim)
+        .first()
+        .map(|(t, _)| t.saturating_duration_since(Sim::t(change)))
+}
+
+/// The smallest of `slices`' byte counts.
+fn least(slices: &[(Timestamp, u64)]) -> u64 {
+    slices.iter().map(|(_, b)| *b).min().unwrap_or(0)
+}
+
+#[test]
+fn a_path_that_becomes_ten_times_faster_wins_within_five_seconds() {
+    // 100 ms and 150 ms at first, both capped at 4 Mbit/s: the session
+    // takes the 100 ms one; at 20 s the other one becomes 10 ms.
+    let change = secs(20);
+    let mut sim = scenario(
+        11,
+        path(ms(100), RATE),
+        path(ms(150), RATE).at(change, LinkChange::Latency(ms(5))),
+        u64::MAX / 4,
+    );
+    sim.keep_log = true;
+    sim.run_until(Sim::t(secs(10)));
+    assert_eq!(carrying_link(&sim), Some(0));
+    let before = goodput(&mut sim, Sim::t(change), secs(2));
+    assert!(migrations(&sim).is_empty(), "no move before the change");
+    let during = goodput(&mut sim, Sim::t(change + secs(10)), secs(2));
+    let took = moved_after(&sim, change).expect("the session moved");
+    let n = migrations(&sim).len();
+    println!(
+        "10x faster: moved {took:?} after the change; {n} Migrated events; \
+         goodput per 2 s before {before:?}, during and after the move {during:?}; {} RTT samples",
+        samples(&sim)
+    );
+    assert!(took <= secs(5), "took {took:?}");
+    assert_eq!(carrying_link(&sim), Some(1));
+    // One move, reported at both ends.
+    assert_eq!(n, 2);
+    // No dip: the 2 s slices that hold the move (it ends when the peer's
+    // traffic shows on the target) carried at least 90 % of the median
+    // slice before the change. (The sim hands bytes over in window-sized
+    // bursts, so slices are compared with slices.)
+    let mut sorted: Vec<u64> = before.iter().map(|(_, b)| *b).collect();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
+    let moved_at = Sim::t(change) + took;
+    let around: Vec<u64> = during
+        .iter()
+        .filter(|(end, _)| *end > moved_at && end.saturating_duration_since(moved_at) <= secs(4))
+        .map(|(_, b)| *b)
+        .collect();
+    assert_eq!(around.len(), 2);
+    assert!(
+        around.iter().all(|b| *b >= median * 9 / 10),
+        "goodput dipped: before {before:?}, during {during:?}"
+    );
+}
+
+#[test]
+fn a_carrying_path_that_becomes_three_times_slower_loses_it_within_five_seconds() {
+    // A window-limited transfer (80 Mbit/s links, 256 KiB window): on a
+    // 300 ms path it would run at a third of its speed.
+    let fast = 10_000_000;
+    let change = secs(20);
+    let mut sim = scenario(
+        12,
+        path(ms(100), fast).at(change, LinkChange::Latency(ms(150))),
+        path(ms(120), fast),
+        u64::MAX / 4,
+    );
+    sim.keep_log = true;
+    sim.run_until(Sim::t(secs(10)));
+    assert_eq!(carrying_link(&sim), Some(0));
+    let before = goodput(&mut sim, Sim::t(change), secs(2));
+    assert!(migrations(&sim).is_empty(), "no move before the change");
+    let during = goodput(&mut sim, Sim::t(change + secs(10)), secs(2));
+    let took = moved_after(&sim, change).expect("the session moved");
+    println!(
+        "3x slower: moved {took:?} after the change; {} Migrated events; \
+         goodput per 2 s before {before:?}, after {during:?}",
+        migrations(&sim).len()
+    );
+    assert!(took <= secs(5), "took {took:?}");
+    assert_eq!(carrying_link(&sim), Some(1));
+    assert_eq!(migrations(&sim).len(), 2);
+    // Back at the speed of a 120 ms path after the move: at least 80 % of
+    // the 100 ms path's.
+    let last = during.last().unwrap().1;
+    assert!(last >= least(&before) * 8 / 10, "{last} B in the last 2 s");
+}
+
+/// Ten simulated minutes of one transfer over two identical links:
+/// returns (migrations, bytes delivered, samples on the carrying stream).
+fn identical_paths(seed: u64, link: LinkConfig) -> (usize, u64, u64) {
+    let mut sim = scenario(seed, link.clone(), link, u64::MAX / 4);
+    sim.keep_log = true;
+    sim.run_until(Sim::t(secs(600)));
+    let carrying = carrying_link(&sim).expect("the session is placed");
+    println!(
+        "samples at node 0: carrying stream {}, idle stream {}",
+        samples_on(&sim, carrying),
+        samples_on(&sim, 1 - carrying)
+    );
+    assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
+    (
+        migrations(&sim).len(),
+        sim.flows[0].up.read,
+        samples_on(&sim, carrying),
+    )
+}
+
+#[test]
+fn identical_capped_paths_under_a_saturating_transfer_never_trade_the_session() {
+    // 40 ms, 2 Mbit/s each, the transfer keeps the bottleneck queue full.
+    let rate = 250_000;
+    let (moves, read, samples) = identical_paths(13, path(ms(40), rate));
+    println!(
+        "identical 40 ms / 2 Mbit/s, 600 s: {moves} migrations, {read} B delivered, {samples} RTT samples on the carrying stream"
+    );
+    assert_eq!(moves, 0);
+    // Saturated: at least 95 % of the capacity of one path.
+    assert!(read >= rate * 600 * 95 / 100, "{read} B");
+    // Credits sample the busy stream (round trips of about a second
+    // behind its standing queue) at least twice a second: ten times what
+    // keep-alive pings alone give (one per 5 s).
+    assert!(samples >= 600 * 2, "{samples} samples");
+}
+
+#[test]
+fn equal_paths_with_half_their_delay_as_jitter_never_trade_the_session() {
+    // One way 10..30 ms (20 ms ± 50 %), light traffic: 40 kB/s.
+    let link = LinkConfig::default()
+        .latency(ms(10))
+        .jitter(ms(20))
+        .bandwidth(1_000_000);
+    let mut sim = Sim::new(14, 2, Config::default());
+    sim.link(0, 1, link.clone());
+    sim.link(0, 1, link);
+    let mut spec = FlowSpec::new(0, 1, 40_000 * 600, 40_000 * 600);
+    spec.max_write = 4_000;
+    spec.write_interval = Some(ms(100));
+    sim.open_flows(&[spec]);
+    sim.keep_log = true;
+    sim.run_until(Sim::t(secs(600)));
+    assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
+    let moves = migrations(&sim).len();
+    println!(
+        "jittered equal paths, 600 s: {moves} migrations, {} B delivered up, {} samples",
+        sim.flows[0].up.read,
+        samples(&sim)
+    );
+    assert_eq!(moves, 0);
+    assert!(samples(&sim) >= 600 * 4);
+}
+
+#[test]
+fn a_pinned_session_never_moves() {
+    // The operator moves the session onto the slower path at 5 s; the
+    // faster one stays up for five minutes, and a later pin by the
+    // acceptor holds too.
+    let mut sim = scenario(15, path(ms(20), RATE), path(ms(200), RATE), u64::MAX / 4);
+    sim.keep_log = true;
+    sim.at(
+        Sim::t(secs(5)),
+        Action::Migrate {
+            flow: 0,
+            responder: false,
+            link: 1,
+        },
+    );
+    sim.run_until(Sim::t(secs(300)));
+    let moves = migrations(&sim).len();
+    println!("pinned on the 200 ms path next to a 20 ms one: {moves} Migrated events in 300 s");
+    // The operator's move, reported at both ends; nothing automatic.
+    assert_eq!(moves, 2);
+    assert_eq!(carrying_link(&sim), Some(1));
+    let s = sim.flows[0].at_opener.unwrap();
+    assert_eq!(sim.nodes[0].session_pins(s), Some((true, false)));
+    let r = sim.flows[0].at_acceptor.unwrap();
+    assert_eq!(sim.nodes[1].session_pins(r), Some((false, true)));
+    // Released: the policy brings it back to the fast path within seconds.
+    let now = sim.now;
+    sim.nodes[0].pin_session(now, s, false).unwrap();
+    sim.run_until(now + secs(15));
+    assert_eq!(carrying_link(&sim), Some(0));
+    assert_eq!(migrations(&sim).len(), 4);
+    assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
+}
+
+#[test]
+fn a_backup_stream_carries_the_session_only_while_no_normal_one_is_up() {
+    // Link 1 is faster but marked backup (a metered link) by the opener;
+    // the acceptor learns it from the Preference frame. The session stays
+    // on the slower normal link 0, goes to the backup when link 0 dies,
+    // and comes back as soon as a normal link (2) is up again.
+    let mut sim = Sim::new(16, 2, Config::default());
+    sim.link(0, 1, path(ms(100), RATE));
+    sim.link(0, 1, path(ms(10), RATE));
+    sim.keep_log = true;
+    // Once both streams are up (handshakes done), before any session.
+    sim.run_until(Sim::t(secs(1)));
+    let backup = sim.links[1].stream_at(0).unwrap();
+    let now = sim.now;
+    sim.nodes[0]
+        .set_stream_preference(now, backup, StreamPreference::backup())
+        .unwrap();
+    sim.open_flows(&[FlowSpec::new(0, 1, u64::MAX / 4, 0)]);
+    sim.run_until(Sim::t(secs(30)));
+    assert_eq!(carrying_link(&sim), Some(0), "never onto the backup");
+    assert!(migrations(&sim).is_empty());
+    let at_b = sim.links[1].stream_at(1).unwrap();
+    assert_eq!(
+        sim.nodes[1].stream_info(at_b).unwrap().peer_preference,
+        StreamPreference::backup()
+    );
+    sim.act(Action::Kill(0));
+    sim.run_until(Sim::t(secs(40)));
+    assert_eq!(
+        carrying_link(&sim),
+        Some(1),
+        "the backup when nothing else is up"
+    );
+    sim.act(Action::Connect(0, 1, path(ms(100), RATE)));
+    let up = sim.now;
+    sim.run_until(up + secs(15));
+    let back = migrations(&sim)
+        .iter()
+        .map(|(t, _)| *t)
+        .find(|t| *t > up)
+        .map(|t| t.saturating_duration_since(up));
+    println!("backup tier: back on a normal stream {back:?} after it came up");
+    assert_eq!(carrying_link(&sim), Some(2), "back to the normal tier");
+    assert!(back.is_some_and(|d| d <= secs(3)), "{back:?}");
+    assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
+}
