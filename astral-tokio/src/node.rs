@@ -101,7 +101,7 @@ fn shutdown(inner: &Arc<Inner>) {
     for p in &peers {
         p.with(|ps, now| ps.engine.shutdown(now));
     }
-    let _ = inner.ctx.shutdown.send(true);
+    let _ = inner.ctx.shutdown.send_replace(true);
     if inner.ctx.all_closed() {
         inner.ctx.all_closed.notify_waiters();
     }
