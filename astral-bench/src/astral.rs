@@ -183,6 +183,7 @@ impl Transport for AstralTokio {
     fn with_session_limit(&self, n: usize) -> Res<Self> {
         let mut t = self.clone();
         t.cfg.max_sessions_per_peer = t.cfg.max_sessions_per_peer.max(n + 64);
+        t.cfg.max_sessions = t.cfg.max_sessions.max(n + 64);
         Ok(t)
     }
     /// `open` waits for the peer's answer: keep `OPEN_PIPELINE` in flight.

@@ -17,7 +17,7 @@
 //! growth); 2 and 4 parallel peers with one session each; 1-byte echo
 //! (p50, p99); sequential set-ups; idle sessions (live heap).
 //!
-//! `astral bench` (crate `astral-cli`) runs the library's contenders:
+//! `astral bench` (crate `astral-node-cli`) runs the library's contenders:
 //!
 //! ```no_run
 //! use astral_bench::harness::{self, Options};

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use astral_tokio::{codes, Node};
 
 use crate::addr::{parse_addr, Addr};
+use crate::allow::AllowFile;
 use crate::control::{self, Ctx};
 use crate::error::{describe, err, usage, AnyError};
 use crate::keys::KeyArgs;
@@ -15,7 +16,7 @@ use crate::logging::{escape, Noisy};
 use crate::options::NodeOpts;
 use crate::registry::{self, Registry};
 use crate::service::{self, Service};
-use crate::signals::Signals;
+use crate::signals::{Asked, Signals};
 use crate::{stdio, transport};
 
 #[derive(clap::Args)]
@@ -33,6 +34,11 @@ pub struct ListenArgs {
     /// Accept one session for QUERY, join it to stdin/stdout, exit when it ends.
     #[arg(long, value_name = "QUERY")]
     stdio: Option<String>,
+    /// Only these identities may connect: FILE lists one node id per line
+    /// (`#` comments, like authorized_keys); SIGHUP re-reads it. Others are
+    /// hung up on right after the handshake, before any session or peer state.
+    #[arg(long, value_name = "FILE")]
+    allow: Option<PathBuf>,
     /// Unix socket for `astral ctl` (created with mode 0600, removed on exit).
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
@@ -77,9 +83,24 @@ pub async fn run(a: ListenArgs, quiet: bool) -> Result<ExitCode, AnyError> {
     let services = services(&a)?;
     let config = a.node.config()?;
     let mut signals = Signals::new()?;
+    let allow = a
+        .allow
+        .clone()
+        .map(|p| AllowFile::new(p, a.key.insecure_key_perms));
+    if allow.is_some() {
+        signals = signals.with_hangup()?;
+    }
     let identity = a.key.load()?;
     let node = Node::new(identity, config.clone())
         .map_err(|e| usage(format!("invalid node settings: {}", describe(&e))))?;
+    // The policy is in force before the first socket listens.
+    if let Some(f) = &allow {
+        let n = f.apply(&node)?;
+        tracing::info!(
+            "allow list: {n} id{} may connect",
+            if n == 1 { "" } else { "s" }
+        );
+    }
     let reg = Registry::new();
     registry::follow(&node, reg.clone());
     // User-facing lines (stderr): what to give the other side.
@@ -121,7 +142,15 @@ pub async fn run(a: ListenArgs, quiet: bool) -> Result<ExitCode, AnyError> {
                     Err(e) => Err(err(format!("the session task failed: {e}"))),
                 };
             }
-            code = signals.recv() => break Ok(ExitCode::from(code)),
+            asked = signals.next() => match asked {
+                Asked::Stop(code) => break Ok(ExitCode::from(code)),
+                Asked::Reload => {
+                    if let Some(f) = &allow {
+                        f.reload(&node);
+                    }
+                    continue;
+                }
+            },
         };
         let query = q.query().to_string();
         if a.stdio.as_deref() == Some(query.as_str()) {

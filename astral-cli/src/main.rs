@@ -12,6 +12,7 @@
 compile_error!("the astral tool needs a Unix-like system (Unix sockets, signals)");
 
 mod addr;
+mod allow;
 mod bench;
 mod bridge;
 mod connect;

@@ -1,6 +1,7 @@
 //! Ctrl-C and SIGTERM for the long-running subcommands: they shut the node
 //! down (its peers learn at once that we leave), remove their sockets, and
 //! exit with 128 + the signal number, as shells report it (130, 143).
+//! `listen --allow` also takes SIGHUP, to re-read its allow file.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -11,6 +12,18 @@ use crate::error::{err, AnyError};
 pub struct Signals {
     int: Signal,
     term: Signal,
+    /// Registered only where SIGHUP means "reload" (otherwise it keeps its
+    /// default action and ends the process, as a hung-up terminal expects).
+    hup: Option<Signal>,
+}
+
+/// What a signal asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// Stop with this exit code.
+    Stop(u8),
+    /// Re-read the configuration files (SIGHUP).
+    Reload,
 }
 
 impl Signals {
@@ -20,20 +33,53 @@ impl Signals {
             .map_err(|e| err(format!("cannot handle SIGINT: {e}")))?;
         let term = signal(SignalKind::terminate())
             .map_err(|e| err(format!("cannot handle SIGTERM: {e}")))?;
-        Ok(Signals { int, term })
+        Ok(Signals {
+            int,
+            term,
+            hup: None,
+        })
     }
 
-    /// Waits for one; returns the exit code it asks for.
-    pub async fn recv(&mut self) -> u8 {
+    /// Takes SIGHUP too: [`Signals::next`] then returns [`Asked::Reload`]
+    /// for it.
+    pub fn with_hangup(mut self) -> Result<Signals, AnyError> {
+        self.hup = Some(
+            signal(SignalKind::hangup()).map_err(|e| err(format!("cannot handle SIGHUP: {e}")))?,
+        );
+        Ok(self)
+    }
+
+    /// Waits for a signal: a stop (with its exit code) or a reload.
+    pub async fn next(&mut self) -> Asked {
+        let hup = async {
+            match &mut self.hup {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = self.int.recv() => {
-                tracing::info!("interrupted (SIGINT): shutting down");
-                130
-            }
-            _ = self.term.recv() => {
-                tracing::info!("terminated (SIGTERM): shutting down");
-                143
-            }
+            code = stop(&mut self.int, &mut self.term) => Asked::Stop(code),
+            () = hup => Asked::Reload,
+        }
+    }
+
+    /// Waits for a stop signal; returns the exit code it asks for.
+    pub async fn recv(&mut self) -> u8 {
+        stop(&mut self.int, &mut self.term).await
+    }
+}
+
+async fn stop(int: &mut Signal, term: &mut Signal) -> u8 {
+    tokio::select! {
+        _ = int.recv() => {
+            tracing::info!("interrupted (SIGINT): shutting down");
+            130
+        }
+        _ = term.recv() => {
+            tracing::info!("terminated (SIGTERM): shutting down");
+            143
         }
     }
 }

@@ -233,8 +233,22 @@ pub fn node(n: &NodeRow) -> String {
         }
     ));
     s.push_str(&format!(
-        "peers     {}   streams {}   sessions {}\n",
-        n.peers, n.streams, n.sessions
+        "peers     {} ({} known)   streams {}   sessions {}\n",
+        n.peers, n.known_peers, n.streams, n.sessions
+    ));
+    let a = &n.admission;
+    s.push_str(&format!(
+        "admission {} handshaking, {} waiting; {} admitted ({} waited), {} completed, {} evicted, {} timed out ({} under pressure), {} refused, {} not allowed\n",
+        a.active,
+        a.waiting,
+        a.admitted,
+        a.waited,
+        a.completed,
+        a.evicted,
+        a.timed_out,
+        a.timed_out_under_pressure,
+        a.refused,
+        a.not_allowed
     ));
     s.push_str(&format!(
         "timers    keepalive {} ms, dead-timeout {} ms, recovery-timeout {} ms\n",
@@ -286,6 +300,8 @@ mod tests {
             recv_window: 262144,
             migrations: 0,
             recoveries: 0,
+            pinned: false,
+            peer_pinned: false,
         };
         let out = sessions(&[row]);
         let lines: Vec<&str> = out.lines().collect();

@@ -273,6 +273,16 @@ fn accepted(
             );
         }
         Err(astral_tokio::Error::Shutdown) => {}
+        Err(astral_tokio::Error::Inbound {
+            peer: Some(peer),
+            reason: StreamCloseReason::NotAllowed,
+        }) => {
+            limited!(
+                Noisy::Handshake,
+                info,
+                "refused {transport} {remote}: {peer} is not on the allow list (hung up before any session)"
+            );
+        }
         Err(e) => {
             limited!(
                 Noisy::Handshake,

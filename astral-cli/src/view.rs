@@ -82,6 +82,13 @@ pub struct SessionRow {
     pub migrations: u32,
     /// Completed recoveries.
     pub recoveries: u32,
+    /// This side pinned it (`ctl pin`, `ctl migrate`): automatic placement
+    /// leaves it where it is.
+    #[serde(default)]
+    pub pinned: bool,
+    /// The peer pinned it.
+    #[serde(default)]
+    pub peer_pinned: bool,
 }
 
 /// One peer (`ctl peers`).
@@ -124,8 +131,40 @@ pub struct NodeRow {
     pub sessions: usize,
     /// Peers with at least one established stream.
     pub peers: usize,
+    /// Peers the node keeps any state for (streams, sessions, recently
+    /// closed sessions); a dialer refused by `--allow` never counts.
+    #[serde(default)]
+    pub known_peers: usize,
+    /// Inbound handshake admission counters.
+    #[serde(default)]
+    pub admission: AdmissionRow,
     /// Timers and windows in force.
     pub config: ConfigRow,
+}
+
+/// Inbound handshake admission (`docs/SECURITY.md`): now and since start.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AdmissionRow {
+    /// Inbound handshakes being served now.
+    pub active: usize,
+    /// Inbound transports waiting for a handshake slot now.
+    pub waiting: usize,
+    /// Inbound transports given a slot (at once or after waiting).
+    pub admitted: u64,
+    /// Of those, how many waited.
+    pub waited: u64,
+    /// Handshakes evicted to make room for a newcomer.
+    pub evicted: u64,
+    /// Handshakes that ran out of time (either deadline).
+    pub timed_out: u64,
+    /// Of those, how many ran out of the shorter deadline under pressure.
+    pub timed_out_under_pressure: u64,
+    /// Transports refused outright (no slot could be freed).
+    pub refused: u64,
+    /// Handshakes completed by an identity the accept policy refused.
+    pub not_allowed: u64,
+    /// Inbound handshakes completed and accepted.
+    pub completed: u64,
 }
 
 /// The settings `listen`/`connect` flags change.
@@ -208,7 +247,11 @@ pub fn sessions(node: &Node, reg: &Registry, config: &Config) -> Vec<SessionRow>
         .sessions()
         .into_iter()
         .map(|s| {
-            let row = session_row(&s, reg, config);
+            let mut row = session_row(&s, reg, config);
+            if let Some((local, peer)) = node.session_pins(s.id) {
+                row.pinned = local;
+                row.peer_pinned = peer;
+            }
             (order(&row.id), row)
         })
         .collect();
@@ -240,6 +283,8 @@ fn session_row(s: &SessionInfo, reg: &Registry, config: &Config) -> SessionRow {
         recv_window: u64::from(config.recv_window),
         migrations: s.stats.migrations,
         recoveries: s.stats.recoveries,
+        pinned: false,
+        peer_pinned: false,
     }
 }
 
@@ -310,6 +355,22 @@ pub fn node(node: &Node, reg: &Registry, config: &Config, mode: &str) -> NodeRow
         streams: established,
         sessions: node.sessions().len(),
         peers: peers.len(),
+        known_peers: node.peer_count(),
+        admission: {
+            let a = node.admission_stats();
+            AdmissionRow {
+                active: a.active,
+                waiting: a.waiting,
+                admitted: a.admitted,
+                waited: a.waited,
+                evicted: a.evicted,
+                timed_out: a.timed_out,
+                timed_out_under_pressure: a.timed_out_under_pressure,
+                refused: a.refused,
+                not_allowed: a.not_allowed,
+                completed: a.completed,
+            }
+        },
         config: ConfigRow {
             keepalive_ms: config.keepalive_interval.as_millis() as u64,
             dead_timeout_ms: config.dead_timeout.as_millis() as u64,

@@ -104,16 +104,30 @@ fn fifty_mib_over_two_streams_with_one_killed() {
     stdin.write_all(&data[..SIZE / 2]).unwrap();
     let carrying = carrying_listen_addr(&control, &l.addrs);
     let port = carrying.rsplit(':').next().unwrap().to_string();
+    // The kill must land while the session is open: the writer keeps stdin
+    // open (so no Fin can be sent) until the connection is killed. (A timed
+    // kill raced the end of the transfer once windows grew by themselves:
+    // the whole file was through before the kill, and nothing recovered.)
+    let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
     let writer = std::thread::spawn(move || {
-        // Small writes so that the kill lands mid-way.
-        for chunk in data[SIZE / 2..].chunks(1 << 20) {
+        let mut chunks = data[SIZE / 2..].chunks(1 << 20);
+        for chunk in chunks.by_ref().take(4) {
+            stdin.write_all(chunk).unwrap();
+        }
+        started_tx.send(()).unwrap();
+        // The rest goes after the kill (or after 10 s, so that a kill that
+        // failed fails the asserts below rather than hanging here).
+        let _ = killed_rx.recv_timeout(Duration::from_secs(10));
+        for chunk in chunks {
             stdin.write_all(chunk).unwrap();
         }
         drop(stdin);
     });
-    std::thread::sleep(Duration::from_millis(20));
+    started_rx.recv().unwrap();
     let killed = ss_kill(&["dst", "127.0.0.1", "dport", "=", &port]);
     let killed = killed.unwrap_or_else(|e| panic!("cannot kill the connection: {e}"));
+    let _ = killed_tx.send(());
     writer.join().unwrap();
 
     let st = conn.wait(LIMIT.saturating_sub(t0.elapsed()));

@@ -264,6 +264,9 @@ fn tables_json_errors_watch_and_migrate_by_short_ids() {
     assert_eq!(p["session"], sid.as_str());
     assert_eq!(p["pinned"], true);
     assert_eq!(p["peer_pinned"], false);
+    let rows = ctl(&control, &["sessions"]);
+    assert_eq!(rows[0]["pinned"], true, "{rows}");
+    assert_eq!(rows[0]["peer_pinned"], false, "{rows}");
     let (st, _, err) = run(&["ctl", "-c", c, "pin", "s99"]);
     assert_eq!(st.code(), Some(1));
     assert!(err.contains("no session \"s99\""), "{err}");

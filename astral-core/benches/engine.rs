@@ -196,6 +196,7 @@ fn open_many(n: usize, exchange: bool) -> (Duration, f64, f64) {
     let config = Config {
         max_pending_queries: n + 1,
         max_sessions_per_peer: n + 1,
+        max_sessions: n + 1,
         ..Config::default()
     };
     let mut p = Pair::handshake(config);

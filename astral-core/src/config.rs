@@ -12,8 +12,15 @@ use std::time::Duration;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// A stream whose handshake has not completed after this long is closed.
+    /// A stream whose handshake has not completed after this long is closed
+    /// (counted from its arrival, or for an inbound stream that had to wait
+    /// for a handshake slot, from the moment it got one).
     pub handshake_timeout: Duration,
+    /// The shorter deadline of an inbound handshake while others wait for a
+    /// slot (admission under pressure, `docs/SECURITY.md`): a stalled
+    /// handshake gives its slot up after this long. Long enough for one
+    /// round trip of a slow path (message 2 out, message 3 back).
+    pub handshake_timeout_under_pressure: Duration,
     /// A query not answered (by the peer, or by the local application for
     /// inbound queries) after this long fails.
     pub routing_timeout: Duration,
@@ -59,20 +66,36 @@ pub struct Config {
     /// Bytes one session may put in a record before the scheduler serves
     /// the next session with data (fairness quantum).
     pub quantum: usize,
-    /// Open sessions (either direction) with one peer.
+    /// Open sessions (either direction) with one peer: a quarter of
+    /// `max_sessions` by default, so one identity cannot take them all.
     pub max_sessions_per_peer: usize,
-    /// Open sessions over all peers (node-wide).
+    /// Open sessions over all peers (node-wide), counted from the query
+    /// (outbound) or its arrival (inbound) to the close. Each may hold up to
+    /// its windows' floor in memory whatever the budget, so this bounds
+    /// the node's memory beyond the flow-control budget
+    /// (`docs/SECURITY.md`, "What a node holds at most").
     pub max_sessions: usize,
     /// Inbound queries waiting for the application to accept or reject,
-    /// over all peers (node-wide).
+    /// over all peers (node-wide). Further queries are refused with
+    /// [`codes::BUSY`](crate::codes::BUSY).
     pub max_pending_queries: usize,
     /// Longest query string accepted (bytes of UTF-8).
     pub max_query_len: usize,
     /// Established or handshaking streams with one peer.
     pub max_streams_per_peer: usize,
-    /// Streams still in the handshake, over all peers.
+    /// Inbound handshakes served at once over the node; more inbound
+    /// transports wait for a slot (admission, `docs/SECURITY.md`).
     pub max_handshaking_streams: usize,
-    /// Streams (handshaking or established) over all peers (node-wide).
+    /// Inbound handshakes served at once from one source address; more
+    /// from it wait.
+    pub max_handshakes_per_address: usize,
+    /// Inbound handshakes served at once from one network (IPv4 /24, IPv6
+    /// /64); more from it wait.
+    pub max_handshakes_per_prefix: usize,
+    /// Streams over all peers (node-wide): established, handshaking and
+    /// waiting for a handshake slot, i.e. every transport the driver holds
+    /// for the core. When all are taken, a new inbound transport evicts the
+    /// stalest handshake of the busiest source instead of being refused.
     pub max_streams: usize,
     /// Memory per stream: control frames (pongs, resets, markers, responses)
     /// one stream may have queued for the driver. Output is otherwise built
@@ -116,6 +139,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             handshake_timeout: Duration::from_secs(10),
+            handshake_timeout_under_pressure: Duration::from_secs(3),
             routing_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(5),
             dead_timeout: Duration::from_secs(20),
@@ -128,12 +152,14 @@ impl Default for Config {
             send_buffer: 64 * 1024,
             credit_delay: Duration::from_millis(40),
             quantum: 16 * 1024,
-            max_sessions_per_peer: 65_536,
-            max_sessions: 262_144,
+            max_sessions_per_peer: 1024,
+            max_sessions: 4096,
             max_pending_queries: 1024,
             max_query_len: 4096,
             max_streams_per_peer: 16,
             max_handshaking_streams: 256,
+            max_handshakes_per_address: 16,
+            max_handshakes_per_prefix: 64,
             max_streams: 4096,
             max_control_queue: 65_536,
             unknown_session_resets_per_sec: 64,
@@ -201,8 +227,14 @@ impl Config {
         if self.max_sessions_per_peer == 0 || self.max_sessions == 0 {
             return Err(ConfigError("session limits must allow one session"));
         }
-        if self.max_handshaking_streams == 0 {
-            return Err(ConfigError("max_handshaking_streams must be > 0"));
+        if self.max_handshaking_streams == 0
+            || self.max_handshakes_per_address == 0
+            || self.max_handshakes_per_prefix == 0
+        {
+            return Err(ConfigError("handshake limits must allow one handshake"));
+        }
+        if self.handshake_timeout.is_zero() || self.handshake_timeout_under_pressure.is_zero() {
+            return Err(ConfigError("handshake timeouts must be > 0"));
         }
         if self.policy_interval.is_zero() {
             return Err(ConfigError("policy_interval must be > 0"));

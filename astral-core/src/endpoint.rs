@@ -2,10 +2,12 @@
 //!
 //! Like quinn-proto's `Endpoint`, it owns what is shared by all peers:
 //! streams still in their Noise handshake (unauthenticated, so no peer
-//! state exists for them yet), the routing of authenticated streams to
-//! their peer's engine by identity and incarnation, the node-wide limits,
-//! and the seeds of new engines. Everything about one peer lives in its
-//! [`PeerEngine`].
+//! state exists for them yet) and their admission (`admission`: which
+//! inbound handshakes are served, wait or are evicted), the accept policy
+//! on a dialer's identity (`accept`), the routing of authenticated streams
+//! to their peer's engine by identity and incarnation, the node-wide
+//! limits, and the seeds of new engines. Everything about one peer lives in
+//! its [`PeerEngine`].
 //!
 //! A driver that runs peers on different threads locks the endpoint only
 //! for handshakes and routing, and each engine on its own; the
@@ -19,10 +21,13 @@ use bytes::BytesMut;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+use crate::accept::AcceptPolicy;
+use crate::admission::{Admission, AdmissionStats, Admitted, Source};
 use crate::config::ConfigError;
 use crate::engine::{NewStream, PeerEngine};
 use crate::error::{ConnectError, OpenError};
 use crate::event::{Event, StreamCloseReason};
+use crate::noise::handshake::screen_early_input;
 use crate::noise::{Features, Handshake};
 use crate::policy::{Policy, RttPolicy};
 use crate::shared::NodeShared;
@@ -36,7 +41,9 @@ pub type PolicyFactory = Arc<dyn Fn(&Config) -> Box<dyn Policy> + Send + Sync>;
 
 /// A stream in its handshake.
 struct Handshaking {
-    hs: Handshake,
+    /// `None` while an inbound stream waits for a handshake slot (its
+    /// bytes wait in `rx`).
+    hs: Option<Handshake>,
     /// Bytes received and not yet consumed by the handshake.
     rx: BytesMut,
     created: Timestamp,
@@ -75,6 +82,8 @@ pub struct Endpoint {
     /// Dialled handshakes per remote identity.
     dialing: BTreeMap<NodeId, usize>,
     timers: TimerTable<EndpointTimer>,
+    admission: Admission,
+    accept_policy: Option<Arc<dyn AcceptPolicy>>,
     events: VecDeque<Event>,
     ready: VecDeque<NewStream>,
     engines: Slab<EngineEntry>,
@@ -93,6 +102,7 @@ impl std::fmt::Debug for Endpoint {
             .field("local_id", &self.local_id)
             .field("incarnation", &self.incarnation)
             .field("handshakes", &self.handshakes.len())
+            .field("admission", &self.admission.stats())
             .field("engines", &self.engines.len())
             .finish_non_exhaustive()
     }
@@ -115,11 +125,13 @@ impl Endpoint {
             identity,
             incarnation,
             rng,
-            shared: NodeShared::new(config),
             next_stream: 1,
             handshakes: BTreeMap::new(),
             dialing: BTreeMap::new(),
             timers: TimerTable::default(),
+            admission: Admission::new(&config),
+            shared: NodeShared::new(config),
+            accept_policy: None,
             events: VecDeque::new(),
             ready: VecDeque::new(),
             engines: Slab::default(),
@@ -153,6 +165,19 @@ impl Endpoint {
         self.policy_factory = factory;
     }
 
+    /// Sets who may connect (`None`: anyone). The policy sees each inbound
+    /// stream's dialer as soon as the handshake authenticates it, before
+    /// any state for that peer exists; a refused stream ends with
+    /// [`StreamCloseReason::NotAllowed`]. Streams already established stay.
+    pub fn set_accept_policy(&mut self, policy: Option<Arc<dyn AcceptPolicy>>) {
+        self.accept_policy = policy;
+    }
+
+    /// Counters of the inbound handshake admission.
+    pub fn admission_stats(&self) -> AdmissionStats {
+        self.admission.stats()
+    }
+
     fn features(&self) -> Features {
         if self.shared.config.offer_aes_gcm {
             Features::ALL
@@ -165,9 +190,6 @@ impl Endpoint {
         if self.shut_down {
             return Err(ConnectError::ShutDown);
         }
-        if self.handshakes.len() >= self.shared.config.max_handshaking_streams {
-            return Err(ConnectError::Limit("max_handshaking_streams"));
-        }
         // A 64-bit counter from 1: never 0, never exhausted in practice.
         let id = StreamId::new(self.next_stream).ok_or(ConnectError::Limit("stream ids"))?;
         if !self.shared.streams.try_acquire() {
@@ -177,7 +199,7 @@ impl Endpoint {
         Ok(id)
     }
 
-    fn insert(&mut self, now: Timestamp, id: StreamId, hs: Handshake, initiator: bool) {
+    fn insert(&mut self, now: Timestamp, id: StreamId, hs: Option<Handshake>, initiator: bool) {
         self.handshakes.insert(
             id,
             Handshaking {
@@ -226,32 +248,90 @@ impl Endpoint {
             }
         };
         *self.dialing.entry(remote).or_default() += 1;
-        self.insert(now, id, hs, true);
+        self.insert(now, id, Some(hs), true);
         Ok(id)
     }
 
-    /// Registers a transport the driver accepted; this node answers the
-    /// handshake and learns the peer's identity from it.
+    /// Registers a transport the driver accepted without knowing where it
+    /// comes from (an in-memory pipe, a Unix socket): like
+    /// [`Endpoint::accept_from`] with no source.
     pub fn accept(&mut self, now: Timestamp) -> Result<StreamId, ConnectError> {
-        let id = self.alloc_stream()?;
+        self.accept_from(now, None)
+    }
+
+    /// Registers a transport the driver accepted from `source`
+    /// ([`driver::source_of`](crate::driver::source_of) makes one from the
+    /// peer's address); this node answers the handshake and learns the
+    /// peer's identity from it.
+    ///
+    /// Admission (`docs/SECURITY.md`): the handshake starts at once if its
+    /// address, its prefix and the node are under their limits of handshakes
+    /// served at once, otherwise the stream waits (its bytes are kept) and
+    /// is served in turn. If every stream slot (`max_streams`) is taken, the
+    /// stalest handshake of the busiest source is evicted
+    /// ([`StreamCloseReason::HandshakeEvicted`]) to make room; the call
+    /// fails only when no handshake is left to evict.
+    pub fn accept_from(
+        &mut self,
+        now: Timestamp,
+        source: Option<Source>,
+    ) -> Result<StreamId, ConnectError> {
+        if self.shut_down {
+            return Err(ConnectError::ShutDown);
+        }
+        let id = StreamId::new(self.next_stream).ok_or(ConnectError::Limit("stream ids"))?;
+        if !self.shared.streams.try_acquire() {
+            let Some(victim) = self.admission.victim() else {
+                self.admission.stats_mut().refused += 1;
+                return Err(ConnectError::Limit("max_streams"));
+            };
+            self.admission.stats_mut().evicted += 1;
+            self.fail(victim, StreamCloseReason::HandshakeEvicted);
+            if !self.shared.streams.try_acquire() {
+                // An engine on another thread took the slot meanwhile.
+                self.admission.stats_mut().refused += 1;
+                self.settle(now);
+                return Err(ConnectError::Limit("max_streams"));
+            }
+        }
+        self.next_stream += 1;
+        self.insert(now, id, None, false);
+        if self.admission.admit(now, id, source) == Admitted::Active {
+            self.start_responder(now, id);
+        }
+        self.settle(now);
+        Ok(id)
+    }
+
+    /// Starts the handshake of an admitted inbound stream and feeds it what
+    /// arrived while it waited.
+    fn start_responder(&mut self, now: Timestamp, id: StreamId) {
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
         let wire = self.rng.next_u64();
-        let hs = match Handshake::responder(
+        match Handshake::responder(
             &self.identity,
             wire,
             self.features(),
             self.incarnation,
             seed,
         ) {
-            Ok(hs) => hs,
-            Err(e) => {
-                self.shared.streams.release();
-                return Err(ConnectError::Noise(e));
+            Ok(hs) => {
+                if let Some(h) = self.handshakes.get_mut(&id) {
+                    h.hs = Some(hs);
+                }
+                self.advance(now, id);
             }
-        };
-        self.insert(now, id, hs, false);
-        Ok(id)
+            Err(e) => self.fail(id, StreamCloseReason::HandshakeFailed(e)),
+        }
+    }
+
+    /// Serves waiting inbound streams while slots are free (after anything
+    /// that may have freed one).
+    fn settle(&mut self, now: Timestamp) {
+        while let Some(id) = self.admission.promote(now) {
+            self.start_responder(now, id);
+        }
     }
 
     /// Whether `stream` is in its handshake here.
@@ -269,6 +349,7 @@ impl Endpoint {
         h.stats.bytes_in += data.len() as u64;
         h.rx.extend_from_slice(data);
         self.advance(now, stream);
+        self.settle(now);
     }
 
     /// Like [`Endpoint::handle_input`] with an owned buffer (no copy when
@@ -284,17 +365,30 @@ impl Endpoint {
             h.rx.extend_from_slice(&data);
         }
         self.advance(now, stream);
+        self.settle(now);
     }
 
     fn advance(&mut self, now: Timestamp, stream: StreamId) {
         let Some(h) = self.handshakes.get_mut(&stream) else {
             return;
         };
-        if let Err(e) = h.hs.handle_input(&mut h.rx) {
+        let Some(hs) = h.hs.as_mut() else {
+            // Waiting for a slot: keep at most one message 1.
+            if let Err(e) = screen_early_input(&h.rx) {
+                self.fail(stream, StreamCloseReason::HandshakeFailed(e));
+            }
+            return;
+        };
+        let before = h.rx.len();
+        if let Err(e) = hs.handle_input(&mut h.rx) {
             self.fail(stream, StreamCloseReason::HandshakeFailed(e));
             return;
         }
-        if h.hs.is_complete() {
+        let complete = hs.is_complete();
+        if h.rx.len() < before {
+            self.admission.progress(now, stream);
+        }
+        if complete {
             self.complete(now, stream);
         }
     }
@@ -312,15 +406,23 @@ impl Endpoint {
         let Some(h) = self.handshakes.get_mut(&stream) else {
             return 0;
         };
+        let Some(hs) = h.hs.as_mut() else {
+            return 0; // waiting for a slot
+        };
         let start = out.len();
-        let result = h.hs.poll_output(out);
+        let result = hs.poll_output(out);
+        let complete = hs.is_complete();
         let n = out.len() - start;
         h.stats.bytes_out += n as u64;
+        if n > 0 {
+            self.admission.progress(now, stream);
+        }
         match result {
             Err(e) => self.fail(stream, StreamCloseReason::HandshakeFailed(e)),
-            Ok(_) if h.hs.is_complete() => self.complete(now, stream),
+            Ok(_) if complete => self.complete(now, stream),
             Ok(_) => {}
         }
+        self.settle(now);
         n
     }
 
@@ -328,16 +430,17 @@ impl Endpoint {
     pub fn wants_transmit(&self, stream: StreamId) -> bool {
         self.handshakes
             .get(&stream)
-            .is_some_and(|h| h.hs.wants_output())
+            .and_then(|h| h.hs.as_ref())
+            .is_some_and(|hs| hs.wants_output())
     }
 
     /// The transport of a handshaking stream ended.
     pub fn handle_transport_closed(&mut self, now: Timestamp, stream: StreamId, reason: &str) {
-        let _ = now;
         self.fail(
             stream,
             StreamCloseReason::TransportClosed(reason.to_string()),
         );
+        self.settle(now);
     }
 
     /// The node is shutting down: handshakes in progress are abandoned
@@ -360,17 +463,19 @@ impl Endpoint {
 
     /// Abandons a handshaking stream.
     pub fn close_stream(&mut self, now: Timestamp, stream: StreamId) {
-        let _ = now;
         self.fail(stream, StreamCloseReason::Local);
+        self.settle(now);
     }
 
-    /// Removes a handshaking stream and reports why.
+    /// Removes a handshaking stream and reports why. Does not serve the
+    /// slot it frees: callers [`settle`](Endpoint::settle) once done.
     fn fail(&mut self, stream: StreamId, reason: StreamCloseReason) {
         let Some(h) = self.handshakes.remove(&stream) else {
             return;
         };
         self.shared.streams.release();
-        let peer = h.hs.expected_remote();
+        self.admission.remove(stream);
+        let peer = h.hs.as_ref().and_then(|hs| hs.expected_remote());
         if h.initiator {
             self.undial(peer);
         }
@@ -392,16 +497,23 @@ impl Endpoint {
         }
     }
 
-    /// The handshake of `stream` finished: route it to its engine.
+    /// The handshake of `stream` finished: ask the accept policy (inbound)
+    /// and route it to its engine.
     fn complete(&mut self, now: Timestamp, stream: StreamId) {
         let _ = now;
         let Some(h) = self.handshakes.remove(&stream) else {
             return;
         };
+        let source = self.admission.remove(stream).flatten();
+        let Some(hs) = h.hs else {
+            // Only a started handshake completes.
+            self.shared.streams.release();
+            return;
+        };
         if h.initiator {
-            self.undial(h.hs.expected_remote());
+            self.undial(hs.expected_remote());
         }
-        let est = match h.hs.into_established() {
+        let est = match hs.into_established() {
             Ok(e) => e,
             Err(e) => {
                 self.shared.streams.release();
@@ -421,6 +533,23 @@ impl Endpoint {
                 reason: StreamCloseReason::SelfConnect,
             });
             return;
+        }
+        if !h.initiator {
+            // Before any state for the peer exists (no engine is looked up
+            // or created for a refused identity).
+            if let Some(policy) = &self.accept_policy {
+                if !policy.allow(&est.remote, source.as_ref()) {
+                    self.shared.streams.release();
+                    self.admission.stats_mut().not_allowed += 1;
+                    self.events.push_back(Event::StreamDown {
+                        stream,
+                        peer: Some(est.remote),
+                        reason: StreamCloseReason::NotAllowed,
+                    });
+                    return;
+                }
+            }
+            self.admission.stats_mut().completed += 1;
         }
         let (engine, created, superseded) = self.route_incarnation(est.remote, est.incarnation);
         self.ready.push_back(NewStream {
@@ -505,7 +634,12 @@ impl Endpoint {
 
     /// Fuzzing only: a completed "handshake" with the no-security cipher.
     #[cfg(feature = "fuzzing")]
-    pub(crate) fn established_for_fuzzing(&mut self, peer: NodeId, wire: u64) -> Option<NewStream> {
+    pub(crate) fn established_for_fuzzing(
+        &mut self,
+        peer: NodeId,
+        incarnation: u64,
+        wire: u64,
+    ) -> Option<NewStream> {
         if peer == self.local_id {
             return None;
         }
@@ -514,11 +648,11 @@ impl Endpoint {
             remote: peer,
             stream_id: wire,
             features: Features::ALL,
-            incarnation: 0,
+            incarnation,
             initiator: false,
             cipher: crate::noise::RecordCipher::insecure_for_fuzzing(),
         };
-        let (engine, created, superseded) = self.route_incarnation(peer, 0);
+        let (engine, created, superseded) = self.route_incarnation(peer, incarnation);
         Some(NewStream {
             stream,
             engine,
@@ -607,23 +741,48 @@ impl Endpoint {
 
     /// When [`Endpoint::handle_timeout`] should next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timers.next_deadline()
+        let pressure = self.admission.pressure_deadline().map(|(t, _)| t);
+        self.timers
+            .next_deadline()
+            .into_iter()
+            .chain(pressure)
+            .min()
     }
 
-    /// Runs every timer due at `now` (handshake deadlines).
+    /// Runs every timer due at `now`: handshake deadlines, including the
+    /// shorter one under admission pressure.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let timeout = self.shared.config.handshake_timeout;
         while let Some(EndpointTimer::Handshake(id)) = self.timers.pop_due(now) {
             let Some(h) = self.handshakes.get(&id) else {
                 continue;
             };
-            if now >= h.created + timeout {
+            // Inbound: from arrival while waiting, from activation once
+            // served; outbound: from the dial.
+            let deadline = self.admission.deadline(id).unwrap_or(h.created + timeout);
+            if now >= deadline {
+                if !h.initiator {
+                    self.admission.stats_mut().timed_out += 1;
+                }
                 self.fail(id, StreamCloseReason::HandshakeTimeout);
             } else {
-                self.timers
-                    .arm(h.created + timeout, EndpointTimer::Handshake(id));
+                self.timers.arm(deadline, EndpointTimer::Handshake(id));
             }
         }
+        // Each round removes one handshake activated before
+        // `now - handshake_timeout_under_pressure`; those it serves instead
+        // are activated now: the loop ends.
+        while let Some((at, id)) = self.admission.pressure_deadline() {
+            if at > now {
+                break;
+            }
+            let stats = self.admission.stats_mut();
+            stats.timed_out += 1;
+            stats.timed_out_under_pressure += 1;
+            self.fail(id, StreamCloseReason::HandshakeTimeout);
+            self.settle(now);
+        }
+        self.settle(now);
     }
 
     /// Next event (`StreamDown` of failed handshakes), if any.
@@ -653,7 +812,7 @@ fn info(id: StreamId, h: &Handshaking) -> StreamInfo {
         id,
         engine: None,
         wire_id: None,
-        peer: h.hs.expected_remote(),
+        peer: h.hs.as_ref().and_then(|hs| hs.expected_remote()),
         initiator: h.initiator,
         state: StreamState::Handshaking,
         confirmed: false,

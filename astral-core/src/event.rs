@@ -66,6 +66,14 @@ pub enum StreamCloseReason {
     /// one to the same peer instance).
     #[error("the peer shut down")]
     PeerShutdown,
+    /// An inbound handshake gave up its place: every stream slot was taken
+    /// and its source held the most handshakes (`docs/SECURITY.md`).
+    #[error("handshake evicted: the node is full and this source held the most handshakes")]
+    HandshakeEvicted,
+    /// The dialer's identity (`peer` of the event) is not allowed to
+    /// connect by the accept policy.
+    #[error("identity not allowed to connect")]
+    NotAllowed,
 }
 
 /// Why a session ended.

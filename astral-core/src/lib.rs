@@ -56,6 +56,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod accept;
+mod admission;
 pub mod config;
 pub mod driver;
 mod endpoint;
@@ -81,6 +83,8 @@ mod window;
 #[cfg(feature = "unstable")]
 pub mod unstable;
 
+pub use accept::{AcceptPolicy, AllowList};
+pub use admission::{AdmissionStats, Source, SourceKey};
 pub use bytes;
 pub use config::{Config, ConfigError};
 pub use endpoint::{Endpoint, EngineRef, PolicyFactory};

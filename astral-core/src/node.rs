@@ -12,6 +12,8 @@ use bytes::BytesMut;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+use crate::accept::AcceptPolicy;
+use crate::admission::{AdmissionStats, Source};
 use crate::config::ConfigError;
 use crate::endpoint::{Endpoint, PolicyFactory};
 use crate::engine::{PeerEngine, SessionHandle};
@@ -20,6 +22,7 @@ use crate::event::Event;
 use crate::session::SessionInfo;
 use crate::stream::StreamInfo;
 use crate::{Config, EngineId, Identity, NodeId, SessionId, StreamId, Timestamp};
+use std::sync::Arc;
 
 /// Reject codes carried by Response frames (0 = accepted).
 pub mod codes {
@@ -137,6 +140,27 @@ impl Node {
         self.endpoint.set_policy_factory(factory);
     }
 
+    /// Sets who may connect (`None`: anyone); see
+    /// [`Endpoint::set_accept_policy`]. A refused dialer's stream ends with
+    /// [`StreamCloseReason::NotAllowed`](crate::StreamCloseReason::NotAllowed)
+    /// before any session or peer state exists for it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use astral_core::{AllowList, Config, Identity, Node};
+    /// let friend = Identity::from_seed([2; 32]).node_id();
+    /// let mut n = Node::new(Identity::from_seed([1; 32]), Config::default(), 1).unwrap();
+    /// n.set_accept_policy(Some(Arc::new([friend].into_iter().collect::<AllowList>())));
+    /// ```
+    pub fn set_accept_policy(&mut self, policy: Option<Arc<dyn AcceptPolicy>>) {
+        self.endpoint.set_accept_policy(policy);
+    }
+
+    /// Counters of the inbound handshake admission (`docs/SECURITY.md`).
+    pub fn admission_stats(&self) -> AdmissionStats {
+        self.endpoint.admission_stats()
+    }
+
     // ----- routing -------------------------------------------------------
 
     fn engine(&self, id: EngineId) -> Option<&PeerEngine> {
@@ -243,10 +267,25 @@ impl Node {
         r
     }
 
-    /// Registers a transport the driver accepted; this node answers the
-    /// handshake and learns the peer's identity from it.
+    /// Registers a transport the driver accepted without knowing where it
+    /// comes from; this node answers the handshake and learns the peer's
+    /// identity from it. Drivers that know the peer's address use
+    /// [`Node::accept_from`].
     pub fn accept(&mut self, now: Timestamp) -> Result<StreamId, ConnectError> {
-        let r = self.endpoint.accept(now);
+        self.accept_from(now, None)
+    }
+
+    /// Registers a transport the driver accepted from `source` (see
+    /// [`driver::source_of`](crate::driver::source_of)): admission bounds
+    /// the handshakes served at once per address, per prefix and over the
+    /// node, and may evict the stalest handshake of the busiest source to
+    /// make room ([`Endpoint::accept_from`]).
+    pub fn accept_from(
+        &mut self,
+        now: Timestamp,
+        source: Option<Source>,
+    ) -> Result<StreamId, ConnectError> {
+        let r = self.endpoint.accept_from(now, source);
         self.sync_endpoint(now);
         r
     }
@@ -714,8 +753,25 @@ impl Node {
         peer: NodeId,
         wire: u64,
     ) -> Option<StreamId> {
+        self.insert_established_for_fuzzing_from(now, peer, 0, wire)
+    }
+
+    /// Fuzzing only: like [`Node::insert_established_for_fuzzing`], from
+    /// the peer's incarnation `incarnation` (its [`Node::incarnation`]), so
+    /// that streams it later dials with a real handshake reach the same
+    /// peer engine instead of looking like a restarted peer.
+    #[cfg(feature = "fuzzing")]
+    pub fn insert_established_for_fuzzing_from(
+        &mut self,
+        now: Timestamp,
+        peer: NodeId,
+        incarnation: u64,
+        wire: u64,
+    ) -> Option<StreamId> {
         self.sync_dirty();
-        let ns = self.endpoint.established_for_fuzzing(peer, wire)?;
+        let ns = self
+            .endpoint
+            .established_for_fuzzing(peer, incarnation, wire)?;
         self.endpoint_ready_push(ns);
         let id = self.owner_of_next_ready();
         self.sync_endpoint(now);

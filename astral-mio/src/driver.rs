@@ -510,7 +510,7 @@ impl MioNode {
             };
             let _ = socket.set_nodelay(true);
             let now = self.now();
-            let stream = match self.node.accept(now) {
+            let stream = match self.node.accept_from(now, Some(driver::source_of(remote))) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(error = %e, %remote, "connection refused by the core");

@@ -121,10 +121,14 @@ pub(crate) enum Kill {
     Abort,
 }
 
-/// What resolves a pending `connect`: the peer once the stream is up and
-/// confirmed, or why it ended first.
-pub(crate) type UpTx =
-    tokio::sync::oneshot::Sender<Result<astral_core::NodeId, astral_core::StreamCloseReason>>;
+/// How a pending `connect` resolves: the peer once the stream is up and
+/// confirmed, or why it ended first and the dialer's identity if the
+/// handshake learnt it (an inbound dialer the accept policy refused).
+pub(crate) type UpResult =
+    Result<astral_core::NodeId, (astral_core::StreamCloseReason, Option<astral_core::NodeId>)>;
+
+/// What resolves a pending `connect`.
+pub(crate) type UpTx = tokio::sync::oneshot::Sender<UpResult>;
 
 /// The driver's side of one transport, kept by the part that owns its
 /// stream: the endpoint while it handshakes, then its peer.
@@ -164,15 +168,17 @@ impl TransportSlot {
         }
     }
 
-    /// The stream ended for `reason`: the task flushes and hangs up, or
-    /// drops the transport at once (`astral_core::driver::linger`).
+    /// The stream (with `peer`, if known) ended for `reason`: the task
+    /// flushes and hangs up, or drops the transport at once
+    /// (`astral_core::driver::linger`).
     pub fn on_down(
         &mut self,
         reason: &astral_core::StreamCloseReason,
+        peer: Option<astral_core::NodeId>,
         wake: &mut Vec<std::task::Waker>,
     ) {
         if let Some(tx) = self.connect.take() {
-            let _ = tx.send(Err(reason.clone()));
+            let _ = tx.send(Err((reason.clone(), peer)));
         }
         if astral_core::driver::linger(reason) {
             self.linger = true;

@@ -166,10 +166,15 @@ impl EpDriver {
             let mut any = false;
             while let Some(ev) = st.core.poll_event() {
                 any = true;
-                if let Event::StreamDown { stream, reason, .. } = &ev {
+                if let Event::StreamDown {
+                    stream,
+                    reason,
+                    peer,
+                } = &ev
+                {
                     tracing::debug!(%stream, %reason, "handshake failed");
                     if let Some(t) = st.handshaking.get_mut(stream) {
-                        t.on_down(reason, &mut st.wake);
+                        t.on_down(reason, *peer, &mut st.wake);
                     }
                     if !st.closed {
                         let r = st.core.random_u64();
@@ -226,6 +231,7 @@ impl EpDriver {
             if let Some(mut slot) = slot {
                 slot.on_down(
                     &astral_core::StreamCloseReason::LimitExceeded("engines"),
+                    None,
                     &mut st.wake,
                 );
                 if let Some(k) = slot.kill.take() {

@@ -32,6 +32,17 @@ pub enum Error {
         #[source]
         reason: StreamCloseReason,
     },
+    /// An inbound handshake did not complete, or completed with an identity
+    /// the accept policy refused (then `peer` names it and `reason` is
+    /// [`StreamCloseReason::NotAllowed`]).
+    #[error("{}", inbound_message(.peer))]
+    Inbound {
+        /// The dialer's identity, if the handshake got far enough to learn it.
+        peer: Option<NodeId>,
+        /// What ended the stream.
+        #[source]
+        reason: StreamCloseReason,
+    },
     /// The configuration cannot work.
     #[error("{0}")]
     Config(#[from] ConfigError),
@@ -76,6 +87,13 @@ pub enum Error {
     /// The node was shut down.
     #[error("node shut down")]
     Shutdown,
+}
+
+fn inbound_message(peer: &Option<NodeId>) -> String {
+    match peer {
+        Some(p) => format!("inbound handshake from {p} failed"),
+        None => "inbound handshake failed".to_string(),
+    }
 }
 
 /// Convenience alias.

@@ -74,6 +74,6 @@ pub use session::{Incoming, IncomingQuery, Session, SessionReader, SessionWriter
 
 pub use astral_core;
 pub use astral_core::{
-    codes, CloseReason, Config, Event, Identity, NodeId, SessionId, SessionInfo, SessionState,
-    StreamCloseReason, StreamId, StreamInfo,
+    codes, AcceptPolicy, AdmissionStats, AllowList, CloseReason, Config, Event, Identity, NodeId,
+    SessionId, SessionInfo, SessionState, Source, StreamCloseReason, StreamId, StreamInfo,
 };

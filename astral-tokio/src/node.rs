@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use astral_core::driver::{Backoff, DialId, Redialer};
+use astral_core::driver::{source_of, Backoff, DialId, Redialer};
 use astral_core::{
-    CloseReason, Config, Event, Identity, MigrateError, NodeId, SessionId, SessionInfo,
-    SessionState, StreamCloseReason, StreamId, StreamInfo,
+    AcceptPolicy, AdmissionStats, CloseReason, Config, Event, Identity, MigrateError, NodeId,
+    SessionId, SessionInfo, SessionState, Source, StreamCloseReason, StreamId, StreamInfo,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -284,8 +284,10 @@ impl Node {
                 tokio::select! {
                     r = listener.accept() => match r {
                         Ok((tcp, from)) => {
-                            if let Err(e) = attach_tcp(&inner, tcp, Role::Accept, None) {
-                                tracing::warn!(%from, %e, "refused inbound transport");
+                            let source = Some(source_of(from));
+                            if let Err(e) = attach_tcp(&inner, tcp, Role::Accept, None, source) {
+                                // Strangers trigger this at will: not a warning.
+                                tracing::debug!(%from, %e, "refused inbound transport");
                             }
                         }
                         Err(e) => {
@@ -324,8 +326,13 @@ impl Node {
         let connecting = Connecting::new(&self.inner().ep, peer);
         let tcp = tcp_connect(addr, connecting.timeout).await?;
         let addr = tcp.peer_addr()?;
-        let (stream, rx) =
-            attach_tcp(self.inner(), tcp, Role::Dial(peer), Some(DialOf::New(addr)))?;
+        let (stream, rx) = attach_tcp(
+            self.inner(),
+            tcp,
+            Role::Dial(peer),
+            Some(DialOf::New(addr)),
+            None,
+        )?;
         drop(connecting);
         wait_up(stream, rx, Role::Dial(peer)).await
     }
@@ -350,8 +357,70 @@ impl Node {
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let (stream, rx) = attach(&self.inner().ep, Generic(io), role.dialed(), None)?;
+        let (stream, rx) = attach(&self.inner().ep, Generic(io), role.dialed(), None, None)?;
         wait_up(stream, rx, role).await
+    }
+
+    /// Like [`Node::add_transport`] with [`Role::Accept`] for a transport
+    /// accepted from `from` (a proxy or tunnel that knows the peer's
+    /// address): handshake admission then bounds it per address and per
+    /// prefix like the TCP listener does (`docs/SECURITY.md`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
+    /// use astral_tokio::{Node, Identity, Config, Role};
+    /// let a = Node::new(Identity::from_seed([1; 32]), Config::default())?;
+    /// let b = Node::new(Identity::from_seed([2; 32]), Config::default())?;
+    /// let (x, y) = tokio::io::duplex(1 << 16);
+    /// let from = "192.0.2.1:5000".parse().unwrap();
+    /// let (sa, sb) = tokio::join!(a.add_transport(x, Role::Dial(b.id())), b.add_transport_from(y, from));
+    /// sa?; sb?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_transport_from<T>(&self, io: T, from: SocketAddr) -> Result<StreamId>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let source = Some(source_of(from));
+        let (stream, rx) = attach(&self.inner().ep, Generic(io), None, None, source)?;
+        wait_up(stream, rx, Role::Accept).await
+    }
+
+    /// Sets who may connect to this node (`None`: anyone). The policy sees
+    /// each inbound stream's dialer as soon as the handshake authenticates
+    /// it, before the node keeps any state for that peer; a refused stream
+    /// ends with [`StreamCloseReason::NotAllowed`] (reported in
+    /// [`Node::events`]). Streams this node dials are not asked, and
+    /// established streams stay: replacing the policy affects handshakes
+    /// that complete afterwards.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
+    /// use std::sync::Arc;
+    /// use astral_tokio::{AllowList, Node, Identity, Config};
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default())?;
+    /// let friend = Identity::from_seed([2; 32]).node_id();
+    /// node.set_accept_policy(Some(Arc::new([friend].into_iter().collect::<AllowList>())));
+    /// # Ok(()) }
+    /// ```
+    pub fn set_accept_policy(&self, policy: Option<Arc<dyn AcceptPolicy>>) {
+        self.inner()
+            .ep
+            .with(|st, _| st.core.set_accept_policy(policy));
+    }
+
+    /// Counters of the inbound handshake admission: handshakes served and
+    /// waiting now, evicted, timed out, refused by the accept policy.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
+    /// # use astral_tokio::{Node, Identity, Config};
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default())?;
+    /// assert_eq!(node.admission_stats().waiting, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn admission_stats(&self) -> AdmissionStats {
+        self.inner().ep.peek(|st| st.core.admission_stats())
     }
 
     /// Adds a connected TCP socket as a transport, like
@@ -359,7 +428,8 @@ impl Node {
     /// into the receive buffer) and a real reset for
     /// [`Node::kill_transport`]. For applications that accept or dial TCP
     /// themselves (to see source addresses, or to dial through their own
-    /// resolver). Not redialed.
+    /// resolver). Not redialed. An accepted socket's peer address goes to
+    /// handshake admission like the node's own listener's.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
@@ -375,7 +445,11 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub async fn add_tcp(&self, tcp: TcpStream, role: Role) -> Result<StreamId> {
-        let (stream, rx) = attach_tcp(self.inner(), tcp, role, None)?;
+        let source = match role {
+            Role::Accept => tcp.peer_addr().ok().map(source_of),
+            Role::Dial(_) => None,
+        };
+        let (stream, rx) = attach_tcp(self.inner(), tcp, role, None, source)?;
         wait_up(stream, rx, role).await
     }
 
@@ -742,6 +816,21 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// Number of peers this node keeps state for (streams, sessions, or
+    /// sessions that closed recently). An inbound dialer the accept policy
+    /// refused never counts.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), astral_tokio::Error> {
+    /// # use astral_tokio::{Node, Identity, Config};
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default())?;
+    /// assert_eq!(node.peer_count(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_count(&self) -> usize {
+        self.inner().ep.peek(|st| st.peers.len())
+    }
+
     /// Subscribes to the node's events: streams up/down, linked/unlinked,
     /// queries, sessions open/closed (with reason), migrated, recovering,
     /// recovered. `Readable`/`Writable` are not broadcast (sessions handle
@@ -825,22 +914,24 @@ fn attach_tcp(
     tcp: TcpStream,
     role: Role,
     dial: Option<DialOf>,
+    source: Option<Source>,
 ) -> Result<(StreamId, UpRx)> {
     let _ = tcp.set_nodelay(true);
-    attach(&inner.ep, Tcp(tcp), role.dialed(), dial)
+    attach(&inner.ep, Tcp(tcp), role.dialed(), dial, source)
 }
 
 async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
     match rx.await {
         Ok(Ok(_)) => Ok(stream),
-        Ok(Err(reason)) => match role {
+        Ok(Err((reason, known))) => match role {
             Role::Dial(peer) => Err(Error::Handshake {
                 peer,
                 reason: explain(reason),
             }),
-            Role::Accept => Err(Error::Io(std::io::Error::other(format!(
-                "inbound handshake failed: {reason}"
-            )))),
+            Role::Accept => Err(Error::Inbound {
+                peer: known,
+                reason,
+            }),
         },
         Err(_) => Err(Error::Shutdown),
     }
@@ -941,7 +1032,7 @@ async fn redial(inner: Arc<Inner>, d: DialId, peer: NodeId, addr: SocketAddr) {
     tracing::debug!(%peer, %addr, "redialing");
     let timeout = inner.ep.peek(|st| st.connect_timeout);
     let attached = match tcp_connect(addr, timeout).await {
-        Ok(tcp) => attach_tcp(&inner, tcp, Role::Dial(peer), Some(DialOf::Again(d))).is_ok(),
+        Ok(tcp) => attach_tcp(&inner, tcp, Role::Dial(peer), Some(DialOf::Again(d)), None).is_ok(),
         Err(e) => {
             tracing::debug!(%peer, %e, "redial failed");
             false

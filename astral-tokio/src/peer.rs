@@ -221,7 +221,7 @@ impl Peer {
             Event::StreamDown { stream, reason, .. } => {
                 tracing::debug!(%stream, %reason, "stream down");
                 if let Some(t) = st.transports.get_mut(stream) {
-                    t.on_down(reason, &mut st.wake);
+                    t.on_down(reason, Some(self.remote), &mut st.wake);
                 }
                 self.ctx.tell(Ctl::Down(*stream));
             }

@@ -127,8 +127,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for Generic<T> {
 }
 
 /// Resolves once the stream is up and confirmed, or with why it ended.
-pub(crate) type UpRx =
-    oneshot::Receiver<std::result::Result<NodeId, astral_core::StreamCloseReason>>;
+pub(crate) type UpRx = oneshot::Receiver<crate::ctx::UpResult>;
 
 /// Which dial a dialed transport carries (redial bookkeeping).
 #[derive(Clone, Copy, Debug)]
@@ -140,12 +139,15 @@ pub(crate) enum DialOf {
 }
 
 /// Registers a transport with the endpoint and spawns its task. `dial`:
-/// `Some(peer)` to dial `peer`, `None` to accept.
+/// `Some(peer)` to dial `peer`, `None` to accept (from `source`, if the
+/// peer's address is known: handshake admission bounds it per address and
+/// per prefix).
 pub(crate) fn attach<I: Io>(
     ep: &Arc<EpDriver>,
     io: I,
     dial: Option<NodeId>,
     dial_of: Option<DialOf>,
+    source: Option<astral_core::Source>,
 ) -> Result<(StreamId, UpRx)> {
     let (up_tx, up_rx) = oneshot::channel();
     let (kill_tx, kill_rx) = oneshot::channel();
@@ -155,7 +157,7 @@ pub(crate) fn attach<I: Io>(
         }
         let stream = match dial {
             Some(peer) => st.core.connect(now, peer)?,
-            None => st.core.accept(now)?,
+            None => st.core.accept_from(now, source)?,
         };
         if let Some(peer) = dial {
             match dial_of {

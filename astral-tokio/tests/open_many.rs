@@ -43,6 +43,7 @@ async fn ten_thousand_sessions_over_one_stream() {
         .unwrap_or(10_000);
     let cfg = Config {
         max_sessions_per_peer: n + 64,
+        max_sessions: n + 64,
         ..config()
     };
     let (a, b, _) = pair(cfg, 1).await;

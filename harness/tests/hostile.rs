@@ -6,10 +6,12 @@
 //! lock a legitimate client out; the listener recovers once a slowloris
 //! attack ends.
 //!
-//! Ignored until the listener meets them (they print their numbers when
-//! run with `--ignored`): the targets of issue 13 (slowloris from 1 and 16
-//! sources, a burst of 2,000 handshakes) and the memory budget of a session
-//! flood (issues 11 and 13).
+//! Short versions of the issue-13 targets run here on the debug listener
+//! (slowloris from 1 and 16 sources, a burst of handshakes from 8, a session
+//! flood refused by `--allow`). The full-size targets (1,000 slowloris
+//! connections, 2,000 handshakes, the session flood's memory) need a
+//! release listener and are run with `--ignored` (docs/HARNESS.md); they
+//! print their numbers.
 //!
 //! The listener binary: `$ASTRAL_BIN`, or built with cargo (debug for the
 //! CI checks, release for the targets); see `listener::astral_bin`.
@@ -40,10 +42,22 @@ fn attack(name: &str) -> Attack {
 }
 
 async fn run(a: &Attack, cfg: &RunConfig, release: bool) -> AttackReport {
+    run_with(a, cfg, release, false).await
+}
+
+/// [`run`], and with `allow_legit` a listener whose `--allow` file lists
+/// only the legitimate tries' identities.
+async fn run_with(a: &Attack, cfg: &RunConfig, release: bool, allow_legit: bool) -> AttackReport {
     let _one = ONE_AT_A_TIME.lock().await;
     let bin = bin(release);
-    let l = listener::Listener::start(&bin, "127.0.0.1:0".parse().unwrap(), &[])
-        .expect("start astral listen");
+    let allowed = allow_legit.then(|| hostile::legit::identities(cfg.tries));
+    let l = listener::Listener::start_with(
+        &bin,
+        "127.0.0.1:0".parse().unwrap(),
+        &[],
+        allowed.as_deref(),
+    )
+    .expect("start astral listen");
     let r = hostile::run_attack(a, l.target(), cfg).await;
     print!("{}", hostile::table(std::slice::from_ref(&r)));
     println!("{}", serde_json::to_string(&r).unwrap());
@@ -135,7 +149,76 @@ async fn the_listener_recovers_when_a_slowloris_attack_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 13: needs handshake admission (branch arch)"]
+async fn slowloris_from_one_and_from_16_sources_never_locks_a_legit_client_out() {
+    let cfg = ci();
+    for (name, sources) in [("slowloris-partial", 1), ("slowloris-msg1", 16)] {
+        let mut a = attack(name);
+        a.conns = 300;
+        a.sources = sources;
+        let r = run(&a, &cfg, false).await;
+        assert!(r.attacker.connects >= 300, "{:?}", r.attacker);
+        let held = r.held.as_ref().expect("the listener's state");
+        // The stalled handshakes are bounded per source (16 per address,
+        // 64 per /24): the rest wait without any handshake state.
+        assert!(held.admission.active <= 16 * sources.min(4) + 1, "{held:?}");
+        assert!(held.admission.waiting > 0, "{held:?}");
+        all_ok(
+            &format!("during {name} from {sources}"),
+            &r.legit_during,
+            cfg.tries,
+        );
+        all_ok("after", &r.legit_after, cfg.tries);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_handshakes_from_8_sources_all_complete() {
+    let cfg = RunConfig {
+        tries: 5,
+        ramp_max: Duration::from_secs(20),
+        ..ci()
+    };
+    let mut a = attack("handshake-burst");
+    a.conns = 400;
+    let r = run(&a, &cfg, false).await;
+    let a = &r.attacker;
+    assert_eq!(
+        (a.handshakes_ok, a.handshakes_failed),
+        (400, 0),
+        "queueing allowed, failures not: {:?}",
+        a.failures
+    );
+    let held = r.held.as_ref().expect("the listener's state");
+    assert!(held.admission.completed >= 400, "{held:?}");
+    assert_eq!(held.admission.evicted, 0, "{held:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_allow_a_session_flood_from_10_identities_holds_nothing() {
+    let cfg = ci();
+    let mut a = attack("session-flood-10id");
+    a.sessions = 100;
+    let r = run_with(&a, &cfg, false, true).await;
+    let held = r.held.as_ref().expect("the listener's state");
+    assert_eq!(r.attacker.sessions_ok, 0, "{:?}", r.attacker);
+    assert!(
+        held.admission.not_allowed >= 10,
+        "every flooding identity was refused: {held:?}"
+    );
+    // What remains are the legitimate tries': a fresh identity each, whose
+    // echo session waits out recovery_timeout after its node shut down.
+    // The 10 refused identities would add 10 peers and 100 sessions.
+    assert!(
+        held.known_peers <= r.legit_during.tries,
+        "no peer entry for a refused identity: {held:?}"
+    );
+    assert!(held.sessions <= r.legit_during.tries, "{held:?}");
+    all_ok("during", &r.legit_during, cfg.tries);
+    all_ok("after", &r.legit_after, cfg.tries);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full size on a release listener (a release build of astral): run with --ignored; CI runs the short versions above"]
 async fn target_slowloris_1000_from_one_source() {
     let cfg = target_run();
     let r = run(&attack("slowloris-partial"), &cfg, true).await;
@@ -148,7 +231,7 @@ async fn target_slowloris_1000_from_one_source() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 13: needs handshake admission (branch arch)"]
+#[ignore = "full size on a release listener (a release build of astral): run with --ignored; CI runs the short versions above"]
 async fn target_slowloris_1000_from_16_sources() {
     let cfg = target_run();
     for name in ["slowloris-partial-16src", "slowloris-msg1"] {
@@ -164,7 +247,7 @@ async fn target_slowloris_1000_from_16_sources() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 13: needs handshake admission (branch arch)"]
+#[ignore = "full size on a release listener (a release build of astral): run with --ignored; CI runs the short versions above"]
 async fn target_2000_concurrent_handshakes_from_8_sources_all_complete_in_10s() {
     let cfg = RunConfig {
         duration: Duration::from_secs(1),
@@ -187,20 +270,22 @@ async fn target_2000_concurrent_handshakes_from_8_sources_all_complete_in_10s() 
     );
 }
 
-/// The node budget the flood must stay under. A placeholder until the
-/// flow-control branch gives `Config` a memory budget: then this becomes
-/// that budget plus the documented per-session overhead.
-const NODE_BUDGET_MIB: f64 = 64.0;
+/// The node budget the flood must stay under: the default
+/// `node_memory_budget` (windows and buffered bytes over all peers).
+fn node_budget_mib() -> f64 {
+    astral_harness::astral_api::Config::default().node_memory_budget as f64 / (1 << 20) as f64
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issues 11 and 13: needs a node memory budget and node-wide session limits"]
+#[ignore = "full size on a release listener (a release build of astral): run with --ignored; CI runs the short versions above"]
 async fn target_session_flood_from_10_identities_stays_under_the_budget() {
     let cfg = target_run();
     let r = run(&attack("session-flood-10id"), &cfg, true).await;
     let peak = r.rss_peak_kib.unwrap() as f64 / 1024.0;
     assert!(
-        peak <= NODE_BUDGET_MIB,
-        "listener RSS peaked at {peak:.0} MiB"
+        peak <= node_budget_mib(),
+        "listener RSS peaked at {peak:.0} MiB, over the node budget of {:.0} MiB",
+        node_budget_mib()
     );
     all_ok("during", &r.legit_during, 100);
 }

@@ -28,6 +28,7 @@ fn migrate_many(n: usize) -> (f64, Duration) {
     let config = Config {
         max_pending_queries: n + 1,
         max_sessions_per_peer: n + 1,
+        max_sessions: n + 1,
         ..Config::default()
     };
     let mut sim = Sim::new(1, 2, config);

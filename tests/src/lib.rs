@@ -48,123 +48,8 @@ pub use sim::{Sim, DUPLICATE_QUERY};
 pub use trace::TraceHasher;
 pub use workload::{pattern_byte, Flow, FlowSpec, HalfFlow};
 
-// For the fuzzing harnesses below (`use super::*`).
-use astral_core::Config;
-use std::time::Duration;
-
-/// Fuzzing harnesses built on the simulator; also run by ordinary tests so
-/// they stay correct where no fuzzer is installed.
-pub mod fuzzing {
-    use super::*;
-
-    /// Interprets `data` as a schedule: which stream delivers its next chunk,
-    /// when migrations start and from which side, when time passes (and, with
-    /// `kills`, when streams die or new ones come up). Then lets the run
-    /// finish and checks the oracle. Never panics on any input.
-    pub fn run_ordering(data: &[u8], streams: usize, kills: bool) -> Result<(), String> {
-        let mut it = data.iter().copied();
-        let seed = u64::from(it.next().unwrap_or(0));
-        let config = Config {
-            recv_window: 2048,
-            send_buffer: 2048,
-            keepalive_interval: Duration::from_millis(300),
-            dead_timeout: Duration::from_secs(1),
-            ..Config::default()
-        };
-        let mut sim = Sim::new(seed, 2, config);
-        let trace = std::env::var("ASTRAL_SIM_TRACE").is_ok();
-        sim.keep_log = trace;
-        let streams = streams.clamp(2, 3);
-        for i in 0..streams {
-            let (a, b) = if i == 2 { (1, 0) } else { (0, 1) };
-            sim.link(
-                a,
-                b,
-                LinkConfig {
-                    latency: Duration::from_millis(1),
-                    bandwidth: None,
-                    buffer: 1 << 20,
-                    ..LinkConfig::default()
-                },
-            );
-        }
-        // Small flows with a small window: many records, many interleavings,
-        // and fast enough for a fuzzer to try thousands of schedules.
-        let up = u64::from(it.next().unwrap_or(7)) * 64;
-        let down = u64::from(it.next().unwrap_or(3)) * 48;
-        let mut f1 = FlowSpec::new(0, 1, up, down);
-        f1.max_write = 1 + usize::from(it.next().unwrap_or(0)) * 8;
-        let mut f2 = FlowSpec::new(1, 0, down / 2, up / 3);
-        f2.max_read = 1 + usize::from(it.next().unwrap_or(0)) * 8;
-        sim.open_flows(&[f1, f2]);
-        let mut links = streams;
-        while let Some(op) = it.next() {
-            let arg = it.next().unwrap_or(0);
-            match op % 8 {
-                0..=3 => {
-                    let link = usize::from(arg) % links;
-                    sim.deliver_one(link, op % 2 == 1);
-                }
-                4 => {
-                    let flow = usize::from(arg & 1);
-                    let responder = arg & 2 != 0;
-                    let link = usize::from(arg >> 2) % links;
-                    sim.act(Action::Migrate {
-                        flow,
-                        responder,
-                        link,
-                    });
-                }
-                5 => sim.advance(Duration::from_millis(u64::from(arg % 50))),
-                6 if kills => {
-                    if arg & 0x80 != 0 && links < 6 {
-                        sim.act(Action::Connect(
-                            usize::from(arg & 1),
-                            1 - usize::from(arg & 1),
-                            LinkConfig::default(),
-                        ));
-                        links += 1;
-                    } else {
-                        sim.act(Action::Kill(usize::from(arg) % links));
-                    }
-                }
-                _ => {
-                    let link = usize::from(arg) % links;
-                    for _ in 0..4 {
-                        sim.deliver_one(link, arg & 1 == 0);
-                    }
-                }
-            }
-        }
-        // Heal: a fresh stream guarantees a path (the schedule may have let
-        // every stream die of silence, and a dying stream's close may still
-        // be in flight), then let the run finish on its own.
-        sim.act(Action::Connect(0, 1, LinkConfig::default()));
-        let settled = sim.run_until_done(Duration::from_secs(300));
-        let result = if settled {
-            sim.check()
-        } else {
-            Err(format!(
-                "did not settle: {}",
-                sim.check().err().unwrap_or_default()
-            ))
-        };
-        if trace && result.is_err() {
-            for (t, n, e) in &sim.log {
-                eprintln!("{t:?} node{n} {e:?}");
-            }
-            for (i, node) in sim.nodes.iter().enumerate() {
-                for st in node.streams() {
-                    eprintln!("node{i} {st:?}");
-                }
-                for se in node.sessions() {
-                    eprintln!("node{i} {se:?}");
-                }
-            }
-        }
-        result
-    }
-}
+pub mod explore;
+pub mod fuzzing;
 
 /// A hand-driven peer that speaks the wire protocol frame by frame, for
 /// tests that need a misbehaving or scripted counterpart: it completes a
@@ -174,8 +59,101 @@ pub mod raw {
     use astral_core::frame::{DecodeLimits, Frame, FrameReader};
     use astral_core::noise::Features;
     use astral_core::unstable::{Handshake, RecordCipher};
-    use astral_core::{Identity, Node, StreamId, Timestamp};
+    use astral_core::{Identity, Node, Source, StreamId, Timestamp};
     use bytes::BytesMut;
+
+    /// A dialer driven message by message against a node that accepts
+    /// (`accept_from` with a chosen source), for admission tests: it can
+    /// stall after part of message 1, after message 1, or finish.
+    pub struct RawDialer {
+        /// The dialer's identity.
+        pub identity: Identity,
+        /// The node-side stream handle.
+        pub stream: StreamId,
+        hs: Handshake,
+        /// Message 1, framed, until it is sent.
+        msg1: BytesMut,
+        sent: usize,
+        from_node: BytesMut,
+    }
+
+    /// Where a [`RawDialer`] is in its handshake.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum DialerState {
+        /// Message 1 not (entirely) sent.
+        Sending,
+        /// Waiting for message 2.
+        AwaitingMessage2,
+        /// Message 3 sent: the dialer's side is complete.
+        Complete,
+    }
+
+    impl RawDialer {
+        /// Makes the node accept a transport from `source` for a dialer
+        /// with identity `identity` (nothing sent yet). `None` if the node
+        /// refused the transport.
+        pub fn accept(
+            node: &mut Node,
+            now: Timestamp,
+            identity: Identity,
+            source: Option<Source>,
+        ) -> Option<RawDialer> {
+            let seed = identity.node_id().0;
+            let mut hs = Handshake::initiator(&identity, node.local_id(), Features::ALL, 7, seed)
+                .expect("initiator");
+            let mut msg1 = BytesMut::new();
+            hs.poll_output(&mut msg1).expect("message 1");
+            let stream = node.accept_from(now, source).ok()?;
+            Some(RawDialer {
+                identity,
+                stream,
+                hs,
+                msg1,
+                sent: 0,
+                from_node: BytesMut::new(),
+            })
+        }
+
+        /// Sends the next `n` bytes of message 1 (all that is left at most).
+        pub fn send_msg1_part(&mut self, node: &mut Node, now: Timestamp, n: usize) {
+            let end = (self.sent + n).min(self.msg1.len());
+            node.handle_input(now, self.stream, &self.msg1[self.sent..end]);
+            self.sent = end;
+        }
+
+        /// Sends what is left of message 1.
+        pub fn send_msg1(&mut self, node: &mut Node, now: Timestamp) {
+            self.send_msg1_part(node, now, usize::MAX);
+        }
+
+        /// Pulls what the node has for this stream and answers message 2
+        /// with message 3 once it came.
+        pub fn step(&mut self, node: &mut Node, now: Timestamp) -> DialerState {
+            if self.sent < self.msg1.len() {
+                return DialerState::Sending;
+            }
+            if self.hs.is_complete() {
+                return DialerState::Complete;
+            }
+            node.poll_transmit(now, self.stream, &mut self.from_node, usize::MAX);
+            if self.from_node.is_empty() {
+                return DialerState::AwaitingMessage2;
+            }
+            self.hs
+                .handle_input(&mut self.from_node)
+                .expect("message 2 from the node");
+            let mut msg3 = BytesMut::new();
+            self.hs.poll_output(&mut msg3).expect("message 3");
+            if !msg3.is_empty() {
+                node.handle_input(now, self.stream, &msg3);
+            }
+            if self.hs.is_complete() {
+                DialerState::Complete
+            } else {
+                DialerState::AwaitingMessage2
+            }
+        }
+    }
 
     /// A raw peer connected to one node over one stream.
     pub struct RawPeer {

@@ -178,6 +178,8 @@ fn old_stream_dies_mid_migration_session_recovers() {
 fn ten_thousand_sessions_migrate_in_one_round_trip() {
     let config = Config {
         max_pending_queries: 20_000,
+        max_sessions: 20_000,
+        max_sessions_per_peer: 20_000,
         ..Config::default()
     };
     let mut sim = Sim::new(9, 2, config);

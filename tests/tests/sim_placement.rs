@@ -152,7 +152,8 @@ fn a_path_that_becomes_ten_times_faster_wins_within_five_seconds() {
 
 #[test]
 fn a_carrying_path_that_becomes_three_times_slower_loses_it_within_five_seconds() {
-    // A window-limited transfer (80 Mbit/s links, 256 KiB window): on a
+    // A window-limited transfer (80 Mbit/s links, far more than the
+    // session's receive window carries in a round trip): on a
     // 300 ms path it would run at a third of its speed.
     let fast = 10_000_000;
     let change = secs(20);

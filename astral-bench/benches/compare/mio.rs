@@ -600,6 +600,7 @@ impl Contender for AstralMio {
     fn idle(&self, _rt: &Runtime, n: usize) -> Res<Option<Idle>> {
         let mut cfg = self.cfg.clone();
         cfg.max_sessions_per_peer = cfg.max_sessions_per_peer.max(n + 64);
+        cfg.max_sessions = cfg.max_sessions.max(n + 64);
         with_mio(&cfg, |s| mio_idle(&cfg, s, n)).map(Some)
     }
 }

@@ -12,6 +12,7 @@
 //!   address;
 //! - [`TxBuffer`]: the bytes pulled from `poll_transmit` that the transport
 //!   has not taken yet (partial writes), with the pull rule;
+//! - [`source_of`]: the admission keys of an accepted peer's address;
 //! - [`RxBuffer`]: bytes read from a transport, kept on record boundaries
 //!   so that whole records reach the engine without a copy;
 //! - the detached record layer ([`RecordSealer`], [`RecordOpener`],
@@ -28,9 +29,28 @@ mod buffers;
 mod redial;
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::event::{CloseReason, StreamCloseReason};
+use crate::Source;
+
+/// Where an accepted transport from `addr` comes from, for
+/// [`Node::accept_from`](crate::Node::accept_from): its address and its
+/// /24 (IPv4) or /64 (IPv6) as admission keys. Every driver that accepts
+/// from IP addresses passes this, so limits per address and per prefix
+/// mean the same under every driver.
+///
+/// ```
+/// use astral_core::driver::source_of;
+/// let a = source_of("198.51.100.7:4000".parse().unwrap());
+/// let b = source_of("198.51.100.9:5000".parse().unwrap());
+/// assert_eq!(a.prefix, b.prefix);
+/// assert_ne!(a.host, b.host);
+/// ```
+pub fn source_of(addr: SocketAddr) -> Source {
+    Source::from_addr(addr)
+}
 
 pub use buffers::{RxBuffer, TxBuffer};
 pub use redial::{Backoff, DialId, Redialer};

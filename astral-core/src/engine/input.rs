@@ -414,7 +414,8 @@ impl PeerEngine {
             return;
         };
         self.timers.arm(deadline, EngineTimer::SessionDeadline(id));
-        self.rebind(id, Some(stream));
+        let tx = self.answer_stream(stream);
+        self.rebind(id, Some(tx));
         self.events.push_back(Event::Query {
             session: id,
             peer: self.peer,
@@ -442,8 +443,12 @@ impl PeerEngine {
             );
             return;
         }
+        let tx = self.answer_stream(stream);
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
         match s.phase {
-            Phase::Pending { .. } => self.rebind(id, Some(stream)),
+            Phase::Pending { .. } => self.rebind(id, Some(tx)),
             Phase::Routing { .. } => {}
             Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
                 s.owed.response = Some(codes::ACCEPTED);
@@ -458,14 +463,32 @@ impl PeerEngine {
                 }
                 // The querier may have taken an earlier answer on another
                 // stream (this Query is a late copy, e.g. from a suspect
-                // stream that came back): a Resume makes it follow us here
-                // (rule 5), so both sides end on one stream.
+                // stream that came back): a Resume makes it follow us to
+                // where we answer (rule 5), so both sides end on one stream.
                 if let Some(s) = self.sessions.get_mut(id) {
                     s.owed.resume = true;
                 }
-                self.rebind(id, Some(stream));
+                self.rebind(id, Some(tx));
             }
         }
+    }
+
+    /// Where to answer a Query that came on `stream`: there, unless the
+    /// stream is being drained (the querier sent it before it saw the
+    /// Drain), then on a usable stream if there is one. The querier sends
+    /// where the Response comes from, and a session bound to a draining
+    /// stream would hold its barrier back for ever.
+    fn answer_stream(&mut self, stream: StreamId) -> StreamId {
+        if self.streams.get(stream).is_some_and(|st| st.is_draining()) {
+            let mut c = self.candidates();
+            c.retain(|c| c.id != stream);
+            if !c.is_empty() {
+                if let Some(alt) = self.policy.choose(&c) {
+                    return alt;
+                }
+            }
+        }
+        stream
     }
 
     fn on_response(&mut self, now: Timestamp, stream: StreamId, wire: u64, code: u8, buffer: u32) {

@@ -140,6 +140,17 @@ impl PeerEngine {
         let Some(s) = self.sessions.get(id) else {
             return;
         };
+        if matches!(s.phase, Phase::Routing { .. }) && !reply {
+            // The responder resumes only sessions it accepted: its Response
+            // was lost (on a stream that died at its end only, which ours
+            // still thinks alive). Ask again where it resumes; it answers a
+            // repeated Query with the Response and everything it had sent.
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.owed.query = true;
+            }
+            self.rebind(id, Some(stream));
+            return;
+        }
         if matches!(s.phase, Phase::Pending { .. } | Phase::Routing { .. }) {
             return;
         }

@@ -57,6 +57,17 @@ impl PeerEngine {
         self.events.push_back(Event::SessionOpen { session: id });
         // Send where the responder answered: both sides agree from the start.
         self.rebind(id, Some(stream));
+        // Unless that stream is being drained (the responder answered
+        // before it learnt of our Drain): then move off at once, with a
+        // marker, as the drain moved every other session; left there, the
+        // session would hold the drain's barrier back for ever.
+        if self.streams.get(stream).is_some_and(|st| st.is_draining()) {
+            let mut c = self.candidates();
+            c.retain(|c| c.id != stream);
+            if let Some(alt) = (!c.is_empty()).then(|| self.policy.choose(&c)).flatten() {
+                self.on_migration_started(id, alt);
+            }
+        }
     }
 
     /// `on_query_accepted: Pending => Open`.

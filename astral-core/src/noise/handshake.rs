@@ -148,6 +148,26 @@ fn escaped_prefix(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Screens what a dialer sent before this side started its handshake (an
+/// inbound transport waiting for a handshake slot keeps its bytes without
+/// any Noise state): at most one message 1, so the wait costs at most
+/// `2 + MAX_HANDSHAKE_MESSAGE` bytes, and what cannot be a handshake fails
+/// at once, as it would once served.
+pub(crate) fn screen_early_input(input: &[u8]) -> Result<(), NoiseError> {
+    if input.len() < 2 {
+        return Ok(());
+    }
+    let len = usize::from(u16::from_be_bytes([input[0], input[1]]));
+    if len > MAX_HANDSHAKE_MESSAGE {
+        return Err(NoiseError::NotAstral(escaped_prefix(input)));
+    }
+    if input.len() > 2 + len {
+        // A dialer sends nothing after message 1 until message 2 arrives.
+        return Err(NoiseError::Unexpected);
+    }
+    Ok(())
+}
+
 impl Handshake {
     /// The dialer's side: `remote` is the listener's identity.
     pub fn initiator(

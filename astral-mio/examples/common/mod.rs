@@ -15,18 +15,26 @@ use astral_mio::{Event, MioNode, NodeId, SessionId};
 /// Raised limit: `max_pending_queries` (default 1,024). One TCP read can
 /// carry thousands of queries (a query frame is ~20 bytes) before the
 /// application sees the first `Event::Query`, and each pending one counts.
-/// `max_sessions_per_peer` (default 65,536) already suffices.
+/// `max_sessions` and `max_sessions_per_peer` (defaults 4,096 and 1,024,
+/// sized for a node's memory budget) are raised to [`MAX_SESSIONS`].
 pub fn server_config() -> Config {
     Config {
         max_pending_queries: 65_536,
+        max_sessions: MAX_SESSIONS,
+        max_sessions_per_peer: MAX_SESSIONS,
         auto_migrate: false,
         ..Config::default()
     }
 }
 
-/// Client configuration (defaults are enough for 10,000 sessions per peer).
+/// Sessions the examples and the 10,000-session test allow (either side).
+pub const MAX_SESSIONS: usize = 65_536;
+
+/// Client configuration: the session limits raised like the server's.
 pub fn client_config() -> Config {
     Config {
+        max_sessions: MAX_SESSIONS,
+        max_sessions_per_peer: MAX_SESSIONS,
         auto_migrate: false,
         ..Config::default()
     }

@@ -53,6 +53,10 @@ struct Cli {
     /// Extra arguments for `astral listen` (repeatable), e.g. --listen-arg=--allow --listen-arg=FILE.
     #[arg(long = "listen-arg", allow_hyphen_values = true)]
     listen_args: Vec<String>,
+    /// Start each listener with `--allow FILE` listing only the legitimate
+    /// tries' identities: attackers' identities are then refused.
+    #[arg(long)]
+    allow_legit: bool,
     /// Attack a running listener instead: ID@ADDR (loopback only).
     #[arg(long)]
     target: Option<String>,
@@ -126,6 +130,7 @@ fn parse_target(s: &str, pid: Option<u32>) -> Result<Target, String> {
         addr,
         id: id.parse().map_err(|e| format!("--target id: {e}"))?,
         pid,
+        control: None,
     })
 }
 
@@ -163,10 +168,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         let (own, target) = match (&fixed, &bin) {
             (Some(t), _) => (None, t.clone()),
             (None, Some(b)) => {
-                let l = listener::Listener::start(
+                let allowed = cli
+                    .allow_legit
+                    .then(|| hostile::legit::identities(cli.tries));
+                let l = listener::Listener::start_with(
                     b,
                     "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
                     &cli.listen_args,
+                    allowed.as_deref(),
                 )?;
                 let t = l.target().clone();
                 (Some(l), t)

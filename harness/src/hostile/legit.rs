@@ -15,6 +15,27 @@ use crate::hostile::listener::Target;
 /// The source address of legitimate clients (attackers use others).
 pub const LEGIT_SOURCE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
+/// First identity seed of the tries during an attack (try `i` uses
+/// `DURING_SEED + i`).
+pub const DURING_SEED: u64 = 50_000;
+/// First identity seed of the tries after an attack.
+pub const AFTER_SEED: u64 = 60_000;
+
+/// The identities of the first `tries` legitimate tries during and after an
+/// attack: what an allow list must hold for them to get in
+/// (`astral-hostile --allow-legit`).
+///
+/// ```
+/// let ids = astral_harness::hostile::legit::identities(3);
+/// assert_eq!(ids.len(), 6);
+/// ```
+pub fn identities(tries: usize) -> Vec<astral_api::NodeId> {
+    (0..tries as u64)
+        .flat_map(|i| [DURING_SEED + i, AFTER_SEED + i])
+        .map(|seed| astral_api::identity(seed).node_id())
+        .collect()
+}
+
 /// The outcome of a series of tries.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LegitResult {

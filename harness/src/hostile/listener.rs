@@ -13,8 +13,8 @@ use astral_tokio::NodeId;
 /// Where the `astral` binary lives. The one place that knows:
 /// 1. `$ASTRAL_BIN` if set;
 /// 2. otherwise `cargo build [--release] --bin astral` in this workspace
-///    (cargo finds whichever member owns the binary: astral-tokio today,
-///    astral-cli after the tool moves) and `<target dir>/{release,debug}/astral`.
+///    (cargo finds the member that owns the binary, `astral-node-cli`) and
+///    `<target dir>/{release,debug}/astral`.
 ///
 /// Measurements want `release`; CI's quick checks take the debug build
 /// that `cargo test --workspace` has mostly built already.
@@ -107,6 +107,91 @@ pub struct Target {
     pub id: NodeId,
     /// Its process id, for memory readings.
     pub pid: Option<u32>,
+    /// Its control socket, for what it holds (peers, sessions, admission).
+    pub control: Option<Control>,
+}
+
+/// A listener's control socket and the `astral` binary that talks to it.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// The `astral` binary (its `ctl` subcommand).
+    pub bin: PathBuf,
+    /// The socket (`astral listen --control PATH`).
+    pub socket: PathBuf,
+}
+
+impl Control {
+    /// `astral ctl --json node`, parsed; `None` if the listener does not
+    /// answer within 5 s.
+    pub async fn node_state(&self) -> Option<NodeState> {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.arg("ctl")
+            .arg("-c")
+            .arg(&self.socket)
+            .args(["--json", "node"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(5), cmd.output())
+            .await
+            .ok()?
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+}
+
+/// What a listener holds, from `astral ctl --json node` (docs/CLI.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeState {
+    /// Peers with an established stream.
+    pub peers: usize,
+    /// Peers the node keeps any state for.
+    pub known_peers: usize,
+    /// Established streams.
+    pub streams: usize,
+    /// Live sessions.
+    pub sessions: usize,
+    /// Handshake admission counters.
+    pub admission: AdmissionState,
+}
+
+/// The admission counters of `ctl node` (docs/SECURITY.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AdmissionState {
+    /// Handshakes served now.
+    pub active: usize,
+    /// Transports waiting for a handshake slot now.
+    pub waiting: usize,
+    /// Handshakes evicted for a newcomer.
+    pub evicted: u64,
+    /// Handshakes that ran out of time.
+    pub timed_out: u64,
+    /// Transports refused outright.
+    pub refused: u64,
+    /// Handshakes of identities the accept policy refused.
+    pub not_allowed: u64,
+    /// Handshakes completed and accepted.
+    pub completed: u64,
+}
+
+impl NodeState {
+    /// A short table cell.
+    pub fn cell(&self) -> String {
+        let a = &self.admission;
+        format!(
+            "{}p {}s; hs {}+{}w, {}ev {}to {}na",
+            self.known_peers,
+            self.sessions,
+            a.active,
+            a.waiting,
+            a.evicted,
+            a.timed_out,
+            a.not_allowed
+        )
+    }
 }
 
 /// An `astral listen` process started for the attacks; killed when dropped.
@@ -129,6 +214,18 @@ impl Listener {
     /// echo service and a fresh key, plus `extra` arguments; waits until it
     /// listens.
     pub fn start(bin: &Path, bind: SocketAddr, extra: &[String]) -> Result<Listener, String> {
+        Listener::start_with(bin, bind, extra, None)
+    }
+
+    /// [`Listener::start`], and with `allow`, `--allow FILE` listing those
+    /// identities. The listener always gets a control socket (unless
+    /// `extra` names one), so reports say what it holds.
+    pub fn start_with(
+        bin: &Path,
+        bind: SocketAddr,
+        extra: &[String],
+        allow: Option<&[NodeId]>,
+    ) -> Result<Listener, String> {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "astral-hostile-{}-{}",
@@ -153,11 +250,32 @@ impl Listener {
             .trim()
             .parse()
             .map_err(|e| format!("astral keygen printed no id: {e}"))?;
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let control = if extra.iter().any(|a| a == "--control") {
+            None
+        } else {
+            let socket = dir.join("ctl.sock");
+            args.extend(["--control".into(), socket.clone().into()]);
+            Some(Control {
+                bin: bin.to_path_buf(),
+                socket,
+            })
+        };
+        if let Some(ids) = allow {
+            let file = dir.join("allowed");
+            let mut text = String::from("# astral-hostile: the legitimate tries\n");
+            for id in ids {
+                text.push_str(&format!("{id}\n"));
+            }
+            std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+            args.extend(["--allow".into(), file.into()]);
+        }
         let mut child = Command::new(bin)
             .arg("listen")
             .arg("-k")
             .arg(&key)
             .args(["-b", &bind.to_string(), "--serve", "echo=echo"])
+            .args(&args)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -205,6 +323,7 @@ impl Listener {
                 addr,
                 id,
                 pid: Some(pid),
+                control,
             },
             dir,
             log,

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 pub use attack::{Attack, CounterSnapshot, Counters, Kind};
 pub use legit::LegitResult;
-pub use listener::{Listener, Memory, Target};
+pub use listener::{Control, Listener, Memory, NodeState, Target};
 
 /// How each attack is run.
 #[derive(Debug, Clone)]
@@ -75,6 +75,9 @@ pub struct AttackReport {
     pub legit_after: LegitResult,
     /// What the attacker did (as of the end of the attack).
     pub attacker: CounterSnapshot,
+    /// What the listener held at the end of the attack, from its control
+    /// socket (when the harness started it).
+    pub held: Option<NodeState>,
     /// Whether the listener process was still alive at the end.
     pub listener_alive: bool,
 }
@@ -119,16 +122,27 @@ pub async fn run_attack(attack: &Attack, target: &Target, cfg: &RunConfig) -> At
     }
     let ramp_s = start.elapsed().as_secs_f64();
     let hold_until = Instant::now() + cfg.duration;
-    let legit_during =
-        legit::tries(target, cfg.tries, cfg.try_timeout, Some(hold_until), 50_000).await;
+    let legit_during = legit::tries(
+        target,
+        cfg.tries,
+        cfg.try_timeout,
+        Some(hold_until),
+        legit::DURING_SEED,
+    )
+    .await;
     tokio::time::sleep_until(hold_until.into()).await;
     let attacker = counters.snapshot();
+    let held = match &target.control {
+        Some(c) => c.node_state().await,
+        None => None,
+    };
     stop_tx.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     let _ = peak_stop.send(true);
     let rss_peak_kib = sampler.await.ok().flatten();
     tokio::time::sleep(cfg.settle).await;
-    let legit_after = legit::tries(target, cfg.tries, cfg.try_timeout, None, 60_000).await;
+    let legit_after =
+        legit::tries(target, cfg.tries, cfg.try_timeout, None, legit::AFTER_SEED).await;
     let mem_after = mem();
     AttackReport {
         load: attack.describe(),
@@ -141,6 +155,7 @@ pub async fn run_attack(attack: &Attack, target: &Target, cfg: &RunConfig) -> At
         legit_during,
         legit_after,
         attacker,
+        held,
         listener_alive: target.pid.is_none_or(|p| listener::memory(p).is_some()),
     }
 }
@@ -152,8 +167,14 @@ fn mib(kib: Option<u64>) -> String {
 /// The reports as a table (one line each, then the failure reasons).
 pub fn table(reports: &[AttackReport]) -> String {
     let mut s = format!(
-        "{:<24} {:<36} {:>22} {:<22} {:<22} {}\n",
-        "attack", "load", "RSS MiB before/peak/after", "legit during", "legit after", "attacker"
+        "{:<24} {:<36} {:>22} {:<22} {:<22} {:<34} {}\n",
+        "attack",
+        "load",
+        "RSS MiB before/peak/after",
+        "legit during",
+        "legit after",
+        "listener held (end of attack)",
+        "attacker"
     );
     for r in reports {
         let rss = format!(
@@ -163,12 +184,13 @@ pub fn table(reports: &[AttackReport]) -> String {
             mib(r.mem_after.map(|m| m.rss_kib))
         );
         s += &format!(
-            "{:<24} {:<36} {:>22} {:<22} {:<22} {}{}{}\n",
+            "{:<24} {:<36} {:>22} {:<22} {:<22} {:<34} {}{}{}\n",
             r.attack.name,
             r.load,
             rss,
             r.legit_during.cell(),
             r.legit_after.cell(),
+            r.held.as_ref().map_or("-".into(), NodeState::cell),
             r.attacker.summary(),
             if r.ramped {
                 ""
