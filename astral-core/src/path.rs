@@ -266,6 +266,16 @@ impl PathMeter {
         self.path.get(now, Duration::MAX).map(Duration::from_nanos)
     }
 
+    /// How long output handed to the transport but not yet known to have
+    /// arrived takes to drain at our measured delivery rate: what a record
+    /// sent now waits behind before it can be answered. Zero while no rate
+    /// is measured (a guess would only delay the suspicion of a dead path).
+    pub fn queueing_ahead(&self, now: Timestamp) -> Duration {
+        let ahead = self.pos.saturating_sub(self.delivered);
+        let rate = self.fwd_rate.get(now, self.rate_window(now)).unwrap_or(0);
+        drain_time(ahead, rate)
+    }
+
     /// A record of `len` ciphertext bytes left at `now`, when `rx` bytes had
     /// been received on the stream. `data`: the session (wire id) and end
     /// offset of its last new data in the record, if it carried new data;

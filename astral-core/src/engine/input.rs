@@ -249,7 +249,7 @@ impl PeerEngine {
                 session,
                 target,
                 epoch,
-            } => self.on_migrate_to(stream, session, target, epoch),
+            } => self.on_migrate_to(now, stream, session, target, epoch),
             Frame::Resume {
                 session,
                 received,

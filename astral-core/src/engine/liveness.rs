@@ -14,17 +14,25 @@
 //! stream) is what asks for one.
 //!
 //! **Suspicion.** With `RTO = Rtt::rto()` (RFC 6298: `srtt + 4·rttvar`,
-//! floored at 100 ms, capped at 60 s):
+//! floored at 100 ms, capped at 60 s) over *every* round-trip sample of the
+//! stream (`Liveness::silence`: pongs and credit, including the long credit
+//! samples the reported RTT leaves out, so the queueing delay of a saturated
+//! stream raises it):
 //!
 //! 1. awaiting for one RTO and nothing heard: a probe goes out;
-//! 2. the probe handed to the transport one RTO ago and still nothing
-//!    heard: the stream is *suspect* (`Event::StreamSuspect`). If another
+//! 2. the probe handed to the transport one RTO ago (plus the time our own
+//!    unconfirmed output ahead of it takes to drain at the measured delivery
+//!    rate, `PathMeter::queueing_ahead`: a saturated stream's probe waits
+//!    behind its queue) and still nothing heard: the stream is *suspect* (`Event::StreamSuspect`). If another
 //!    usable stream to the peer exists, every session runs the recovery
 //!    rules against the suspect stream at once, as if it had died
 //!    (`recovery.rs`): the sessions sending on it resume elsewhere with a
 //!    Resume exchange, so what was sent on the suspect stream is resent
 //!    exactly once by offset. Otherwise they stay: there is nowhere better,
 //!    and they move as soon as a usable stream appears;
+//!    When the peer's MigrateTo marker (on another stream) moves a session
+//!    onto the stream, a silence under way there starts again: the peer's
+//!    answers now wait behind the backlog it queues there;
 //! 3. any authenticated record on the stream clears the suspicion
 //!    (`Event::StreamHealthy`); sessions that moved stay where they are;
 //! 4. nothing heard for `dead_timeout`: the stream is closed
@@ -69,6 +77,10 @@ pub(crate) struct PingOut {
     pub queued: Timestamp,
     /// When it was built into a record (handed to the driver).
     pub sent: Option<Timestamp>,
+    /// How long our own output handed over before it, not yet confirmed by
+    /// the peer, takes to drain (`PathMeter::queueing_ahead`): the answer
+    /// cannot come sooner, so the suspicion waits that much longer.
+    pub behind: Duration,
 }
 
 impl PingOut {
@@ -77,6 +89,7 @@ impl PingOut {
             nonce,
             queued: now,
             sent: None,
+            behind: Duration::ZERO,
         }
     }
 
@@ -90,6 +103,13 @@ impl PingOut {
 #[derive(Debug)]
 pub(crate) struct Liveness {
     pub rtt: Rtt,
+    /// The estimate the probe timeout uses: every round-trip sample, credit
+    /// samples longer than the RTO included. `rtt` leaves those out (a
+    /// receiver that read late is not the path), but on a saturated stream
+    /// they are the queueing delay every record of ours, the probe too,
+    /// waits behind, and a timeout that ignores it suspects a healthy
+    /// stream.
+    pub silence: Rtt,
     /// The keep-alive (or first) ping in flight. One at a time: the
     /// transport is reliable and ordered, so every ping is answered in
     /// turn, and a second one would only measure the same queue.
@@ -114,6 +134,7 @@ impl Liveness {
     pub fn new(now: Timestamp, nonce: u64, keepalive: Duration) -> Liveness {
         Liveness {
             rtt: Rtt::default(),
+            silence: Rtt::default(),
             ping: Some(PingOut::new(nonce, now)),
             probe: None,
             next_ping: now + keepalive,
@@ -126,7 +147,7 @@ impl Liveness {
 
     /// The probe timeout, once the stream has an RTT sample.
     fn rto(&self) -> Option<Duration> {
-        (self.rtt.samples > 0).then(|| self.rtt.rto(Duration::ZERO))
+        (self.silence.samples > 0).then(|| self.silence.rto(Duration::ZERO))
     }
 
     /// The probe sent (or queued) for the current silence, if any.
@@ -145,9 +166,11 @@ impl Liveness {
         if let (Some(rto), Some(since)) = (self.rto(), self.awaiting_since) {
             match self.current_probe() {
                 None => next = next.min(since + rto),
-                Some(PingOut { sent: Some(t), .. }) if self.suspect_since.is_none() => {
-                    next = next.min(t + rto)
-                }
+                Some(PingOut {
+                    sent: Some(t),
+                    behind,
+                    ..
+                }) if self.suspect_since.is_none() => next = next.min(t + rto + behind),
                 Some(_) => {}
             }
         }
@@ -155,10 +178,12 @@ impl Liveness {
     }
 
     /// A Ping with `nonce` was just built into a record.
-    pub fn on_ping_sent(&mut self, nonce: u64, now: Timestamp) {
+    /// `behind`: the drain time of our unconfirmed output ahead of it.
+    pub fn on_ping_sent(&mut self, nonce: u64, now: Timestamp, behind: Duration) {
         for p in [&mut self.ping, &mut self.probe].into_iter().flatten() {
             if p.nonce == nonce && p.sent.is_none() {
                 p.sent = Some(now);
+                p.behind = behind;
             }
         }
     }
@@ -217,6 +242,20 @@ impl PeerEngine {
             self.events.push_back(Event::StreamHealthy { stream });
             self.on_stream_usable(now);
         }
+    }
+
+    /// The peer just moved a session's sending onto `stream` (its MigrateTo
+    /// marker arrived on another stream): its answers to what we sent there
+    /// now wait behind the backlog it queues there, which we cannot
+    /// measure, so a silence under way starts again from now (the earlier
+    /// probe no longer counts; a new one goes out one RTO later).
+    pub(super) fn restart_silence(&mut self, now: Timestamp, stream: StreamId) {
+        if let Some(st) = self.streams.get_mut(stream) {
+            if st.liveness.suspect_since.is_none() && st.liveness.awaiting_since.is_some() {
+                st.liveness.awaiting_since = Some(now);
+            }
+        }
+        self.start_liveness(stream);
     }
 
     /// A record was handed to the driver on `stream`; `asks` unless it held
@@ -288,8 +327,12 @@ impl PeerEngine {
         if let (Some(rto), Some(since)) = (st.liveness.rto(), st.liveness.awaiting_since) {
             match st.liveness.current_probe() {
                 None => probe = now >= since + rto,
-                Some(PingOut { sent: Some(t), .. }) => {
-                    suspect = st.liveness.suspect_since.is_none() && now >= t + rto;
+                Some(PingOut {
+                    sent: Some(t),
+                    behind,
+                    ..
+                }) => {
+                    suspect = st.liveness.suspect_since.is_none() && now >= t + rto + behind;
                 }
                 Some(_) => {}
             }
@@ -364,7 +407,7 @@ mod tests {
 
     fn sampled(rtt_ms: u64) -> Liveness {
         let mut l = Liveness::new(t(0), 1, ms(5000));
-        l.rtt.sample(ms(rtt_ms));
+        l.silence.sample(ms(rtt_ms));
         l.ping = None;
         l
     }
@@ -386,11 +429,32 @@ mod tests {
         // The probe is queued at 1150 and leaves at 1160.
         l.probe = Some(PingOut::new(9, t(1150)));
         assert_eq!(l.next_deadline(ms(20_000), None), t(5000), "not sent yet");
-        l.on_ping_sent(9, t(1160));
+        l.on_ping_sent(9, t(1160), Duration::ZERO);
         assert_eq!(l.next_deadline(ms(20_000), None), t(1310));
         // Suspect: nothing more to check until keep-alive or death.
         l.suspect_since = Some(t(1310));
         assert_eq!(l.next_deadline(ms(20_000), None), t(5000));
+    }
+
+    #[test]
+    fn a_probe_behind_our_queue_waits_for_it_too() {
+        let mut l = sampled(50);
+        l.awaiting_since = Some(t(1000));
+        l.probe = Some(PingOut::new(9, t(1150)));
+        // 2 s of our own unconfirmed output ahead of the probe.
+        l.on_ping_sent(9, t(1150), ms(2000));
+        assert_eq!(l.next_deadline(ms(20_000), None), t(3300));
+    }
+
+    #[test]
+    fn long_credit_samples_raise_the_probe_timeout_but_not_the_rtt() {
+        let mut l = sampled(50);
+        l.rtt.sample(ms(50));
+        // A saturated stream: credit comes back after 900 ms of queueing.
+        for _ in 0..8 {
+            l.silence.sample(ms(900));
+        }
+        assert!(l.rto().is_some_and(|r| r > ms(900)), "{:?}", l.rto());
     }
 
     #[test]
@@ -400,6 +464,7 @@ mod tests {
             nonce: 3,
             queued: t(100),
             sent: Some(t(100)),
+            behind: Duration::ZERO,
         });
         l.awaiting_since = Some(t(2000));
         assert!(l.current_probe().is_none());
@@ -410,7 +475,7 @@ mod tests {
     fn pongs_answer_either_slot_from_their_send_time() {
         let mut l = sampled(50);
         l.ping = Some(PingOut::new(1, t(0)));
-        l.on_ping_sent(1, t(10));
+        l.on_ping_sent(1, t(10), Duration::ZERO);
         l.probe = Some(PingOut::new(2, t(20)));
         assert_eq!(l.take_pong(2, t(70)), Some(ms(50)), "unsent: from queueing");
         assert_eq!(l.take_pong(1, t(90)), Some(ms(80)));

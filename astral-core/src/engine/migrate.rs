@@ -145,7 +145,14 @@ impl PeerEngine {
     }
 
     /// A MigrateTo marker from the peer, on `stream`.
-    pub(super) fn on_migrate_to(&mut self, stream: StreamId, wire: u64, target: u64, epoch: u32) {
+    pub(super) fn on_migrate_to(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        target: u64,
+        epoch: u32,
+    ) {
         let Some(id) = self.sessions.lookup(wire) else {
             return;
         };
@@ -159,6 +166,11 @@ impl PeerEngine {
             .by_wire(target)
             .filter(|t| !t.is_draining() && !t.is_suspect())
             .map(|t| t.id);
+        if let Some(t) = target {
+            // The peer sends this session on the target from now on: what
+            // it queues there is ahead of its answers to us.
+            self.restart_silence(now, t);
+        }
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };

@@ -156,7 +156,9 @@ impl PeerStream {
     /// Folds a round-trip sample into the estimates. A credit sample longer
     /// than the current RTO is left out: a receiver that read late, not the
     /// path (a ping, which the peer answers at once, always counts).
+    /// Every sample feeds the probe timeout's estimate (`liveness.rs`).
     pub fn take_sample(&mut self, now: Timestamp, m: Measured, from_ping: bool) {
+        self.liveness.silence.sample(m.rtt);
         let rtt = &mut self.liveness.rtt;
         if !from_ping && rtt.samples > 0 && m.rtt > rtt.rto(m.rtt) {
             return;

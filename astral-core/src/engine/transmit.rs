@@ -140,7 +140,10 @@ impl PeerEngine {
                     match f {
                         Frame::Ping { pong: true, .. } => pongs += 1,
                         Frame::Ping { nonce, pong: false } => {
-                            st.liveness.on_ping_sent(nonce, now);
+                            // The probe waits behind what we handed over
+                            // before it and the peer has not confirmed.
+                            let behind = st.meter.queueing_ahead(now);
+                            st.liveness.on_ping_sent(nonce, now, behind);
                             ping = Some(nonce);
                         }
                         _ => {}
