@@ -112,40 +112,17 @@ pub fn parse(text: &str) -> Result<AllowList, ParseError> {
     Ok(list)
 }
 
-#[cfg(unix)]
 fn check_perms(path: &Path, insecure: bool) -> Result<(), AnyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        // The read that follows reports a missing file clearly.
-        return Ok(());
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o022 == 0 {
-        return Ok(());
-    }
-    let what = format!(
-        "allow file {} is writable by {} (mode {mode:04o})",
-        path.display(),
-        if mode & 0o002 != 0 {
-            "others"
-        } else {
-            "its group"
-        }
-    );
-    if insecure {
-        tracing::warn!("{what}: using it anyway (--insecure-key-perms)");
-        Ok(())
-    } else {
-        Err(err(format!(
-            "{what}: whoever can write it decides who may connect; run `chmod go-w {}` (or pass --insecure-key-perms)",
-            path.display()
-        )))
-    }
-}
-
-#[cfg(not(unix))]
-fn check_perms(_: &Path, _: bool) -> Result<(), AnyError> {
-    Ok(())
+    crate::keys::check_file_mode(
+        path,
+        insecure,
+        &crate::keys::FileModeRule {
+            what: "allow file",
+            forbidden: 0o022,
+            access: "writable",
+            advice: "whoever can write it decides who may connect; run `chmod go-w {}`",
+        },
+    )
 }
 
 #[cfg(test)]

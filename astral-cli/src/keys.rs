@@ -55,21 +55,55 @@ fn read(path: &Path) -> Result<Identity, AnyError> {
     })
 }
 
-#[cfg(unix)]
+/// A file whose mode must not grant group or others some access (as ssh
+/// insists for private keys): what is forbidden, and how to say so.
+pub(crate) struct FileModeRule {
+    /// What the file is, for the message ("key file", "allow file").
+    pub what: &'static str,
+    /// Bits for group and others that are refused (`0o077`: any access;
+    /// `0o022`: write).
+    pub forbidden: u32,
+    /// The access those bits grant ("readable", "writable").
+    pub access: &'static str,
+    /// Why it matters and how to fix it; `{}` is replaced by the path.
+    pub advice: &'static str,
+}
+
 fn check_perms(path: &Path, insecure: bool) -> Result<(), AnyError> {
+    check_file_mode(
+        path,
+        insecure,
+        &FileModeRule {
+            what: "key file",
+            forbidden: 0o077,
+            access: "readable",
+            advice: "a private key must be private; run `chmod 600 {}`",
+        },
+    )
+}
+
+/// Refuses (or with `--insecure-key-perms`, warns about) a file whose mode
+/// breaks `rule`. A missing file passes: the read that follows reports it.
+#[cfg(unix)]
+pub(crate) fn check_file_mode(
+    path: &Path,
+    insecure: bool,
+    rule: &FileModeRule,
+) -> Result<(), AnyError> {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = std::fs::metadata(path) else {
-        // The read that follows reports a missing file clearly.
         return Ok(());
     };
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 == 0 {
+    if mode & rule.forbidden == 0 {
         return Ok(());
     }
     let what = format!(
-        "key file {} is readable by {} (mode {mode:04o})",
+        "{} {} is {} by {} (mode {mode:04o})",
+        rule.what,
         path.display(),
-        if mode & 0o007 != 0 {
+        rule.access,
+        if mode & rule.forbidden & 0o007 != 0 {
             "others"
         } else {
             "its group"
@@ -79,15 +113,15 @@ fn check_perms(path: &Path, insecure: bool) -> Result<(), AnyError> {
         tracing::warn!("{what}: using it anyway (--insecure-key-perms)");
         Ok(())
     } else {
+        let advice = rule.advice.replace("{}", &path.display().to_string());
         Err(err(format!(
-            "{what}: a private key must be private; run `chmod 600 {}` (or pass --insecure-key-perms)",
-            path.display()
+            "{what}: {advice} (or pass --insecure-key-perms)"
         )))
     }
 }
 
 #[cfg(not(unix))]
-fn check_perms(_: &Path, _: bool) -> Result<(), AnyError> {
+pub(crate) fn check_file_mode(_: &Path, _: bool, _: &FileModeRule) -> Result<(), AnyError> {
     Ok(())
 }
 

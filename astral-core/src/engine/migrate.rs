@@ -187,6 +187,13 @@ impl PeerEngine {
         }
         let Some(t) = target else {
             tracing::debug!(session = ?id, "MigrateTo names an unknown, dead or draining stream; ignored");
+            if matches!(s.phase, Phase::Migrating { .. }) {
+                // The peer's marker won over ours: it will never follow
+                // ours, so our migration cannot be confirmed. Its own
+                // target is gone here: the peer recovers or moves on with a
+                // newer marker, and that settles where both ends send.
+                self.on_migration_abandoned(id);
+            }
             return;
         };
         if matches!(s.phase, Phase::Recovering { .. }) {

@@ -53,9 +53,13 @@ impl PeerEngine {
                 Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
                     if bound {
                         self.on_stream_lost(now, id);
-                    } else if matches!(s.phase, Phase::Migrating { from } if from == dead) {
-                        // The marker may have died with the stream: the
-                        // Resume exchange settles the session instead.
+                    } else if matches!(s.phase, Phase::Migrating { from, marker } if from == dead || marker == dead)
+                    {
+                        // The marker may have died with the stream (the
+                        // stream the migration left, or the one a redirected
+                        // migration's latest marker went out on): the peer
+                        // may never follow, and the Resume exchange settles
+                        // the session instead.
                         self.on_migration_abandoned(id);
                     }
                     // Rule 2: recover unconditionally.

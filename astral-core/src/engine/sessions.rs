@@ -40,9 +40,12 @@ pub(crate) enum Phase {
         deadline: Timestamp,
     },
     Open,
-    /// Sending on a new stream; `from` is the stream we left.
+    /// Sending on a new stream; `from` is the stream the migration first
+    /// left, `marker` the stream its latest marker went out on (they differ
+    /// once a migration is redirected before it settles).
     Migrating {
         from: StreamId,
+        marker: StreamId,
     },
     /// Our sending stream died; waiting for the Resume exchange.
     Recovering {

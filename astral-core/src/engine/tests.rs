@@ -898,3 +898,88 @@ fn preferences_are_announced_and_the_stricter_one_counts() {
         Some(p.links[l1].a)
     );
 }
+
+#[test]
+fn a_migration_whose_latest_marker_died_is_abandoned() {
+    // Issue 10 (fuzz input recovery_ordering/still-migrating-8afe9e3c):
+    // `b` migrated to stream J and at once back to its first stream I, so
+    // its latest marker went out on J. J died with the marker: only a
+    // death of I (where the migration started) abandoned the migration,
+    // so `b` waited for `a`'s traffic on I for ever while `a` recovered
+    // onto a third stream K and stayed there.
+    let mut p = Pair::new(config());
+    let links = [p.link(), p.link(), p.link()];
+    let (sa, sb) = p.session();
+    let on_b = p.b.session_info(sb).unwrap().send_stream.unwrap();
+    let i = p.links.iter().position(|l| l.b == on_b).unwrap();
+    let others: Vec<usize> = links.into_iter().filter(|&l| l != i).collect();
+    let (j, k) = (others[0], others[1]);
+    // Nothing is delivered between these.
+    let (ja, jb, ib) = (p.links[j].a, p.links[j].b, p.links[i].b);
+    p.a.migrate(p.now, sa, ja).unwrap();
+    p.b.migrate(p.now, sb, jb).unwrap();
+    p.b.migrate(p.now, sb, ib).unwrap();
+    assert_eq!(p.b.session_info(sb).unwrap().state, SessionState::Migrating);
+    p.kill(j);
+    // `a` recovers onto K (as a policy with its own RTT view may choose).
+    let ka = p.links[k].a;
+    if let Some(e) = p.a.engine_for_test(sa.engine()) {
+        e.rebind(sa, Some(ka));
+    }
+    p.settle();
+    p.advance(Duration::from_millis(10));
+    let ia = p.a.session_info(sa).unwrap();
+    let ib = p.b.session_info(sb).unwrap();
+    assert_eq!(ia.state, SessionState::Open, "{ia:?}");
+    assert_eq!(ib.state, SessionState::Open, "{ib:?}");
+    let link_of_a = p.links.iter().position(|l| Some(l.a) == ia.send_stream);
+    let link_of_b = p.links.iter().position(|l| Some(l.b) == ib.send_stream);
+    assert_eq!(
+        link_of_a, link_of_b,
+        "both directions on one stream: {ia:?} {ib:?}"
+    );
+    // Bytes still flow, exactly once.
+    let data = pattern(3000);
+    assert_eq!(p.write_a(sa, &data), data.len());
+    p.settle();
+    assert_eq!(p.read_b(sb), data);
+}
+
+#[test]
+fn a_migration_overridden_by_a_marker_to_a_dead_stream_is_abandoned() {
+    // Issue 10 (fuzz input drain_ordering/overridden-migration-2fd9791b):
+    // both ends migrated at the same epoch; `a`'s marker won the tie-break
+    // but named a stream that had died at `b`, so `b` ignored it and
+    // stayed `Migrating` with a marker `a` never follows.
+    let mut p = Pair::new(config());
+    let links = [p.link(), p.link(), p.link()];
+    let (sa, sb) = p.session();
+    let on_a = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let i = p.links.iter().position(|l| l.a == on_a).unwrap();
+    let others: Vec<usize> = links.into_iter().filter(|&l| l != i).collect();
+    let (j, k) = (others[0], others[1]);
+    let (ja, kb, ia) = (p.links[j].a, p.links[k].b, p.links[i].a);
+    p.a.migrate(p.now, sa, ja).unwrap();
+    p.b.migrate(p.now, sb, kb).unwrap();
+    p.kill(j);
+    // `a` recovers onto I (its first stream).
+    if let Some(e) = p.a.engine_for_test(sa.engine()) {
+        e.rebind(sa, Some(ia));
+    }
+    p.settle();
+    p.advance(Duration::from_millis(10));
+    let ia = p.a.session_info(sa).unwrap();
+    let ib = p.b.session_info(sb).unwrap();
+    assert_eq!(ia.state, SessionState::Open, "{ia:?}");
+    assert_eq!(ib.state, SessionState::Open, "{ib:?}");
+    let link_of_a = p.links.iter().position(|l| Some(l.a) == ia.send_stream);
+    let link_of_b = p.links.iter().position(|l| Some(l.b) == ib.send_stream);
+    assert_eq!(
+        link_of_a, link_of_b,
+        "both directions on one stream: {ia:?} {ib:?}"
+    );
+    let data = pattern(3000);
+    assert_eq!(p.write_a(sa, &data), data.len());
+    p.settle();
+    assert_eq!(p.read_b(sb), data);
+}

@@ -107,13 +107,21 @@ impl PeerEngine {
         };
         s.epoch = s.epoch.wrapping_add(1);
         let (wire, epoch, old) = (s.wire, s.epoch, s.tx);
-        if let (Phase::Open, Some(old)) = (&s.phase, old) {
-            s.phase = Phase::Migrating { from: old };
-            if let Some(st) = self.streams.get_mut(old) {
-                st.migrating_from += 1;
+        let started_from = match (&s.phase, old) {
+            (Phase::Open, Some(old)) => Some(old),
+            // From Migrating, `from` stays the stream the migration first
+            // left; the new marker goes out on the current stream.
+            (Phase::Migrating { from, .. }, Some(_)) => Some(*from),
+            _ => None,
+        };
+        if let (Some(from), Some(marker)) = (started_from, old) {
+            if matches!(s.phase, Phase::Open) {
+                if let Some(st) = self.streams.get_mut(from) {
+                    st.migrating_from += 1;
+                }
             }
+            s.phase = Phase::Migrating { from, marker };
         }
-        // From Migrating, `from` stays the stream the migration first left.
         self.push_ctrl(
             old,
             Frame::MigrateTo {
@@ -144,7 +152,7 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        let Phase::Migrating { from } = s.phase else {
+        let Phase::Migrating { from, .. } = s.phase else {
             return;
         };
         s.phase = Phase::Open;
@@ -156,7 +164,7 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        let Phase::Migrating { from } = s.phase else {
+        let Phase::Migrating { from, .. } = s.phase else {
             return;
         };
         s.phase = Phase::Open;
@@ -183,7 +191,7 @@ impl PeerEngine {
         };
         let from = s.tx;
         let migrating_from = match s.phase {
-            Phase::Migrating { from } => Some(from),
+            Phase::Migrating { from, .. } => Some(from),
             _ => None,
         };
         s.phase = Phase::Open;
@@ -217,7 +225,7 @@ impl PeerEngine {
             return;
         };
         let settled = match s.phase {
-            Phase::Migrating { from } => Some(from),
+            Phase::Migrating { from, .. } => Some(from),
             _ => None,
         };
         if s.pins.local {
@@ -295,7 +303,7 @@ impl PeerEngine {
         self.release_charge(s.charge);
         match s.phase {
             Phase::Pending { .. } => self.shared.pending_queries.release(),
-            Phase::Migrating { from } => self.migration_settled(from),
+            Phase::Migrating { from, .. } => self.migration_settled(from),
             _ => {}
         }
         if let Some(st) = s.tx.and_then(|t| self.streams.get_mut(t)) {

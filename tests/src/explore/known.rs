@@ -70,9 +70,11 @@ impl KnownDefects {
     }
 
     /// The exclusions the current core needs: only
-    /// [`KnownDefects::allow_crossed_bindings`] (the drain fuzzer still finds
-    /// directions left on different streams after two migrations and a
-    /// drain: `fuzz/regressions/drain_ordering/known-crossed-after-drains-*`).
+    /// [`KnownDefects::allow_crossed_bindings`], for the explorer's crossed
+    /// quiet states (the drain fuzzer's input with directions left on
+    /// different streams after two migrations and a drain,
+    /// `fuzz/regressions/drain_ordering/crossed-after-drains-*`, passes with
+    /// no exclusion since 342b5eb and is a regression).
     /// Every other defect these flags name is fixed; their shortest
     /// counterexamples are regression tests in `tests/tests/explore.rs`.
     pub fn current_core() -> KnownDefects {

@@ -44,7 +44,8 @@ pub fn suite<S>(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default_cases);
-    let rng_seed = if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+    let explore_seed = std::env::var_os("PROPTEST_RNG_SEED").is_some();
+    let rng_seed = if explore_seed {
         base.rng_seed
     } else {
         // Fixed per suite: the same schedules on every run.
@@ -101,8 +102,16 @@ pub fn suite<S>(
     if let Err(e) = result {
         panic!("suite {name}: {e}");
     }
+    // The floors are calibrated on the fixed schedules (about two thirds of
+    // what they reach). Another seed draws other schedules, whose rare
+    // counters (kills during a recovery, say) can fall well below: such a
+    // run explores, it checks the oracles but not the floors.
     if let Err(e) = total.require(thresholds) {
-        panic!("suite {name}: {e}");
+        if explore_seed {
+            println!("suite {name}: (not enforced with PROPTEST_RNG_SEED) {e}");
+        } else {
+            panic!("suite {name}: {e}");
+        }
     }
 }
 
