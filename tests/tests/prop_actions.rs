@@ -351,7 +351,9 @@ const EVERY_ND_X: &[(&str, u64)] = &[
     ("kills", 170),
     ("one_sided_kills", 180),
     ("kills_during_migration", 9),
-    ("kills_during_recovery", 6),
+    // 5 since a receiver that only granted credit no longer suspects its
+    // stream (issue 12): fewer spurious recoveries for a kill to land in.
+    ("kills_during_recovery", 3),
     ("connects", 630),
     ("stream_closes", 94),
     ("partitions", 91),

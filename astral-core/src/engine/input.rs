@@ -47,6 +47,9 @@ impl PeerEngine {
             return;
         };
         st.stats.bytes_in += data.len() as u64;
+        if !data.is_empty() {
+            st.liveness.on_bytes(now, st.stats.bytes_in);
+        }
         // Records are decrypted in place and their payloads handed on, so
         // the buffer's front is often shared: grow in large steps.
         if st.rx.capacity() - st.rx.len() < data.len() {
@@ -127,6 +130,9 @@ impl PeerEngine {
             return;
         };
         st.stats.bytes_in += data.len() as u64;
+        if !data.is_empty() {
+            st.liveness.on_bytes(now, st.stats.bytes_in);
+        }
         if st.rx.is_empty() {
             st.rx = data;
         } else {
@@ -166,6 +172,7 @@ impl PeerEngine {
             if !self.dispatch_record(now, stream, record) {
                 return;
             }
+            self.settle_silence(now, stream);
             let over = self
                 .streams
                 .get(stream)
@@ -232,7 +239,12 @@ impl PeerEngine {
                 session,
                 offset,
                 payload,
-            } => self.on_data(now, stream, session, offset, payload),
+            } => {
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.liveness.data_in_at = Some(now);
+                }
+                self.on_data(now, stream, session, offset, payload)
+            }
             Frame::Credit { session, consumed } => self.on_credit(now, stream, session, consumed),
             Frame::Window {
                 session,

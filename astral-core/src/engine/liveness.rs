@@ -2,14 +2,20 @@
 //! and the round-trip samples they give, suspicion of a stream whose path
 //! went silent, its return, and its death.
 //!
-//! **What a stream waits for.** A stream is *awaiting* from the first
-//! record this side sends on it after it last heard from the peer on it,
-//! unless that record holds only pongs (which ask for nothing). Data,
-//! credit, control frames and pings are all traffic whose loss matters, so
-//! "unacknowledged data" of a stream is simply "anything sent on it since
-//! the peer was last heard on it". Nothing the peer sends on *another*
-//! stream counts: a session's credit may come back on any stream, so only
-//! an authenticated record on the stream itself proves that its path
+//! **What a stream waits for.** A stream is silent only for the side that
+//! waits for something from the peer on it: the answer to its own ping or
+//! probe that left, or the confirmation (a credit or pong covering it) of
+//! a record it sent that asks for one: session data or a Fin, a Query, a
+//! Resume that is not a reply. Credit, pongs, Responses, Resume replies,
+//! markers and the other control frames ask for nothing, so the receiver
+//! of a transfer, which only grants credit, waits for nothing unless its
+//! own keep-alive ping is out. The clock (`awaiting_since`) starts when the
+//! first such record is handed over, and *every* authenticated record on
+//! the stream restarts it while something is still owed (and stops it when
+//! nothing is): a stream on which the peer is heard is not silent, however
+//! long its own answers take behind the peer's data. Nothing the peer
+//! sends on *another* stream counts: a session's credit may come back on
+//! any stream, so only a record on the stream itself proves that its path
 //! works, and the probe (a Ping, which the peer answers at once on the same
 //! stream) is what asks for one.
 //!
@@ -65,6 +71,7 @@ use rand_core::RngCore;
 use super::PeerEngine;
 use crate::event::{Event, StreamCloseReason};
 use crate::frame::Frame;
+use crate::path::{drain_time, WindowedMax, MIN_RATE};
 use crate::stream::Rtt;
 use crate::timer::EngineTimer;
 use crate::{StreamId, Timestamp};
@@ -77,10 +84,16 @@ pub(crate) struct PingOut {
     pub queued: Timestamp,
     /// When it was built into a record (handed to the driver).
     pub sent: Option<Timestamp>,
-    /// How long our own output handed over before it, not yet confirmed by
-    /// the peer, takes to drain (`PathMeter::queueing_ahead`): the answer
-    /// cannot come sooner, so the suspicion waits that much longer.
+    /// How long the answer can wait behind queued bytes: our own output
+    /// handed over before it and not yet confirmed by the peer, drained at
+    /// our measured delivery rate (`PathMeter::queueing_ahead`), plus the
+    /// peer's data we granted and it may have queued ahead of its answer
+    /// (`PeerEngine::peer_queue`). The answer cannot come sooner, so the
+    /// suspicion waits that much longer.
     pub behind: Duration,
+    /// Output position just after the record that carried it: its answer
+    /// confirms everything before.
+    pub pos: u64,
 }
 
 impl PingOut {
@@ -90,6 +103,7 @@ impl PingOut {
             queued: now,
             sent: None,
             behind: Duration::ZERO,
+            pos: u64::MAX,
         }
     }
 
@@ -116,13 +130,30 @@ pub(crate) struct Liveness {
     pub ping: Option<PingOut>,
     /// The latest probe (a ping sent because the stream went silent).
     pub probe: Option<PingOut>,
+    /// The probe a newer one replaced while it was out: its answer still
+    /// confirms what was sent before it.
+    pub stale: Option<PingOut>,
+    /// Output position the peer confirmed by answering a ping.
+    pub confirmed: u64,
+    /// When session data of the peer last arrived on the stream.
+    pub data_in_at: Option<Timestamp>,
+    /// Incoming byte rate: bytes received since `rx_mark`, measured over
+    /// intervals of at least [`RX_RATE_INTERVAL`], best of the last
+    /// [`RX_RATE_WINDOW`].
+    rx_rate: WindowedMax,
+    rx_mark: (Timestamp, u64),
     /// When the next keep-alive ping is due.
     pub next_ping: Timestamp,
     /// Last authenticated record from the peer.
     pub last_rx: Timestamp,
-    /// When this side first sent something other than pongs since it last
-    /// heard from the peer on this stream.
+    /// Since when this side waits for the peer on this stream with nothing
+    /// heard: set when a record that asks for something is handed over and
+    /// nothing was awaited, restarted by every authenticated record while
+    /// something is still owed (`owed`), cleared when nothing is.
     pub awaiting_since: Option<Timestamp>,
+    /// Output position (`PathMeter::position`) just after the last record
+    /// that asked for something: owed until the peer confirms it.
+    pub asked_upto: u64,
     /// When the stream became suspect.
     pub suspect_since: Option<Timestamp>,
     /// Earliest liveness timer entry known to be pending for this stream.
@@ -137,11 +168,56 @@ impl Liveness {
             silence: Rtt::default(),
             ping: Some(PingOut::new(nonce, now)),
             probe: None,
+            stale: None,
+            confirmed: 0,
+            data_in_at: None,
+            rx_rate: WindowedMax::default(),
+            rx_mark: (now, 0),
             next_ping: now + keepalive,
             last_rx: now,
             awaiting_since: None,
+            asked_upto: 0,
             suspect_since: None,
             armed: Timestamp::MAX,
+        }
+    }
+
+    /// Whether the peer owes this side something on this stream: an answer
+    /// to a ping or probe that left, or the confirmation of output that
+    /// asked for one (`delivered`: the position the peer confirmed).
+    fn owed(&self, delivered: u64) -> bool {
+        let left = |p: &Option<PingOut>| p.is_some_and(|p| p.sent.is_some());
+        left(&self.ping) || left(&self.probe) || self.asked_upto > delivered.max(self.confirmed)
+    }
+
+    /// The incoming byte rate measured on the stream (none before a whole
+    /// interval of input).
+    pub fn rx_rate(&self, now: Timestamp) -> Option<u64> {
+        self.rx_rate.get(now, RX_RATE_WINDOW)
+    }
+
+    /// Ciphertext arrived on the stream at `now` (perhaps only part of a
+    /// record): the path delivers, so a silence under way starts again.
+    /// It does not clear a suspicion nor count as hearing the peer
+    /// (`last_rx`): only an authenticated record does that, and bytes that
+    /// are not the peer's fail authentication and close the stream.
+    /// `bytes_in`: the stream's received total, these bytes included.
+    pub fn on_bytes(&mut self, now: Timestamp, bytes_in: u64) {
+        let (at, mark) = self.rx_mark;
+        let interval = now.saturating_duration_since(at);
+        if interval >= RX_RATE_INTERVAL {
+            let ns = u64::try_from(interval.as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let rate = u128::from(bytes_in.saturating_sub(mark)) * 1_000_000_000 / u128::from(ns);
+            let rate = u64::try_from(rate).unwrap_or(u64::MAX);
+            self.rx_rate.update(now, rate, RX_RATE_WINDOW);
+            self.rx_mark = (now, bytes_in);
+        }
+        if self.suspect_since.is_none() {
+            if let Some(since) = self.awaiting_since.as_mut() {
+                *since = now;
+            }
         }
     }
 
@@ -166,11 +242,9 @@ impl Liveness {
         if let (Some(rto), Some(since)) = (self.rto(), self.awaiting_since) {
             match self.current_probe() {
                 None => next = next.min(since + rto),
-                Some(PingOut {
-                    sent: Some(t),
-                    behind,
-                    ..
-                }) if self.suspect_since.is_none() => next = next.min(t + rto + behind),
+                Some(p) if self.suspect_since.is_none() => {
+                    next = next.min(p.since() + rto + p.behind);
+                }
                 Some(_) => {}
             }
         }
@@ -178,7 +252,8 @@ impl Liveness {
     }
 
     /// A Ping with `nonce` was just built into a record.
-    /// `behind`: the drain time of our unconfirmed output ahead of it.
+    /// `behind`: the drain time of our unconfirmed output ahead of it (the
+    /// peer's queue is added when the record is complete: `on_ping_record`).
     pub fn on_ping_sent(&mut self, nonce: u64, now: Timestamp, behind: Duration) {
         for p in [&mut self.ping, &mut self.probe].into_iter().flatten() {
             if p.nonce == nonce && p.sent.is_none() {
@@ -188,12 +263,26 @@ impl Liveness {
         }
     }
 
+    /// The record carrying ping `nonce` ended at output position `pos`;
+    /// the peer's data queued ahead of its answer drains in `peer`.
+    fn on_ping_record(&mut self, nonce: u64, pos: u64, peer: Duration) {
+        for p in [&mut self.ping, &mut self.probe].into_iter().flatten() {
+            if p.nonce == nonce && p.pos == u64::MAX {
+                p.pos = pos;
+                p.behind += peer;
+            }
+        }
+    }
+
     /// A pong with `nonce` arrived: the round trip of the ping it answers,
     /// if it answers one of ours.
     pub fn take_pong(&mut self, nonce: u64, now: Timestamp) -> Option<Duration> {
-        for slot in [&mut self.ping, &mut self.probe] {
+        for slot in [&mut self.ping, &mut self.probe, &mut self.stale] {
             if let Some(p) = slot.filter(|p| p.nonce == nonce) {
                 *slot = None;
+                if p.pos != u64::MAX {
+                    self.confirmed = self.confirmed.max(p.pos);
+                }
                 return Some(now.saturating_duration_since(p.since()));
             }
         }
@@ -205,6 +294,17 @@ impl Liveness {
 /// is closed anyway (a transport that takes nothing, e.g. a blackholed
 /// path with a full socket buffer).
 pub(crate) const GOODBYE_FLUSH: Duration = Duration::from_secs(2);
+
+/// The incoming rate is measured over intervals at least this long: a
+/// transport hands bytes over in bursts, and a burst read just after the
+/// previous one would look like any rate at all.
+const RX_RATE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a measured incoming rate is remembered.
+const RX_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// The peer's data counts as queued ahead of its answers only while it is
+/// sending on the stream: session data arrived within this long (or two
+/// smoothed round trips, if longer).
+const PEER_SENDING: Duration = Duration::from_secs(1);
 
 impl PeerEngine {
     /// Arms `stream`'s liveness timer at `at` unless an entry at least as
@@ -237,22 +337,36 @@ impl PeerEngine {
         };
         let l = &mut st.liveness;
         l.last_rx = now;
-        l.awaiting_since = None;
         if l.suspect_since.take().is_some() {
             self.events.push_back(Event::StreamHealthy { stream });
             self.on_stream_usable(now);
         }
     }
 
+    /// The record heard on `stream` was dispatched: the silence clock
+    /// starts again from now if the peer still owes something, and stops
+    /// if it owes nothing (a receiver that only granted credit waits for
+    /// nothing).
+    pub(super) fn settle_silence(&mut self, now: Timestamp, stream: StreamId) {
+        let Some(st) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let delivered = st.meter.delivered();
+        let l = &mut st.liveness;
+        l.awaiting_since = l.owed(delivered).then_some(now);
+        self.start_liveness(stream);
+    }
+
     /// The peer just moved a session's sending onto `stream` (its MigrateTo
     /// marker arrived on another stream): its answers to what we sent there
-    /// now wait behind the backlog it queues there, which we cannot
-    /// measure, so a silence under way starts again from now (the earlier
-    /// probe no longer counts; a new one goes out one RTO later).
+    /// now wait behind the backlog it queues there, so a silence under way
+    /// starts again from now (the earlier probe no longer counts; a new one
+    /// goes out one RTO later, and waits for that backlog: `peer_queue`).
     pub(super) fn restart_silence(&mut self, now: Timestamp, stream: StreamId) {
         if let Some(st) = self.streams.get_mut(stream) {
-            if st.liveness.suspect_since.is_none() && st.liveness.awaiting_since.is_some() {
-                st.liveness.awaiting_since = Some(now);
+            let l = &mut st.liveness;
+            if l.suspect_since.is_none() && l.awaiting_since.is_some() {
+                l.awaiting_since = Some(now);
             }
         }
         self.start_liveness(stream);
@@ -260,13 +374,29 @@ impl PeerEngine {
 
     /// A record was handed to the driver on `stream`; `asks` unless it held
     /// only pongs. Starts the silence clock and arms the probe timer.
-    pub(super) fn after_record_sent(&mut self, now: Timestamp, stream: StreamId, asks: bool) {
+    /// `ping`: the nonce of the ping it carried, if any.
+    pub(super) fn after_record_sent(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        asks: bool,
+        ping: Option<u64>,
+    ) {
         let dead = self.shared.config.dead_timeout;
+        let peer = match ping {
+            Some(_) => self.peer_queue(now, stream),
+            None => Duration::ZERO,
+        };
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
-        if asks && st.liveness.awaiting_since.is_none() {
-            st.liveness.awaiting_since = Some(now);
+        if let Some(nonce) = ping {
+            let pos = st.meter.position();
+            st.liveness.on_ping_record(nonce, pos, peer);
+        }
+        if asks {
+            st.liveness.asked_upto = st.meter.position();
+            st.liveness.awaiting_since.get_or_insert(now);
         }
         let next = st.liveness.next_deadline(dead, st.leaving);
         if next < st.liveness.armed {
@@ -274,11 +404,60 @@ impl PeerEngine {
         }
     }
 
-    /// Queues a probe on `stream` now (a ping with a fresh nonce).
+    /// How long the peer's data that may be queued ahead of its answer on
+    /// `stream` takes to arrive. While the peer sends session data (on any
+    /// stream: a session it moves sends on the new stream before its
+    /// marker reaches us on the old one), every byte we granted and have
+    /// not received may be queued ahead of its answer, and a transport may
+    /// hand that queue over in one burst, so hearing nothing for that long
+    /// says nothing about the path. Drained at the incoming rate measured
+    /// on the stream (at least 1 Mbit/s). A receiver's ping waits behind
+    /// the sender's queue as the sender's waits behind its own
+    /// (`PathMeter::queueing_ahead`). The sender of a one-way transfer
+    /// receives no data, so its suspicion is not delayed.
+    ///
+    /// Not for a superseded engine (the peer came back with a new
+    /// incarnation): its streams lead to the old process, and one that is
+    /// still alive (a twin sharing the key) proves it with every byte it
+    /// sends, which restarts the silence; a dead one sends nothing, and
+    /// its sessions should end within an RTO of the new handshake.
+    pub(super) fn peer_queue(&self, now: Timestamp, stream: StreamId) -> Duration {
+        let Some(st) = self.streams.get(stream).filter(|_| !self.superseded) else {
+            return Duration::ZERO;
+        };
+        let recent = PEER_SENDING.max(st.liveness.rtt.srtt * 2);
+        let sending = self.streams.iter().any(|o| {
+            o.liveness
+                .data_in_at
+                .is_some_and(|t| now.saturating_duration_since(t) <= recent)
+        });
+        if !sending {
+            return Duration::ZERO;
+        }
+        let granted: u64 = self
+            .sessions
+            .iter()
+            .map(|(_, s)| s.recv.may_still_arrive())
+            .fold(0u64, u64::saturating_add);
+        let rate = st.liveness.rx_rate(now).unwrap_or(0).max(MIN_RATE);
+        drain_time(granted, rate)
+    }
+
+    /// Queues a probe on `stream` now (a ping with a fresh nonce). Until
+    /// the transport takes it, it counts from now and waits for what is
+    /// queued ahead of it now: a transport that takes nothing for that long
+    /// while nothing arrives (a blackholed path with a full send buffer)
+    /// is as silent as one that lost the probe.
     fn queue_probe(&mut self, now: Timestamp, stream: StreamId) {
         let nonce = self.rng.next_u64();
+        let peer = self.peer_queue(now, stream);
         if let Some(st) = self.streams.get_mut(stream) {
-            st.liveness.probe = Some(PingOut::new(nonce, now));
+            if let Some(old) = st.liveness.probe.filter(|p| p.sent.is_some()) {
+                st.liveness.stale = Some(old);
+            }
+            let mut probe = PingOut::new(nonce, now);
+            probe.behind = st.meter.queueing_ahead(now) + peer;
+            st.liveness.probe = Some(probe);
             st.tx.ctrl.push_back(Frame::Ping { nonce, pong: false });
         }
     }
@@ -327,14 +506,10 @@ impl PeerEngine {
         if let (Some(rto), Some(since)) = (st.liveness.rto(), st.liveness.awaiting_since) {
             match st.liveness.current_probe() {
                 None => probe = now >= since + rto,
-                Some(PingOut {
-                    sent: Some(t),
-                    behind,
-                    ..
-                }) => {
-                    suspect = st.liveness.suspect_since.is_none() && now >= t + rto + behind;
+                Some(p) => {
+                    suspect =
+                        st.liveness.suspect_since.is_none() && now >= p.since() + rto + p.behind;
                 }
-                Some(_) => {}
             }
         }
         if probe {
@@ -426,9 +601,11 @@ mod tests {
         assert_eq!(l.rto(), Some(ms(150)));
         l.awaiting_since = Some(t(1000));
         assert_eq!(l.next_deadline(ms(20_000), None), t(1150));
-        // The probe is queued at 1150 and leaves at 1160.
+        // The probe is queued at 1150: until the transport takes it, it
+        // counts from then.
         l.probe = Some(PingOut::new(9, t(1150)));
-        assert_eq!(l.next_deadline(ms(20_000), None), t(5000), "not sent yet");
+        assert_eq!(l.next_deadline(ms(20_000), None), t(1300), "not sent yet");
+        // It leaves at 1160.
         l.on_ping_sent(9, t(1160), Duration::ZERO);
         assert_eq!(l.next_deadline(ms(20_000), None), t(1310));
         // Suspect: nothing more to check until keep-alive or death.
@@ -465,6 +642,7 @@ mod tests {
             queued: t(100),
             sent: Some(t(100)),
             behind: Duration::ZERO,
+            pos: 10,
         });
         l.awaiting_since = Some(t(2000));
         assert!(l.current_probe().is_none());
@@ -481,6 +659,77 @@ mod tests {
         assert_eq!(l.take_pong(1, t(90)), Some(ms(80)));
         assert_eq!(l.take_pong(1, t(95)), None, "answered once");
         assert!(l.ping.is_none() && l.probe.is_none());
+    }
+
+    #[test]
+    fn bytes_arriving_restart_a_silence_but_do_not_clear_a_suspicion() {
+        let mut l = sampled(50);
+        l.awaiting_since = Some(t(1000));
+        l.on_bytes(t(1100), 500);
+        assert_eq!(l.awaiting_since, Some(t(1100)));
+        assert_eq!(l.next_deadline(ms(20_000), None), t(1250));
+        l.suspect_since = Some(t(1300));
+        l.on_bytes(t(1400), 900);
+        assert_eq!(l.awaiting_since, Some(t(1100)), "suspect: unchanged");
+        assert_eq!(l.suspect_since, Some(t(1300)), "only a record clears it");
+    }
+
+    #[test]
+    fn nothing_is_owed_once_the_peer_confirmed_what_asked() {
+        let mut l = sampled(50);
+        assert!(!l.owed(0));
+        // A record that asked for something ended at position 300.
+        l.asked_upto = 300;
+        assert!(l.owed(200));
+        assert!(!l.owed(300), "a credit covered it");
+        // Or a pong of a ping sent after it: the transport is ordered.
+        l.ping = Some(PingOut::new(4, t(10)));
+        l.on_ping_sent(4, t(10), Duration::ZERO);
+        assert!(l.owed(0), "the ping itself is owed");
+        l.on_ping_record(4, 340, Duration::ZERO);
+        assert!(l.take_pong(4, t(60)).is_some());
+        assert!(!l.owed(0));
+        assert_eq!(l.confirmed, 340);
+    }
+
+    #[test]
+    fn a_replaced_probe_still_confirms_what_went_before_it() {
+        let mut l = sampled(50);
+        l.asked_upto = 500;
+        l.stale = Some(PingOut {
+            nonce: 7,
+            queued: t(0),
+            sent: Some(t(0)),
+            behind: Duration::ZERO,
+            pos: 520,
+        });
+        assert!(l.take_pong(7, t(90)).is_some());
+        assert!(!l.owed(0));
+    }
+
+    #[test]
+    fn the_peer_queue_delays_the_suspicion() {
+        let mut l = sampled(50);
+        l.awaiting_since = Some(t(1000));
+        l.probe = Some(PingOut::new(9, t(1150)));
+        l.on_ping_sent(9, t(1150), ms(10));
+        // 1 MB granted to the peer, drained at 1 Mbit/s: 8 s.
+        l.on_ping_record(9, 100, Duration::from_secs(8));
+        assert_eq!(
+            l.next_deadline(ms(20_000), None),
+            t(5000),
+            "keep-alive first"
+        );
+        assert_eq!(l.probe.map(|p| p.behind), Some(ms(8010)));
+    }
+
+    #[test]
+    fn the_incoming_rate_is_measured_over_whole_intervals() {
+        let mut l = sampled(50);
+        l.on_bytes(t(500), 1_000_000);
+        assert_eq!(l.rx_rate(t(500)), None, "half an interval");
+        l.on_bytes(t(1000), 2_000_000);
+        assert_eq!(l.rx_rate(t(1000)), Some(2_000_000));
     }
 
     #[test]
