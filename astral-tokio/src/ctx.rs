@@ -141,6 +141,9 @@ pub(crate) struct TransportSlot {
     pub connect: Option<UpTx>,
     /// The stream ended with last words to flush (`driver::linger`).
     pub linger: bool,
+    /// The write side, once the handshake completed and the task took its
+    /// keys (inline writes go through it).
+    pub wire: Option<std::sync::Arc<crate::wire::Wire>>,
 }
 
 impl TransportSlot {
@@ -150,6 +153,7 @@ impl TransportSlot {
             kill: Some(kill),
             connect: Some(connect),
             linger: false,
+            wire: None,
         }
     }
 

@@ -8,20 +8,27 @@
 //!
 //! # Architecture
 //!
-//! * One `Mutex` holds the core [`astral_core::Node`] and the driver's
-//!   per-session wakers, per-transport wakers, pending connects and opens.
-//!   Every core call is followed by a dispatch step: drain core events (wake
-//!   session readers/writers, resolve futures, forward queries to
-//!   [`Incoming`], broadcast the rest on [`Node::events`], hang up
-//!   transports of dead streams, start redials), then wake every transport
-//!   task whose stream now has output. Wakers run after the lock is released.
-//! * One task per transport owns it (no split): it reads ciphertext into a
-//!   64 KiB buffer and feeds the core, and pulls up to 256 KiB of records
-//!   from the core (`poll_transmit`) only once the previous batch was
+//! * The core's endpoint (handshakes, admission, routing) has one lock, and
+//!   every peer's engine its own, with the driver state of that peer
+//!   (session wakers, transport slots). Every call under a peer's lock is
+//!   followed by a dispatch step: drain the engine's events (wake session
+//!   readers/writers, resolve futures, forward queries to [`Incoming`],
+//!   broadcast the rest on [`Node::events`], hang up transports of dead
+//!   streams), then write to or wake the peer's transports whose stream now
+//!   has output. Wakers run after the lock is released.
+//!   `docs/ARCHITECTURE.md` has the whole picture.
+//! * One task per transport owns it (no split): it reads ciphertext into an
+//!   [`astral_core::driver::RxBuffer`], opens records outside every lock and
+//!   hands them to its peer's engine; it pulls up to 256 KiB of records from
+//!   the engine (`poll_transmit_unsealed`) only once the previous batch was
 //!   written. That on-demand pull is the backpressure from socket to core;
 //!   the core's credit and send-buffer limits carry it on to
 //!   `Session::poll_write`, which returns `Pending` until `Writable`.
-//! * One timer task sleeps until the core's next deadline.
+//! * One writer at a time per socket, through a write token: a call that
+//!   leaves output for an idle TCP transport seals and writes it itself
+//!   after the peer's lock is released (no task hop); what the socket does
+//!   not take goes to the transport task with the token.
+//! * One timer task per peer sleeps until its engine's next deadline.
 //!
 //! # Example
 //!
@@ -67,6 +74,7 @@ mod peer;
 mod session;
 mod sessions;
 mod transport;
+mod wire;
 
 pub use error::{Error, Result, SessionClosedError};
 pub use node::{Node, Role};

@@ -917,7 +917,7 @@ fn attach_tcp(
     source: Option<Source>,
 ) -> Result<(StreamId, UpRx)> {
     let _ = tcp.set_nodelay(true);
-    attach(&inner.ep, Tcp(tcp), role.dialed(), dial, source)
+    attach(&inner.ep, Tcp(Arc::new(tcp)), role.dialed(), dial, source)
 }
 
 async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
@@ -1134,7 +1134,16 @@ mod tests {
                 echo_rounds(&mut sa, 1).await;
                 sa
             });
-            echo_rounds(&mut sb, 50).await;
+            // B's rounds run on a worker: the worker blocked on A's lock may
+            // be the one that last polled the I/O driver, and a round that
+            // writes inline from the test's own thread wakes no other
+            // worker to take the driver over (tokio's, not ours).
+            let _sb = tokio::spawn(async move {
+                echo_rounds(&mut sb, 50).await;
+                sb
+            })
+            .await
+            .unwrap();
             assert!(
                 !released.load(Ordering::SeqCst),
                 "peer B waited for peer A's lock"

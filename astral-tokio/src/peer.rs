@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::ctx::{Ctl, NodeCtx, TransportSlot};
 use crate::error::{Error, Result};
 use crate::sessions::Sessions;
+use crate::wire::Wire;
 
 /// Where inbound queries go (to the node's `Incoming`s).
 pub(crate) type QueryTx = mpsc::UnboundedSender<PendingQuery>;
@@ -39,6 +40,9 @@ pub(crate) struct PeerState {
     idle_told: bool,
     /// Wakers to run once the lock is released.
     wake: Vec<Waker>,
+    /// Transports whose token this call took: sealed and written inline
+    /// once the lock is released.
+    inline: Vec<Arc<Wire>>,
 }
 
 /// One peer (see the module documentation).
@@ -76,6 +80,7 @@ impl Peer {
                 timer_armed: Timestamp::MAX,
                 idle_told: false,
                 wake: Vec::new(),
+                inline: Vec::new(),
             }),
             timer: Notify::new(),
             queries,
@@ -90,18 +95,40 @@ impl Peer {
     }
 
     /// Runs `f` on the peer's state, then dispatches what the engine
-    /// produced; wakers run after the lock is released.
+    /// produced; records pulled for idle transports are sealed and written
+    /// and wakers run after the lock is released.
     pub fn with<R>(&self, f: impl FnOnce(&mut PeerState, Timestamp) -> R) -> R {
         let mut g = self.lock();
         let now = self.ctx.now();
         let r = f(&mut g, now);
         self.after(&mut g, now);
+        self.unlock(g);
+        r
+    }
+
+    /// Releases the lock, then writes what `after` pulled inline and runs
+    /// the wakers.
+    fn unlock(&self, mut g: MutexGuard<'_, PeerState>) {
         let wake = std::mem::take(&mut g.wake);
+        let inline = std::mem::take(&mut g.inline);
         drop(g);
+        for w in inline {
+            if let Err(e) = w.write_inline() {
+                self.record_error(w.stream(), e);
+            }
+        }
         for w in wake {
             w.wake();
         }
-        r
+    }
+
+    /// A record could not be sealed: the stream is torn down.
+    fn record_error(&self, stream: StreamId, e: astral_core::noise::NoiseError) {
+        let mut g = self.lock();
+        let now = self.ctx.now();
+        g.engine.handle_record_error(now, stream, e);
+        self.after(&mut g, now);
+        self.unlock(g);
     }
 
     /// Reads or updates driver-side state without dispatching: for calls
@@ -141,12 +168,23 @@ impl Peer {
             engine,
             transports,
             wake,
+            inline,
             ..
         } = st;
         // The streams of one peer: a handful, not every transport of the node.
         for (id, t) in transports.iter_mut() {
-            if t.waker.is_some() && engine.wants_transmit(*id) {
-                wake.extend(t.waker.take());
+            if !engine.wants_transmit(*id) {
+                continue;
+            }
+            match &t.wire {
+                // An idle socket is written by this call, without a task
+                // hop; a busy one by its holder, which looks again.
+                Some(w) if w.is_direct() => {
+                    if w.pull_inline(engine, now) {
+                        inline.push(w.clone());
+                    }
+                }
+                _ => wake.extend(t.waker.take()),
             }
         }
         let next = engine.poll_timeout().unwrap_or(Timestamp::MAX);

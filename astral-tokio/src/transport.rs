@@ -21,12 +21,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use astral_core::driver::{
-    RecordOpener, RecordSealer, RxBuffer, TxBuffer, UnsealedRecords, LINGER_TIMEOUT,
-};
+use astral_core::driver::{RecordOpener, RxBuffer, TxBuffer, UnsealedRecords, LINGER_TIMEOUT};
 use astral_core::{NodeId, StreamId};
 use bytes::BufMut;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -34,6 +32,7 @@ use crate::ctx::{Kill, TransportSlot};
 use crate::endpoint::EpDriver;
 use crate::error::{Error, Result};
 use crate::peer::Peer;
+use crate::wire::{Wire, WireTx};
 
 /// A byte transport as the task drives it.
 pub(crate) trait Io: Send + Unpin + 'static {
@@ -48,10 +47,16 @@ pub(crate) trait Io: Send + Unpin + 'static {
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Breaks the transport as a network failure would (TCP: a reset).
     fn abort(&mut self) {}
+    /// The socket, if callers may write it inline through a shared
+    /// reference (see [`crate::wire`]).
+    fn shared(&self) -> Option<Arc<TcpStream>> {
+        None
+    }
 }
 
-/// TCP: reads straight into the receive buffer's spare room (no zeroing).
-pub(crate) struct Tcp(pub TcpStream);
+/// TCP: reads straight into the receive buffer's spare room (no zeroing);
+/// shared with the transport's [`Wire`] for inline writes.
+pub(crate) struct Tcp(pub Arc<TcpStream>);
 
 impl Io for Tcp {
     fn poll_read_into(
@@ -64,26 +69,53 @@ impl Io for Tcp {
                 return Poll::Ready(Err(e));
             }
             let want = rx.next_read();
-            let mut dst = BufMut::limit(rx.buf_mut(), want);
-            match self.0.try_read_buf(&mut dst) {
+            let mut got = 0;
+            let r = self.0.try_io(Interest::READABLE, || {
+                let mut dst = BufMut::limit(rx.buf_mut(), want);
+                let n = self.0.try_read_buf(&mut dst)?;
+                got = n;
+                if n > 0 && n < want {
+                    // A short read drained the socket: clear the readiness
+                    // now (as tokio's own `poll_read` does) instead of
+                    // paying a read that returns `WouldBlock` next time.
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match r {
                 Ok(n) => return Poll::Ready(Ok(n)),
-                // Readiness was cleared: poll it again (registers the waker).
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if got > 0 {
+                        return Poll::Ready(Ok(got));
+                    }
+                    // Readiness was cleared: poll it again (registers the waker).
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        loop {
+            if let Err(e) = std::task::ready!(self.0.poll_write_ready(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
     }
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+    fn poll_flush(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+    fn poll_shutdown(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
     }
     fn abort(&mut self) {
         let _ = self.0.set_zero_linger();
+    }
+    fn shared(&self) -> Option<Arc<TcpStream>> {
+        Some(self.0.clone())
     }
 }
 
@@ -184,10 +216,11 @@ pub(crate) fn attach<I: Io>(
 enum Phase {
     /// The endpoint runs the handshake.
     Handshake,
-    /// Established: the task holds the keys and its peer.
+    /// Established: the task holds the receiving key and its peer; the
+    /// sending key is in the write side it shares with inline writers.
     Up {
         peer: Arc<Peer>,
-        sealer: RecordSealer,
+        wire: Arc<Wire>,
         opener: RecordOpener,
     },
 }
@@ -201,6 +234,7 @@ struct Transport<I> {
     kill: oneshot::Receiver<Kill>,
     phase: Phase,
     rx: RxBuffer,
+    /// Handshake messages; once up, the buffer moves into the [`Wire`].
     tx: TxBuffer,
     need_flush: bool,
     read_done: bool,
@@ -208,6 +242,39 @@ struct Transport<I> {
     gone: bool,
     /// Bounds the flush of a stream that is gone.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// What the write step left behind.
+enum TxLeft {
+    /// Nothing buffered (and the token, if any, released).
+    Empty,
+    /// Bytes wait for the transport to take them.
+    Pending,
+    /// An inline writer holds the token (it hands over or wakes the task).
+    Elsewhere,
+}
+
+/// Writes what `buf` holds until the transport would block.
+fn write_out<I: Io>(
+    io: &mut I,
+    cx: &mut Context<'_>,
+    buf: &mut TxBuffer,
+    need_flush: &mut bool,
+    progress: &mut bool,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match io.poll_write(cx, buf.chunk()) {
+            Poll::Ready(Ok(0)) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                *need_flush = true;
+                *progress = true;
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+    }
+    Ok(())
 }
 
 impl<I: Io> Transport<I> {
@@ -243,9 +310,23 @@ impl<I: Io> Transport<I> {
             return;
         };
         let layer = up.layer;
+        let direct = self.io.as_ref().and_then(Io::shared);
+        // The task holds the token first: handshake bytes may still wait.
+        let wire = Wire::new(
+            self.stream,
+            layer.sealer,
+            std::mem::take(&mut self.tx),
+            direct,
+        );
+        let stream = self.stream;
+        up.peer.peek(|ps| {
+            if let Some(t) = ps.transports.get_mut(&stream) {
+                t.wire = Some(wire.clone());
+            }
+        });
         self.phase = Phase::Up {
             peer: up.peer,
-            sealer: layer.sealer,
+            wire,
             opener: layer.opener,
         };
         if !layer.pending_input.is_empty() {
@@ -291,42 +372,39 @@ impl<I: Io> Transport<I> {
         }
     }
 
-    /// Refills the (empty) write buffer; parks the task if there is nothing.
-    fn refill(&mut self, cx: &Context<'_>) {
+    /// Refills the (empty) handshake buffer from the endpoint; parks the
+    /// task if there is nothing.
+    fn refill_handshake(&mut self, cx: &Context<'_>) {
         let stream = self.stream;
-        if let Phase::Handshake = self.phase {
-            let tx = &mut self.tx;
-            let gone = self.ep.with(|st, now| {
-                let n = st
-                    .core
-                    .poll_transmit(now, stream, tx.pull_into(), TxBuffer::PULL);
-                if n > 0 || EpDriver::is_upgraded(st, stream) {
-                    return false;
-                }
-                if !st.core.has_stream(stream) {
-                    return true;
-                }
-                match st.handshaking.get_mut(&stream) {
-                    Some(t) => {
-                        t.park(cx);
-                        false
-                    }
-                    None => true,
-                }
-            });
-            self.try_upgrade();
-            if gone && matches!(self.phase, Phase::Handshake) {
-                self.set_gone();
-                return;
+        let tx = &mut self.tx;
+        let gone = self.ep.with(|st, now| {
+            let n = st
+                .core
+                .poll_transmit(now, stream, tx.pull_into(), TxBuffer::PULL);
+            if n > 0 || EpDriver::is_upgraded(st, stream) {
+                return false;
             }
-            if !self.tx.is_empty() || matches!(self.phase, Phase::Handshake) {
-                return;
+            if !st.core.has_stream(stream) {
+                return true;
             }
+            match st.handshaking.get_mut(&stream) {
+                Some(t) => {
+                    t.park(cx);
+                    false
+                }
+                None => true,
+            }
+        });
+        self.try_upgrade();
+        if gone && matches!(self.phase, Phase::Handshake) {
+            self.set_gone();
         }
-        let Phase::Up { peer, sealer, .. } = &mut self.phase else {
-            return;
-        };
-        let mut unsealed = UnsealedRecords::with_buffer(self.tx.take_buffer());
+    }
+
+    /// Refills the (empty) buffer of the token holder from the engine;
+    /// parks the task if there is nothing. `true` if the stream is gone.
+    fn refill_up(peer: &Peer, stream: StreamId, tx: &mut WireTx, cx: &Context<'_>) -> bool {
+        let mut unsealed = UnsealedRecords::with_buffer(tx.buf.take_buffer());
         let gone = peer.with(|ps, now| {
             let n = ps
                 .engine
@@ -347,14 +425,87 @@ impl<I: Io> Transport<I> {
         });
         // Sealed here, outside the peer's lock (an empty batch just gives
         // the buffer back).
-        match sealer.seal(unsealed) {
-            Ok(sealed) => self.tx.fill(sealed),
+        match tx.sealer.seal(unsealed) {
+            Ok(sealed) => tx.buf.fill(sealed),
             Err(e) => {
                 peer.with(|ps, now| ps.engine.handle_record_error(now, stream, e));
             }
         }
-        if gone {
-            self.set_gone();
+        gone
+    }
+
+    /// The write step: refill an empty buffer, write until the transport
+    /// would block.
+    fn poll_tx(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> io::Result<TxLeft> {
+        if let Phase::Handshake = self.phase {
+            if self.tx.is_empty() && !self.gone {
+                self.flush(cx)?;
+                self.refill_handshake(cx);
+                if self.gone {
+                    // Poll the linger timer once (it registers the waker).
+                    *progress = true;
+                }
+            }
+            if let Phase::Handshake = self.phase {
+                let Some(io) = self.io.as_mut() else {
+                    return Ok(TxLeft::Empty);
+                };
+                write_out(io, cx, &mut self.tx, &mut self.need_flush, progress)?;
+                return Ok(if self.tx.is_empty() {
+                    TxLeft::Empty
+                } else {
+                    TxLeft::Pending
+                });
+            }
+            // Upgraded: the buffer moved into the wire; carry on there.
+        }
+        let Phase::Up { peer, wire, .. } = &self.phase else {
+            return Ok(TxLeft::Empty);
+        };
+        let (peer, wire) = (peer.clone(), wire.clone());
+        wire.register_task(cx);
+        let Some(mut tx) = wire.task_lock() else {
+            return Ok(TxLeft::Elsewhere);
+        };
+        if tx.buf.is_empty() && !self.gone {
+            // On an error the task ends holding the token: nothing is
+            // written after it.
+            self.flush(cx)?;
+            if Self::refill_up(&peer, self.stream, &mut tx, cx) {
+                self.set_gone();
+                *progress = true;
+            }
+        }
+        if let Some(io) = self.io.as_mut() {
+            // On an error the task ends holding the token.
+            write_out(io, cx, &mut tx.buf, &mut self.need_flush, progress)?;
+        }
+        if tx.buf.is_empty() {
+            if wire.task_release(tx) {
+                // Someone found output while we held it: look again.
+                *progress = true;
+            }
+            Ok(TxLeft::Empty)
+        } else {
+            Ok(TxLeft::Pending)
+        }
+    }
+
+    /// Flushes what was written (a no-op on TCP).
+    fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if !self.need_flush {
+            return Ok(());
+        }
+        let Some(io) = self.io.as_mut() else {
+            return Ok(());
+        };
+        match io.poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.need_flush = false;
+                Ok(())
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Ok(()),
         }
     }
 
@@ -455,49 +606,14 @@ impl<I: Io> Future for Transport<I> {
                 }
             }
 
-            if this.tx.is_empty() && !this.gone {
-                if this.need_flush {
-                    let Some(io) = this.io.as_mut() else {
-                        return Poll::Ready(());
-                    };
-                    match io.poll_flush(cx) {
-                        Poll::Ready(Ok(())) => this.need_flush = false,
-                        Poll::Ready(Err(e)) => {
-                            this.end(Some(e.to_string()));
-                            return Poll::Ready(());
-                        }
-                        Poll::Pending => {}
-                    }
+            let left = match this.poll_tx(cx, &mut progress) {
+                Ok(left) => left,
+                Err(e) => {
+                    this.end(Some(e.to_string()));
+                    return Poll::Ready(());
                 }
-                this.refill(cx);
-                if this.gone {
-                    // Poll the linger timer once (it registers the waker).
-                    progress = true;
-                }
-            }
-            let Some(io) = this.io.as_mut() else {
-                return Poll::Ready(());
             };
-            while !this.tx.is_empty() {
-                match io.poll_write(cx, this.tx.chunk()) {
-                    Poll::Ready(Ok(0)) => {
-                        let e = io::Error::from(io::ErrorKind::WriteZero);
-                        this.end(Some(e.to_string()));
-                        return Poll::Ready(());
-                    }
-                    Poll::Ready(Ok(n)) => {
-                        this.tx.advance(n);
-                        this.need_flush = true;
-                        progress = true;
-                    }
-                    Poll::Ready(Err(e)) => {
-                        this.end(Some(e.to_string()));
-                        return Poll::Ready(());
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            if this.gone && this.tx.is_empty() && !progress {
+            if this.gone && matches!(left, TxLeft::Empty) && !progress {
                 // Everything the core handed out is written: hang up.
                 let Some(io) = this.io.as_mut() else {
                     return Poll::Ready(());

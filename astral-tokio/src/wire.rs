@@ -1,0 +1,342 @@
+//! The write side of one established transport and its write token.
+//!
+//! A transport has one writer at a time, so records never interleave and
+//! are written in the order they were sealed (their nonces). Whoever holds
+//! the token owns the sealer and the buffer of sealed bytes ([`WireTx`]):
+//!
+//! * **inline**, a caller of its peer (a session's `poll_write`, a reader
+//!   whose read freed credit, the timer): when the engine has output for an
+//!   idle transport, [`Peer::with`](crate::peer::Peer::with) takes the
+//!   token under the peer's lock, pulls the records there, and after
+//!   releasing the lock seals and writes them to the socket itself
+//!   (`try_write`). No task hop on the way out, as with a socket written
+//!   directly. If the socket does not take everything (`WouldBlock`, an
+//!   error, or the engine has more than one pull), the token goes to the
+//!   task with what is left.
+//! * **the transport task**, which takes the token when it is free (or is
+//!   handed it) and keeps it while bytes wait for the socket to become
+//!   writable; it releases it once its buffer is empty and the engine has
+//!   nothing more.
+//!
+//! A party that finds the token taken sets `more` and tries once more;
+//! whoever releases the token checks `more` afterwards and makes sure
+//! someone looks again (the task loops; an inline writer wakes the task),
+//! so output is never left behind. Only transports whose socket can be
+//! written through a shared reference (TCP) are written inline; the task
+//! is the only writer of any other transport.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Waker};
+
+use astral_core::driver::{RecordSealer, TxBuffer, UnsealedRecords};
+use astral_core::noise::NoiseError;
+use astral_core::{PeerEngine, StreamId, Timestamp};
+use tokio::net::TcpStream;
+
+/// Inline writes and hand-overs to the task, counted for the tests.
+#[cfg(test)]
+pub(crate) static INLINE_WRITES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+#[cfg(test)]
+pub(crate) static HANDED_OVER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Nobody writes: the buffer is empty.
+const FREE: u8 = 0;
+/// A caller of the peer pulled records and seals and writes them.
+const INLINE: u8 = 1;
+/// The transport task writes (or waits to).
+const TASK: u8 = 2;
+
+/// What the token holder owns.
+pub(crate) struct WireTx {
+    pub sealer: RecordSealer,
+    /// Sealed bytes not written yet (empty whenever the token is free).
+    pub buf: TxBuffer,
+    /// Pulled by an inline writer under the peer's lock, sealed after it.
+    unsealed: Option<UnsealedRecords>,
+}
+
+/// The write side of one established transport (see the module
+/// documentation).
+pub(crate) struct Wire {
+    stream: StreamId,
+    token: AtomicU8,
+    more: AtomicBool,
+    tx: Mutex<WireTx>,
+    /// The socket, for inline writes; `None`: only the task writes.
+    direct: Option<Arc<TcpStream>>,
+    /// The transport task, woken when the token is handed to it.
+    task: Mutex<Option<Waker>>,
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wire")
+            .field("stream", &self.stream)
+            .field("token", &self.token.load(SeqCst))
+            .field("direct", &self.direct.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wire {
+    /// The write side of `stream`, its token held by the transport task
+    /// (which may still have handshake bytes in `buf` to write).
+    pub fn new(
+        stream: StreamId,
+        sealer: RecordSealer,
+        buf: TxBuffer,
+        direct: Option<Arc<TcpStream>>,
+    ) -> Arc<Wire> {
+        Arc::new(Wire {
+            stream,
+            token: AtomicU8::new(TASK),
+            more: AtomicBool::new(false),
+            tx: Mutex::new(WireTx {
+                sealer,
+                buf,
+                unsealed: None,
+            }),
+            direct,
+            task: Mutex::new(None),
+        })
+    }
+
+    /// The stream it writes.
+    pub fn stream(&self) -> StreamId {
+        self.stream
+    }
+
+    /// Whether callers write this transport inline.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Takes the token as `who`, or records that output is waiting for
+    /// its holder (who then looks again).
+    fn try_acquire(&self, who: u8) -> bool {
+        if self
+            .token
+            .compare_exchange(FREE, who, SeqCst, SeqCst)
+            .is_ok()
+        {
+            return true;
+        }
+        self.more.store(true, SeqCst);
+        // It may have been released between the two steps, before the
+        // holder could see `more`.
+        self.token
+            .compare_exchange(FREE, who, SeqCst, SeqCst)
+            .is_ok()
+    }
+
+    /// Frees the token; `true` if someone found it taken meanwhile (the
+    /// releaser must make sure the output is written).
+    fn release(&self) -> bool {
+        self.token.store(FREE, SeqCst);
+        self.more.swap(false, SeqCst)
+    }
+
+    /// The token holder's state. Only the holder locks it, so the lock is
+    /// never contended.
+    fn lock_tx(&self) -> MutexGuard<'_, WireTx> {
+        self.tx.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake_task(&self) {
+        let w = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = w.as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    // ---- the transport task
+
+    /// Remembers the task's waker (for hand-overs).
+    pub fn register_task(&self, cx: &Context<'_>) {
+        let mut w = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *w {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+    }
+
+    /// The task's hold of the token: `None` while an inline writer holds it
+    /// (it hands over or wakes the task when done).
+    pub fn task_lock(&self) -> Option<MutexGuard<'_, WireTx>> {
+        if self.token.load(SeqCst) == TASK || self.try_acquire(TASK) {
+            Some(self.lock_tx())
+        } else {
+            None
+        }
+    }
+
+    /// The task's buffer is empty and the engine had nothing more: frees
+    /// the token. `true`: someone wanted it meanwhile, look again.
+    pub fn task_release(&self, tx: MutexGuard<'_, WireTx>) -> bool {
+        debug_assert!(tx.buf.is_empty(), "token freed with bytes pending");
+        drop(tx);
+        self.release()
+    }
+
+    // ---- inline writers
+
+    /// Under the peer's lock, when the engine has output for this stream:
+    /// takes the token if the transport is idle and pulls one batch of
+    /// records. `true`: the caller must [`Wire::write_inline`] once the
+    /// lock is released.
+    pub fn pull_inline(&self, engine: &mut PeerEngine, now: Timestamp) -> bool {
+        if !self.is_direct() || !self.try_acquire(INLINE) {
+            return false;
+        }
+        let mut tx = self.lock_tx();
+        debug_assert!(tx.buf.is_empty(), "a free token has an empty buffer");
+        let mut unsealed = UnsealedRecords::with_buffer(tx.buf.take_buffer());
+        engine.poll_transmit_unsealed(now, self.stream, &mut unsealed, TxBuffer::PULL);
+        if engine.wants_transmit(self.stream) {
+            // More than one pull: the task carries on after this batch.
+            self.more.store(true, SeqCst);
+        }
+        tx.unsealed = Some(unsealed);
+        true
+    }
+
+    /// After the peer's lock was released: seals what
+    /// [`Wire::pull_inline`] pulled and writes it without blocking. What
+    /// the socket does not take goes to the task with the token; a sealing
+    /// failure is returned for the engine.
+    pub fn write_inline(&self) -> Result<(), NoiseError> {
+        let mut tx = self.lock_tx();
+        let WireTx {
+            sealer,
+            buf,
+            unsealed,
+        } = &mut *tx;
+        if let Some(records) = unsealed.take() {
+            match sealer.seal(records) {
+                Ok(sealed) => buf.fill(sealed),
+                Err(e) => {
+                    drop(tx);
+                    if self.release() {
+                        self.wake_task();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(sock) = self.direct.as_ref() {
+            while !buf.is_empty() {
+                match sock.try_write(buf.chunk()) {
+                    Ok(n) if n > 0 => buf.advance(n),
+                    // Full, closed or failed: the task waits for room, or
+                    // meets the error itself and reports it.
+                    _ => break,
+                }
+            }
+        }
+        #[cfg(test)]
+        INLINE_WRITES.fetch_add(1, SeqCst);
+        if !buf.is_empty() {
+            #[cfg(test)]
+            HANDED_OVER.fetch_add(1, SeqCst);
+            self.token.store(TASK, SeqCst);
+            drop(tx);
+            self.wake_task();
+            return Ok(());
+        }
+        drop(tx);
+        if self.release() {
+            self.wake_task();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{HANDED_OVER, INLINE_WRITES};
+    use crate::{Config, Identity, Node};
+
+    const LEN: usize = 3 << 20;
+
+    /// Byte `k` of session `i`: a chunk that arrived twice, out of order or
+    /// from another session would not match.
+    fn byte(i: u8, k: usize) -> u8 {
+        ((k as u64).wrapping_mul(2_654_435_761) >> 13) as u8 ^ i.wrapping_mul(37)
+    }
+
+    /// Eight sessions write 3 MiB each at once over one TCP stream while
+    /// their readers start late (the socket fills): every session's bytes
+    /// arrive exactly once and in order, and both write paths ran (callers
+    /// sealing and writing inline, and hand-overs of what the socket did
+    /// not take to the transport task).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_one_socket_in_order() {
+        let (inline0, handed0) = (
+            INLINE_WRITES.load(super::SeqCst),
+            HANDED_OVER.load(super::SeqCst),
+        );
+        // Windows larger than the socket's buffers, so that the socket fills.
+        let config = Config {
+            recv_window: 4 << 20,
+            max_recv_window: 4 << 20,
+            send_buffer: 4 << 20,
+            ..Config::default()
+        };
+        let server = Node::with_seed(Identity::from_seed([1; 32]), config.clone(), 1).unwrap();
+        let client = Node::with_seed(Identity::from_seed([2; 32]), config, 2).unwrap();
+        let addr = server.listen("127.0.0.1:0").await.unwrap();
+        let srv = server.clone();
+        tokio::spawn(async move {
+            while let Some(q) = srv.next_query().await {
+                let i: u8 = q.query().parse().unwrap();
+                let mut s = q.accept().unwrap();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let mut got = Vec::with_capacity(LEN);
+                    s.read_to_end(&mut got).await.unwrap();
+                    assert_eq!(got.len(), LEN, "session {i}");
+                    let bad = (0..LEN).find(|&k| got[k] != byte(i, k));
+                    assert_eq!(bad, None, "session {i}: first wrong byte");
+                    s.write_all(b"ok").await.unwrap();
+                    s.shutdown().await.unwrap();
+                });
+            }
+        });
+        client.connect(server.id(), addr).await.unwrap();
+        let mut writers = Vec::new();
+        for i in 0..8u8 {
+            let c = client.clone();
+            let peer = server.id();
+            writers.push(tokio::spawn(async move {
+                let mut s = c.open_session(peer, &i.to_string()).await.unwrap();
+                let data: Vec<u8> = (0..LEN).map(|k| byte(i, k)).collect();
+                for chunk in data.chunks(48 * 1024 + usize::from(i)) {
+                    s.write_all(chunk).await.unwrap();
+                }
+                s.shutdown().await.unwrap();
+                let mut reply = Vec::new();
+                s.read_to_end(&mut reply).await.unwrap();
+                assert_eq!(reply, b"ok");
+            }));
+        }
+        let all = async {
+            for w in writers {
+                w.await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("transfers finish");
+        let inline = INLINE_WRITES.load(super::SeqCst) - inline0;
+        let handed = HANDED_OVER.load(super::SeqCst) - handed0;
+        println!("inline writes {inline}, handed to the task {handed}");
+        assert!(inline > 0, "callers wrote inline");
+        assert!(handed > 0, "a full socket handed over to the task");
+    }
+}
