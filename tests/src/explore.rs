@@ -169,8 +169,7 @@ pub struct Report {
     /// Longest path.
     pub max_depth: usize,
     /// Checked states that ended with an open session's two directions on
-    /// different streams (a failure unless
-    /// [`KnownDefects::allow_crossed_bindings`]).
+    /// different streams (each a failure).
     pub crossed: usize,
     /// Transitions per budgeted kind (and deliveries at the end).
     pub by_kind: [usize; KINDS + 1],
@@ -487,9 +486,7 @@ pub fn explore(scenario: &Scenario) -> Report {
                 let mut problems = settled.problems;
                 if !settled.crossed.is_empty() {
                     report.crossed += 1;
-                    if !scenario.known.allow_crossed_bindings {
-                        problems.extend(settled.crossed);
-                    }
+                    problems.extend(settled.crossed);
                 }
                 report.checked += 1;
                 let c = &w.counters;

@@ -224,6 +224,34 @@ fn regression_marker_before_response_leaves_directions_crossed() {
     assert_exact(&two_streams(vec![flow(0, 128, 64, true)]), &path);
 }
 
+/// B, the responder, migrates the session twice before its Response
+/// reaches A: to L1 (marker on L0, behind the Response), then to L2
+/// (marker on L1). The second marker reaches A first, while A is still
+/// `Routing`, and was dropped with its epoch; the first came after the
+/// Response and won: A sent on L1, B stayed `Migrating` to L2 for good
+/// (fuzz input migration_ordering/still-migrating-crossed-9f1e05be).
+#[test]
+fn regression_newer_marker_before_response_is_followed() {
+    let path = [
+        Deliver { link: 0, to: 1 },
+        Migrate {
+            flow: 0,
+            node: 1,
+            link: 1,
+        },
+        Migrate {
+            flow: 0,
+            node: 1,
+            link: 2,
+        },
+        Deliver { link: 1, to: 0 },
+        Deliver { link: 1, to: 0 },
+        Deliver { link: 1, to: 0 },
+        Deliver { link: 1, to: 0 },
+    ];
+    assert_exact(&three_streams(vec![flow(0, 128, 64, true)]), &path);
+}
+
 /// A's query reaches B on L0, L0 dies before the Response: A re-sends the
 /// query on L1. B resets the session meanwhile; the re-sent query then
 /// arrives as a brand-new session (B keeps no memory of reset sessions), so

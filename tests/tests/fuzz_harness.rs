@@ -177,6 +177,34 @@ fn known_defect_crash_inputs() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Prints the trace of one fuzz input (`schedule::render`): what a crash
+/// report needs. `ASTRAL_FUZZ_INPUT=fuzz/regressions/drain_ordering/NAME
+/// cargo test -p astral-sim --test fuzz_harness render_input -- --ignored
+/// --nocapture` (the target is the input's directory name).
+#[test]
+#[ignore = "a tool: set ASTRAL_FUZZ_INPUT"]
+fn render_input() {
+    let Some(path) = std::env::var_os("ASTRAL_FUZZ_INPUT").map(PathBuf::from) else {
+        panic!("set ASTRAL_FUZZ_INPUT to an input file");
+    };
+    let path = if path.is_absolute() {
+        path
+    } else {
+        fuzz_dir().join("..").join(path)
+    };
+    let dir = path
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = Target::ALL
+        .into_iter()
+        .find(|t| t.name() == dir)
+        .unwrap_or_else(|| panic!("{dir}: not an ordering target"));
+    let data = std::fs::read(&path).expect("readable input");
+    println!("{}", schedule::render(target, &data, KnownDefects::none()));
+}
+
 /// The committed seed corpus is what `corpus::seeds` generates
 /// (`ASTRAL_WRITE_CORPUS=1` rewrites it).
 #[test]

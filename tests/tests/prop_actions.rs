@@ -49,6 +49,24 @@ fn replay() {
     support::replay(&script);
 }
 
+/// Regression (issue 10 defect 4, found by seed exploration:
+/// `PROPTEST_RNG_SEED=218776195937441` on `tiny_windows_but_drains`): the
+/// stream carrying two fresh Queries dies; the querier re-sends them on
+/// one stream, and again on another where the responder's Resume came.
+/// The responder answers each repeated Query where it came and sends
+/// there; the querier opens on the first Response. Both directions stayed
+/// on different streams for good (1-byte window, bytes in flight); now
+/// the higher node id realigns its sending direction (`realign_crossed`).
+#[test]
+fn regression_repeated_queries_leave_directions_crossed() {
+    let script: support::Script = serde_json::from_str(
+        r#"{"seed":381127453404376018,"window":1,"links":[[false,{"Plain":[31,0]}],[false,{"Plain":[28,5]}],[true,{"Plain":[29,4]}]],"flows":[{"from_b":false,"up":0,"down":0,"max_write":1,"max_read":1,"interval_ms":null},{"from_b":false,"up":0,"down":61,"max_write":1,"max_read":1,"interval_ms":null}],"ops":[[55,{"Connect":{"from_b":false,"kind":{"Plain":[11,3]}}}],[94,{"Kill":204}]],"heal_at_end":true,"keepalive_ms":250,"dead_ms":1000}"#,
+    )
+    .expect("a script");
+    let (result, _) = support::run_settled(&script);
+    assert_eq!(result, Ok(()));
+}
+
 fn no_drains() -> Mix {
     Mix {
         drain: 0,
@@ -348,7 +366,9 @@ const EVERY_ND_X: &[(&str, u64)] = &[
     ("kills", 170),
     ("one_sided_kills", 180),
     ("kills_during_migration", 9),
-    ("kills_during_recovery", 6),
+    // 5 reached since the higher node id realigns crossed sessions (issue 10
+    // defect 4: fewer long recoveries for a kill to land in); the floor was 6.
+    ("kills_during_recovery", 3),
     ("connects", 630),
     ("stream_closes", 94),
     ("partitions", 91),

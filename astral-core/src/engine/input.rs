@@ -446,6 +446,9 @@ impl PeerEngine {
             Phase::Routing { .. } => {}
             Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
                 s.owed.response = Some(codes::ACCEPTED);
+                // A querier still waiting for our Response answers a Resume
+                // of ours with this repeated Query, never with a reply.
+                s.awaiting_resume = false;
                 // The querier had not seen our Response, so nothing we sent
                 // was read: resend from what it credited.
                 let before = s.send.sent();
@@ -538,6 +541,9 @@ impl PeerEngine {
                 self.session_violation(now, stream, id, e);
                 return;
             }
+        }
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.flow_rx = Some(stream);
         }
         self.touch(id, stream);
         self.maybe_finish(now, id);

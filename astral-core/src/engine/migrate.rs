@@ -158,6 +158,20 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
+        if let Phase::Routing { early_marker, .. } = &mut s.phase {
+            // The responder migrated the session before its Response
+            // reached us (the marker went out on another stream): keep the
+            // newest marker's epoch and target for when the Response
+            // comes. Dropping it let an older marker, sent on the
+            // Response's stream, win later: the two ends on different
+            // streams, the responder `Migrating` for ever (fuzz input
+            // migration_ordering/still-migrating-crossed-9f1e05be).
+            if epoch_newer(epoch, s.epoch) {
+                s.epoch = epoch;
+                *early_marker = target;
+            }
+            return;
+        }
         if !s.state().is_established() {
             return;
         }
@@ -167,6 +181,35 @@ impl PeerEngine {
         }
         s.rx = Some(stream);
         if !follow {
+            // An older marker (or one of our epoch, which our id wins): the
+            // peer started a migration without having seen our newest
+            // epoch (its markers, or ours, died with a stream), so it would
+            // wait in `Migrating` for traffic we never send on its target.
+            // Unless our own migration is under way (its marker moves the
+            // peer), restate where we send, with our epoch: the peer
+            // follows it (newer for it, or a tie it loses). Bounded: a
+            // restatement is answered only by one with a newer epoch. Not
+            // during a Resume exchange: a Resume may still move us (Resumes
+            // carry no epoch), and a restatement of the stream we are
+            // leaving would cross the directions.
+            let quiet = !s.awaiting_resume && !s.owed.resume && !s.owed.resume_reply;
+            if matches!(s.phase, Phase::Open) && quiet {
+                let (wire, epoch, tx) = (s.wire, s.epoch, s.tx);
+                let here = tx
+                    .and_then(|t| self.streams.get(t))
+                    .filter(|st| st.is_usable())
+                    .map(|st| st.wire);
+                if let Some(target) = here {
+                    self.push_ctrl(
+                        tx,
+                        Frame::MigrateTo {
+                            session: wire,
+                            target,
+                            epoch,
+                        },
+                    );
+                }
+            }
             return;
         }
         let Some(t) = target else {
@@ -197,6 +240,7 @@ impl PeerEngine {
                 EngineTimer::Policy,
             );
         }
+        self.realign_crossed(now);
         if !self.shared.config.auto_migrate {
             return;
         }
@@ -225,6 +269,72 @@ impl PeerEngine {
                     s.policy_moves = s.policy_moves.saturating_add(1);
                 }
                 self.on_migration_started(id, target);
+            }
+        }
+    }
+
+    /// Convergence (design §7, defect 4 of issue 10): once migrations and
+    /// recoveries stop, both directions of a session end on one stream.
+    ///
+    /// Some schedules still leave the two directions on different streams:
+    /// Resumes, Responses to a repeated Query and markers that cross on
+    /// different streams each move one side, and no rule sees the whole
+    /// exchange. So the node with the higher id (the one that follows the
+    /// lower id in every tie-break) checks every open session at each
+    /// policy tick: if the peer's flow frames (data, Credit, Fin) arrive on
+    /// a usable stream other than the one it sends on, at two ticks in a
+    /// row, and its own sending stream has not changed for two round trips
+    /// of either stream plus a tick (late frames from before a move), it
+    /// migrates its sending direction there by an ordinary marker. The
+    /// peer already sends there; it follows the marker (a newer epoch) and
+    /// acknowledges there. The lower id never realigns, so the two ends
+    /// cannot chase each other; a concurrent migration by the lower id wins
+    /// the tie (its target stands), as in any concurrent migration.
+    /// Bounded: a crossed session converges within two policy ticks plus a
+    /// round trip once nothing else moves it.
+    fn realign_crossed(&mut self, now: Timestamp) {
+        if self.local < self.peer {
+            return;
+        }
+        let interval = self.shared.config.policy_interval;
+        let ids = self
+            .sessions
+            .ids_where(|s| s.crossed_seen.is_some() || s.flow_rx != s.tx);
+        for id in ids {
+            let Some(s) = self.sessions.get(id) else {
+                continue;
+            };
+            let srtt = |e: &PeerEngine, t: Option<StreamId>| {
+                t.and_then(|t| e.streams.get(t))
+                    .map_or(Duration::ZERO, |st| st.liveness.rtt.srtt)
+            };
+            let candidate = match (s.tx, s.flow_rx) {
+                (Some(tx), Some(rx))
+                    if rx != tx
+                        && matches!(s.phase, Phase::Open)
+                        && !s.awaiting_resume
+                        && !s.owed.resume
+                        && !s.owed.resume_reply
+                        && self.streams.get(rx).is_some_and(|st| st.is_usable()) =>
+                {
+                    let quiet = srtt(self, Some(tx)).max(srtt(self, Some(rx))) * 2 + interval;
+                    s.placed_at
+                        .is_none_or(|at| now.saturating_duration_since(at) >= quiet)
+                        .then_some(rx)
+                }
+                _ => None,
+            };
+            let seen = s.crossed_seen;
+            let Some(s) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            match candidate {
+                Some(rx) if seen == Some(rx) => {
+                    s.crossed_seen = None;
+                    tracing::debug!(session = ?id, to = ?rx, "directions on different streams: realigning");
+                    self.on_migration_started(id, rx);
+                }
+                other => s.crossed_seen = other,
             }
         }
     }

@@ -242,6 +242,7 @@ impl PeerEngine {
         let phase = Phase::Routing {
             query: query.into(),
             deadline,
+            early_marker: None,
         };
         let (window, reserved) = self.initial_window();
         let charge = Charge {
@@ -429,6 +430,12 @@ impl PeerEngine {
             }
             if let Some(o) = old.and_then(|o| self.streams.get_mut(o)) {
                 o.senders = o.senders.saturating_sub(1);
+                if o.is_draining() {
+                    // A drain waits for its last sender to leave, and a
+                    // session leaves by rebinding too (recovery, a Resume,
+                    // a new stream), not only by a settled migration.
+                    self.drains_dirty = true;
+                }
             }
             if let Some(n) = stream.and_then(|n| self.streams.get_mut(n)) {
                 n.senders += 1;

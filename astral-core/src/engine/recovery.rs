@@ -189,14 +189,37 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
+        let mut reply_here = None;
         if reply {
             s.awaiting_resume = false;
         } else {
             // Rule 4: answer every Resume; the reply carries our counts, so
             // it also stands in for a Resume of ours not yet sent.
             s.owed.resume = false;
-            s.owed.resume_reply = true;
+            if own_stands && s.tx != Some(stream) {
+                // Answer where the Resume came: that stream carried the
+                // peer's frame, ours may be half-open (dead at the peer's
+                // end, which then never hears the reply and ends
+                // `PeerUnreachable`: fuzz input
+                // drain_ordering/unreachable-after-outage-9e3e9a66).
+                let received = s.recv.received_mark();
+                let consumed = s.recv.grant_resume();
+                reply_here = Some(Frame::Resume {
+                    session: wire,
+                    received,
+                    consumed,
+                    reply: true,
+                });
+            } else {
+                s.owed.resume_reply = true;
+            }
         }
+        if let Some(frame) = reply_here {
+            self.push_ctrl(Some(stream), frame);
+        }
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
         let recovering = matches!(s.phase, Phase::Recovering { .. });
         let moved = !own_stands && s.tx != Some(stream);
         if recovering {
@@ -207,8 +230,12 @@ impl PeerEngine {
         // Rule 5: the stream the Resume came on is proven live; send there
         // from now on. Crossed Resumes (both sides recovered onto different
         // streams) would swap the two sides for good: the lower node id's
-        // choice stands, so both directions end on one stream.
-        if own_stands {
+        // choice stands, so both directions end on one stream. A reply
+        // binds nothing: it comes on the stream our own Resume went out on
+        // (the peer answers there), where we sent from then on unless the
+        // peer's own Resume has moved us since; going back would cross
+        // the directions.
+        if own_stands || reply {
             self.schedule_ctrl(id);
             self.schedule(id);
         } else {

@@ -34,6 +34,12 @@ pub(crate) enum Phase {
     Routing {
         query: Box<str>,
         deadline: Timestamp,
+        /// The target of the newest migration marker that overtook the
+        /// Response (the responder migrated the session before we saw it
+        /// open); followed once the Response arrives. Its epoch is in
+        /// `Session::epoch` already, so an older marker arriving after the
+        /// Response is ignored.
+        early_marker: Option<StreamId>,
     },
     /// The peer's query waits for the application.
     Pending {
@@ -143,6 +149,14 @@ pub(crate) struct Session {
     pub tx: Option<StreamId>,
     /// Stream the peer's traffic last arrived on.
     pub rx: Option<StreamId>,
+    /// Stream the peer's last flow frame (data, Credit, Fin) for this
+    /// session arrived on: where the peer sends (markers and Resumes may
+    /// arrive on a stream the peer is leaving, so they do not count).
+    pub flow_rx: Option<StreamId>,
+    /// Convergence of crossed bindings (defect 4 of issue 10, at the
+    /// higher node id only): the stream the peer's flow frames came on,
+    /// other than ours, at the last policy tick.
+    pub crossed_seen: Option<StreamId>,
     /// Offset from which everything was sent on `tx` (set when `tx`
     /// changes, lowered by a rewind): a Resume that arrives on `tx` proves
     /// those bytes are on their way, so they are not sent again.
@@ -181,6 +195,8 @@ impl Session {
             epoch: 0,
             tx: None,
             rx: None,
+            flow_rx: None,
+            crossed_seen: None,
             tx_since: 0,
             awaiting_resume: false,
             send: SendBuf::default(),

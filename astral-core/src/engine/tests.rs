@@ -686,3 +686,147 @@ fn a_migration_overridden_by_a_marker_to_a_dead_stream_is_abandoned() {
     p.settle();
     assert_eq!(p.read_b(sb), data);
 }
+
+#[test]
+fn a_drain_completes_when_its_last_session_leaves_by_rebinding() {
+    // Issue 10 (fuzz input drain_ordering/still-draining-87426ecc): a
+    // session bound to a draining stream because it was the last one left
+    // it by a rebind (here: a new stream came up while it was recovering),
+    // not by a settled migration. Nothing re-checked the drain, so the
+    // stream stayed draining at both ends for as long as the session
+    // lived.
+    let mut p = Pair::new(config());
+    let i = p.link();
+    let j = p.link();
+    let (sa, sb) = p.session();
+    let on_a = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let (i, j) = if p.links[i].a == on_a { (i, j) } else { (j, i) };
+    // `a` drains I: the session migrates to J; J dies before anything is
+    // delivered, so the session recovers onto I, the only stream left.
+    let drained = p.links[i].a;
+    p.a.drain_stream(p.now, drained).unwrap();
+    p.kill(j);
+    assert_eq!(
+        p.a.session_info(sa).unwrap().send_stream,
+        Some(drained),
+        "recovering on the draining stream (the last one)"
+    );
+    // A new stream comes up before I carries anything: the recovering
+    // session moves there by a rebind.
+    p.links[i].alive = false;
+    let k = p.link();
+    p.links[i].alive = true;
+    assert_eq!(
+        p.a.session_info(sa).unwrap().send_stream,
+        Some(p.links[k].a)
+    );
+    p.settle();
+    p.advance(Duration::from_millis(10));
+    p.advance(Duration::from_millis(10));
+    assert!(
+        p.a.stream_info(drained).is_none(),
+        "the drain completed at a: {:?}",
+        p.a.stream_info(drained)
+    );
+    assert!(p.events_a.iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            stream,
+            reason: StreamCloseReason::Drained,
+            ..
+        } if *stream == drained
+    )));
+    // The session works on K, exactly.
+    let data = pattern(3000);
+    assert_eq!(p.write_a(sa, &data), data.len());
+    p.settle();
+    assert_eq!(p.read_b(sb), data);
+}
+
+#[test]
+fn a_resume_reply_goes_where_the_resume_came_not_onto_a_half_open_stream() {
+    // Issue 10 (fuzz input drain_ordering/unreachable-after-outage-9e3e9a66):
+    // both ends recover onto stream S; S then dies at b's end only
+    // (half-open), with a's Resume in it. b resumes on a new stream T. a,
+    // the lower id with a Resume of its own out, keeps S (crossed-Resume
+    // tie-break) and answered on S: lost, so b waited in `Recovering`
+    // until its deadline and closed `PeerUnreachable` though T was up.
+    let mut p = Pair::new(config());
+    let l0 = p.link();
+    let s = p.link();
+    let (sa, sb) = p.session();
+    let on_a = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let (l0, s) = if p.links[l0].a == on_a {
+        (l0, s)
+    } else {
+        (s, l0)
+    };
+    p.kill(l0);
+    assert_eq!(
+        p.a.session_info(sa).unwrap().state,
+        SessionState::Recovering
+    );
+    assert_eq!(
+        p.b.session_info(sb).unwrap().state,
+        SessionState::Recovering
+    );
+    // a's Resume goes out on S and is lost there: S dies at b's end only.
+    p.pull();
+    p.links[s].to_b.clear();
+    p.links[s].to_a.clear();
+    let sb_stream = p.links[s].b;
+    p.links[s].alive = false;
+    p.b.handle_transport_closed(p.now, sb_stream, "half-open");
+    p.collect();
+    // b resumes on a new stream T; a hears it there.
+    let t = p.link();
+    p.settle();
+    let ib = p.b.session_info(sb).unwrap();
+    assert_eq!(ib.state, SessionState::Open, "b heard a's reply: {ib:?}");
+    assert_eq!(ib.send_stream, Some(p.links[t].b));
+    // Long after b's recovery deadline, the session is still open.
+    p.advance(Duration::from_secs(10));
+    assert!(p.b.session_info(sb).is_some(), "b's session still open");
+    assert!(!p.events_b.iter().any(|e| matches!(
+        e,
+        Event::SessionClosed {
+            reason: CloseReason::PeerUnreachable,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_marker_older_than_the_peers_epoch_is_answered_with_the_peers_binding() {
+    // Issue 10: `b` had seen a newer epoch than `a` (markers of `b`'s that
+    // died with a stream). `a`'s migration then carried an older epoch:
+    // `b` ignored it, and `a` waited in `Migrating` for `b`'s traffic on
+    // the target for ever. Now `b` restates where it sends, with its
+    // epoch, and `a` follows.
+    let mut p = Pair::new(config());
+    let links = [p.link(), p.link()];
+    let (sa, sb) = p.session();
+    let on_b = p.b.session_info(sb).unwrap().send_stream.unwrap();
+    let i = p.links.iter().position(|l| l.b == on_b).unwrap();
+    let j = links.into_iter().find(|&l| l != i).unwrap();
+    if let Some(e) = p.b.engine_for_test(sb.engine()) {
+        if let Some(s) = e.sessions.get_mut(sb) {
+            s.epoch = 7;
+        }
+    }
+    let ja = p.links[j].a;
+    p.a.migrate(p.now, sa, ja).unwrap();
+    p.settle();
+    p.advance(Duration::from_millis(10));
+    let ia = p.a.session_info(sa).unwrap();
+    let ib = p.b.session_info(sb).unwrap();
+    assert_eq!(ia.state, SessionState::Open, "{ia:?}");
+    assert_eq!(ib.state, SessionState::Open, "{ib:?}");
+    let link_of_a = p.links.iter().position(|l| Some(l.a) == ia.send_stream);
+    let link_of_b = p.links.iter().position(|l| Some(l.b) == ib.send_stream);
+    assert_eq!(link_of_a, link_of_b, "one stream: {ia:?} {ib:?}");
+    let data = pattern(3000);
+    assert_eq!(p.write_a(sa, &data), data.len());
+    p.settle();
+    assert_eq!(p.read_b(sb), data);
+}

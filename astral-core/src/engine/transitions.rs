@@ -44,12 +44,27 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
+        let early_marker = match s.phase {
+            Phase::Routing { early_marker, .. } => early_marker,
+            _ => None,
+        };
         s.phase = Phase::Open;
         s.owed.query = false;
         s.send.set_peer_window(buffer);
         self.events.push_back(Event::SessionOpen { session: id });
         // Send where the responder answered: both sides agree from the start.
         self.rebind(id, Some(stream));
+        // Unless the responder's newest marker came first: follow it now,
+        // as if it had come after the Response (its target may have died
+        // or started draining since: then the marker is ignored, as rule 3
+        // ignores one naming an unusable stream, and the responder's
+        // migration ends by recovery).
+        let early_target =
+            early_marker.filter(|t| self.streams.get(*t).is_some_and(|st| !st.is_draining()));
+        if let Some(t) = early_target {
+            self.on_marker_followed(id, t);
+            return;
+        }
         // Unless that stream is being drained (the responder answered
         // before it learnt of our Drain): then move off at once, with a
         // marker, as the drain moved every other session; left there, the

@@ -56,11 +56,6 @@ pub struct KnownDefects {
     /// `PeerUnreachable` at both ends beside a healthy stream (found by
     /// the drain fuzzer): no one-sided kill once any stream has died.
     pub skip_half_open_after_a_death: bool,
-    /// Issue 10 defect 4 (bindings may not converge after recoveries): the
-    /// settle check that both directions of an open session use one stream
-    /// is counted in `Report::crossed` instead of failing. Bytes, states
-    /// and closes are still checked.
-    pub allow_crossed_bindings: bool,
 }
 
 impl KnownDefects {
@@ -69,19 +64,15 @@ impl KnownDefects {
         KnownDefects::default()
     }
 
-    /// The exclusions the current core needs: only
-    /// [`KnownDefects::allow_crossed_bindings`], for the explorer's crossed
-    /// quiet states (the drain fuzzer's input with directions left on
-    /// different streams after two migrations and a drain,
-    /// `fuzz/regressions/drain_ordering/crossed-after-drains-*`, passes with
-    /// no exclusion since 342b5eb and is a regression).
-    /// Every other defect these flags name is fixed; their shortest
-    /// counterexamples are regression tests in `tests/tests/explore.rs`.
+    /// The exclusions the current core needs: none. Every defect these
+    /// flags name is fixed; their shortest counterexamples are regression
+    /// tests in `tests/tests/explore.rs`. (Crossed bindings, defect 4, were
+    /// allowed by a flag until the higher node id learnt to realign its
+    /// sending direction, `engine/migrate.rs` `realign_crossed`: the settle
+    /// check that both directions of an open session use one stream always
+    /// fails now.)
     pub fn current_core() -> KnownDefects {
-        KnownDefects {
-            allow_crossed_bindings: true,
-            ..KnownDefects::none()
-        }
+        KnownDefects::none()
     }
 
     /// Every exclusion on (the core of issue 10, before its fixes).
@@ -94,7 +85,6 @@ impl KnownDefects {
             skip_reset_after_query_resent: true,
             skip_half_open_while_routing: true,
             skip_half_open_after_a_death: true,
-            allow_crossed_bindings: true,
         }
     }
 

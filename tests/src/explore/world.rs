@@ -1143,7 +1143,10 @@ impl World {
     /// Returns what it found, with the problems seen during the run.
     pub fn settle_and_check(&mut self) -> Settled {
         let c = &self.config.core;
-        let horizon = (c.dead_timeout + c.recovery_timeout) * 2;
+        // Plus three policy ticks: the higher node id realigns a session
+        // whose directions use different streams after two ticks in a row
+        // (`realign_crossed` in the core's `engine/migrate.rs`).
+        let horizon = (c.dead_timeout + c.recovery_timeout) * 2 + c.policy_interval * 3;
         self.heal();
         self.run_for(horizon);
         let mut problems = std::mem::take(&mut self.violations);

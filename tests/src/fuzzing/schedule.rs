@@ -381,9 +381,7 @@ fn drive(
     }
     let settled = w.settle_and_check();
     let mut problems = settled.problems;
-    if !known.allow_crossed_bindings {
-        problems.extend(settled.crossed);
-    }
+    problems.extend(settled.crossed);
     stats.counters = w.counters;
     if problems.is_empty() {
         Ok(stats)
