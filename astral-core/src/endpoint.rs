@@ -92,6 +92,8 @@ pub struct Endpoint {
     /// Engines by peer incarnation.
     by_incarnation: BTreeMap<(NodeId, u64), EngineId>,
     policy_factory: PolicyFactory,
+    /// [`Endpoint::shutdown`] was called: no new streams or engines.
+    shut_down: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -138,6 +140,7 @@ impl Endpoint {
             policy_factory: Arc::new(|c: &Config| -> Box<dyn Policy> {
                 Box::new(RttPolicy::new(c.migrate_rtt_gain, c.migrate_sustain))
             }),
+            shut_down: false,
         })
     }
 
@@ -184,6 +187,9 @@ impl Endpoint {
     }
 
     fn alloc_stream(&mut self) -> Result<StreamId, ConnectError> {
+        if self.shut_down {
+            return Err(ConnectError::ShutDown);
+        }
         // A 64-bit counter from 1: never 0, never exhausted in practice.
         let id = StreamId::new(self.next_stream).ok_or(ConnectError::Limit("stream ids"))?;
         if !self.shared.streams.try_acquire() {
@@ -270,6 +276,9 @@ impl Endpoint {
         now: Timestamp,
         source: Option<Source>,
     ) -> Result<StreamId, ConnectError> {
+        if self.shut_down {
+            return Err(ConnectError::ShutDown);
+        }
         let id = StreamId::new(self.next_stream).ok_or(ConnectError::Limit("stream ids"))?;
         if !self.shared.streams.try_acquire() {
             let Some(victim) = self.admission.victim() else {
@@ -432,6 +441,24 @@ impl Endpoint {
             StreamCloseReason::TransportClosed(reason.to_string()),
         );
         self.settle(now);
+    }
+
+    /// The node is shutting down: handshakes in progress are abandoned
+    /// (`StreamDown` with [`StreamCloseReason::Shutdown`]) and no stream or
+    /// engine is created from now on. The owner shuts its engines down
+    /// ([`PeerEngine::shutdown`]). Idempotent.
+    pub fn shutdown(&mut self, now: Timestamp) {
+        let _ = now;
+        self.shut_down = true;
+        let ids: Vec<StreamId> = self.handshakes.keys().copied().collect();
+        for id in ids {
+            self.fail(id, StreamCloseReason::Shutdown);
+        }
+    }
+
+    /// Whether [`Endpoint::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
     }
 
     /// Abandons a handshaking stream.
@@ -653,6 +680,9 @@ impl Endpoint {
 
     /// The engine new sessions to `peer` use, creating it if there is none.
     pub fn engine_for(&mut self, peer: NodeId) -> Result<EngineRef, OpenError> {
+        if self.shut_down {
+            return Err(OpenError::ShutDown);
+        }
         if peer == self.local_id {
             return Err(OpenError::SelfSession);
         }
@@ -788,6 +818,7 @@ fn info(id: StreamId, h: &Handshaking) -> StreamInfo {
         confirmed: false,
         features: crate::noise::Features::NONE,
         draining: false,
+        suspect: false,
         rtt: Rtt::default(),
         preference: crate::StreamPreference::NORMAL,
         peer_preference: crate::StreamPreference::NORMAL,

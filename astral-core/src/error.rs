@@ -15,6 +15,9 @@ pub enum ConnectError {
     /// snow refused the parameters (does not happen with a valid identity).
     #[error("noise setup failed")]
     Noise(#[from] NoiseError),
+    /// The node was shut down ([`Node::shutdown`](crate::Node::shutdown)).
+    #[error("node shut down")]
+    ShutDown,
 }
 
 /// `open_session` failures.
@@ -33,6 +36,9 @@ pub enum OpenError {
     /// Opening a session with ourselves.
     #[error("cannot open a session with own identity")]
     SelfSession,
+    /// The node was shut down ([`Node::shutdown`](crate::Node::shutdown)).
+    #[error("node shut down")]
+    ShutDown,
 }
 
 /// Errors of session operations.
@@ -96,6 +102,10 @@ pub enum MigrateError {
     /// The stream is being drained (by either side) or closed.
     #[error("target stream is being drained")]
     TargetDraining,
+    /// The stream is suspect: it has not answered a probe
+    /// ([`Event::StreamSuspect`](crate::Event::StreamSuspect)).
+    #[error("target stream is suspect (its probe went unanswered)")]
+    TargetSuspect,
 }
 
 /// `drain_stream` failures.

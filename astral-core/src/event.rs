@@ -58,6 +58,14 @@ pub enum StreamCloseReason {
     /// A stream with the same id already exists with this peer.
     #[error("a stream with the same id already exists with this peer")]
     DuplicateId,
+    /// This node shut down ([`Node::shutdown`](crate::Node::shutdown)): the
+    /// stream carried its Goodbye and closed.
+    #[error("this node shut down")]
+    Shutdown,
+    /// The peer shut down: its Goodbye arrived (on this stream or another
+    /// one to the same peer instance).
+    #[error("the peer shut down")]
+    PeerShutdown,
     /// An inbound handshake gave up its place: every stream slot was taken
     /// and its source held the most handshakes (`docs/SECURITY.md`).
     #[error("handshake evicted: the node is full and this source held the most handshakes")]
@@ -103,9 +111,12 @@ pub enum CloseReason {
     /// session's state died with the old process.
     #[error("peer restarted")]
     PeerRestarted,
-    /// The peer shut down and said so.
+    /// The peer shut down and said so (its Goodbye arrived).
     #[error("peer shut down")]
     PeerShutdown,
+    /// This node shut down ([`Node::shutdown`](crate::Node::shutdown)).
+    #[error("this node shut down")]
+    Shutdown,
 }
 
 /// Something the application should know about.
@@ -124,6 +135,22 @@ pub enum Event {
     /// confirmed at once (right after `StreamUp`), the dialer side when the
     /// listener's first record arrives.
     StreamConfirmed {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// The stream sent something and has heard nothing for an RTO, nor for
+    /// another RTO after a probe: its path may have failed (a blackhole, no
+    /// reset). Its sessions resume on another stream to the peer at once,
+    /// if there is one; the stream itself stays up until `dead_timeout`
+    /// and becomes healthy again as soon as the peer is heard on it.
+    StreamSuspect {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// A suspect stream was heard from again (an authenticated record
+    /// arrived): it may carry sessions again. Sessions that moved off it
+    /// stay where they are (the policy may move them back).
+    StreamHealthy {
         /// The stream.
         stream: StreamId,
     },

@@ -661,6 +661,12 @@ impl RecvBuf {
         self.delivered > self.consumed || (self.fin == self.consumed && !self.eof_read)
     }
 
+    /// Bytes the peer may still send: up to its Fin once that is known,
+    /// otherwise up to the limit granted.
+    pub fn may_still_arrive(&self) -> u64 {
+        self.limit.min(self.fin).saturating_sub(self.delivered)
+    }
+
     /// Whether everything up to and including the Fin has been read.
     pub fn is_finished(&self) -> bool {
         self.eof_read

@@ -27,11 +27,12 @@
 //! | `0x13` | [`MigrateTo`](Frame::MigrateTo) | session u64, target u64, epoch u32 | last frame of the session on this stream; it continues on stream `target` |
 //! | `0x14` | [`Resume`](Frame::Resume) | session u64, received u64, consumed u64, reply u8 (0/1) | after a stream died: this side's counts; every Resume with reply = 0 gets one with reply = 1 |
 //! | `0x15` | [`Drain`](Frame::Drain) | none | stream level: "move your sessions off this stream; I will close it" |
+//! | `0x16` | [`Goodbye`](Frame::Goodbye) | none | node level: "this node instance is leaving: every session with it is over" |
 //! | `0x17` | [`Window`](Frame::Window) | session u64, consumed u64, window u32 | a Credit that also changes the window: the peer may send up to `consumed + window` |
 //! | `0x18` | [`Pin`](Frame::Pin) | session u64, pinned u8 (0/1) | the sender's operator pinned (or released) the session: automatic placement leaves it alone |
 //! | `0x19` | [`Preference`](Frame::Preference) | tier u8, penalty u16 (ms) | stream level: the sender's preference for this stream (lower tiers first; penalty added to its delay) |
 //!
-//! Opcodes `0x07..=0x0f`, `0x16` and `0x1a..=0xff` are unknown and rejected.
+//! Opcodes `0x07..=0x0f` and `0x1a..=0xff` are unknown and rejected.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -61,6 +62,8 @@ pub(crate) const OP_MIGRATE_TO: u8 = 0x13;
 pub(crate) const OP_RESUME: u8 = 0x14;
 /// Opcode of [`Frame::Drain`].
 pub(crate) const OP_DRAIN: u8 = 0x15;
+/// Opcode of [`Frame::Goodbye`].
+pub(crate) const OP_GOODBYE: u8 = 0x16;
 /// Opcode of [`Frame::Window`].
 pub(crate) const OP_WINDOW: u8 = 0x17;
 /// Opcode of [`Frame::Pin`].
@@ -98,6 +101,8 @@ pub(crate) mod size {
     pub const RESUME: usize = 1 + 8 + 8 + 8 + 1;
     /// Drain: op.
     pub const DRAIN: usize = 1;
+    /// Goodbye: op.
+    pub const GOODBYE: usize = 1;
     /// Window: op + session + consumed + window.
     pub const WINDOW: usize = 1 + 8 + 8 + 4;
     /// Pin: op + session + pinned.
@@ -209,6 +214,10 @@ pub enum Frame {
     },
     /// `0x15`: stream level, "move your sessions off this stream; I will close it".
     Drain,
+    /// `0x16`: node level, "this node instance is shutting down": every
+    /// session with it ends at once, and the sender closes the stream once
+    /// this frame is flushed. Sent on every stream to the peer.
+    Goodbye,
     /// `0x17`: a [`Credit`](Frame::Credit) that also states the window:
     /// the receiver of this frame may send up to `consumed + window`. Grants
     /// are cumulative: a sender keeps the highest limit any Credit, Window
@@ -468,6 +477,7 @@ impl Frame {
                 }
             }
             OP_DRAIN => Frame::Drain,
+            OP_GOODBYE => Frame::Goodbye,
             OP_WINDOW => {
                 let session = r.u64()?;
                 let consumed = r.u64()?;
@@ -510,6 +520,7 @@ impl Frame {
             Frame::MigrateTo { .. } => size::MIGRATE_TO,
             Frame::Resume { .. } => size::RESUME,
             Frame::Drain => size::DRAIN,
+            Frame::Goodbye => size::GOODBYE,
             Frame::Window { .. } => size::WINDOW,
             Frame::Pin { .. } => size::PIN,
             Frame::Preference { .. } => size::PREFERENCE,
@@ -614,7 +625,7 @@ impl Frame {
                 out.put_u64(*consumed);
                 out.put_u8(u8::from(*reply));
             }
-            Frame::Drain => {}
+            Frame::Drain | Frame::Goodbye => {}
             Frame::Window {
                 session,
                 consumed,
@@ -659,6 +670,7 @@ impl Frame {
             Frame::MigrateTo { .. } => OP_MIGRATE_TO,
             Frame::Resume { .. } => OP_RESUME,
             Frame::Drain => OP_DRAIN,
+            Frame::Goodbye => OP_GOODBYE,
             Frame::Window { .. } => OP_WINDOW,
             Frame::Pin { .. } => OP_PIN,
             Frame::Preference { .. } => OP_PREFERENCE,
@@ -666,10 +678,10 @@ impl Frame {
     }
 
     /// Session id this frame concerns, if any (`None` for the stream-level
-    /// Ping, Drain and Preference).
+    /// Ping, Drain and Preference, and the node-level Goodbye).
     pub fn session(&self) -> Option<u64> {
         match self {
-            Frame::Ping { .. } | Frame::Drain | Frame::Preference { .. } => None,
+            Frame::Ping { .. } | Frame::Drain | Frame::Preference { .. } | Frame::Goodbye => None,
             Frame::Query { session, .. }
             | Frame::Response { session, .. }
             | Frame::Read { session, .. }
@@ -797,6 +809,7 @@ mod tests {
                 reply: true,
             },
             Frame::Drain,
+            Frame::Goodbye,
             Frame::Window {
                 session: 7,
                 consumed: 1 << 33,
@@ -823,7 +836,7 @@ mod tests {
         let frames = samples();
         let mut opcodes: Vec<u8> = frames.iter().map(Frame::opcode).collect();
         opcodes.dedup();
-        assert_eq!(opcodes.len(), 16);
+        assert_eq!(opcodes.len(), 17);
         for f in frames {
             let bytes = f.to_bytes().expect("encodable");
             assert_eq!(bytes.len(), f.encoded_len());
@@ -833,7 +846,7 @@ mod tests {
                 f.session().is_none(),
                 matches!(
                     f,
-                    Frame::Ping { .. } | Frame::Drain | Frame::Preference { .. }
+                    Frame::Ping { .. } | Frame::Drain | Frame::Preference { .. } | Frame::Goodbye
                 )
             );
             let mut buf = bytes.clone();
@@ -894,7 +907,7 @@ mod tests {
 
     #[test]
     fn frame_error_unknown_opcode() {
-        for op in (7u8..=0x0f).chain([0x16]).chain(0x1a..=0xff) {
+        for op in (7u8..=0x0f).chain(0x1a..=0xff) {
             assert_eq!(
                 decode_all(
                     &[op, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -1212,6 +1225,7 @@ mod tests {
                 }
             ),
             Just(Frame::Drain),
+            Just(Frame::Goodbye),
             (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(session, consumed, window)| {
                 Frame::Window {
                     session,

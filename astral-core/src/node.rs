@@ -364,6 +364,68 @@ impl Node {
         }
     }
 
+    /// Leaves gracefully: every peer is told (a Goodbye on each of its
+    /// streams) that this node instance is going away, so its sessions end
+    /// at once on both sides (`CloseReason::Shutdown` here,
+    /// `CloseReason::PeerShutdown` there) instead of waiting for a recovery
+    /// that cannot succeed. Handshakes in progress are abandoned; each
+    /// established stream closes once its Goodbye has been pulled with
+    /// [`Node::poll_transmit`] (`StreamDown` with
+    /// [`StreamCloseReason::Shutdown`](crate::StreamCloseReason::Shutdown):
+    /// the driver writes out what it pulled before closing the transport,
+    /// see [`driver::linger`](crate::driver::linger)), or after 2 s if the
+    /// transport takes nothing. From then on `connect`, `accept` and
+    /// `open_session` fail with `ShutDown`. Bytes not yet delivered are
+    /// lost, as with a reset: finish sessions and wait for them to close
+    /// first to deliver them. Idempotent.
+    ///
+    /// ```
+    /// use astral_core::{Config, Event, Identity, Node, StreamCloseReason, Timestamp};
+    /// let mut a = Node::new(Identity::from_seed([1; 32]), Config::default(), 1).unwrap();
+    /// let mut b = Node::new(Identity::from_seed([2; 32]), Config::default(), 2).unwrap();
+    /// let now = Timestamp::ZERO;
+    /// let (sa, sb) = (a.connect(now, b.local_id()).unwrap(), b.accept(now).unwrap());
+    /// let mut buf = bytes::BytesMut::new();
+    /// let mut shuttle = |a: &mut Node, b: &mut Node| {
+    ///     for _ in 0..4 {
+    ///         buf.clear();
+    ///         a.poll_transmit(now, sa, &mut buf, usize::MAX);
+    ///         b.handle_input(now, sb, &buf);
+    ///         buf.clear();
+    ///         b.poll_transmit(now, sb, &mut buf, usize::MAX);
+    ///         a.handle_input(now, sa, &buf);
+    ///     }
+    /// };
+    /// shuttle(&mut a, &mut b);
+    /// a.shutdown(now);
+    /// shuttle(&mut a, &mut b);
+    /// let down = |n: &mut Node| {
+    ///     std::iter::from_fn(|| n.poll_event()).find_map(|e| match e {
+    ///         Event::StreamDown { reason, .. } => Some(reason),
+    ///         _ => None,
+    ///     })
+    /// };
+    /// assert_eq!(down(&mut a), Some(StreamCloseReason::Shutdown));
+    /// assert_eq!(down(&mut b), Some(StreamCloseReason::PeerShutdown));
+    /// ```
+    pub fn shutdown(&mut self, now: Timestamp) {
+        self.sync_dirty();
+        self.endpoint.shutdown(now);
+        self.sync_endpoint(now);
+        let ids: Vec<EngineId> = self.engines.iter().flatten().map(|e| e.id()).collect();
+        for id in ids {
+            if let Some(e) = self.engine_mut(id) {
+                e.shutdown(now);
+            }
+            self.sync(id);
+        }
+    }
+
+    /// Whether [`Node::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.endpoint.is_shut_down()
+    }
+
     /// Closes a stream at the application's request. Its sessions resume on
     /// other streams to the peer (or close after `recovery_timeout`).
     pub fn close_stream(&mut self, now: Timestamp, stream: StreamId) {

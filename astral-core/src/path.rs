@@ -201,7 +201,7 @@ const RATE_WINDOW_MIN: Duration = Duration::from_secs(10);
 /// The slowest capacity assumed when bytes ahead of a probe are turned into
 /// queueing (1 Mbit/s): a path slower than this with a standing queue of
 /// ours can look slower than it is.
-const MIN_RATE: u64 = 125_000;
+pub(crate) const MIN_RATE: u64 = 125_000;
 
 /// The path window grows with the path: at least this many round trips.
 const WINDOW_RTTS: u32 = 8;
@@ -220,7 +220,7 @@ fn rate(bytes: u64, d: Duration) -> u64 {
 }
 
 /// Time to move `bytes` at `rate` bytes per second (0 if the rate is unknown).
-fn drain_time(bytes: u64, rate: u64) -> Duration {
+pub(crate) fn drain_time(bytes: u64, rate: u64) -> Duration {
     if rate == 0 {
         return Duration::ZERO;
     }
@@ -264,6 +264,28 @@ impl PathMeter {
         // The window is at least `self.window` and grows with the value;
         // the estimate is read with the longest window it could have.
         self.path.get(now, Duration::MAX).map(Duration::from_nanos)
+    }
+
+    /// Ciphertext bytes handed to the transport so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Output position known to have arrived at the peer.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// How long output handed to the transport but not yet known to have
+    /// arrived takes to drain at our measured delivery rate, at least
+    /// [`MIN_RATE`] (a side that sends only credit measures a tiny rate,
+    /// which is its traffic, not the path; a stream that never carried
+    /// much has no rate yet): what a record sent now waits behind before
+    /// it can be answered.
+    pub fn queueing_ahead(&self, now: Timestamp) -> Duration {
+        let ahead = self.pos.saturating_sub(self.delivered);
+        let rate = self.fwd_rate.get(now, self.rate_window(now)).unwrap_or(0);
+        drain_time(ahead, rate.max(MIN_RATE))
     }
 
     /// A record of `len` ciphertext bytes left at `now`, when `rx` bytes had

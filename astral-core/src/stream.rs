@@ -206,6 +206,10 @@ pub struct StreamInfo {
     pub features: crate::noise::Features,
     /// Being drained (by us or at the peer's request).
     pub draining: bool,
+    /// Suspect: it sent something, heard nothing for an RTO, probed, and
+    /// heard nothing for another RTO ([`Event::StreamSuspect`](crate::Event::StreamSuspect)).
+    /// Sessions avoid it until it is heard from again.
+    pub suspect: bool,
     /// Round-trip estimates (smoothed delay under load, and path delay).
     pub rtt: Rtt,
     /// This node's preference for the stream.

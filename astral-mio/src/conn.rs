@@ -34,6 +34,8 @@ pub(crate) struct Conn {
     pub write_interest: bool,
     /// Remote address (the dialed one, or the accepted peer's).
     pub remote: SocketAddr,
+    /// When it entered `Closing` (the tail gets `driver::LINGER_TIMEOUT`).
+    pub closing_since: Option<std::time::Instant>,
 }
 
 impl Conn {
@@ -45,6 +47,7 @@ impl Conn {
             tx: TxBuffer::default(),
             write_interest: state == ConnState::Connecting,
             remote,
+            closing_since: None,
         }
     }
 }

@@ -221,6 +221,31 @@ impl MioNode {
         true
     }
 
+    /// Leaves gracefully (see [`Node::shutdown`]): every peer gets a
+    /// Goodbye, so its sessions with this node end at once
+    /// (`CloseReason::PeerShutdown` there, `CloseReason::Shutdown` here);
+    /// listeners close, and each connection closes once its Goodbye is
+    /// written, or after [`driver::LINGER_TIMEOUT`] if the socket takes
+    /// nothing. Keep running the loop until [`MioNode::is_closed`] (dropping
+    /// the node does a best-effort shutdown with non-blocking writes only).
+    pub fn shutdown(&mut self) {
+        let now = self.now();
+        self.node.shutdown(now);
+        for idx in 0..self.entries.len() {
+            if let Entry::Listener(l) = &mut self.entries[idx] {
+                let _ = self.registry.deregister(l);
+                self.entries[idx] = Entry::Free;
+                self.free.push(idx);
+            }
+        }
+        self.flush();
+    }
+
+    /// Whether the node was shut down and every connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.node.is_shut_down() && self.entries.iter().all(|e| matches!(e, Entry::Free))
+    }
+
     /// Closes `stream` cleanly at the application's request (its sessions
     /// resume on other streams to the peer).
     pub fn close_stream(&mut self, stream: StreamId) {
@@ -352,11 +377,30 @@ impl MioNode {
         if !self.read_again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let deadline = self.node.poll_timeout()?;
-        let now = self.now();
-        let left = deadline.saturating_duration_since(now);
-        let ms = left.as_nanos().div_ceil(1_000_000);
-        Some(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
+        let linger = self
+            .next_linger_end()
+            .map(|t| t.saturating_duration_since(Instant::now()));
+        let core = self.node.poll_timeout().map(|deadline| {
+            let left = deadline.saturating_duration_since(self.now());
+            let ms = left.as_nanos().div_ceil(1_000_000);
+            Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+        });
+        match (core, linger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the first closing connection's linger bound ends.
+    fn next_linger_end(&self) -> Option<Instant> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Conn(c) => c.closing_since,
+                _ => None,
+            })
+            .min()
+            .map(|t| t + driver::LINGER_TIMEOUT)
     }
 
     /// Handles the events of one poll (events whose token is not ours are
@@ -392,11 +436,19 @@ impl MioNode {
     /// Writes whatever the core has for every connection, as far as the
     /// sockets take it (the rest waits for WRITABLE).
     pub fn flush(&mut self) {
+        let now = Instant::now();
         for idx in 0..self.entries.len() {
             let Entry::Conn(c) = &self.entries[idx] else {
                 continue;
             };
             if c.state == ConnState::Connecting {
+                continue;
+            }
+            if c.closing_since
+                .is_some_and(|t| now >= t + driver::LINGER_TIMEOUT)
+            {
+                // The socket took nothing for the linger bound: give up.
+                self.drop_conn(idx, None);
                 continue;
             }
             if !c.tx.is_empty()
@@ -653,10 +705,21 @@ impl MioNode {
         };
         self.by_stream.remove(&stream);
         c.state = ConnState::Closing;
+        c.closing_since = Some(Instant::now());
         // The records already pulled (e.g. a drain's final frames) go out
         // first where the contract says so; flush closes it.
         if c.tx.is_empty() || !driver::linger(reason) {
             self.drop_conn(idx, None);
+        }
+    }
+}
+
+impl Drop for MioNode {
+    /// A best-effort [`MioNode::shutdown`]: the Goodbyes go out as far as
+    /// the sockets take them without blocking.
+    fn drop(&mut self) {
+        if !self.node.is_shut_down() {
+            self.shutdown();
         }
     }
 }

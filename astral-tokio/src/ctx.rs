@@ -9,10 +9,11 @@
 //! in the order endpoint → peer. (The inbound-query channel carries peer
 //! handles, so it lives with the peers: [`crate::peer::QueryTx`].)
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use astral_core::{Clock, EngineId, Event, StreamId, Timestamp};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 
 /// Events kept for `events()` subscribers.
 const EVENT_CAPACITY: usize = 4096;
@@ -37,6 +38,10 @@ pub(crate) struct NodeCtx {
     pub shutdown: watch::Sender<bool>,
     /// Peers → endpoint task.
     pub ctl: mpsc::UnboundedSender<Ctl>,
+    /// Transport tasks alive (see [`NodeCtx::transport_started`]).
+    transports: AtomicUsize,
+    /// Notified when the last transport of a shut-down node ends.
+    pub all_closed: Notify,
 }
 
 impl NodeCtx {
@@ -51,6 +56,8 @@ impl NodeCtx {
                 events,
                 shutdown,
                 ctl,
+                transports: AtomicUsize::new(0),
+                all_closed: Notify::new(),
             },
             ctl_rx,
         )
@@ -66,6 +73,29 @@ impl NodeCtx {
     pub fn instant(&self, t: Timestamp) -> tokio::time::Instant {
         let cap = Instant::now() + std::time::Duration::from_secs(86_400);
         self.clock.instant(t).min(cap).into()
+    }
+
+    /// A transport task was spawned.
+    pub fn transport_started(&self) {
+        self.transports.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A transport task ended (its socket is closed).
+    pub fn transport_ended(&self) {
+        let left = self.transports.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && self.is_shut_down() {
+            self.all_closed.notify_waiters();
+        }
+    }
+
+    /// Whether the node was shut down and every transport task ended.
+    pub fn all_closed(&self) -> bool {
+        self.is_shut_down() && self.transports.load(Ordering::Acquire) == 0
+    }
+
+    /// Whether the node was shut down.
+    pub fn is_shut_down(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     /// Reports to the endpoint task (never blocks; ignored once it ended).

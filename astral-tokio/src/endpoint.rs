@@ -40,13 +40,33 @@ pub(crate) struct EpState {
     /// The peer of every established stream.
     pub owner: HashMap<StreamId, Arc<Peer>>,
     pub redialer: Redialer<SocketAddr>,
+    /// Bounds a TCP connect, a redial's connect, and how long
+    /// `open_session` waits for a first stream to the peer.
+    pub connect_timeout: std::time::Duration,
+    /// Peers of `Node::connect` calls still waiting for their TCP
+    /// connection (one entry per call).
+    pub connecting: Vec<NodeId>,
     pub closed: bool,
     /// Deadline the endpoint task sleeps until.
     timer_armed: Timestamp,
     wake: Vec<Waker>,
 }
 
+/// Default bound of a connect and of `open_session`'s wait for a first
+/// stream.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl EpState {
+    /// Whether a stream to `peer` may come up without the application
+    /// dialing again: a `connect` to it is under way, a handshake with it is
+    /// in progress, or a remembered dial of it is connecting, carried or
+    /// waiting to redial.
+    pub fn stream_coming(&self, peer: NodeId) -> bool {
+        self.connecting.contains(&peer)
+            || self.core.streams().any(|s| s.peer == Some(peer))
+            || self.redialer.dialing(peer)
+    }
+
     /// The peer routing new sessions to `remote`, if any.
     pub fn route(&self, remote: NodeId) -> Option<&Arc<Peer>> {
         self.peers.get(&self.core.route(remote)?)
@@ -89,6 +109,8 @@ impl EpDriver {
                 peers: BTreeMap::new(),
                 owner: HashMap::new(),
                 redialer,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                connecting: Vec::new(),
                 closed: false,
                 timer_armed: Timestamp::MAX,
                 wake: Vec::new(),

@@ -64,8 +64,9 @@ pub enum Error {
     /// stream to the peer existed.
     #[error("query to {0} timed out")]
     Timeout(NodeId),
-    /// No stream to the peer existed to carry the query (or the session)
-    /// within the core's timeouts.
+    /// No stream to the peer existed to carry the query (none was being set
+    /// up, or none came up within the connect timeout), or the session
+    /// found none within the core's `recovery_timeout`.
     #[error("peer {0} unreachable: no stream to it")]
     Unreachable(NodeId),
     /// The session ended for `reason` before the operation completed.

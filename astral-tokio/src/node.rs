@@ -82,37 +82,55 @@ pub(crate) struct Inner {
 fn shutdown(inner: &Arc<Inner>) {
     let peers = inner.ep.with(|st, now| {
         if st.closed {
-            return Vec::new();
+            return None;
         }
         st.closed = true;
-        let handshaking: Vec<StreamId> = st.core.streams().map(|s| s.id).collect();
-        for s in handshaking {
-            st.core.close_stream(now, s);
-        }
+        // Handshakes in progress are abandoned (their transports hang up).
+        st.core.shutdown(now);
         for t in st.handshaking.values_mut() {
             if let Some(k) = t.kill.take() {
                 let _ = k.send(Kill::Core);
             }
         }
-        st.peers.values().cloned().collect::<Vec<_>>()
+        Some(st.peers.values().cloned().collect::<Vec<_>>())
     });
+    let Some(peers) = peers else { return };
+    // A Goodbye on every established stream: each transport closes once
+    // it has written it (`StreamDown(Shutdown)` lingers, see
+    // `TransportSlot::on_down`).
     for p in &peers {
-        p.with(|ps, now| {
-            for s in ps.engine.stream_ids() {
-                ps.engine.close_stream(now, s);
-            }
-            for t in ps.transports.values_mut() {
-                if let Some(k) = t.kill.take() {
-                    let _ = k.send(Kill::Core);
-                }
-            }
-        });
+        p.with(|ps, now| ps.engine.shutdown(now));
     }
-    let _ = inner.ctx.shutdown.send(true);
+    let _ = inner.ctx.shutdown.send_replace(true);
+    if inner.ctx.all_closed() {
+        inner.ctx.all_closed.notify_waiters();
+    }
     for p in &peers {
         p.wake_timer();
     }
     inner.ep.timer.notify_one();
+    // A transport that cannot take its Goodbye (a peer that stopped
+    // reading, a blackholed path) is dropped after the linger bound.
+    let abandon = move || {
+        for p in &peers {
+            p.peek(|ps| {
+                for t in ps.transports.values_mut() {
+                    if let Some(k) = t.kill.take() {
+                        let _ = k.send(Kill::Core);
+                    }
+                }
+            });
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(async move {
+                tokio::time::sleep(astral_core::driver::LINGER_TIMEOUT).await;
+                abandon();
+            });
+        }
+        Err(_) => abandon(),
+    }
     // Queries nobody took hold the node alive: reject them now.
     inner.queries.drain();
 }
@@ -226,6 +244,24 @@ impl Node {
             .with(|st, _| st.redialer.set_backoff(backoff));
     }
 
+    /// Sets the connect timeout (default 10 s): how long [`Node::connect`]
+    /// and each redial wait for the TCP connection, and how long
+    /// [`Node::open_session`] waits for a first stream to a peer it has
+    /// none to (while a dial or redial is under way) before it fails with
+    /// [`Error::Unreachable`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use astral_tokio::{Node, Identity, Config};
+    /// # use std::time::Duration;
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// node.set_connect_timeout(Duration::from_secs(3));
+    /// # }
+    /// ```
+    pub fn set_connect_timeout(&self, timeout: Duration) {
+        self.inner().ep.with(|st, _| st.connect_timeout = timeout);
+    }
+
     /// Listens for inbound TCP transports on `addr` (port 0 picks one) and
     /// returns the bound address. Call it as often as you like.
     ///
@@ -272,7 +308,8 @@ impl Node {
     /// The address is remembered and redialed if this stream dies.
     ///
     /// Errors: [`Error::Io`] if the TCP connection fails (refused,
-    /// unreachable); [`Error::Handshake`] if the other end is not `peer`
+    /// unreachable, or not established within the connect timeout, see
+    /// [`Node::set_connect_timeout`]); [`Error::Handshake`] if the other end is not `peer`
     /// (it cannot decrypt our first message and hangs up) or the handshake
     /// times out.
     ///
@@ -284,7 +321,10 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub async fn connect(&self, peer: NodeId, addr: impl ToSocketAddrs) -> Result<StreamId> {
-        let tcp = TcpStream::connect(addr).await?;
+        // `open_session` sees this dial under way until the transport is
+        // attached (then the redialer and the handshake show it).
+        let connecting = Connecting::new(&self.inner().ep, peer);
+        let tcp = tcp_connect(addr, connecting.timeout).await?;
         let addr = tcp.peer_addr()?;
         let (stream, rx) = attach_tcp(
             self.inner(),
@@ -293,6 +333,7 @@ impl Node {
             Some(DialOf::New(addr)),
             None,
         )?;
+        drop(connecting);
         wait_up(stream, rx, Role::Dial(peer)).await
     }
 
@@ -413,10 +454,16 @@ impl Node {
     }
 
     /// Opens a session with `peer` for `query` and waits for the answer.
-    /// The query goes out on the best stream to the peer (or on the first
-    /// one that comes up). Errors: [`Error::Rejected`] with the peer's code;
-    /// [`Error::Unreachable`] if no stream to the peer existed before the
-    /// core's `routing_timeout`; [`Error::Timeout`] if the peer did not answer.
+    /// The query goes out on the best stream to the peer, or, while a dial
+    /// or redial to it is under way, on the first stream that comes up.
+    ///
+    /// Errors: [`Error::Rejected`] with the peer's code; [`Error::Unreachable`]
+    /// at once if there is no stream to the peer and none is being set up
+    /// (no connect, handshake or remembered dial: like a socket's "no route
+    /// to host"), or if none came up within the connect timeout
+    /// ([`Node::set_connect_timeout`], default 10 s); [`Error::Timeout`] if
+    /// the peer did not answer within the core's `routing_timeout`;
+    /// [`Error::Shutdown`] after [`Node::shutdown`].
     ///
     /// ```no_run
     /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
@@ -432,10 +479,18 @@ impl Node {
         let ctx = inner.ctx.clone();
         // Under the endpoint's lock, so the engine cannot be retired
         // between routing and opening.
-        let (engine, id) = inner.ep.with(|st, _| -> Result<(Arc<Peer>, SessionId)> {
+        let mut events = ctx.events.subscribe();
+        let (engine, id, wait) = inner.ep.with(|st, _| {
             if st.closed {
                 return Err(Error::Shutdown);
             }
+            let linked = st
+                .route(peer)
+                .is_some_and(|p| p.peek(|ps| !ps.engine.stream_ids().is_empty()));
+            if !linked && !st.stream_coming(peer) {
+                return Err(Error::Unreachable(peer));
+            }
+            let wait = (!linked).then_some(st.connect_timeout);
             let r = st.core.engine_for(peer)?;
             if let Some(e) = r.created {
                 let p = Peer::spawn(ctx.clone(), e, inner.ep.queries());
@@ -447,10 +502,32 @@ impl Node {
                 .cloned()
                 .ok_or(Error::Open(astral_core::OpenError::NodeSessionLimit))?;
             let id = p.with(|ps, now| ps.engine.open_session(now, query))?;
-            Ok((p, id))
+            Ok((p, id, wait))
         })?;
         // Until the answer, a dropped future resets the session.
         let session = Session::new(engine.clone(), id, peer);
+        if let Some(timeout) = wait {
+            // No stream yet: the wait for one is bounded by the connect
+            // timeout (then the session is reset: nothing was sent).
+            let up = async {
+                loop {
+                    let ready = engine.peek(|ps| {
+                        !ps.engine.stream_ids().is_empty() || ps.engine.session(id).is_none()
+                    });
+                    if ready {
+                        return;
+                    }
+                    match events.recv().await {
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            };
+            if tokio::time::timeout(timeout, up).await.is_err() {
+                return Err(Error::Unreachable(peer));
+            }
+        }
+        drop(events);
         // The pending open parks as the session's reader: SessionOpen and
         // SessionClosed wake it.
         let answer = std::future::poll_fn(|cx| {
@@ -774,17 +851,52 @@ impl Node {
         self.inner().ctx.events.subscribe()
     }
 
-    /// Closes every stream and stops the node's tasks. Sessions fail.
+    /// Leaves gracefully and stops the node's tasks: every peer is told
+    /// (a Goodbye on each stream, see [`astral_core::PeerEngine::shutdown`]),
+    /// so its sessions with this node end at once with
+    /// [`CloseReason::PeerShutdown`]; here they end with
+    /// [`CloseReason::Shutdown`] (reads and writes fail with
+    /// `ConnectionAborted`). Each transport closes once its Goodbye is
+    /// written, or after 2 s ([`astral_core::driver::LINGER_TIMEOUT`]) if it
+    /// takes nothing; [`Node::closed`] waits for that. Returns at once.
+    /// Bytes not yet delivered are lost: to deliver them, shut the sessions
+    /// down and wait for them to end first. Dropping the last clone of the
+    /// node does the same.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # use astral_tokio::{Node, Identity, Config};
     /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
     /// node.shutdown();
+    /// node.closed().await;
     /// # }
     /// ```
     pub fn shutdown(&self) {
         shutdown(self.inner());
+    }
+
+    /// Resolves once the node was shut down ([`Node::shutdown`]) and every
+    /// transport is closed (its Goodbye written, or abandoned after the
+    /// linger bound). A process that exits right after `shutdown` should
+    /// wait for this first, so the peers learn that it left.
+    ///
+    /// ```no_run
+    /// # async fn f(node: astral_tokio::Node) {
+    /// node.shutdown();
+    /// let _ = tokio::time::timeout(std::time::Duration::from_secs(3), node.closed()).await;
+    /// # }
+    /// ```
+    pub async fn closed(&self) {
+        let ctx = &self.inner().ctx;
+        loop {
+            let notified = ctx.all_closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if ctx.all_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -822,6 +934,50 @@ async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
             }),
         },
         Err(_) => Err(Error::Shutdown),
+    }
+}
+
+/// A `Node::connect` waiting for its TCP connection (see
+/// `EpState::connecting`); forgotten when dropped, also if the call is
+/// cancelled.
+struct Connecting {
+    ep: Arc<EpDriver>,
+    peer: NodeId,
+    timeout: Duration,
+}
+
+impl Connecting {
+    fn new(ep: &Arc<EpDriver>, peer: NodeId) -> Connecting {
+        let timeout = ep.peek(|st| {
+            st.connecting.push(peer);
+            st.connect_timeout
+        });
+        Connecting {
+            ep: ep.clone(),
+            peer,
+            timeout,
+        }
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.ep.peek(|st| {
+            if let Some(i) = st.connecting.iter().position(|p| *p == self.peer) {
+                st.connecting.swap_remove(i);
+            }
+        });
+    }
+}
+
+/// A TCP connection bounded by `timeout`.
+async fn tcp_connect(addr: impl ToSocketAddrs, timeout: Duration) -> std::io::Result<TcpStream> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("TCP connection not established within {timeout:?}"),
+        )),
     }
 }
 
@@ -874,7 +1030,8 @@ async fn endpoint_task(inner: Arc<Inner>, mut ctl: mpsc::UnboundedReceiver<Ctl>)
 /// and tracks the outcome).
 async fn redial(inner: Arc<Inner>, d: DialId, peer: NodeId, addr: SocketAddr) {
     tracing::debug!(%peer, %addr, "redialing");
-    let attached = match TcpStream::connect(addr).await {
+    let timeout = inner.ep.peek(|st| st.connect_timeout);
+    let attached = match tcp_connect(addr, timeout).await {
         Ok(tcp) => attach_tcp(&inner, tcp, Role::Dial(peer), Some(DialOf::Again(d)), None).is_ok(),
         Err(e) => {
             tracing::debug!(%peer, %e, "redial failed");

@@ -106,6 +106,17 @@ impl Peer {
         r
     }
 
+    /// [`Peer::with`], also telling whether the call woke any task.
+    pub fn with_woke<R>(&self, f: impl FnOnce(&mut PeerState, Timestamp) -> R) -> (R, bool) {
+        let mut g = self.lock();
+        let now = self.ctx.now();
+        let r = f(&mut g, now);
+        self.after(&mut g, now);
+        let woke = !g.wake.is_empty();
+        self.unlock(g);
+        (r, woke)
+    }
+
     /// Releases the lock, then writes what `after` pulled inline and runs
     /// the wakers.
     fn unlock(&self, mut g: MutexGuard<'_, PeerState>) {

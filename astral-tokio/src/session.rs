@@ -28,8 +28,8 @@ fn closed_reason(sh: &PeerState, id: SessionId) -> CloseReason {
 }
 
 /// The handle of a session, held inline by a [`Session`] and shared by its
-/// halves: its drop closes the session (gracefully: every byte written is
-/// still delivered).
+/// halves: its drop releases the session with socket semantics (see
+/// [`Session`]).
 struct SessionRef {
     inner: Arc<Peer>,
     id: SessionId,
@@ -44,10 +44,7 @@ impl Drop for SessionRef {
                 match h.state() {
                     // Never answered: nobody will use it.
                     SessionState::Routing | SessionState::Pending => h.reset(now),
-                    _ => {
-                        let mut h = h;
-                        h.close();
-                    }
+                    _ => h.release(now),
                 }
             }
             sh.sessions.release(id);
@@ -220,9 +217,20 @@ impl SessionRef {
 /// Implements [`AsyncRead`] (`Ok(0)` = the peer finished its side) and
 /// [`AsyncWrite`] (`shutdown` = half-close: the peer reads end-of-stream,
 /// and this side can still read). A reset or failed session returns an
-/// `io::Error` wrapping a [`SessionClosedError`] with the reason. Dropping a
-/// `Session` closes it gracefully: bytes already written are still
-/// delivered, incoming bytes are discarded.
+/// `io::Error` wrapping a [`SessionClosedError`] with the reason.
+///
+/// Dropping a `Session` (or both of its halves) is closing a socket:
+/// * bytes already written are still delivered, then a Fin (the peer reads
+///   end-of-stream), and the session ends gracefully once the peer
+///   finishes too;
+/// * if bytes had arrived that were never read, the session is reset at
+///   once instead (the peer's reads and writes fail with `ConnectionReset`),
+///   as TCP sends RST when a socket is closed with unread data;
+/// * bytes that arrive after the drop reset it too, so a peer still writing
+///   learns that nobody reads (its writes fail with `ConnectionReset`).
+///
+/// To stop reading but keep accepting what the peer sends, read to the end
+/// before dropping; to abort, call [`Session::reset`].
 ///
 /// ```no_run
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -338,8 +346,8 @@ impl Session {
         self.r.closed().await
     }
 
-    /// Graceful close: finish writing (every byte written is delivered) and
-    /// stop reading. Same as dropping the session.
+    /// Closes the session like dropping it (see [`Session`]): bytes written
+    /// are delivered; unread or later incoming bytes reset it.
     ///
     /// ```no_run
     /// # fn f(s: astral_tokio::Session) { s.close(); }

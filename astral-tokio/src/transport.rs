@@ -36,12 +36,18 @@ use crate::wire::{Wire, WireTx};
 
 /// A byte transport as the task drives it.
 pub(crate) trait Io: Send + Unpin + 'static {
-    /// Reads at most `rx.next_read()` bytes into `rx`; `Ok(0)` is the end.
+    /// Reads at most `max` and at most `rx.next_read()` bytes into `rx`;
+    /// `Ok(0)` is the end.
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         rx: &mut RxBuffer,
+        max: usize,
     ) -> Poll<io::Result<usize>>;
+    /// The most one read asks for (see [`ONE_RECORD`]).
+    fn read_max(&self) -> usize {
+        usize::MAX
+    }
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
@@ -54,6 +60,14 @@ pub(crate) trait Io: Send + Unpin + 'static {
     }
 }
 
+/// The most a TCP read asks for: one whole record. A read of a few records
+/// would open them all before the session reading them could run (it runs
+/// after this task, on the same worker), so a session's credit would come
+/// back only once the whole batch was decrypted; one record per read lets
+/// the reader and the decryption of the next record overlap (see
+/// `docs/notes/perf-profile.md` §10).
+pub(crate) const ONE_RECORD: usize = 2 + 65_535;
+
 /// TCP: reads straight into the receive buffer's spare room (no zeroing);
 /// shared with the transport's [`Wire`] for inline writes.
 pub(crate) struct Tcp(pub Arc<TcpStream>);
@@ -63,12 +77,13 @@ impl Io for Tcp {
         &mut self,
         cx: &mut Context<'_>,
         rx: &mut RxBuffer,
+        max: usize,
     ) -> Poll<io::Result<usize>> {
         loop {
             if let Err(e) = std::task::ready!(self.0.poll_read_ready(cx)) {
                 return Poll::Ready(Err(e));
             }
-            let want = rx.next_read();
+            let want = rx.next_read().min(max).max(1);
             let mut got = 0;
             let r = self.0.try_io(Interest::READABLE, || {
                 let mut dst = BufMut::limit(rx.buf_mut(), want);
@@ -117,6 +132,9 @@ impl Io for Tcp {
     fn shared(&self) -> Option<Arc<TcpStream>> {
         Some(self.0.clone())
     }
+    fn read_max(&self) -> usize {
+        ONE_RECORD
+    }
 }
 
 /// Any `AsyncRead + AsyncWrite` (pipes, Unix sockets, proxies).
@@ -127,7 +145,9 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for Generic<T> {
         &mut self,
         cx: &mut Context<'_>,
         rx: &mut RxBuffer,
+        _max: usize,
     ) -> Poll<io::Result<usize>> {
+        // `read_max` is unbounded: `next_read` is the limit.
         let mut pending = false;
         let io = &mut self.0;
         let r = rx.read_with(|b| {
@@ -205,6 +225,7 @@ pub(crate) fn attach<I: Io>(
             .insert(stream, TransportSlot::new(kill_tx, up_tx));
         Ok(stream)
     })?;
+    ep.ctx.transport_started();
     tokio::spawn(Transport::new(io, ep.clone(), stream, kill_rx));
     Ok((stream, up_rx))
 }
@@ -335,31 +356,32 @@ impl<I: Io> Transport<I> {
             let mut front = layer.pending_input;
             front.extend_from_slice(buf);
             *buf = front;
-            self.deliver();
+            let _ = self.deliver();
         }
     }
 
     /// Hands what was read on: handshake messages to the endpoint, opened
-    /// records to the peer.
-    fn deliver(&mut self) {
+    /// records to the peer. `true` if that woke a task (a session reader).
+    fn deliver(&mut self) -> bool {
         let stream = self.stream;
         match &mut self.phase {
             Phase::Handshake => {
                 let whole = self.rx.take_whole();
                 if whole.is_empty() {
-                    return;
+                    return false;
                 }
                 self.ep
                     .with(|st, now| st.core.handle_input_owned(now, stream, whole));
                 self.try_upgrade();
+                false
             }
             Phase::Up { peer, opener, .. } => {
                 // Decrypted here, outside the peer's lock.
                 let opened = self.rx.open(opener);
                 if opened.records.is_empty() && opened.error.is_none() {
-                    return;
+                    return false;
                 }
-                peer.with(|ps, now| {
+                let ((), woke) = peer.with_woke(|ps, now| {
                     if !opened.records.is_empty() {
                         ps.engine.handle_records(now, stream, opened.records);
                     }
@@ -367,6 +389,7 @@ impl<I: Io> Transport<I> {
                         ps.engine.handle_record_error(now, stream, e);
                     }
                 });
+                woke
             }
         }
     }
@@ -541,6 +564,14 @@ impl<I: Io> Transport<I> {
     }
 }
 
+impl<I> Drop for Transport<I> {
+    /// Counts the task out (`Node::closed` waits for the last one).
+    fn drop(&mut self) {
+        self.io = None;
+        self.ep.ctx.transport_ended();
+    }
+}
+
 impl<I: Io> Future for Transport<I> {
     type Output = ();
 
@@ -574,20 +605,26 @@ impl<I: Io> Future for Transport<I> {
             }
             this.try_upgrade();
             let mut progress = false;
+            // A full read woke a reader: let it run before the next read.
+            let mut yield_now = false;
 
             if !this.read_done && !this.gone {
                 let Some(io) = this.io.as_mut() else {
                     return Poll::Ready(());
                 };
-                match io.poll_read_into(cx, &mut this.rx) {
+                let max = io.read_max();
+                match io.poll_read_into(cx, &mut this.rx, max) {
                     Poll::Ready(Ok(0)) => {
                         progress = true;
                         this.read_done = true;
                         this.report_closed("connection closed by peer");
                     }
-                    Poll::Ready(Ok(_)) => {
+                    Poll::Ready(Ok(n)) => {
                         progress = true;
-                        this.deliver();
+                        // The socket may hold more; a woken reader sits in
+                        // this worker's LIFO slot, which no other worker can
+                        // steal, until this task returns.
+                        yield_now = this.deliver() && n >= max;
                     }
                     Poll::Ready(Err(e)) => {
                         this.end(Some(e.to_string()));
@@ -616,6 +653,12 @@ impl<I: Io> Future for Transport<I> {
                         Poll::Ready(())
                     }
                 };
+            }
+            if yield_now && !this.gone {
+                // Back of the queue (another worker may take the task over);
+                // the reader runs first on this one.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             if !progress {
                 return Poll::Pending;

@@ -55,6 +55,9 @@ pub struct Sim {
     pub(crate) last_migrate: BTreeMap<(usize, bool), Timestamp>,
     /// Links whose drain completed (counted once).
     drained: BTreeSet<usize>,
+    /// Each node's key and the configuration, for [`Sim::restart`].
+    keys: Vec<[u8; 32]>,
+    config: Config,
 }
 
 /// Reject code the workload gives a second Query for a flow it already
@@ -88,9 +91,11 @@ impl Sim {
     pub fn try_new(seed: u64, n: usize, config: Config) -> Result<Sim, String> {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut nodes = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
         for _ in 0..n {
             let mut key = [0u8; 32];
             rng.fill_bytes(&mut key);
+            keys.push(key);
             let node_seed = rng.next_u64();
             nodes.push(make_node(
                 Identity::from_seed(key),
@@ -123,7 +128,31 @@ impl Sim {
             chunk: Vec::new(),
             last_migrate: BTreeMap::new(),
             drained: BTreeSet::new(),
+            keys,
+            config,
         })
+    }
+
+    /// Node `i` restarts: a new process with the same key (a new
+    /// incarnation, no state; `seed` drives it) replaces it. The old
+    /// process's transports go silent, as after a crashed host: nothing is
+    /// delivered and nothing closed, so its peers learn of the restart only
+    /// from the new process's handshake. Flows of the old process are not
+    /// followed any further.
+    pub fn restart(&mut self, i: usize, seed: u64) -> Result<(), String> {
+        let key = *self.keys.get(i).ok_or("no such node")?;
+        let now = self.now;
+        for l in self
+            .links
+            .iter_mut()
+            .filter(|l| l.alive && (l.a == i || l.b == i))
+        {
+            l.ab.apply(now, &crate::LinkChange::Partition);
+            l.ba.apply(now, &crate::LinkChange::Partition);
+        }
+        self.by_session.retain(|(n, _), _| *n != i);
+        self.nodes[i] = make_node(Identity::from_seed(key), self.config.clone(), seed)?;
+        Ok(())
     }
 
     /// Identity of node `i`.

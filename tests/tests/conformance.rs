@@ -97,6 +97,8 @@ pub trait TestNode: Send + Sync + 'static {
     fn kill_transport(&self, stream: StreamId) -> bool;
     /// Moves every session off `stream`, then closes it gracefully.
     fn drain_stream(&self, stream: StreamId) -> Result<usize, String>;
+    /// Shuts the node down (`shutdown()`): every peer gets a Goodbye.
+    fn shutdown(&self);
 }
 
 // ===== helpers ===============================================================
@@ -498,6 +500,56 @@ pub fn drain_mid_transfer<L: Driver, D: Driver>() {
     assert!(!b.streams_to(a.id()).contains(&from));
 }
 
+/// `shutdown()` at either end tells the other: its sessions end at once
+/// with `PeerShutdown` (not after `recovery_timeout`, 30 s here), the
+/// leaving node's with `Shutdown`, and every stream between them closes.
+pub fn shutdown_ends_sessions_at_once<L: Driver, D: Driver>() {
+    for dialer_leaves in [true, false] {
+        let seed = if dialer_leaves { 1100 } else { 1200 };
+        let (a, b, _) = pair::<L, D>(seed, 2);
+        let (sa, sb) = bulk_session(&a, &b);
+        // Data in flight both ways when the node leaves.
+        let _ = a.write_all(sa, data(seed, 1 << 20), false);
+        let _ = b.write_all(sb, data(seed + 1, 1 << 20), false);
+        let (leaving, ls, staying, ss): (&dyn TestNode, _, &dyn TestNode, _) = if dialer_leaves {
+            (&b, sb, &a, sa)
+        } else {
+            (&a, sa, &b, sb)
+        };
+        let t = Instant::now();
+        leaving.shutdown();
+        wait_event(staying, ss, "PeerShutdown where the peer stays", |e| {
+            matches!(
+                e,
+                Event::SessionClosed {
+                    reason: CloseReason::PeerShutdown,
+                    ..
+                }
+            )
+        });
+        let took = t.elapsed();
+        wait_event(leaving, ls, "Shutdown where the node leaves", |e| {
+            matches!(
+                e,
+                Event::SessionClosed {
+                    reason: CloseReason::Shutdown,
+                    ..
+                }
+            )
+        });
+        wait_until("no stream left", || {
+            staying.streams_to(leaving.id()).is_empty()
+                && leaving.streams_to(staying.id()).is_empty()
+        });
+        note!(
+            "{} left: the peer's session ended {took:.2?} after shutdown()",
+            if dialer_leaves { "dialer" } else { "listener" }
+        );
+        // Loopback: one one-way delay plus scheduling, far below 1 s.
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+}
+
 // ===== the matrix ============================================================
 
 /// One `#[test]` per (scenario, driver pair): `tokio_x` and `mio_x` run a
@@ -544,6 +596,10 @@ conformance! {
     drain_mid_transfer:
         tokio_drain_mid_transfer, mio_drain_mid_transfer,
         interop_tokio_dials_mio_drain_mid_transfer, interop_mio_dials_tokio_drain_mid_transfer;
+    shutdown_ends_sessions_at_once:
+        tokio_shutdown_ends_sessions_at_once, mio_shutdown_ends_sessions_at_once,
+        interop_tokio_dials_mio_shutdown_ends_sessions_at_once,
+        interop_mio_dials_tokio_shutdown_ends_sessions_at_once;
 }
 
 #[test]

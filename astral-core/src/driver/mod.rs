@@ -82,7 +82,7 @@ pub fn error_kind(reason: &CloseReason) -> io::ErrorKind {
         CloseReason::ResetByPeer | CloseReason::PeerRestarted | CloseReason::PeerShutdown => {
             io::ErrorKind::ConnectionReset
         }
-        CloseReason::ResetLocally => io::ErrorKind::ConnectionAborted,
+        CloseReason::ResetLocally | CloseReason::Shutdown => io::ErrorKind::ConnectionAborted,
         CloseReason::PeerUnreachable | CloseReason::RoutingTimeout => io::ErrorKind::TimedOut,
         CloseReason::Rejected(_) | CloseReason::RejectedLocally | CloseReason::Limit(_) => {
             io::ErrorKind::ConnectionRefused
@@ -102,9 +102,9 @@ pub fn io_error(reason: CloseReason) -> io::Error {
 /// the transport at once.
 ///
 /// The engine produces a stream's last frames before it reports the stream
-/// down: the second Drain of a drain, a local close. Those must reach the
-/// peer. A transport that failed, or a peer that stopped answering, gets
-/// nothing more.
+/// down: the second Drain of a drain, the Goodbye of a shutdown, a local
+/// close. Those must reach the peer. A transport that failed, a peer that
+/// stopped answering, or a peer that said Goodbye, gets nothing more.
 pub fn linger(reason: &StreamCloseReason) -> bool {
     matches!(
         reason,
@@ -114,6 +114,7 @@ pub fn linger(reason: &StreamCloseReason) -> bool {
             | StreamCloseReason::ProtocolError(_)
             | StreamCloseReason::DuplicateId
             | StreamCloseReason::SelfConnect
+            | StreamCloseReason::Shutdown
     )
 }
 
@@ -139,6 +140,7 @@ mod tests {
             ),
             (CloseReason::PeerShutdown, io::ErrorKind::ConnectionReset),
             (CloseReason::PeerRestarted, io::ErrorKind::ConnectionReset),
+            (CloseReason::Shutdown, io::ErrorKind::ConnectionAborted),
         ];
         for (reason, kind) in cases {
             let e = io_error(reason.clone());
@@ -154,6 +156,10 @@ mod tests {
     fn linger_only_where_the_engine_left_last_words() {
         assert!(linger(&StreamCloseReason::Drained));
         assert!(linger(&StreamCloseReason::Local));
+        // The Goodbye must reach the peer; the peer's own Goodbye needs no
+        // answer.
+        assert!(linger(&StreamCloseReason::Shutdown));
+        assert!(!linger(&StreamCloseReason::PeerShutdown));
         assert!(!linger(&StreamCloseReason::PingTimeout));
         assert!(!linger(&StreamCloseReason::TransportClosed("eof".into())));
     }

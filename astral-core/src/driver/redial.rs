@@ -267,6 +267,13 @@ impl<A: Clone> Redialer<A> {
         Some((id, dial.peer, dial.addr.clone()))
     }
 
+    /// Whether a dial of `peer` is remembered (connecting, carried by a
+    /// stream, or waiting for its next attempt): a stream to it may come
+    /// up without the application dialing again.
+    pub fn dialing(&self, peer: NodeId) -> bool {
+        self.dials.values().any(|d| d.peer == peer)
+    }
+
     /// Number of remembered dials (waiting, connecting or carried).
     pub fn len(&self) -> usize {
         self.dials.len()
@@ -306,6 +313,22 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn dialing_covers_every_state_of_a_remembered_dial() {
+        let mut r = Redialer::new(Some(Backoff::new(ms(100), ms(1000))));
+        let other = crate::Identity::from_seed([8; 32]).node_id();
+        assert!(!r.dialing(peer()));
+        let d = r.dial(peer(), "a");
+        assert!(r.dialing(peer()) && !r.dialing(other), "connecting");
+        r.attached(d, sid(1));
+        r.up(sid(1));
+        assert!(r.dialing(peer()), "carried");
+        r.stream_down(Timestamp::ZERO, sid(1), 0);
+        assert!(r.dialing(peer()), "waiting");
+        r.retire(d);
+        assert!(!r.dialing(peer()), "retired");
     }
 
     #[test]

@@ -188,6 +188,36 @@ impl<'a> SessionHandle<'a> {
         self.engine.maybe_finish(now, id);
     }
 
+    /// The application lets go of the session (its handle is dropped),
+    /// with the semantics of closing a socket: if bytes arrived that it
+    /// never read, the session is reset at once (the peer gets a Reset, as
+    /// TCP sends RST on close with unread data); otherwise it closes
+    /// gracefully (every byte written is still delivered, then a Fin), and
+    /// bytes that arrive afterwards reset it, so a peer still writing
+    /// learns that nobody reads (its writes fail with `ResetByPeer`). A
+    /// peer that only finishes its side closes the session gracefully.
+    ///
+    /// Use [`SessionHandle::close`] to keep discarding (and crediting)
+    /// incoming bytes instead.
+    pub fn release(self, now: Timestamp) {
+        let Some(s) = self.engine.sessions.get(self.id) else {
+            return;
+        };
+        if s.recv.buffered() > 0 {
+            self.reset(now);
+            return;
+        }
+        let id = self.id;
+        if let Some(s) = self.engine.sessions.get_mut(id) {
+            s.send.finish();
+            s.app.read_closed = true;
+            s.app.reset_on_data = true;
+        }
+        self.engine.schedule(id);
+        self.engine.schedule_ctrl(id);
+        self.engine.maybe_finish(now, id);
+    }
+
     /// Abort: the peer gets a Reset, unsent and unread bytes are dropped.
     pub fn reset(self, now: Timestamp) {
         let Some(s) = self.engine.sessions.get(self.id) else {

@@ -47,6 +47,9 @@ impl PeerEngine {
             return;
         };
         st.stats.bytes_in += data.len() as u64;
+        if !data.is_empty() {
+            st.liveness.on_bytes(now, st.stats.bytes_in);
+        }
         // Records are decrypted in place and their payloads handed on, so
         // the buffer's front is often shared: grow in large steps.
         if st.rx.capacity() - st.rx.len() < data.len() {
@@ -127,6 +130,9 @@ impl PeerEngine {
             return;
         };
         st.stats.bytes_in += data.len() as u64;
+        if !data.is_empty() {
+            st.liveness.on_bytes(now, st.stats.bytes_in);
+        }
         if st.rx.is_empty() {
             st.rx = data;
         } else {
@@ -142,6 +148,11 @@ impl PeerEngine {
             let Some(st) = self.streams.get_mut(stream) else {
                 return;
             };
+            if self.leaving {
+                // This node said Goodbye: nothing the peer sends matters.
+                st.rx.clear();
+                return;
+            }
             let record = match st.cipher.open_in_place(&mut st.rx) {
                 Ok(None) => return,
                 Ok(Some(record)) => record.freeze(),
@@ -151,9 +162,9 @@ impl PeerEngine {
                 }
             };
             st.stats.records_in += 1;
-            st.liveness.last_rx = now;
             let newly_confirmed = !st.confirmed;
             st.confirmed = true;
+            self.on_heard(now, stream);
             if newly_confirmed {
                 self.events.push_back(Event::StreamConfirmed { stream });
                 self.on_stream_usable(now);
@@ -161,6 +172,7 @@ impl PeerEngine {
             if !self.dispatch_record(now, stream, record) {
                 return;
             }
+            self.settle_silence(now, stream);
             let over = self
                 .streams
                 .get(stream)
@@ -227,7 +239,12 @@ impl PeerEngine {
                 session,
                 offset,
                 payload,
-            } => self.on_data(now, stream, session, offset, payload),
+            } => {
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.liveness.data_in_at = Some(now);
+                }
+                self.on_data(now, stream, session, offset, payload)
+            }
             Frame::Credit { session, consumed } => self.on_credit(now, stream, session, consumed),
             Frame::Window {
                 session,
@@ -244,7 +261,7 @@ impl PeerEngine {
                 session,
                 target,
                 epoch,
-            } => self.on_migrate_to(stream, session, target, epoch),
+            } => self.on_migrate_to(now, stream, session, target, epoch),
             Frame::Resume {
                 session,
                 received,
@@ -252,6 +269,7 @@ impl PeerEngine {
                 reply,
             } => self.on_resume(now, stream, session, received, consumed, reply),
             Frame::Drain => self.on_drain(now, stream),
+            Frame::Goodbye => self.on_goodbye(now, stream),
             Frame::Pin { session, pinned } => self.on_pin(session, pinned),
             Frame::Preference { tier, penalty_ms } => {
                 if let Some(st) = self.streams.get_mut(stream) {
@@ -274,9 +292,9 @@ impl PeerEngine {
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
-        if st.liveness.ping.is_some_and(|(n, _)| n == nonce) {
-            st.liveness.ping = None;
-        }
+        // Clears the liveness ping or probe it answers; the sample comes
+        // from the path meter (which knows what queued ahead of the ping).
+        let _ = st.liveness.take_pong(nonce, now);
         if let Some(m) = st.meter.on_pong(now, nonce, st.stats.bytes_in) {
             st.take_sample(now, m, true);
         }
@@ -456,8 +474,14 @@ impl PeerEngine {
                 let resent = before.saturating_sub(s.send.sent());
                 s.tx_since = s.tx_since.min(s.send.sent());
                 if matches!(s.phase, Phase::Recovering { .. }) {
-                    s.owed.resume = false;
                     self.on_resumed(id, resent);
+                }
+                // The querier may have taken an earlier answer on another
+                // stream (this Query is a late copy, e.g. from a suspect
+                // stream that came back): a Resume makes it follow us to
+                // where we answer (rule 5), so both sides end on one stream.
+                if let Some(s) = self.sessions.get_mut(id) {
+                    s.owed.resume = true;
                 }
                 self.rebind(id, Some(tx));
             }
@@ -523,6 +547,14 @@ impl PeerEngine {
         match apply(s) {
             Ok(FlowEffect::None) => {}
             Ok(FlowEffect::Readable) => {
+                if s.app.reset_on_data && s.recv.delivered() > s.recv.consumed() {
+                    // Nobody will read this (the handle was released): tell
+                    // the writer, as TCP answers data for a closed socket.
+                    let wire = s.wire;
+                    self.push_ctrl(Some(stream), Frame::Reset { session: wire });
+                    self.close(now, id, CloseReason::ResetLocally);
+                    return;
+                }
                 if s.app.read_closed {
                     // The application closed its read side: consume (and
                     // credit) whatever arrives so the peer can finish.

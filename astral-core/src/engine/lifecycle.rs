@@ -1,17 +1,18 @@
-//! Streams joining and leaving an engine, and their liveness timers.
+//! Streams joining and leaving an engine (their liveness is in
+//! `liveness.rs`).
 
 use bytes::BytesMut;
 use rand_core::RngCore;
 
+use super::liveness::Liveness;
 use super::sessions::Phase;
-use super::streams::{Liveness, LocalDrain, PeerStream, TokenBucket, TxQueues};
+use super::streams::{LocalDrain, PeerStream, TokenBucket, TxQueues};
 use super::PeerEngine;
 use crate::event::{CloseReason, Event, ProtocolViolation, StreamCloseReason};
 use crate::frame::Frame;
 use crate::noise::{Established, Features, RecordOpener, RecordSealer};
 use crate::path::PathMeter;
-use crate::stream::{Rtt, StreamPreference, StreamStats};
-use crate::timer::EngineTimer;
+use crate::stream::{StreamPreference, StreamStats};
 use crate::{EngineId, NodeId, StreamId, Timestamp};
 
 /// A stream whose handshake completed, on its way from the
@@ -114,7 +115,9 @@ impl PeerEngine {
             rx,
             ..
         } = new;
-        let refuse = if !est.features.contains(Features::EXTENDED_FRAMES) {
+        let refuse = if self.leaving {
+            Some(StreamCloseReason::Shutdown)
+        } else if !est.features.contains(Features::EXTENDED_FRAMES) {
             Some(StreamCloseReason::ProtocolError(
                 ProtocolViolation::NoExtendedFrames,
             ))
@@ -153,12 +156,7 @@ impl PeerEngine {
             tx,
             senders: 0,
             migrating_from: 0,
-            liveness: Liveness {
-                rtt: Rtt::default(),
-                ping: Some((nonce, now)),
-                next_ping: now + keepalive,
-                last_rx: now,
-            },
+            liveness: Liveness::new(now, nonce, keepalive),
             established_at: now,
             // The responder has read message 3, so its peer knows the
             // stream; the dialer learns the peer knows it from the first
@@ -166,6 +164,7 @@ impl PeerEngine {
             confirmed: !est.initiator,
             local_drain: LocalDrain::No,
             remote_drain: false,
+            leaving: None,
             stats: StreamStats::default(),
             resets: TokenBucket::new(now, per_sec),
             meter: PathMeter::new(now, self.shared.config.path_window),
@@ -173,7 +172,7 @@ impl PeerEngine {
             peer_preference: StreamPreference::NORMAL,
         });
         self.publish_stream_count();
-        self.timers.arm(now + keepalive, EngineTimer::Liveness(sid));
+        self.start_liveness(sid);
         self.events.push_back(Event::StreamUp {
             stream: sid,
             peer: self.peer,
@@ -197,8 +196,10 @@ impl PeerEngine {
     /// incarnations. Without a live stream the old incarnation's sessions
     /// cannot resume anywhere, so they end at once (`PeerRestarted`, no
     /// `recovery_timeout` wait); with live streams (a twin, or streams not
-    /// yet known dead) they go on, each stream is probed, and they end as
-    /// soon as the last of those streams is gone.
+    /// yet known dead) they go on, each stream is probed at once, a stream
+    /// whose probe stays unanswered for an RTO is closed (see
+    /// `liveness.rs`), and they end as soon as the last of those streams is
+    /// gone.
     pub fn handle_superseded(&mut self, now: Timestamp) {
         self.last_now = now;
         self.superseded = true;
@@ -206,13 +207,7 @@ impl PeerEngine {
             self.end_all(now, CloseReason::PeerRestarted);
             return;
         }
-        for st in self.streams.iter_mut() {
-            if st.liveness.ping.is_none() {
-                let nonce = self.rng.next_u64();
-                st.liveness.ping = Some((nonce, now));
-                st.tx.ctrl.push_back(Frame::Ping { nonce, pong: false });
-            }
-        }
+        self.probe_all(now);
     }
 
     /// Ends every session with `reason` and forgets closed ones.
@@ -263,36 +258,22 @@ impl PeerEngine {
                 return;
             }
         }
+        if self.leaving {
+            // Every session already ended with the shutdown.
+            return;
+        }
         self.on_stream_gone(now, stream.id, drained);
     }
 
-    /// A stream timer: keep-alive ping and the dead-stream check.
-    pub(super) fn on_liveness_timer(&mut self, now: Timestamp, id: StreamId) {
-        let keepalive = self.shared.config.keepalive_interval;
-        let dead = self.shared.config.dead_timeout;
-        let Some(st) = self.streams.get_mut(id) else {
-            return;
-        };
-        if now >= st.liveness.last_rx + dead {
-            self.kill_stream(now, id, StreamCloseReason::PingTimeout);
-            return;
-        }
-        if now >= st.liveness.next_ping {
-            let nonce = self.rng.next_u64();
-            st.liveness.ping = Some((nonce, now));
-            st.tx.ctrl.push_back(Frame::Ping { nonce, pong: false });
-            st.liveness.next_ping = now + keepalive;
-        }
-        let next = st.liveness.next_ping.min(st.liveness.last_rx + dead);
-        self.timers.arm(next, EngineTimer::Liveness(id));
-    }
-
-    /// A usable stream appeared (came up, or was confirmed): sessions that
-    /// lost (or never had) a sending stream take one, sessions parked on a
-    /// draining stream move to a usable one, and closed sessions re-announce
-    /// their final counts.
+    /// A usable stream appeared (came up, was confirmed, or was heard from
+    /// again after a suspicion): sessions that lost (or never had) a sending
+    /// stream take one, sessions parked on a draining stream move to a
+    /// usable one, sessions left on a suspect stream resume on it, and
+    /// closed sessions re-announce their final counts.
     pub(super) fn on_stream_usable(&mut self, now: Timestamp) {
-        let _ = now;
+        for suspect in self.suspects_with_senders() {
+            self.recover_off_suspect(now, suspect);
+        }
         self.announce_closed();
         // Orphans, and sessions parked on a draining stream. (A session on a
         // stream the peer has not confirmed yet is fine where it is.)

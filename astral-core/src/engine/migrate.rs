@@ -51,6 +51,9 @@ impl PeerEngine {
             // with it (issue 10, defect 1).
             return Err(MigrateError::TargetDraining);
         }
+        if t.is_suspect() {
+            return Err(MigrateError::TargetSuspect);
+        }
         self.on_migration_started(session, target);
         // The application chose where the session goes: automatic
         // placement at both ends leaves it there until it is unpinned or
@@ -142,19 +145,32 @@ impl PeerEngine {
     }
 
     /// A MigrateTo marker from the peer, on `stream`.
-    pub(super) fn on_migrate_to(&mut self, stream: StreamId, wire: u64, target: u64, epoch: u32) {
+    pub(super) fn on_migrate_to(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        wire: u64,
+        target: u64,
+        epoch: u32,
+    ) {
         let Some(id) = self.sessions.lookup(wire) else {
             return;
         };
         let local_wins_tie = self.local < self.peer;
         // Rule 3: a marker naming a stream we know is dead (or never knew)
         // is ignored; so is one naming a stream being drained (the peer
-        // moves off it when it sees the Drain, with a newer marker).
+        // moves off it when it sees the Drain, with a newer marker), or one
+        // we suspect (our probe on it went unanswered: it may be dead).
         let target = self
             .streams
             .by_wire(target)
-            .filter(|t| !t.is_draining())
+            .filter(|t| !t.is_draining() && !t.is_suspect())
             .map(|t| t.id);
+        if let Some(t) = target {
+            // The peer sends this session on the target from now on: what
+            // it queues there is ahead of its answers to us.
+            self.restart_silence(now, t);
+        }
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
@@ -367,7 +383,7 @@ impl PeerEngine {
         for st in self.streams.iter_mut().filter(|s| s.is_usable()) {
             if st.liveness.ping.is_none() {
                 let nonce = self.rng.next_u64();
-                st.liveness.ping = Some((nonce, now));
+                st.liveness.ping = Some(super::liveness::PingOut::new(nonce, now));
                 st.tx.ctrl.push_back(Frame::Ping { nonce, pong: false });
             }
         }

@@ -13,9 +13,11 @@ mod drain;
 mod handle;
 mod input;
 mod lifecycle;
+mod liveness;
 mod migrate;
 mod recovery;
 mod sessions;
+mod shutdown;
 mod streams;
 mod transitions;
 mod transmit;
@@ -56,6 +58,8 @@ pub struct PeerEngine {
     incarnation: Option<u64>,
     /// A newer incarnation of the peer exists.
     superseded: bool,
+    /// This node is shutting down (`shutdown.rs`).
+    leaving: bool,
     /// Established streams, shared with the endpoint (its dial limit counts
     /// them).
     stream_count: Arc<AtomicUsize>,
@@ -109,6 +113,7 @@ impl PeerEngine {
             local,
             incarnation: None,
             superseded: false,
+            leaving: false,
             stream_count,
             budget: PeerBudget::new(shared.clone()),
             shared,
@@ -223,6 +228,9 @@ impl PeerEngine {
     /// `routing_timeout` the session closes with `RoutingTimeout`.
     pub fn open_session(&mut self, now: Timestamp, query: &str) -> Result<SessionId, OpenError> {
         self.last_now = now;
+        if self.leaving {
+            return Err(OpenError::ShutDown);
+        }
         if query.len() > self.config().max_query_len {
             return Err(OpenError::QueryTooLong(query.len()));
         }
@@ -386,7 +394,7 @@ impl PeerEngine {
 
     /// Best stream for new traffic: a usable one chosen by the policy, else
     /// (last resort, so sessions never wait while a stream is up) any
-    /// stream that is not closing.
+    /// stream that is not closing, one that is not suspect first.
     fn best_stream(&mut self, exclude: Option<StreamId>) -> Option<StreamId> {
         let mut c = self.candidates();
         c.retain(|c| Some(c.id) != exclude);
@@ -395,7 +403,8 @@ impl PeerEngine {
         }
         self.streams
             .iter()
-            .find(|s| Some(s.id) != exclude && s.local_drain != streams::LocalDrain::Closing)
+            .filter(|s| Some(s.id) != exclude && s.local_drain != streams::LocalDrain::Closing)
+            .min_by_key(|s| s.is_suspect())
             .map(|s| s.id)
     }
 

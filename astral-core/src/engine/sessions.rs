@@ -125,6 +125,9 @@ pub(crate) struct AppSignals {
     pub write_blocked: bool,
     /// `close()` was called: incoming bytes are discarded (and credited).
     pub read_closed: bool,
+    /// `release()` was called: the application is gone, so new incoming
+    /// bytes reset the session (a socket closed with data still arriving).
+    pub reset_on_data: bool,
 }
 
 /// Membership of the scheduler's queues (each session is in a queue at

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use super::liveness::Liveness;
 use crate::frame::Frame;
 use crate::noise::{Features, RecordCipher};
 use crate::path::{Measured, PathMeter};
-use crate::stream::{Rtt, StreamInfo, StreamPreference, StreamState, StreamStats};
+use crate::stream::{StreamInfo, StreamPreference, StreamState, StreamStats};
 use crate::{EngineId, NodeId, SessionId, StreamId, Timestamp};
 
 /// Where a drain this node started stands.
@@ -27,17 +28,6 @@ pub(crate) enum LocalDrain {
     /// The barrier came back: the second Drain is queued and the stream
     /// closes once its output is flushed.
     Closing,
-}
-
-/// Liveness of one stream: pings, RTT, silence.
-#[derive(Debug)]
-pub(crate) struct Liveness {
-    pub rtt: Rtt,
-    /// The ping in flight: nonce and when it was sent.
-    pub ping: Option<(u64, Timestamp)>,
-    pub next_ping: Timestamp,
-    /// Last authenticated record from the peer.
-    pub last_rx: Timestamp,
 }
 
 /// A token bucket refilled once per second (Resets for unknown sessions).
@@ -121,6 +111,10 @@ pub(crate) struct PeerStream {
     pub local_drain: LocalDrain,
     /// The peer asked us to move off it.
     pub remote_drain: bool,
+    /// This node is shutting down: the Goodbye is queued and the stream
+    /// closes once it is flushed, or at this deadline if the transport
+    /// never takes it.
+    pub leaving: Option<Timestamp>,
     pub stats: StreamStats,
     pub resets: TokenBucket,
     /// RTT samples from credits and pings, path delay, rates.
@@ -131,14 +125,21 @@ pub(crate) struct PeerStream {
 }
 
 impl PeerStream {
-    /// Usable for new traffic: confirmed, and nobody is draining it.
+    /// Usable for new traffic: confirmed, nobody is draining it, and it is
+    /// not suspect.
     pub fn is_usable(&self) -> bool {
-        self.confirmed && !self.is_draining()
+        self.confirmed && !self.is_draining() && !self.is_suspect()
     }
 
-    /// Either side is draining it (or it is closing).
+    /// Its peer has not been heard for a probe's RTO (see `liveness.rs`).
+    pub fn is_suspect(&self) -> bool {
+        self.liveness.suspect_since.is_some()
+    }
+
+    /// Either side is draining it (or it is closing, or this node is
+    /// leaving).
     pub fn is_draining(&self) -> bool {
-        self.local_drain != LocalDrain::No || self.remote_drain
+        self.local_drain != LocalDrain::No || self.remote_drain || self.leaving.is_some()
     }
 
     /// Whether anything is queued for this stream.
@@ -155,7 +156,9 @@ impl PeerStream {
     /// Folds a round-trip sample into the estimates. A credit sample longer
     /// than the current RTO is left out: a receiver that read late, not the
     /// path (a ping, which the peer answers at once, always counts).
+    /// Every sample feeds the probe timeout's estimate (`liveness.rs`).
     pub fn take_sample(&mut self, now: Timestamp, m: Measured, from_ping: bool) {
+        self.liveness.silence.sample(m.rtt);
         let rtt = &mut self.liveness.rtt;
         if !from_ping && rtt.samples > 0 && m.rtt > rtt.rto(m.rtt) {
             return;
@@ -175,6 +178,7 @@ impl PeerStream {
             confirmed: self.confirmed,
             features: self.features,
             draining: self.is_draining(),
+            suspect: self.is_suspect(),
             rtt: self.liveness.rtt,
             preference: self.preference,
             peer_preference: self.peer_preference,

@@ -17,6 +17,12 @@ struct Link {
     to_a: BytesMut,
     to_b: BytesMut,
     alive: bool,
+    /// Bytes wait in the link and are not delivered (a path that went
+    /// silent without closing; TCP would retransmit them after a heal).
+    silent: bool,
+    /// The node at `b` is not the one that made this link (it restarted):
+    /// its stream handles mean something else now.
+    b_gone: bool,
 }
 
 /// Two nodes, `a` (lower id: it wins ties) and `b`.
@@ -67,6 +73,8 @@ impl Pair {
             to_a: BytesMut::new(),
             to_b: BytesMut::new(),
             alive: true,
+            silent: false,
+            b_gone: false,
         });
         self.settle();
         self.links.len() - 1
@@ -76,14 +84,16 @@ impl Pair {
     fn pull(&mut self) {
         for l in self.links.iter_mut().filter(|l| l.alive) {
             self.a.poll_transmit(self.now, l.a, &mut l.to_b, usize::MAX);
-            self.b.poll_transmit(self.now, l.b, &mut l.to_a, usize::MAX);
+            if !l.b_gone {
+                self.b.poll_transmit(self.now, l.b, &mut l.to_a, usize::MAX);
+            }
         }
     }
 
     /// Delivers what is in flight on link `i` towards `b` (or `a`).
     fn deliver(&mut self, i: usize, to_b: bool) {
         let l = &mut self.links[i];
-        if !l.alive {
+        if !l.alive || l.silent {
             return;
         }
         if to_b {
@@ -124,7 +134,7 @@ impl Pair {
             let busy = self
                 .links
                 .iter()
-                .any(|l| l.alive && (!l.to_a.is_empty() || !l.to_b.is_empty()));
+                .any(|l| l.alive && !l.silent && (!l.to_a.is_empty() || !l.to_b.is_empty()));
             for i in 0..self.links.len() {
                 self.deliver(i, true);
                 self.deliver(i, false);
@@ -458,6 +468,332 @@ fn a_restarted_peer_ends_old_sessions_at_once() {
         "{:?}",
         p.events_a
     );
+}
+
+/// Advances `p` in `step`s until `done` holds or `limit` passed; returns
+/// the time it took.
+fn run_until(
+    p: &mut Pair,
+    step: Duration,
+    limit: Duration,
+    mut done: impl FnMut(&Pair) -> bool,
+) -> Duration {
+    let start = p.now;
+    while !done(p) {
+        assert!(
+            p.now.saturating_duration_since(start) < limit,
+            "not within {limit:?}: a {:?} / b {:?}",
+            p.events_a,
+            p.events_b
+        );
+        p.advance(step);
+    }
+    p.now.saturating_duration_since(start)
+}
+
+fn suspected(events: &[Event], stream: StreamId) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::StreamSuspect { stream: s } if *s == stream))
+}
+
+#[test]
+fn a_silent_stream_becomes_suspect_and_its_sessions_resume_elsewhere() {
+    let mut p = Pair::new(config());
+    p.link();
+    p.link();
+    let (sa, sb) = p.session();
+    let data = pattern(20_000);
+    let mut sent = p.write_a(sa, &data[..1000]);
+    p.settle();
+    let mut got = p.read_b(sb);
+    let on = p.a.session_info(sa).unwrap().send_stream.unwrap();
+    let li = p.links.iter().position(|l| l.a == on).unwrap();
+    // The carrying path goes silent: nothing is closed, nothing arrives.
+    p.links[li].silent = true;
+    sent += p.write_a(sa, &data[sent..]);
+    p.pull();
+    // RTT ~0 here, so RTO is its 100 ms floor: probe at 100 ms, suspect at
+    // 200 ms plus the drain time of the unconfirmed 4 KiB window ahead of
+    // the probe at the 1 Mbit/s floor rate (33 ms), in 10 ms steps.
+    let took = run_until(
+        &mut p,
+        Duration::from_millis(10),
+        Duration::from_secs(1),
+        |p| suspected(&p.events_a, on),
+    );
+    assert!(took <= Duration::from_millis(250), "suspect after {took:?}");
+    let info = p.a.stream_info(on).unwrap();
+    assert!(info.suspect && !info.draining, "{info:?}");
+    assert_ne!(p.a.session_info(sa).unwrap().send_stream, Some(on));
+    // The data goes on over the other stream, exactly once.
+    for _ in 0..200 {
+        sent += p.write_a(sa, &data[sent..]);
+        p.settle();
+        got.extend(p.read_b(sb));
+        if got.len() == data.len() {
+            break;
+        }
+        p.advance(Duration::from_millis(10));
+    }
+    assert_eq!(got, data);
+    assert!(p.a.stream_info(on).is_some(), "kept until dead_timeout");
+    // The path heals: what waited in it arrives (duplicates, dropped by
+    // offset) and the stream is healthy again.
+    p.links[li].silent = false;
+    p.settle();
+    assert!(p
+        .events_a
+        .iter()
+        .any(|e| matches!(e, Event::StreamHealthy { stream } if *stream == on)));
+    assert!(!p.a.stream_info(on).unwrap().suspect);
+    assert!(p.read_b(sb).is_empty(), "nothing delivered twice");
+    assert_eq!(p.a.session_info(sa).unwrap().state, SessionState::Open);
+}
+
+#[test]
+fn a_receiver_that_only_granted_credit_waits_for_nothing() {
+    // Regression (sim_placement backup/pinned): the receiver's credit
+    // started its silence clock, so a sender that paused (or whose burst
+    // was still on the wire) made the receiver suspect a healthy stream.
+    let mut p = Pair::new(config());
+    p.link();
+    let (sa, sb) = p.session();
+    let on = p.b.session_info(sb).unwrap().send_stream.unwrap();
+    let li = p.links.iter().position(|l| l.b == on).unwrap();
+    let data = pattern(4096);
+    assert_eq!(p.write_a(sa, &data), data.len());
+    p.settle();
+    assert_eq!(p.read_b(sb), data);
+    // b's credit goes out; then the path towards b goes silent (a sender
+    // with nothing more to say looks the same to b).
+    p.settle();
+    p.links[li].silent = true;
+    for _ in 0..300 {
+        p.advance(Duration::from_millis(10));
+    }
+    assert!(
+        !suspected(&p.events_b, on),
+        "{:?}\n{:?}",
+        p.events_b,
+        p.events_a
+    );
+    // Its keep-alive ping is owed, though: once that is out (5 s) and
+    // unanswered, the stream is suspect.
+    let took = run_until(
+        &mut p,
+        Duration::from_millis(10),
+        Duration::from_secs(6),
+        |p| suspected(&p.events_b, on),
+    );
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+}
+
+#[test]
+fn a_lone_suspect_stream_keeps_its_sessions_until_it_comes_back() {
+    let mut p = Pair::new(config());
+    let l = p.link();
+    let (sa, sb) = p.session();
+    let on = p.links[l].a;
+    p.links[l].silent = true;
+    let data = pattern(3000);
+    assert_eq!(p.write_a(sa, &data), data.len());
+    p.pull();
+    run_until(
+        &mut p,
+        Duration::from_millis(10),
+        Duration::from_secs(1),
+        |p| suspected(&p.events_a, on),
+    );
+    // Nowhere better to go: the session stays, open, on its stream.
+    let info = p.a.session_info(sa).unwrap();
+    assert_eq!(info.send_stream, Some(on));
+    assert_eq!(info.state, SessionState::Open);
+    p.links[l].silent = false;
+    p.settle();
+    assert_eq!(p.read_b(sb), data);
+    assert!(!p.a.stream_info(on).unwrap().suspect);
+}
+
+#[test]
+fn sessions_left_on_a_suspect_stream_move_to_a_new_one() {
+    let mut p = Pair::new(config());
+    let l = p.link();
+    let (sa, sb) = p.session();
+    let on = p.links[l].a;
+    p.links[l].silent = true;
+    let data = pattern(3000);
+    p.write_a(sa, &data);
+    p.pull();
+    run_until(
+        &mut p,
+        Duration::from_millis(10),
+        Duration::from_secs(1),
+        |p| suspected(&p.events_a, on),
+    );
+    // A new stream comes up (the driver dialed again): the session resumes
+    // on it while the old one is still silent.
+    let fresh = p.link();
+    p.advance(Duration::from_millis(10));
+    assert_eq!(
+        p.a.session_info(sa).unwrap().send_stream,
+        Some(p.links[fresh].a)
+    );
+    assert_eq!(p.read_b(sb), data);
+}
+
+#[test]
+fn shutdown_says_goodbye_and_both_sides_end_at_once() {
+    let mut p = Pair::new(config());
+    p.link();
+    p.link();
+    let (sa, sb) = p.session();
+    p.write_a(sa, b"unsent at shutdown");
+    p.a.shutdown(p.now);
+    p.collect();
+    // Locally at once; the streams close once the Goodbye is pulled.
+    assert!(p.events_a.iter().any(|e| matches!(
+        e,
+        Event::SessionClosed { session, reason: CloseReason::Shutdown } if *session == sa
+    )));
+    p.settle();
+    assert!(p.events_b.iter().any(|e| matches!(
+        e,
+        Event::SessionClosed { session, reason: CloseReason::PeerShutdown } if *session == sb
+    )));
+    let downs = |events: &[Event], want: StreamCloseReason| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::StreamDown { reason, .. } if *reason == want))
+            .count()
+    };
+    assert_eq!(downs(&p.events_a, StreamCloseReason::Shutdown), 2);
+    assert_eq!(downs(&p.events_b, StreamCloseReason::PeerShutdown), 2);
+    assert_eq!(p.b.peer_count(), 0, "nothing left of the peer");
+    assert_eq!(p.a.peer_count(), 0);
+    assert_eq!(
+        p.a.open_session(p.now, p.b.local_id(), "q"),
+        Err(crate::OpenError::ShutDown)
+    );
+    assert_eq!(
+        p.a.connect(p.now, p.b.local_id()),
+        Err(crate::ConnectError::ShutDown)
+    );
+    assert!(p.a.is_shut_down());
+}
+
+#[test]
+fn a_shutdown_stream_that_takes_nothing_closes_after_the_flush_bound() {
+    let mut p = Pair::new(config());
+    let l = p.link();
+    p.session();
+    p.a.shutdown(p.now);
+    // The driver never pulls (a full socket): the core gives up after 2 s.
+    p.links[l].alive = false;
+    p.now += Duration::from_millis(1999);
+    p.a.handle_timeout(p.now);
+    p.collect();
+    assert!(p.a.stream_info(p.links[l].a).is_some());
+    p.now += Duration::from_millis(1);
+    p.a.handle_timeout(p.now);
+    p.collect();
+    assert!(p.events_a.iter().any(|e| matches!(
+        e,
+        Event::StreamDown {
+            reason: StreamCloseReason::Shutdown,
+            ..
+        }
+    )));
+    assert_eq!(p.a.peer_count(), 0);
+}
+
+#[test]
+fn a_restarted_peer_whose_old_stream_went_silent_ends_old_sessions_within_an_rto() {
+    let mut p = Pair::new(config());
+    let l = p.link();
+    let (sa, _) = p.session();
+    // b's process vanished without closing its transport; a new process
+    // with the same key connects.
+    p.links[l].silent = true;
+    p.links[l].b_gone = true;
+    let ib = [[1; 32], [2; 32]]
+        .into_iter()
+        .map(Identity::from_seed)
+        .find(|i| i.node_id() == p.b.local_id())
+        .unwrap();
+    p.b = Node::new(ib, config(), 99).unwrap();
+    p.link();
+    let took = run_until(
+        &mut p,
+        Duration::from_millis(10),
+        Duration::from_secs(1),
+        |p| {
+            p.events_a.iter().any(|e| matches!(
+            e,
+            Event::SessionClosed { session, reason: CloseReason::PeerRestarted } if *session == sa
+        ))
+        },
+    );
+    // RTO is 100 ms here (its floor).
+    assert!(took <= Duration::from_millis(110), "{took:?}");
+    assert!(p.a.stream_info(p.links[l].a).is_none());
+}
+
+fn closed_with(events: &[Event], id: SessionId) -> Option<CloseReason> {
+    events.iter().find_map(|e| match e {
+        Event::SessionClosed { session, reason } if *session == id => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn releasing_a_session_with_unread_bytes_resets_it() {
+    let mut p = Pair::new(config());
+    p.link();
+    let (sa, sb) = p.session();
+    p.write_a(sa, b"never read");
+    p.settle();
+    p.b.session(sb).unwrap().release(p.now);
+    p.settle();
+    assert_eq!(
+        closed_with(&p.events_b, sb),
+        Some(CloseReason::ResetLocally)
+    );
+    assert_eq!(closed_with(&p.events_a, sa), Some(CloseReason::ResetByPeer));
+}
+
+#[test]
+fn a_writer_to_a_released_session_learns_it() {
+    let mut p = Pair::new(config());
+    p.link();
+    let (sa, sb) = p.session();
+    p.b.session(sb).unwrap().write(b"bye").unwrap();
+    p.b.session(sb).unwrap().release(p.now);
+    p.settle();
+    // b's bytes and Fin arrive; a keeps writing: b resets.
+    assert!(closed_with(&p.events_a, sa).is_none());
+    p.write_a(sa, b"anyone there?");
+    p.settle();
+    assert_eq!(closed_with(&p.events_a, sa), Some(CloseReason::ResetByPeer));
+}
+
+#[test]
+fn a_released_session_whose_peer_only_finishes_closes_gracefully() {
+    let mut p = Pair::new(config());
+    p.link();
+    let (sa, sb) = p.session();
+    p.b.session(sb).unwrap().write(b"reply").unwrap();
+    p.b.session(sb).unwrap().release(p.now);
+    p.settle();
+    let mut buf = [0u8; 16];
+    let n = p.a.session(sa).unwrap().read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"reply");
+    assert_eq!(p.a.session(sa).unwrap().read(&mut buf).unwrap(), 0);
+    p.a.session(sa).unwrap().finish();
+    p.settle();
+    p.advance(Duration::from_millis(50));
+    assert_eq!(closed_with(&p.events_a, sa), Some(CloseReason::Graceful));
+    assert_eq!(closed_with(&p.events_b, sb), Some(CloseReason::Graceful));
 }
 
 /// Moves the clock without firing timers (no pings), so that a test

@@ -51,6 +51,13 @@ impl PeerEngine {
         s.phase = Phase::Open;
         s.owed.query = false;
         s.send.set_peer_window(buffer);
+        // The Response came on another stream than our latest Query (we sent
+        // it again after a stream died or became suspect, and the first one
+        // was answered late): the responder may be bound to either. A Resume
+        // makes it follow us here (rule 5), so both sides agree.
+        if s.tx != Some(stream) {
+            s.owed.resume = true;
+        }
         self.events.push_back(Event::SessionOpen { session: id });
         // Send where the responder answered: both sides agree from the start.
         self.rebind(id, Some(stream));
@@ -296,7 +303,9 @@ impl PeerEngine {
             CloseReason::PeerUnreachable => Transition::RecoveryTimedOut,
             CloseReason::ResetByPeer => Transition::ResetByPeer,
             CloseReason::ProtocolError(_) => Transition::Violated,
-            CloseReason::ResetLocally | CloseReason::Limit(_) => Transition::ResetLocally,
+            CloseReason::ResetLocally | CloseReason::Limit(_) | CloseReason::Shutdown => {
+                Transition::ResetLocally
+            }
             CloseReason::PeerRestarted | CloseReason::PeerShutdown => Transition::PeerGone,
         };
         if !self.allowed(id, t) {

@@ -97,7 +97,11 @@ impl PeerEngine {
         let n = out.len() - start;
         if let Some(st) = self.streams.get_mut(stream) {
             st.stats.bytes_out += n as u64;
-            if st.local_drain == LocalDrain::Closing && !st.has_output() {
+            if st.leaving.is_some() && !st.has_output() {
+                // The Goodbye is out (in `out`): the driver flushes it and
+                // closes the transport (`driver::linger`).
+                self.kill_stream(now, stream, StreamCloseReason::Shutdown);
+            } else if st.local_drain == LocalDrain::Closing && !st.has_output() {
                 self.kill_stream(now, stream, StreamCloseReason::Drained);
             }
         }
@@ -116,6 +120,11 @@ impl PeerEngine {
         let header = RecordCipher::begin_record(out);
         let body = out.len();
         let mut frames = 0u64;
+        // Whether the record asks the peer for something (session data or
+        // its Fin, a ping, a Query, a Resume): only such a record starts the
+        // stream's silence clock (`liveness.rs`). Credit, pongs, answers and
+        // markers ask for nothing.
+        let mut asks = false;
         let mut finished: smallvec::SmallVec<[SessionId; 4]> = smallvec::SmallVec::new();
         // What the path meter logs of this record: the ping it carries, and
         // the last session data in it that was never sent before (Karn:
@@ -131,6 +140,11 @@ impl PeerEngine {
                 }
                 if let Some(f) = st.tx.ctrl.pop_front() {
                     if let Frame::Ping { nonce, pong: false } = f {
+                        asks = true;
+                        // The probe waits behind what we handed over
+                        // before it and the peer has not confirmed.
+                        let behind = st.meter.queueing_ahead(now);
+                        st.liveness.on_ping_sent(nonce, now, behind);
                         ping = Some(nonce);
                     }
                     // Frames we build always fit the wire format.
@@ -178,7 +192,9 @@ impl PeerEngine {
             let Some(s) = self.sessions.get_mut(id) else {
                 continue;
             };
-            frames += encode_session_control(s, out);
+            let (n, asked) = encode_session_control(s, out);
+            frames += n;
+            asks |= asked;
             if s.is_done() {
                 finished.push(id);
             }
@@ -215,6 +231,7 @@ impl PeerEngine {
                 encode_data_at_header(out, s.wire, offset, payload.len() as u16);
                 out.extend_from_slice(&payload);
                 frames += 1;
+                asks = true;
             }
             if s.send.fin_due() && (out.len() - body) + size::FIN <= MAX {
                 let offset = s.send.take_fin();
@@ -224,6 +241,7 @@ impl PeerEngine {
                 }
                 .encode(out);
                 frames += 1;
+                asks = true;
             }
             if s.send.has_output() {
                 s.queued.data = true;
@@ -255,20 +273,24 @@ impl PeerEngine {
         st.stats.records_out += 1;
         let len = out.len() - header;
         st.meter.on_record(now, len, st.stats.bytes_in, fresh, ping);
+        self.after_record_sent(now, stream, asks, ping);
         true
     }
 }
 
 /// Encodes the control frames session `s` owes (Query, Response, Resume,
-/// credit, Pin) into `out`; returns how many. `out` has room for the worst case.
+/// credit, Pin) into `out`; returns how many, and whether one of them asks
+/// the peer for an answer (a Query or a Resume that is not a reply). `out`
+/// has room for the worst case.
 ///
 /// Credit: a Credit when the grant is the session's base window from the
 /// consumed count (what a Credit implies), a Window otherwise. After a
 /// Query, Response or Resume (which imply only the base window), a Window
 /// restates the limit if an earlier grant went further: a grant that died
 /// with a stream is never lost for good.
-fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> u64 {
+fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> (u64, bool) {
     let mut frames = 0;
+    let mut asks = false;
     s.queued.ctrl = false;
     let wire = s.wire;
     // The limit the peer can infer from the frames written so far.
@@ -283,6 +305,7 @@ fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> u64 {
             }
             .encode(out);
             frames += 1;
+            asks = true;
             implied = Some(u64::from(s.recv.base()));
         }
     }
@@ -313,6 +336,7 @@ fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> u64 {
         }
         .encode(out);
         frames += 1;
+        asks |= !reply;
         implied = Some(consumed + u64::from(s.recv.base()));
         if reply && s.owed.credit {
             // We moved onto this stream: a flow frame tells the peer where
@@ -362,5 +386,5 @@ fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> u64 {
         .encode(out);
         frames += 1;
     }
-    frames
+    (frames, asks)
 }

@@ -141,7 +141,14 @@ pub fn all(scale: u8, known: KnownDefects) -> Vec<Scenario> {
                 ..Coverage::default()
             }),
         )
-        .with_floor(19000),
+        // 5939 states with suspect streams (issue 12), 19000+ before: a
+        // half-open stream with data or a ping in flight is now suspect
+        // after two RTOs (probe, then suspicion) and its session resumes on
+        // the other stream at once, so time passing reaches the recovered
+        // end states in far fewer steps than through the 20 s ping
+        // timeout. Same coverage (recovered, all graceful), no
+        // counterexample. Floor at about two thirds of the measured count.
+        .with_floor(4000),
         scenario(
             "two sessions: reset, early finish, close and a death",
             2,

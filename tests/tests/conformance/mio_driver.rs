@@ -355,4 +355,8 @@ impl TestNode for Node {
         self.call(move |n, _| n.drain_stream(stream))
             .map_err(|e| e.to_string())
     }
+
+    fn shutdown(&self) {
+        self.call(move |n, _| n.shutdown());
+    }
 }

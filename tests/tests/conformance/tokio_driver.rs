@@ -273,4 +273,9 @@ impl TestNode for Node {
         let _guard = self.rt().enter();
         self.node.drain_stream(stream).map_err(|e| e.to_string())
     }
+
+    fn shutdown(&self) {
+        let _guard = self.rt().enter();
+        self.node.shutdown();
+    }
 }

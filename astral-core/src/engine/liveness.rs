@@ -1,0 +1,741 @@
+//! Liveness of established streams (design §6 and §13): keep-alive pings
+//! and the round-trip samples they give, suspicion of a stream whose path
+//! went silent, its return, and its death.
+//!
+//! **What a stream waits for.** A stream is silent only for the side that
+//! waits for something from the peer on it: the answer to its own ping or
+//! probe that left, or the confirmation (a credit or pong covering it) of
+//! a record it sent that asks for one: session data or a Fin, a Query, a
+//! Resume that is not a reply. Credit, pongs, Responses, Resume replies,
+//! markers and the other control frames ask for nothing, so the receiver
+//! of a transfer, which only grants credit, waits for nothing unless its
+//! own keep-alive ping is out. The clock (`awaiting_since`) starts when the
+//! first such record is handed over, and *every* authenticated record on
+//! the stream restarts it while something is still owed (and stops it when
+//! nothing is): a stream on which the peer is heard is not silent, however
+//! long its own answers take behind the peer's data. Nothing the peer
+//! sends on *another* stream counts: a session's credit may come back on
+//! any stream, so only a record on the stream itself proves that its path
+//! works, and the probe (a Ping, which the peer answers at once on the same
+//! stream) is what asks for one.
+//!
+//! **Suspicion.** With `RTO = Rtt::rto()` (RFC 6298: `srtt + 4·rttvar`,
+//! floored at 100 ms, capped at 60 s) over *every* round-trip sample of the
+//! stream (`Liveness::silence`: pongs and credit, including the long credit
+//! samples the reported RTT leaves out, so the queueing delay of a saturated
+//! stream raises it):
+//!
+//! 1. awaiting for one RTO and nothing heard: a probe goes out;
+//! 2. the probe handed to the transport one RTO ago (plus the time our own
+//!    unconfirmed output ahead of it takes to drain at the measured delivery
+//!    rate, `PathMeter::queueing_ahead`: a saturated stream's probe waits
+//!    behind its queue) and still nothing heard: the stream is *suspect* (`Event::StreamSuspect`). If another
+//!    usable stream to the peer exists, every session runs the recovery
+//!    rules against the suspect stream at once, as if it had died
+//!    (`recovery.rs`): the sessions sending on it resume elsewhere with a
+//!    Resume exchange, so what was sent on the suspect stream is resent
+//!    exactly once by offset. Otherwise they stay: there is nowhere better,
+//!    and they move as soon as a usable stream appears;
+//!    When the peer's MigrateTo marker (on another stream) moves a session
+//!    onto the stream, a silence under way there starts again: the peer's
+//!    answers now wait behind the backlog it queues there;
+//! 3. any authenticated record on the stream clears the suspicion
+//!    (`Event::StreamHealthy`); sessions that moved stay where they are;
+//! 4. nothing heard for `dead_timeout`: the stream is closed
+//!    (`PingTimeout`), as before.
+//!
+//! The clocks start when records are *handed to the driver*
+//! (`poll_transmit`), never when they are queued, so a transport that
+//! pushes back (a full socket) does not look like a silent path. A stream
+//! without an RTT sample yet (its first ping unanswered) is never suspected:
+//! its RTO would be a guess, and a slow path (Tor: 0.5–3 s) would be
+//! suspected falsely. On a path with jitter the `4·rttvar` term keeps two
+//! RTOs well above the slowest round trip (see `docs/MIGRATION.md` for the
+//! simulated ten minutes at 2 s ± 50 %).
+//!
+//! **Superseded engines.** When the peer came back with a new incarnation
+//! (`handle_superseded`), the old incarnation's streams are probed at once;
+//! one that stays silent for an RTO after its probe belonged to the process
+//! that is gone and is closed at once instead of becoming suspect, so its
+//! sessions end about one RTO after the new handshake.
+//!
+//! **Timers.** Each stream keeps the earliest deadline it has in the
+//! engine's timer table (`armed`); a new deadline is inserted only when it
+//! is earlier, so a busy stream costs about one timer entry per RTO, not
+//! one per record.
+
+use std::time::Duration;
+
+use rand_core::RngCore;
+
+use super::PeerEngine;
+use crate::event::{Event, StreamCloseReason};
+use crate::frame::Frame;
+use crate::path::{drain_time, WindowedMax, MIN_RATE};
+use crate::stream::Rtt;
+use crate::timer::EngineTimer;
+use crate::{StreamId, Timestamp};
+
+/// A ping this side queued whose pong has not come back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PingOut {
+    pub nonce: u64,
+    /// When it was queued.
+    pub queued: Timestamp,
+    /// When it was built into a record (handed to the driver).
+    pub sent: Option<Timestamp>,
+    /// How long the answer can wait behind queued bytes: our own output
+    /// handed over before it and not yet confirmed by the peer, drained at
+    /// our measured delivery rate (`PathMeter::queueing_ahead`), plus the
+    /// peer's data we granted and it may have queued ahead of its answer
+    /// (`PeerEngine::peer_queue`). The answer cannot come sooner, so the
+    /// suspicion waits that much longer.
+    pub behind: Duration,
+    /// Output position just after the record that carried it: its answer
+    /// confirms everything before.
+    pub pos: u64,
+}
+
+impl PingOut {
+    pub(crate) fn new(nonce: u64, now: Timestamp) -> PingOut {
+        PingOut {
+            nonce,
+            queued: now,
+            sent: None,
+            behind: Duration::ZERO,
+            pos: u64::MAX,
+        }
+    }
+
+    /// When it left, or was queued if it has not left yet.
+    fn since(&self) -> Timestamp {
+        self.sent.unwrap_or(self.queued)
+    }
+}
+
+/// Liveness of one stream: pings, RTT, silence, suspicion.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    pub rtt: Rtt,
+    /// The estimate the probe timeout uses: every round-trip sample, credit
+    /// samples longer than the RTO included. `rtt` leaves those out (a
+    /// receiver that read late is not the path), but on a saturated stream
+    /// they are the queueing delay every record of ours, the probe too,
+    /// waits behind, and a timeout that ignores it suspects a healthy
+    /// stream.
+    pub silence: Rtt,
+    /// The keep-alive (or first) ping in flight. One at a time: the
+    /// transport is reliable and ordered, so every ping is answered in
+    /// turn, and a second one would only measure the same queue.
+    pub ping: Option<PingOut>,
+    /// The latest probe (a ping sent because the stream went silent).
+    pub probe: Option<PingOut>,
+    /// The probe a newer one replaced while it was out: its answer still
+    /// confirms what was sent before it.
+    pub stale: Option<PingOut>,
+    /// Output position the peer confirmed by answering a ping.
+    pub confirmed: u64,
+    /// When session data of the peer last arrived on the stream.
+    pub data_in_at: Option<Timestamp>,
+    /// Incoming byte rate: bytes received since `rx_mark`, measured over
+    /// intervals of at least [`RX_RATE_INTERVAL`], best of the last
+    /// [`RX_RATE_WINDOW`].
+    rx_rate: WindowedMax,
+    rx_mark: (Timestamp, u64),
+    /// When the next keep-alive ping is due.
+    pub next_ping: Timestamp,
+    /// Last authenticated record from the peer.
+    pub last_rx: Timestamp,
+    /// Since when this side waits for the peer on this stream with nothing
+    /// heard: set when a record that asks for something is handed over and
+    /// nothing was awaited, restarted by every authenticated record while
+    /// something is still owed (`owed`), cleared when nothing is.
+    pub awaiting_since: Option<Timestamp>,
+    /// Output position (`PathMeter::position`) just after the last record
+    /// that asked for something: owed until the peer confirms it.
+    pub asked_upto: u64,
+    /// When the stream became suspect.
+    pub suspect_since: Option<Timestamp>,
+    /// Earliest liveness timer entry known to be pending for this stream.
+    armed: Timestamp,
+}
+
+impl Liveness {
+    /// A stream that just came up, with its first ping (`nonce`) queued.
+    pub fn new(now: Timestamp, nonce: u64, keepalive: Duration) -> Liveness {
+        Liveness {
+            rtt: Rtt::default(),
+            silence: Rtt::default(),
+            ping: Some(PingOut::new(nonce, now)),
+            probe: None,
+            stale: None,
+            confirmed: 0,
+            data_in_at: None,
+            rx_rate: WindowedMax::default(),
+            rx_mark: (now, 0),
+            next_ping: now + keepalive,
+            last_rx: now,
+            awaiting_since: None,
+            asked_upto: 0,
+            suspect_since: None,
+            armed: Timestamp::MAX,
+        }
+    }
+
+    /// Whether the peer owes this side something on this stream: an answer
+    /// to a ping or probe that left, or the confirmation of output that
+    /// asked for one (`delivered`: the position the peer confirmed).
+    fn owed(&self, delivered: u64) -> bool {
+        let left = |p: &Option<PingOut>| p.is_some_and(|p| p.sent.is_some());
+        left(&self.ping) || left(&self.probe) || self.asked_upto > delivered.max(self.confirmed)
+    }
+
+    /// The incoming byte rate measured on the stream (none before a whole
+    /// interval of input).
+    pub fn rx_rate(&self, now: Timestamp) -> Option<u64> {
+        self.rx_rate.get(now, RX_RATE_WINDOW)
+    }
+
+    /// Ciphertext arrived on the stream at `now` (perhaps only part of a
+    /// record): the path delivers, so a silence under way starts again.
+    /// It does not clear a suspicion nor count as hearing the peer
+    /// (`last_rx`): only an authenticated record does that, and bytes that
+    /// are not the peer's fail authentication and close the stream.
+    /// `bytes_in`: the stream's received total, these bytes included.
+    pub fn on_bytes(&mut self, now: Timestamp, bytes_in: u64) {
+        let (at, mark) = self.rx_mark;
+        let interval = now.saturating_duration_since(at);
+        if interval >= RX_RATE_INTERVAL {
+            let ns = u64::try_from(interval.as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let rate = u128::from(bytes_in.saturating_sub(mark)) * 1_000_000_000 / u128::from(ns);
+            let rate = u64::try_from(rate).unwrap_or(u64::MAX);
+            self.rx_rate.update(now, rate, RX_RATE_WINDOW);
+            self.rx_mark = (now, bytes_in);
+        }
+        if self.suspect_since.is_none() {
+            if let Some(since) = self.awaiting_since.as_mut() {
+                *since = now;
+            }
+        }
+    }
+
+    /// The probe timeout, once the stream has an RTT sample.
+    fn rto(&self) -> Option<Duration> {
+        (self.silence.samples > 0).then(|| self.silence.rto(Duration::ZERO))
+    }
+
+    /// The probe sent (or queued) for the current silence, if any.
+    fn current_probe(&self) -> Option<PingOut> {
+        let since = self.awaiting_since?;
+        self.probe.filter(|p| p.since() >= since)
+    }
+
+    /// The next moment something is due: a keep-alive ping, a probe, the
+    /// suspicion check, death, or the end of a shutdown's flush.
+    fn next_deadline(&self, dead: Duration, leaving: Option<Timestamp>) -> Timestamp {
+        let mut next = self.next_ping.min(self.last_rx + dead);
+        if let Some(d) = leaving {
+            next = next.min(d);
+        }
+        if let (Some(rto), Some(since)) = (self.rto(), self.awaiting_since) {
+            match self.current_probe() {
+                None => next = next.min(since + rto),
+                Some(p) if self.suspect_since.is_none() => {
+                    next = next.min(p.since() + rto + p.behind);
+                }
+                Some(_) => {}
+            }
+        }
+        next
+    }
+
+    /// A Ping with `nonce` was just built into a record.
+    /// `behind`: the drain time of our unconfirmed output ahead of it (the
+    /// peer's queue is added when the record is complete: `on_ping_record`).
+    pub fn on_ping_sent(&mut self, nonce: u64, now: Timestamp, behind: Duration) {
+        for p in [&mut self.ping, &mut self.probe].into_iter().flatten() {
+            if p.nonce == nonce && p.sent.is_none() {
+                p.sent = Some(now);
+                p.behind = behind;
+            }
+        }
+    }
+
+    /// The record carrying ping `nonce` ended at output position `pos`;
+    /// the peer's data queued ahead of its answer drains in `peer`.
+    fn on_ping_record(&mut self, nonce: u64, pos: u64, peer: Duration) {
+        for p in [&mut self.ping, &mut self.probe].into_iter().flatten() {
+            if p.nonce == nonce && p.pos == u64::MAX {
+                p.pos = pos;
+                p.behind += peer;
+            }
+        }
+    }
+
+    /// A pong with `nonce` arrived: the round trip of the ping it answers,
+    /// if it answers one of ours.
+    pub fn take_pong(&mut self, nonce: u64, now: Timestamp) -> Option<Duration> {
+        for slot in [&mut self.ping, &mut self.probe, &mut self.stale] {
+            if let Some(p) = slot.filter(|p| p.nonce == nonce) {
+                *slot = None;
+                if p.pos != u64::MAX {
+                    self.confirmed = self.confirmed.max(p.pos);
+                }
+                return Some(now.saturating_duration_since(p.since()));
+            }
+        }
+        None
+    }
+}
+
+/// How long a shutting-down stream may take to flush its Goodbye before it
+/// is closed anyway (a transport that takes nothing, e.g. a blackholed
+/// path with a full socket buffer).
+pub(crate) const GOODBYE_FLUSH: Duration = Duration::from_secs(2);
+
+/// The incoming rate is measured over intervals at least this long: a
+/// transport hands bytes over in bursts, and a burst read just after the
+/// previous one would look like any rate at all.
+const RX_RATE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a measured incoming rate is remembered.
+const RX_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// The peer's data counts as queued ahead of its answers only while it is
+/// sending on the stream: session data arrived within this long (or two
+/// smoothed round trips, if longer).
+const PEER_SENDING: Duration = Duration::from_secs(1);
+
+impl PeerEngine {
+    /// Arms `stream`'s liveness timer at `at` unless an entry at least as
+    /// early is pending.
+    fn ensure_liveness_timer(&mut self, stream: StreamId, at: Timestamp) {
+        let Some(st) = self.streams.get_mut(stream) else {
+            return;
+        };
+        if at < st.liveness.armed {
+            st.liveness.armed = at;
+            self.timers.arm(at, EngineTimer::Liveness(stream));
+        }
+    }
+
+    /// Arms the liveness timer of a stream that just came up.
+    pub(super) fn start_liveness(&mut self, stream: StreamId) {
+        let dead = self.shared.config.dead_timeout;
+        if let Some(st) = self.streams.get(stream) {
+            let next = st.liveness.next_deadline(dead, st.leaving);
+            self.ensure_liveness_timer(stream, next);
+        }
+    }
+
+    /// An authenticated record arrived on `stream`: the path works (in
+    /// this direction at least), so the silence is over and a suspicion is
+    /// cleared.
+    pub(super) fn on_heard(&mut self, now: Timestamp, stream: StreamId) {
+        let Some(st) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let l = &mut st.liveness;
+        l.last_rx = now;
+        if l.suspect_since.take().is_some() {
+            self.events.push_back(Event::StreamHealthy { stream });
+            self.on_stream_usable(now);
+        }
+    }
+
+    /// The record heard on `stream` was dispatched: the silence clock
+    /// starts again from now if the peer still owes something, and stops
+    /// if it owes nothing (a receiver that only granted credit waits for
+    /// nothing).
+    pub(super) fn settle_silence(&mut self, now: Timestamp, stream: StreamId) {
+        let Some(st) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let delivered = st.meter.delivered();
+        let l = &mut st.liveness;
+        l.awaiting_since = l.owed(delivered).then_some(now);
+        self.start_liveness(stream);
+    }
+
+    /// The peer just moved a session's sending onto `stream` (its MigrateTo
+    /// marker arrived on another stream): its answers to what we sent there
+    /// now wait behind the backlog it queues there, so a silence under way
+    /// starts again from now (the earlier probe no longer counts; a new one
+    /// goes out one RTO later, and waits for that backlog: `peer_queue`).
+    pub(super) fn restart_silence(&mut self, now: Timestamp, stream: StreamId) {
+        if let Some(st) = self.streams.get_mut(stream) {
+            let l = &mut st.liveness;
+            if l.suspect_since.is_none() && l.awaiting_since.is_some() {
+                l.awaiting_since = Some(now);
+            }
+        }
+        self.start_liveness(stream);
+    }
+
+    /// A record was handed to the driver on `stream`; `asks` unless it held
+    /// only pongs. Starts the silence clock and arms the probe timer.
+    /// `ping`: the nonce of the ping it carried, if any.
+    pub(super) fn after_record_sent(
+        &mut self,
+        now: Timestamp,
+        stream: StreamId,
+        asks: bool,
+        ping: Option<u64>,
+    ) {
+        let dead = self.shared.config.dead_timeout;
+        let peer = match ping {
+            Some(_) => self.peer_queue(now, stream),
+            None => Duration::ZERO,
+        };
+        let Some(st) = self.streams.get_mut(stream) else {
+            return;
+        };
+        if let Some(nonce) = ping {
+            let pos = st.meter.position();
+            st.liveness.on_ping_record(nonce, pos, peer);
+        }
+        if asks {
+            st.liveness.asked_upto = st.meter.position();
+            st.liveness.awaiting_since.get_or_insert(now);
+        }
+        let next = st.liveness.next_deadline(dead, st.leaving);
+        if next < st.liveness.armed {
+            self.ensure_liveness_timer(stream, next);
+        }
+    }
+
+    /// How long the peer's data that may be queued ahead of its answer on
+    /// `stream` takes to arrive. While the peer sends session data (on any
+    /// stream: a session it moves sends on the new stream before its
+    /// marker reaches us on the old one), every byte we granted and have
+    /// not received may be queued ahead of its answer, and a transport may
+    /// hand that queue over in one burst, so hearing nothing for that long
+    /// says nothing about the path. Drained at the incoming rate measured
+    /// on the stream (at least 1 Mbit/s). A receiver's ping waits behind
+    /// the sender's queue as the sender's waits behind its own
+    /// (`PathMeter::queueing_ahead`). The sender of a one-way transfer
+    /// receives no data, so its suspicion is not delayed.
+    ///
+    /// Not for a superseded engine (the peer came back with a new
+    /// incarnation): its streams lead to the old process, and one that is
+    /// still alive (a twin sharing the key) proves it with every byte it
+    /// sends, which restarts the silence; a dead one sends nothing, and
+    /// its sessions should end within an RTO of the new handshake.
+    pub(super) fn peer_queue(&self, now: Timestamp, stream: StreamId) -> Duration {
+        let Some(st) = self.streams.get(stream).filter(|_| !self.superseded) else {
+            return Duration::ZERO;
+        };
+        let recent = PEER_SENDING.max(st.liveness.rtt.srtt * 2);
+        let sending = self.streams.iter().any(|o| {
+            o.liveness
+                .data_in_at
+                .is_some_and(|t| now.saturating_duration_since(t) <= recent)
+        });
+        if !sending {
+            return Duration::ZERO;
+        }
+        let granted: u64 = self
+            .sessions
+            .iter()
+            .map(|(_, s)| s.recv.may_still_arrive())
+            .fold(0u64, u64::saturating_add);
+        let rate = st.liveness.rx_rate(now).unwrap_or(0).max(MIN_RATE);
+        drain_time(granted, rate)
+    }
+
+    /// Queues a probe on `stream` now (a ping with a fresh nonce). Until
+    /// the transport takes it, it counts from now and waits for what is
+    /// queued ahead of it now: a transport that takes nothing for that long
+    /// while nothing arrives (a blackholed path with a full send buffer)
+    /// is as silent as one that lost the probe.
+    fn queue_probe(&mut self, now: Timestamp, stream: StreamId) {
+        let nonce = self.rng.next_u64();
+        let peer = self.peer_queue(now, stream);
+        if let Some(st) = self.streams.get_mut(stream) {
+            if let Some(old) = st.liveness.probe.filter(|p| p.sent.is_some()) {
+                st.liveness.stale = Some(old);
+            }
+            let mut probe = PingOut::new(nonce, now);
+            probe.behind = st.meter.queueing_ahead(now) + peer;
+            st.liveness.probe = Some(probe);
+            st.tx.ctrl.push_back(Frame::Ping { nonce, pong: false });
+        }
+    }
+
+    /// Probes every stream at once: the peer restarted (or a second
+    /// process shares its key), and the streams of this incarnation must
+    /// prove within an RTO that they still lead somewhere.
+    pub(super) fn probe_all(&mut self, now: Timestamp) {
+        for id in self.streams.ids() {
+            self.queue_probe(now, id);
+            if let Some(st) = self.streams.get_mut(id) {
+                st.liveness.awaiting_since.get_or_insert(now);
+            }
+        }
+    }
+
+    /// A stream timer: keep-alive ping, probe, suspicion, death, and the
+    /// end of a shutdown's flush.
+    pub(super) fn on_liveness_timer(&mut self, now: Timestamp, id: StreamId) {
+        let keepalive = self.shared.config.keepalive_interval;
+        let dead = self.shared.config.dead_timeout;
+        let Some(st) = self.streams.get_mut(id) else {
+            return;
+        };
+        if st.liveness.armed <= now {
+            st.liveness.armed = Timestamp::MAX;
+        }
+        if st.leaving.is_some_and(|d| now >= d) {
+            self.kill_stream(now, id, StreamCloseReason::Shutdown);
+            return;
+        }
+        if now >= st.liveness.last_rx + dead {
+            self.kill_stream(now, id, StreamCloseReason::PingTimeout);
+            return;
+        }
+        if now >= st.liveness.next_ping {
+            if st.liveness.ping.is_none() {
+                let nonce = self.rng.next_u64();
+                st.liveness.ping = Some(PingOut::new(nonce, now));
+                st.tx.ctrl.push_back(Frame::Ping { nonce, pong: false });
+            }
+            st.liveness.next_ping = now + keepalive;
+        }
+        let mut probe = false;
+        let mut suspect = false;
+        if let (Some(rto), Some(since)) = (st.liveness.rto(), st.liveness.awaiting_since) {
+            match st.liveness.current_probe() {
+                None => probe = now >= since + rto,
+                Some(p) => {
+                    suspect =
+                        st.liveness.suspect_since.is_none() && now >= p.since() + rto + p.behind;
+                }
+            }
+        }
+        if probe {
+            self.queue_probe(now, id);
+        }
+        if suspect {
+            if let Some(st) = self.streams.get_mut(id) {
+                st.liveness.suspect_since = Some(now);
+            }
+        }
+        if let Some(st) = self.streams.get(id) {
+            let next = st.liveness.next_deadline(dead, st.leaving);
+            self.ensure_liveness_timer(id, next);
+        }
+        if suspect {
+            self.on_suspect(now, id);
+        }
+    }
+
+    /// `stream` became suspect: its sessions resume on another usable
+    /// stream by the recovery rules, if one exists.
+    fn on_suspect(&mut self, now: Timestamp, stream: StreamId) {
+        if self.superseded {
+            // An older incarnation's stream that does not answer: the
+            // process behind it is gone.
+            self.kill_stream(now, stream, StreamCloseReason::PingTimeout);
+            return;
+        }
+        tracing::debug!(%stream, peer = %self.peer, "stream suspect");
+        self.events.push_back(Event::StreamSuspect { stream });
+        self.recover_off_suspect(now, stream);
+    }
+
+    /// Whether a usable stream other than `stream` exists.
+    fn has_usable_alternative(&self, stream: StreamId) -> bool {
+        self.streams.iter().any(|s| s.id != stream && s.is_usable())
+    }
+
+    /// Runs recovery against suspect `stream` (rule 2: every session
+    /// exchanges its counts; those sending on it move) if a usable
+    /// alternative exists.
+    pub(super) fn recover_off_suspect(&mut self, now: Timestamp, stream: StreamId) {
+        if self.has_usable_alternative(stream) {
+            self.on_stream_gone(now, stream, false);
+        }
+    }
+
+    /// Suspect streams that still carry sessions: when a usable stream
+    /// appears, those sessions resume on it.
+    pub(super) fn suspects_with_senders(&self) -> smallvec::SmallVec<[StreamId; 4]> {
+        self.streams
+            .iter()
+            .filter(|s| s.is_suspect() && s.senders > 0)
+            .map(|s| s.id)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn t(n: u64) -> Timestamp {
+        Timestamp::ZERO + ms(n)
+    }
+
+    fn sampled(rtt_ms: u64) -> Liveness {
+        let mut l = Liveness::new(t(0), 1, ms(5000));
+        l.silence.sample(ms(rtt_ms));
+        l.ping = None;
+        l
+    }
+
+    #[test]
+    fn no_probe_deadline_before_the_first_sample() {
+        let mut l = Liveness::new(t(0), 1, ms(5000));
+        l.awaiting_since = Some(t(0));
+        assert_eq!(l.next_deadline(ms(20_000), None), t(5000));
+    }
+
+    #[test]
+    fn probe_then_suspicion_one_rto_apart() {
+        let mut l = sampled(50);
+        // First sample: srtt 50 ms, rttvar 25 ms, RTO 150 ms.
+        assert_eq!(l.rto(), Some(ms(150)));
+        l.awaiting_since = Some(t(1000));
+        assert_eq!(l.next_deadline(ms(20_000), None), t(1150));
+        // The probe is queued at 1150: until the transport takes it, it
+        // counts from then.
+        l.probe = Some(PingOut::new(9, t(1150)));
+        assert_eq!(l.next_deadline(ms(20_000), None), t(1300), "not sent yet");
+        // It leaves at 1160.
+        l.on_ping_sent(9, t(1160), Duration::ZERO);
+        assert_eq!(l.next_deadline(ms(20_000), None), t(1310));
+        // Suspect: nothing more to check until keep-alive or death.
+        l.suspect_since = Some(t(1310));
+        assert_eq!(l.next_deadline(ms(20_000), None), t(5000));
+    }
+
+    #[test]
+    fn a_probe_behind_our_queue_waits_for_it_too() {
+        let mut l = sampled(50);
+        l.awaiting_since = Some(t(1000));
+        l.probe = Some(PingOut::new(9, t(1150)));
+        // 2 s of our own unconfirmed output ahead of the probe.
+        l.on_ping_sent(9, t(1150), ms(2000));
+        assert_eq!(l.next_deadline(ms(20_000), None), t(3300));
+    }
+
+    #[test]
+    fn long_credit_samples_raise_the_probe_timeout_but_not_the_rtt() {
+        let mut l = sampled(50);
+        l.rtt.sample(ms(50));
+        // A saturated stream: credit comes back after 900 ms of queueing.
+        for _ in 0..8 {
+            l.silence.sample(ms(900));
+        }
+        assert!(l.rto().is_some_and(|r| r > ms(900)), "{:?}", l.rto());
+    }
+
+    #[test]
+    fn a_probe_of_an_earlier_silence_does_not_count() {
+        let mut l = sampled(50);
+        l.probe = Some(PingOut {
+            nonce: 3,
+            queued: t(100),
+            sent: Some(t(100)),
+            behind: Duration::ZERO,
+            pos: 10,
+        });
+        l.awaiting_since = Some(t(2000));
+        assert!(l.current_probe().is_none());
+        assert_eq!(l.next_deadline(ms(20_000), None), t(2150));
+    }
+
+    #[test]
+    fn pongs_answer_either_slot_from_their_send_time() {
+        let mut l = sampled(50);
+        l.ping = Some(PingOut::new(1, t(0)));
+        l.on_ping_sent(1, t(10), Duration::ZERO);
+        l.probe = Some(PingOut::new(2, t(20)));
+        assert_eq!(l.take_pong(2, t(70)), Some(ms(50)), "unsent: from queueing");
+        assert_eq!(l.take_pong(1, t(90)), Some(ms(80)));
+        assert_eq!(l.take_pong(1, t(95)), None, "answered once");
+        assert!(l.ping.is_none() && l.probe.is_none());
+    }
+
+    #[test]
+    fn bytes_arriving_restart_a_silence_but_do_not_clear_a_suspicion() {
+        let mut l = sampled(50);
+        l.awaiting_since = Some(t(1000));
+        l.on_bytes(t(1100), 500);
+        assert_eq!(l.awaiting_since, Some(t(1100)));
+        assert_eq!(l.next_deadline(ms(20_000), None), t(1250));
+        l.suspect_since = Some(t(1300));
+        l.on_bytes(t(1400), 900);
+        assert_eq!(l.awaiting_since, Some(t(1100)), "suspect: unchanged");
+        assert_eq!(l.suspect_since, Some(t(1300)), "only a record clears it");
+    }
+
+    #[test]
+    fn nothing_is_owed_once_the_peer_confirmed_what_asked() {
+        let mut l = sampled(50);
+        assert!(!l.owed(0));
+        // A record that asked for something ended at position 300.
+        l.asked_upto = 300;
+        assert!(l.owed(200));
+        assert!(!l.owed(300), "a credit covered it");
+        // Or a pong of a ping sent after it: the transport is ordered.
+        l.ping = Some(PingOut::new(4, t(10)));
+        l.on_ping_sent(4, t(10), Duration::ZERO);
+        assert!(l.owed(0), "the ping itself is owed");
+        l.on_ping_record(4, 340, Duration::ZERO);
+        assert!(l.take_pong(4, t(60)).is_some());
+        assert!(!l.owed(0));
+        assert_eq!(l.confirmed, 340);
+    }
+
+    #[test]
+    fn a_replaced_probe_still_confirms_what_went_before_it() {
+        let mut l = sampled(50);
+        l.asked_upto = 500;
+        l.stale = Some(PingOut {
+            nonce: 7,
+            queued: t(0),
+            sent: Some(t(0)),
+            behind: Duration::ZERO,
+            pos: 520,
+        });
+        assert!(l.take_pong(7, t(90)).is_some());
+        assert!(!l.owed(0));
+    }
+
+    #[test]
+    fn the_peer_queue_delays_the_suspicion() {
+        let mut l = sampled(50);
+        l.awaiting_since = Some(t(1000));
+        l.probe = Some(PingOut::new(9, t(1150)));
+        l.on_ping_sent(9, t(1150), ms(10));
+        // 1 MB granted to the peer, drained at 1 Mbit/s: 8 s.
+        l.on_ping_record(9, 100, Duration::from_secs(8));
+        assert_eq!(
+            l.next_deadline(ms(20_000), None),
+            t(5000),
+            "keep-alive first"
+        );
+        assert_eq!(l.probe.map(|p| p.behind), Some(ms(8010)));
+    }
+
+    #[test]
+    fn the_incoming_rate_is_measured_over_whole_intervals() {
+        let mut l = sampled(50);
+        l.on_bytes(t(500), 1_000_000);
+        assert_eq!(l.rx_rate(t(500)), None, "half an interval");
+        l.on_bytes(t(1000), 2_000_000);
+        assert_eq!(l.rx_rate(t(1000)), Some(2_000_000));
+    }
+
+    #[test]
+    fn leaving_and_death_bound_the_deadline() {
+        let l = sampled(50);
+        assert_eq!(l.next_deadline(ms(20_000), Some(t(300))), t(300));
+        assert_eq!(l.next_deadline(ms(1000), None), t(1000));
+    }
+}
