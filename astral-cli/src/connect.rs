@@ -15,7 +15,7 @@ use crate::keys::KeyArgs;
 use crate::logging::escape;
 use crate::options::NodeOpts;
 use crate::registry::{self, Registry};
-use crate::signals::Signals;
+use crate::signals::{self, Signals};
 use crate::stdio;
 
 #[derive(clap::Args)]
@@ -174,12 +174,20 @@ pub async fn run(a: ConnectArgs, quiet: bool) -> Result<ExitCode, AnyError> {
         // Forwarding runs until a signal.
         std::future::pending::<Result<ExitCode, AnyError>>().await
     };
+    // A signal shuts the node down before the session is dropped (with
+    // `work`): the peer then learns that we left (PeerShutdown), not that
+    // the session was reset.
+    let stop = async {
+        let code = signals.recv().await;
+        node.shutdown();
+        code
+    };
     let code = tokio::select! {
         r = work => r,
-        code = signals.recv() => Ok(ExitCode::from(code)),
+        code = stop => Ok(ExitCode::from(code)),
     };
     dialer.stop();
-    node.shutdown();
+    signals::leave(&node).await;
     drop(sockets);
     code
 }

@@ -16,7 +16,7 @@ use crate::logging::{escape, Noisy};
 use crate::options::NodeOpts;
 use crate::registry::{self, Registry};
 use crate::service::{self, Service};
-use crate::signals::{Asked, Signals};
+use crate::signals::{self, Asked, Signals};
 use crate::{stdio, transport};
 
 #[derive(clap::Args)]
@@ -143,7 +143,12 @@ pub async fn run(a: ListenArgs, quiet: bool) -> Result<ExitCode, AnyError> {
                 };
             }
             asked = signals.next() => match asked {
-                Asked::Stop(code) => break Ok(ExitCode::from(code)),
+                Asked::Stop(code) => {
+                    // Before the --stdio session's task sees its session
+                    // end: the peer learns that we left (PeerShutdown).
+                    node.shutdown();
+                    break Ok(ExitCode::from(code));
+                }
                 Asked::Reload => {
                     if let Some(f) = &allow {
                         f.reload(&node);
@@ -194,7 +199,7 @@ pub async fn run(a: ListenArgs, quiet: bool) -> Result<ExitCode, AnyError> {
             }
         }
     };
-    node.shutdown();
+    signals::leave(&node).await;
     drop(sockets);
     code
 }

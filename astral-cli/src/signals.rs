@@ -3,9 +3,31 @@
 //! exit with 128 + the signal number, as shells report it (130, 143).
 //! `listen --allow` also takes SIGHUP, to re-read its allow file.
 
+use std::time::Duration;
+
+use astral_tokio::Node;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::error::{err, AnyError};
+
+/// How long a stopping tool waits for its Goodbyes to be written before it
+/// exits anyway (a transport that takes nothing: the core gives up on it
+/// after `LINGER_TIMEOUT`, 2 s).
+const GOODBYE_WAIT: Duration = Duration::from_secs(3);
+
+/// Shuts `node` down (every peer is told with a Goodbye, and its sessions
+/// with us end at once with `PeerShutdown`) and waits, bounded, until the
+/// Goodbyes are written and the transports closed: exiting earlier would
+/// leave the peers to find out only after their recovery timeout.
+pub async fn leave(node: &Node) {
+    node.shutdown();
+    if tokio::time::timeout(GOODBYE_WAIT, node.closed())
+        .await
+        .is_err()
+    {
+        tracing::info!("some transports did not close within {GOODBYE_WAIT:?}; exiting anyway");
+    }
+}
 
 /// The signals that stop the tool, registered once at start (so a signal
 /// that arrives while the node starts is not lost).

@@ -170,7 +170,7 @@ pub async fn join(s: Session) -> Result<(), AnyError> {
         while let Some(chunk) = r
             .read_chunk(SESSION_READ)
             .await
-            .map_err(|e| Down::Session(err(format!("session ended: {}", reason_of(&e)))))?
+            .map_err(|e| Down::Session(err(reason_of(&e))))?
         {
             if out_tx.send(chunk).await.is_err() {
                 // The writer stopped: its result says why.
@@ -207,18 +207,24 @@ pub async fn join(s: Session) -> Result<(), AnyError> {
             Err(_) => up.abort(),
         }
     } else {
-        up.await
-            .map_err(|e| err(format!("stdin task failed: {e}")))??;
+        // Until stdin ends, unless the session ends first (the peer left or
+        // reset it): nothing we read from stdin could go anywhere.
+        tokio::select! {
+            res = &mut up => res.map_err(|e| err(format!("stdin task failed: {e}")))??,
+            reason = r.closed() => {
+                up.abort();
+                if reason != CloseReason::Graceful {
+                    return Err(err(ended(&reason)));
+                }
+            }
+        }
     }
     match tokio::time::timeout(CLOSE_TIMEOUT, r.closed()).await {
         Ok(CloseReason::Graceful) => {
             tokio::time::sleep(LINGER).await;
             Ok(())
         }
-        Ok(reason) => Err(err(format!(
-            "session ended: {}",
-            crate::error::describe(&reason)
-        ))),
+        Ok(reason) => Err(err(ended(&reason))),
         Err(_) => Err(err(
             "timed out waiting for the peer to acknowledge the end of the session",
         )),
@@ -229,5 +235,15 @@ pub async fn join(s: Session) -> Result<(), AnyError> {
 fn reason_of(e: &std::io::Error) -> String {
     e.get_ref()
         .and_then(|i| i.downcast_ref::<astral_tokio::SessionClosedError>())
-        .map_or_else(|| e.to_string(), |c| crate::error::describe(&c.0))
+        .map_or_else(|| format!("session ended: {e}"), |c| ended(&c.0))
+}
+
+/// Why the session ended, for the user: a peer that left or restarted is
+/// said so first.
+fn ended(reason: &CloseReason) -> String {
+    match reason {
+        CloseReason::PeerShutdown => "the peer left (it shut down): session ended".into(),
+        CloseReason::PeerRestarted => "the peer restarted: session ended".into(),
+        r => format!("session ended: {}", crate::error::describe(r)),
+    }
 }

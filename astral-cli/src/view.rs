@@ -29,7 +29,8 @@ pub struct StreamRow {
     pub remote: Option<String>,
     /// This end's address (TCP), `null` if none.
     pub local: Option<String>,
-    /// `handshaking`, `established`, `draining` or `closed`.
+    /// `handshaking`, `established`, `suspect` (silent: its probe went
+    /// unanswered), `draining` or `closed`.
     pub state: String,
     /// Smoothed round-trip time, `null` before the first sample.
     pub rtt_ms: Option<f64>,
@@ -192,6 +193,9 @@ fn stream_state(s: &StreamInfo) -> &'static str {
     match s.state {
         StreamState::Handshaking => "handshaking",
         StreamState::Established if s.draining => "draining",
+        // Its path went silent: probed and unanswered (docs/PROTOCOL.md,
+        // "Suspect streams"); its sessions moved if they could.
+        StreamState::Established if s.suspect => "suspect",
         StreamState::Established => "established",
         StreamState::Closed => "closed",
         _ => "other",

@@ -385,15 +385,13 @@ fn connect_exit_codes_on_signals() {
     let l = Listener::start(
         &ka,
         1,
-        // Until the core says goodbye on shutdown, the listener's session
-        // ends after the recovery timeout: keep it short.
+        // The default recovery timeout (30 s): the listener's session ends
+        // at once because the connect says goodbye.
         &[
             "--serve",
             "echo=echo",
             "--control",
             control.to_str().unwrap(),
-            "--recovery-timeout",
-            "1s",
         ],
     );
     for (sig, code) in [("TERM", 143), ("INT", 130)] {
@@ -415,8 +413,8 @@ fn connect_exit_codes_on_signals() {
         c.child.signal(sig);
         let st = c.child.wait(Duration::from_secs(10));
         assert_eq!(st.code(), Some(code), "SIG{sig}");
-        // The listener's session ends (it sees the transport go).
-        wait_for(Duration::from_secs(40), || {
+        // The listener's session ends: the Goodbye arrived.
+        wait_for(Duration::from_secs(3), || {
             ctl(&control, &["sessions"])
                 .as_array()
                 .is_some_and(|a| a.is_empty())

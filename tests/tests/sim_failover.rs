@@ -61,11 +61,16 @@ struct Outage {
 /// simulation 1 ms at a time to time the outage, then runs the transfer to
 /// its end and checks that every byte arrived exactly once, in order.
 fn blackhole(seed: u64, rtt: Duration, rate: u64, total: u64, at: Duration) -> Outage {
+    blackhole_with(seed, rtt, rate, FlowSpec::new(0, 1, total, 0), at)
+}
+
+fn blackhole_with(seed: u64, rtt: Duration, rate: u64, spec: FlowSpec, at: Duration) -> Outage {
+    let total = spec.up;
     let link = LinkConfig::default().latency(rtt / 2).bandwidth(rate);
     let mut sim = Sim::new(seed, 2, Config::default());
     sim.link(0, 1, link.clone());
     sim.link(0, 1, link);
-    sim.open_flows(&[FlowSpec::new(0, 1, total, 0)]);
+    sim.open_flows(&[spec]);
     sim.keep_log = true;
     sim.run_until(Sim::t(at));
     let carrying = carrying_link(&sim).expect("the session is placed");
@@ -143,6 +148,26 @@ fn a_blackholed_carrying_path_fails_over_within_300_ms_at_5_ms() {
     assert!(o.suspects >= 1);
     assert!(o.resumed_after <= ms(300), "{:?}", o.resumed_after);
     assert!(o.longest_stall <= ms(300), "{:?}", o.longest_stall);
+}
+
+/// While a side receives data, its suspicion also waits for the data it
+/// granted, at the incoming rate it measured: a transfer saturating both
+/// directions fails over a little later than a one-way one.
+#[test]
+fn a_blackholed_two_way_transfer_fails_over_within_a_second_at_50_ms() {
+    let o = blackhole_with(
+        33,
+        ms(50),
+        10_000_000,
+        FlowSpec::new(0, 1, 100_000_000, 100_000_000),
+        secs(5),
+    );
+    println!(
+        "blackhole at 50 ms RTT, 10 MB/s, both directions saturated: data resumed {:?} after the cut, {} suspect events",
+        o.resumed_after, o.suspects
+    );
+    assert!(o.suspects >= 1);
+    assert!(o.resumed_after <= secs(1), "{:?}", o.resumed_after);
 }
 
 #[test]

@@ -141,7 +141,8 @@ pub fn all(scale: u8, known: KnownDefects) -> Vec<Scenario> {
                 ..Coverage::default()
             }),
         )
-        // 5939 states with suspect streams (issue 12), 19000+ before: a
+        // 5939 states with suspect streams (issue 12; 6079 after the crossed
+        // bindings fix of issue 10), 19000+ before: a
         // half-open stream with data or a ping in flight is now suspect
         // after two RTOs (probe, then suspicion) and its session resumes on
         // the other stream at once, so time passing reaches the recovered
