@@ -108,6 +108,13 @@ impl Env {
             astral_aes_row: var("BENCH_ASTRAL_AES_ROW").is_none_or(|v| v != "0"),
             idle: counts("BENCH_IDLE", idle),
             pinned_echo: var("BENCH_PINNED").is_none_or(|v| v != "0"),
+            // BENCH_NOTSENT_LOWAT: bytes, or 0 for the system default.
+            notsent_lowat: match var("BENCH_NOTSENT_LOWAT") {
+                Some(_) => Some(size("BENCH_NOTSENT_LOWAT", 0))
+                    .filter(|&b| b > 0)
+                    .map(|b| u32::try_from(b).expect("BENCH_NOTSENT_LOWAT fits in u32")),
+                None => d.notsent_lowat,
+            },
         };
         if let Err(e) = opts.validate() {
             panic!("bench options: {e}");

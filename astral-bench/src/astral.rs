@@ -86,6 +86,12 @@ impl AstralTokio {
             servers: Arc::default(),
         }
     }
+
+    /// The same with `Config::tcp_notsent_lowat = lowat` on both nodes.
+    pub fn with_notsent_lowat(mut self, lowat: Option<u32>) -> Self {
+        self.cfg.tcp_notsent_lowat = lowat;
+        self
+    }
 }
 
 /// The server node of one workload run.

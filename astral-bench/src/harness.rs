@@ -56,6 +56,9 @@ pub struct Options {
     pub idle: Vec<usize>,
     /// Also run the echo with every thread pinned to one CPU.
     pub pinned_echo: bool,
+    /// astral's `Config::tcp_notsent_lowat` (the kernel's unsent-byte bound
+    /// per stream; `None`: the system default).
+    pub notsent_lowat: Option<u32>,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             astral_aes_row: true,
             idle: Vec::new(),
             pinned_echo: false,
+            notsent_lowat: astral_tokio::Config::default().tcp_notsent_lowat,
         }
     }
 }
@@ -116,10 +120,14 @@ pub fn library_contenders(opts: &Options) -> Res<Vec<Box<dyn Contender>>> {
     let mut v = vec![streamed(RawTcp)];
     for c in opts.ciphers() {
         v.push(streamed(SnowTcp::new(c)?));
-        v.push(streamed(AstralTokio::new(opts.window, c)));
+        v.push(streamed(
+            AstralTokio::new(opts.window, c).with_notsent_lowat(opts.notsent_lowat),
+        ));
     }
     if opts.extra_astral_aes() {
-        v.push(streamed(AstralTokio::new(opts.window, Cipher::AesGcm)));
+        v.push(streamed(
+            AstralTokio::new(opts.window, Cipher::AesGcm).with_notsent_lowat(opts.notsent_lowat),
+        ));
     }
     Ok(v)
 }

@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// snow-over-TCP session with the same cipher (--bytes, --reps apply).
     #[arg(long, conflicts_with = "peers")]
     pipe: bool,
+    /// astral's kernel bound on unsent bytes per TCP stream
+    /// (TCP_NOTSENT_LOWAT, Linux; `off` or 0: the system default) [default: 128K].
+    #[arg(long, value_name = "BYTES|off", value_parser = crate::options::parse_lowat)]
+    tcp_notsent_lowat: Option<u32>,
 }
 
 impl BenchArgs {
@@ -81,6 +85,14 @@ impl BenchArgs {
             window: u32::try_from(self.window).map_err(|_| err("--window: at most 4 GiB"))?,
             aes: self.aes,
             ..Options::default()
+        };
+        let opts = Options {
+            notsent_lowat: match self.tcp_notsent_lowat {
+                Some(0) => None,
+                Some(b) => Some(b),
+                None => opts.notsent_lowat,
+            },
+            ..opts
         };
         opts.validate().map_err(err)?;
         Ok(opts)
@@ -106,6 +118,12 @@ impl BenchArgs {
             ("BENCH_WINDOW", self.window.to_string()),
             ("BENCH_AES", u8::from(self.aes).to_string()),
         ]
+        .into_iter()
+        .chain(
+            self.tcp_notsent_lowat
+                .map(|b| ("BENCH_NOTSENT_LOWAT", b.to_string())),
+        )
+        .collect()
     }
 }
 

@@ -20,8 +20,12 @@ use astral_tokio::{CloseReason, Session};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Bytes read from the local side per read.
+/// Largest read from the local side.
 const LOCAL_READ: usize = 256 * 1024;
+/// First read from the local side: an idle bridge holds only this much;
+/// each read that fills its buffer doubles the next one, up to
+/// [`LOCAL_READ`], and a short read halves it again.
+const FIRST_READ: usize = 4 * 1024;
 /// Largest chunk taken from the session per read.
 const SESSION_READ: usize = 1 << 20;
 /// How long to wait for the peer to acknowledge the end.
@@ -60,15 +64,22 @@ where
 {
     let (mut sr, mut sw) = s.into_split();
     let up = async {
-        let mut buf = BytesMut::with_capacity(LOCAL_READ);
+        let mut buf = BytesMut::new();
+        let mut want = FIRST_READ;
         let mut total = 0u64;
         loop {
-            buf.reserve(LOCAL_READ);
+            buf.reserve(want);
+            let room = buf.capacity() - buf.len();
             let n = rd.read_buf(&mut buf).await.map_err(Side::Local)?;
             if n == 0 {
                 break;
             }
             total += n as u64;
+            want = if n >= room {
+                (want * 2).min(LOCAL_READ)
+            } else {
+                (want / 2).max(FIRST_READ)
+            };
             // Handed over without a copy; `reserve` takes the memory back
             // once the session released the chunk.
             sw.write_chunk(buf.split().freeze())

@@ -38,6 +38,10 @@ pub struct NodeOpts {
     /// A session that moved stays where it is for this long [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Node")]
     pub migrate_cooldown: Option<Duration>,
+    /// Unsent bytes the kernel may hold per TCP stream (TCP_NOTSENT_LOWAT,
+    /// Linux; K, M suffixes; `off` or 0 leaves the system default) [default: 128K].
+    #[arg(long, value_name = "BYTES|off", value_parser = parse_lowat, help_heading = "Node")]
+    pub tcp_notsent_lowat: Option<u32>,
 }
 
 impl NodeOpts {
@@ -71,6 +75,9 @@ impl NodeOpts {
         }
         if let Some(d) = self.migrate_cooldown {
             c.migrate_cooldown = d;
+        }
+        if let Some(b) = self.tcp_notsent_lowat {
+            c.tcp_notsent_lowat = (b > 0).then_some(b);
         }
         if c.dead_timeout <= c.keepalive_interval {
             return Err(usage(format!(
@@ -160,6 +167,14 @@ fn parse_window(s: &str) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| format!("{s} is too large: at most 4G - 1 bytes"))
 }
 
+/// A byte count, or `off` (0: the kernel's default).
+pub fn parse_lowat(s: &str) -> Result<u32, String> {
+    if s.eq_ignore_ascii_case("off") || s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_window(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +233,21 @@ mod tests {
         assert_eq!(c.migrate_rtt_gain, 0.5);
         assert_eq!(c.migrate_sustain, Duration::from_millis(500));
         assert_eq!(c.migrate_cooldown, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn notsent_lowat_flag_sets_or_clears_the_bound() {
+        assert_eq!(
+            NodeOpts::default().config().unwrap().tcp_notsent_lowat,
+            Some(128 << 10)
+        );
+        for (arg, want) in [("64K", Some(64 << 10)), ("off", None), ("0", None)] {
+            let o = NodeOpts {
+                tcp_notsent_lowat: Some(parse_lowat(arg).unwrap()),
+                ..NodeOpts::default()
+            };
+            assert_eq!(o.config().unwrap().tcp_notsent_lowat, want, "{arg}");
+        }
+        assert!(parse_lowat("lots").is_err());
     }
 }

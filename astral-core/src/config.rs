@@ -133,6 +133,15 @@ pub struct Config {
     /// Turn automatic RTT-driven migration on or off (manual migration,
     /// drain and recovery always work).
     pub auto_migrate: bool,
+    /// For the drivers (the core does not read it): the kernel's bound on
+    /// bytes written to a TCP socket and not yet sent (`TCP_NOTSENT_LOWAT`,
+    /// Linux only; ignored elsewhere), set on every dialed and accepted
+    /// stream. A shallow send buffer keeps bytes in the engine, where
+    /// pings, credits and markers go out ahead of bulk data, so a stream's
+    /// RTT reflects its path rather than our own backlog, and a migration
+    /// leaves little behind on the old stream. `None` leaves the kernel's
+    /// default (unbounded: the whole send buffer).
+    pub tcp_notsent_lowat: Option<u32>,
 }
 
 impl Default for Config {
@@ -170,6 +179,7 @@ impl Default for Config {
             path_window: Duration::from_secs(2),
             auto_migrate: true,
             offer_aes_gcm: false,
+            tcp_notsent_lowat: Some(128 * 1024),
         }
     }
 }

@@ -19,6 +19,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use crate::conn::{Conn, ConnState, Entry};
 use crate::handle::{Command, Handle};
 use crate::session::Session;
+use crate::sockopt;
 
 /// Size of the reusable read buffer.
 const READ_BUF: usize = 128 * 1024;
@@ -181,6 +182,7 @@ impl MioNode {
     /// the handshake fails (the handshake timeout bounds the connect).
     pub fn connect(&mut self, peer: NodeId, addr: SocketAddr) -> io::Result<StreamId> {
         let mut socket = TcpStream::connect(addr)?;
+        sockopt::set_notsent_lowat(&socket, self.node.config().tcp_notsent_lowat);
         let idx = self.alloc()?;
         let now = self.now();
         let stream = self
@@ -509,6 +511,7 @@ impl MioNode {
                 }
             };
             let _ = socket.set_nodelay(true);
+            sockopt::set_notsent_lowat(&socket, self.node.config().tcp_notsent_lowat);
             let now = self.now();
             let stream = match self.node.accept_from(now, Some(driver::source_of(remote))) {
                 Ok(s) => s,

@@ -51,6 +51,7 @@ mod conn;
 mod driver;
 mod handle;
 mod session;
+mod sockopt;
 
 pub use astral_core::{CloseReason, Event, NodeId, SessionId, StreamCloseReason, StreamId};
 pub use driver::MioNode;

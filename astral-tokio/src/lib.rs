@@ -73,6 +73,7 @@ mod node;
 mod peer;
 mod session;
 mod sessions;
+mod sockopt;
 mod transport;
 mod wire;
 

@@ -77,6 +77,8 @@ pub(crate) struct Inner {
     ep: Arc<EpDriver>,
     queries: Arc<Queries>,
     local_id: NodeId,
+    /// `Config::tcp_notsent_lowat`, set on every TCP stream.
+    notsent_lowat: Option<u32>,
 }
 
 fn shutdown(inner: &Arc<Inner>) {
@@ -185,6 +187,7 @@ impl Node {
     }
 
     fn start(identity: Identity, config: Config, seed: [u8; 32]) -> Result<Node> {
+        let notsent_lowat = config.tcp_notsent_lowat;
         let core = astral_core::Endpoint::new(identity, config, seed)?;
         let local_id = core.local_id();
         let (ctx, ctl) = NodeCtx::new();
@@ -197,6 +200,7 @@ impl Node {
             ctx,
             ep,
             local_id,
+            notsent_lowat,
         });
         tokio::spawn(endpoint_task(inner.clone(), ctl));
         Ok(Node {
@@ -917,6 +921,7 @@ fn attach_tcp(
     source: Option<Source>,
 ) -> Result<(StreamId, UpRx)> {
     let _ = tcp.set_nodelay(true);
+    crate::sockopt::set_notsent_lowat(&tcp, inner.notsent_lowat);
     attach(&inner.ep, Tcp(Arc::new(tcp)), role.dialed(), dial, source)
 }
 

@@ -568,6 +568,9 @@ impl<I> Drop for Transport<I> {
     /// Counts the task out (`Node::closed` waits for the last one).
     fn drop(&mut self) {
         self.io = None;
+        // The write side shares the socket (inline writes): drop it too, so
+        // that the socket is closed when the task is counted out.
+        self.phase = Phase::Handshake;
         self.ep.ctx.transport_ended();
     }
 }

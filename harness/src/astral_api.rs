@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-pub use astral_tokio::{Config, Identity, Node, NodeId, Session};
+pub use astral_tokio::{Config, Event, Identity, Node, NodeId, Session, SessionId, StreamId};
 
 use crate::probe;
 
@@ -31,6 +31,22 @@ pub fn identity(n: u64) -> Identity {
 /// A node with the default configuration. Must run inside a Tokio runtime.
 pub fn node(identity: Identity) -> Result<Node, Error> {
     Node::new(identity, Config::default()).map_err(|e| e.to_string())
+}
+
+/// A node with `config`. Must run inside a Tokio runtime.
+pub fn node_with(identity: Identity, config: Config) -> Result<Node, Error> {
+    Node::new(identity, config).map_err(|e| e.to_string())
+}
+
+/// The default configuration with a fixed window of `window` bytes per
+/// session and direction (no auto-tuning; `send_buffer` the same).
+pub fn fixed_window(window: u32) -> Config {
+    Config {
+        recv_window: window,
+        max_recv_window: window,
+        send_buffer: window,
+        ..Config::default()
+    }
 }
 
 /// The flow-control settings a run used, for reports.
@@ -69,6 +85,41 @@ pub async fn connect(
         }
     };
     r.map_err(|e| format!("connect to {peer}@{addr}: {e}"))
+}
+
+/// Dials `peer` at `addr` and returns the new stream's id.
+pub async fn connect_stream(
+    node: &Node,
+    peer: NodeId,
+    addr: SocketAddr,
+) -> Result<StreamId, Error> {
+    node.connect(peer, addr)
+        .await
+        .map_err(|e| format!("connect to {peer}@{addr}: {e}"))
+}
+
+/// The node's events (migrations, recoveries, ...) from now on.
+pub fn events(node: &Node) -> tokio::sync::broadcast::Receiver<Event> {
+    node.events()
+}
+
+/// The stream `session` sends on now, if it is open.
+pub fn send_stream(node: &Node, session: SessionId) -> Option<StreamId> {
+    node.session_info(session).and_then(|i| i.send_stream)
+}
+
+/// `(srtt, path delay)` of `stream` as the node measures it (zero when
+/// unknown), in ms.
+pub fn stream_rtt_ms(node: &Node, stream: StreamId) -> (f64, f64) {
+    node.streams()
+        .into_iter()
+        .find(|s| s.id == stream)
+        .map_or((0.0, 0.0), |s| {
+            (
+                s.rtt.srtt.as_secs_f64() * 1e3,
+                s.rtt.path.as_secs_f64() * 1e3,
+            )
+        })
 }
 
 /// Opens a session with `peer` for `query`.

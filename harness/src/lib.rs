@@ -8,6 +8,8 @@
 //!   the self-tests and benchmarks use on both sides of a path.
 //! * `astral-wan-bench` ([`wanbench`]): plain TCP against astral over an
 //!   emulated path.
+//! * `astral-wan-placement` ([`placement`]): automatic migration between
+//!   two emulated paths (issue 17's targets).
 //! * [`hostile`]: `astral-hostile`, hostile clients against `astral listen`.
 //!
 //! Unsafe code: none in this crate; the `tun` crate owns the TUN ioctls.
@@ -16,6 +18,7 @@
 
 pub mod astral_api;
 pub mod hostile;
+pub mod placement;
 pub mod probe;
 pub mod units;
 pub mod wan;

@@ -31,3 +31,34 @@ async fn forwarder_bench_runs_both_contenders() {
     let t = wanbench::table(&rows);
     assert!(t.contains("forwarder") && t.contains("10ms"), "{t}");
 }
+
+/// The placement benchmark's machinery: a short run of the faster-path
+/// scenario applies its change, B counts the bytes, the slices add up to
+/// the total, and every sample has the session on one of the two paths.
+/// (Whether and when it moves is the benchmark's figure, not asserted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_bench_runs_and_accounts_for_its_bytes() {
+    use astral_harness::placement::{self, PlacementConfig, Scenario};
+    let cfg = PlacementConfig {
+        duration: Duration::from_secs(4),
+        change_at: Duration::from_secs(2),
+        ..PlacementConfig::new(Scenario::Faster)
+    };
+    let r = placement::run(&cfg).await.unwrap();
+    assert_eq!(
+        r.change.as_ref().map(|c| c.0.as_str()),
+        Some("path 2: delay 5ms")
+    );
+    assert!(r.bytes > 0, "{r:?}");
+    // 20 Mbit/s caps: never above two paths' worth (timer rounding aside).
+    assert!(r.goodput_mbit < 42.0, "{r:?}");
+    let sliced: f64 = r.slices_mbit.iter().map(|m| m * 1e6 / 8.0 * 0.5).sum();
+    assert!(
+        (sliced - r.bytes as f64).abs() <= r.bytes as f64 * 0.02 + 1.0,
+        "{sliced} vs {}",
+        r.bytes
+    );
+    let on = r.time_on_path_s[0] + r.time_on_path_s[1];
+    assert!((3.5..=4.05).contains(&on), "{r:?}");
+    assert_eq!(r.moves_a, r.moves.iter().filter(|m| m.node == "a").count());
+}

@@ -575,7 +575,7 @@ impl PeerEngine {
             }
         }
         if let Some(s) = self.sessions.get_mut(id) {
-            s.flow_rx = Some(stream);
+            s.peer_tx = Some(stream);
         }
         self.touch(id, stream);
         self.maybe_finish(now, id);

@@ -295,27 +295,29 @@ impl PeerEngine {
     /// Some schedules still leave the two directions on different streams:
     /// Resumes, Responses to a repeated Query and markers that cross on
     /// different streams each move one side, and no rule sees the whole
-    /// exchange. So the node with the higher id (the one that follows the
-    /// lower id in every tie-break) checks every open session at each
-    /// policy tick: if the peer's flow frames (data, Credit, Fin) arrive on
-    /// a usable stream other than the one it sends on, at two ticks in a
-    /// row, and its own sending stream has not changed for two round trips
-    /// of either stream plus a tick (late frames from before a move), it
-    /// migrates its sending direction there by an ordinary marker. The
-    /// peer already sends there; it follows the marker (a newer epoch) and
-    /// acknowledges there. The lower id never realigns, so the two ends
-    /// cannot chase each other; a concurrent migration by the lower id wins
-    /// the tie (its target stands), as in any concurrent migration.
-    /// Bounded: a crossed session converges within two policy ticks plus a
-    /// round trip once nothing else moves it.
+    /// exchange. So both ends check every open session at each policy tick:
+    /// if the peer's frames (`Session::peer_tx`) arrive on a stream other
+    /// than the one it sends on, at two ticks in a row, with no Resume
+    /// exchange under way and its own sending stream unchanged for two
+    /// round trips of either stream plus a tick (late frames from before a
+    /// move), then
+    /// * the node with the lower id (whose choice stands in every
+    ///   tie-break) restates its binding: `MigrateTo{its stream, a new
+    ///   epoch}` on that stream, which the peer follows;
+    /// * the node with the higher id migrates its sending direction to the
+    ///   peer's stream by an ordinary marker (the peer already sends there,
+    ///   follows the newer epoch and acknowledges).
+    ///
+    /// If both act at once the epochs tie and the lower id's stream wins at
+    /// both ends; a restatement never moves the lower id, so the two ends
+    /// cannot chase each other. Bounded: a crossed session converges within
+    /// two policy ticks plus a round trip once nothing else moves it.
     fn realign_crossed(&mut self, now: Timestamp) {
-        if self.local < self.peer {
-            return;
-        }
+        let local_wins = self.local < self.peer;
         let interval = self.shared.config.policy_interval;
         let ids = self
             .sessions
-            .ids_where(|s| s.crossed_seen.is_some() || s.flow_rx != s.tx);
+            .ids_where(|s| s.crossed_seen.is_some() || s.peer_tx != s.tx);
         for id in ids {
             let Some(s) = self.sessions.get(id) else {
                 continue;
@@ -324,14 +326,17 @@ impl PeerEngine {
                 t.and_then(|t| e.streams.get(t))
                     .map_or(Duration::ZERO, |st| st.liveness.rtt.srtt)
             };
-            let candidate = match (s.tx, s.flow_rx) {
+            let candidate = match (s.tx, s.peer_tx) {
                 (Some(tx), Some(rx))
                     if rx != tx
                         && matches!(s.phase, Phase::Open)
                         && !s.awaiting_resume
                         && !s.owed.resume
                         && !s.owed.resume_reply
-                        && self.streams.get(rx).is_some_and(|st| st.is_usable()) =>
+                        && self
+                            .streams
+                            .get(if local_wins { tx } else { rx })
+                            .is_some_and(|st| st.is_usable()) =>
                 {
                     let quiet = srtt(self, Some(tx)).max(srtt(self, Some(rx))) * 2 + interval;
                     s.placed_at
@@ -345,6 +350,22 @@ impl PeerEngine {
                 continue;
             };
             match candidate {
+                Some(rx) if seen == Some(rx) && local_wins => {
+                    s.crossed_seen = None;
+                    s.epoch = s.epoch.wrapping_add(1);
+                    let (wire, epoch, tx) = (s.wire, s.epoch, s.tx);
+                    tracing::debug!(session = ?id, peer_on = ?rx, "directions on different streams: restating ours");
+                    if let Some(target) = tx.and_then(|t| self.streams.get(t)).map(|st| st.wire) {
+                        self.push_ctrl(
+                            tx,
+                            Frame::MigrateTo {
+                                session: wire,
+                                target,
+                                epoch,
+                            },
+                        );
+                    }
+                }
                 Some(rx) if seen == Some(rx) => {
                     s.crossed_seen = None;
                     tracing::debug!(session = ?id, to = ?rx, "directions on different streams: realigning");

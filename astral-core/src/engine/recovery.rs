@@ -168,6 +168,10 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
+        if !reply {
+            // A request goes out on the peer's sending stream.
+            s.peer_tx = Some(stream);
+        }
         if let Err(e) = s.send.on_credit(consumed) {
             self.session_violation(now, stream, id, e);
             return;
@@ -222,6 +226,11 @@ impl PeerEngine {
         };
         let recovering = matches!(s.phase, Phase::Recovering { .. });
         let moved = !own_stands && s.tx != Some(stream);
+        if moved && !reply {
+            // Tell the peer where we send now (`Session::peer_tx`): a flow
+            // frame after the reply.
+            s.owed.credit = true;
+        }
         if recovering {
             self.on_resumed(id, resent);
         } else if moved && !reply {

@@ -152,13 +152,13 @@ pub(crate) struct Session {
     pub tx: Option<StreamId>,
     /// Stream the peer's traffic last arrived on.
     pub rx: Option<StreamId>,
-    /// Stream the peer's last flow frame (data, Credit, Fin) for this
-    /// session arrived on: where the peer sends (markers and Resumes may
-    /// arrive on a stream the peer is leaving, so they do not count).
-    pub flow_rx: Option<StreamId>,
-    /// Convergence of crossed bindings (defect 4 of issue 10, at the
-    /// higher node id only): the stream the peer's flow frames came on,
-    /// other than ours, at the last policy tick.
+    /// Stream the peer's last data, Credit, Window, Fin or Resume request
+    /// for this session arrived on: where the peer sends. (A marker goes
+    /// out on the stream the peer leaves, a Resume reply on the stream our
+    /// Resume came on: they do not count.)
+    pub peer_tx: Option<StreamId>,
+    /// Convergence of crossed bindings (defect 4 of issue 10): `peer_tx`
+    /// at the last policy tick, if it differed from ours.
     pub crossed_seen: Option<StreamId>,
     /// Offset from which everything was sent on `tx` (set when `tx`
     /// changes, lowered by a rewind): a Resume that arrives on `tx` proves
@@ -198,7 +198,7 @@ impl Session {
             epoch: 0,
             tx: None,
             rx: None,
-            flow_rx: None,
+            peer_tx: None,
             crossed_seen: None,
             tx_since: 0,
             awaiting_resume: false,

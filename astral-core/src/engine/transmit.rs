@@ -339,6 +339,17 @@ fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> (u64, bool) {
         frames += 1;
         asks |= !reply;
         implied = Some(consumed + u64::from(s.recv.base()));
+        if reply && s.owed.credit {
+            // We moved onto this stream: a flow frame tells the peer where
+            // we send (a reply alone does not: it also answers on a stream
+            // we do not send on; see `Session::peer_tx`).
+            let _ = Frame::Credit {
+                session: wire,
+                consumed,
+            }
+            .encode(out);
+            frames += 1;
+        }
     } else if s.recv.credit_due() || s.owed.credit {
         let g = s.recv.grant();
         let f = if g.is_base {

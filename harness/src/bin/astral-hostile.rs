@@ -44,6 +44,10 @@ struct Cli {
     /// Pause between an attack's end and the tries after it.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     settle: Duration,
+    /// Time a well-behaved peer's upload of this many bytes to `discard`
+    /// before each attack and while it holds (e.g. 64mb).
+    #[arg(long, value_parser = parse_size)]
+    bulk: Option<usize>,
     /// JSON lines on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -147,6 +151,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         tries: cli.tries,
         try_timeout: cli.try_timeout,
         settle: cli.settle,
+        bulk: cli.bulk.map(|b| b as u64),
         ..RunConfig::default()
     };
     let fixed = match &cli.target {

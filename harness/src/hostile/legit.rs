@@ -90,6 +90,48 @@ pub async fn try_once(target: &Target, seed: u64, deadline: Duration) -> Result<
     }
 }
 
+/// First identity seed of the bulk transfers (before, during, after).
+pub const BULK_SEED: u64 = 70_000;
+
+/// One bulk upload of a well-behaved peer: a fresh node (identity
+/// `seed`, from [`LEGIT_SOURCE`]) opens `discard`, writes `bytes` in
+/// 64 KiB chunks, half-closes and waits for the service's end of stream
+/// (the service answers it only after reading everything). Goodput in
+/// Mbit/s, from the first write to that end; connecting is not timed.
+pub async fn bulk(
+    target: &Target,
+    seed: u64,
+    bytes: u64,
+    deadline: Duration,
+) -> Result<f64, String> {
+    let node = astral_api::node(astral_api::identity(seed))?;
+    let r = tokio::time::timeout(deadline, async {
+        astral_api::connect(&node, target.id, target.addr, Some(LEGIT_SOURCE)).await?;
+        let mut s = astral_api::open(&node, target.id, "discard").await?;
+        let chunk = bytes::Bytes::from(vec![0x5au8; 64 << 10]);
+        let io = |e: std::io::Error| format!("bulk: {e}");
+        let start = Instant::now();
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            s.write_chunk(chunk.slice(..n)).await.map_err(io)?;
+            left -= n as u64;
+        }
+        s.shutdown().await.map_err(io)?;
+        while s.read_chunk(64 << 10).await.map_err(io)?.is_some() {}
+        Ok::<f64, String>(bytes as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e6)
+    })
+    .await;
+    astral_api::shutdown(&node);
+    match r {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "bulk of {bytes} B not done in {} s",
+            deadline.as_secs()
+        )),
+    }
+}
+
 /// Up to `tries` tries, one after another, each within `deadline`; stops
 /// early at `until`.
 pub async fn tries(

@@ -275,6 +275,7 @@ impl Listener {
             .arg("-k")
             .arg(&key)
             .args(["-b", &bind.to_string(), "--serve", "echo=echo"])
+            .args(["--serve", "discard=discard"])
             .args(&args)
             .args(extra)
             .stdin(Stdio::null())

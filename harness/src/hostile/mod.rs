@@ -38,6 +38,9 @@ pub struct RunConfig {
     pub try_timeout: Duration,
     /// Pause between stopping the attack and the tries "after".
     pub settle: Duration,
+    /// Bytes of a well-behaved peer's bulk upload (to `discard`), timed
+    /// before the attack and while it holds (`None`: not run).
+    pub bulk: Option<u64>,
 }
 
 impl Default for RunConfig {
@@ -48,6 +51,7 @@ impl Default for RunConfig {
             tries: 100,
             try_timeout: Duration::from_secs(1),
             settle: Duration::from_secs(1),
+            bulk: None,
         }
     }
 }
@@ -73,6 +77,11 @@ pub struct AttackReport {
     pub legit_during: LegitResult,
     /// Legitimate tries after it stopped.
     pub legit_after: LegitResult,
+    /// A well-behaved peer's bulk goodput before the attack, Mbit/s (or
+    /// why it failed).
+    pub bulk_before_mbit: Option<Result<f64, String>>,
+    /// The same while the attack holds (right after it reached full size).
+    pub bulk_during_mbit: Option<Result<f64, String>>,
     /// What the attacker did (as of the end of the attack).
     pub attacker: CounterSnapshot,
     /// What the listener held at the end of the attack, from its control
@@ -85,6 +94,11 @@ pub struct AttackReport {
 /// Runs one attack against `target` (whose pid, if known, is sampled).
 pub async fn run_attack(attack: &Attack, target: &Target, cfg: &RunConfig) -> AttackReport {
     let mem = || target.pid.and_then(listener::memory);
+    let bulk_deadline = Duration::from_secs(120);
+    let bulk_before_mbit = match cfg.bulk {
+        Some(b) => Some(legit::bulk(target, legit::BULK_SEED, b, bulk_deadline).await),
+        None => None,
+    };
     let mem_before = mem();
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -122,6 +136,10 @@ pub async fn run_attack(attack: &Attack, target: &Target, cfg: &RunConfig) -> At
     }
     let ramp_s = start.elapsed().as_secs_f64();
     let hold_until = Instant::now() + cfg.duration;
+    let bulk_during_mbit = match cfg.bulk {
+        Some(b) => Some(legit::bulk(target, legit::BULK_SEED + 1, b, bulk_deadline).await),
+        None => None,
+    };
     let legit_during = legit::tries(
         target,
         cfg.tries,
@@ -154,6 +172,8 @@ pub async fn run_attack(attack: &Attack, target: &Target, cfg: &RunConfig) -> At
         mem_after,
         legit_during,
         legit_after,
+        bulk_before_mbit,
+        bulk_during_mbit,
         attacker,
         held,
         listener_alive: target.pid.is_none_or(|p| listener::memory(p).is_some()),
@@ -205,7 +225,24 @@ pub fn table(reports: &[AttackReport]) -> String {
         );
     }
     let mut notes = String::new();
+    let mut bulk = String::new();
     for r in reports {
+        if let (Some(b), Some(d)) = (&r.bulk_before_mbit, &r.bulk_during_mbit) {
+            let show = |x: &Result<f64, String>| match x {
+                Ok(m) => format!("{m:.1} Mbit/s"),
+                Err(e) => format!("failed ({e})"),
+            };
+            let ratio = match (b, d) {
+                (Ok(b), Ok(d)) if *b > 0.0 => format!(" = {:.0} %", d / b * 100.0),
+                _ => String::new(),
+            };
+            bulk += &format!(
+                "  {} well-behaved bulk: before {}, during {}{ratio}\n",
+                r.attack.name,
+                show(b),
+                show(d)
+            );
+        }
         for (phase, l) in [("during", &r.legit_during), ("after", &r.legit_after)] {
             for (why, n) in &l.failures {
                 notes += &format!("  {} legit {phase}: {n}× {why}\n", r.attack.name);
@@ -219,5 +256,6 @@ pub fn table(reports: &[AttackReport]) -> String {
         s += "failures:\n";
         s += &notes;
     }
+    s += &bulk;
     s
 }

@@ -15,6 +15,10 @@
 //! * bytes are read from the sender in chunks of at most 16 KiB, and only
 //!   while the bottleneck queue has room: a full queue stops reading, and the
 //!   sender's socket buffer then fills (backpressure, queueing delay);
+//! * the forwarder's sockets have small kernel receive buffers
+//!   ([`SOCKET_RCVBUF`]), so bytes waiting ahead of the emulated bottleneck
+//!   are the queue's, not megabytes of autotuned socket buffer that no
+//!   real path has (the sender's own send buffer is the sender's);
 //! * end-of-stream (FIN) travels through the link like data, so a
 //!   half-close arrives after the delay and after every byte before it;
 //! * a reset from one end (or a write error toward it) resets both ends;
@@ -30,7 +34,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -95,7 +99,7 @@ impl Forwarder {
         path: PathControl,
         seed: u64,
     ) -> io::Result<Forwarder> {
-        let listener = TcpListener::bind(listen).await?;
+        let listener = bind_small(listen).await?;
         let local = listener.local_addr()?;
         let (stop, _) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(
@@ -142,6 +146,44 @@ impl Drop for Forwarder {
     }
 }
 
+/// `SO_RCVBUF` of the forwarder's sockets (the kernel doubles it for its
+/// bookkeeping): what a sender may have in flight toward the forwarder
+/// beyond the emulated queue. Linux autotunes an unset receive buffer up
+/// to `net.ipv4.tcp_rmem` (6 MiB by default), which at 8 Mbit/s would be
+/// six seconds of queueing that no router on the emulated path holds.
+pub const SOCKET_RCVBUF: u32 = 64 * 1024;
+
+/// A listener whose accepted sockets inherit [`SOCKET_RCVBUF`] (set
+/// before `listen`, so the window scale fits it).
+async fn bind_small(listen: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_recv_buffer_size(SOCKET_RCVBUF)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(1024),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address")))
+}
+
+/// Connects to `target` with [`SOCKET_RCVBUF`].
+async fn connect_small(target: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_recv_buffer_size(SOCKET_RCVBUF)?;
+    socket.connect(target).await
+}
+
 async fn accept_loop(
     listener: TcpListener,
     target: SocketAddr,
@@ -183,7 +225,7 @@ async fn forward(
     stop: watch::Receiver<bool>,
     seed: u64,
 ) -> io::Result<()> {
-    let server = match TcpStream::connect(target).await {
+    let server = match connect_small(target).await {
         Ok(s) => s,
         Err(e) => {
             // As a refused connection looks to a dialer: a reset.
