@@ -565,14 +565,15 @@ impl MioNode {
                 }
             }
         }
-        // Edge-triggered: always read until WouldBlock, then write.
+        // Edge-triggered: read until drained (`WouldBlock`, or a short
+        // read), then write.
         self.read_conn(idx);
         if matches!(self.entries[idx], Entry::Conn(_)) {
             self.flush_conn(idx);
         }
     }
 
-    /// Reads until WouldBlock (or the per-turn budget), feeding the core.
+    /// Reads until drained (or the per-turn budget), feeding the core.
     fn read_conn(&mut self, idx: usize) {
         let mut budget = READ_BUDGET;
         loop {
@@ -594,6 +595,12 @@ impl MioNode {
                     let stream = c.stream;
                     let now = self.now();
                     self.node.handle_input(now, stream, &self.read_buf[..n]);
+                    if n < self.read_buf.len() {
+                        // A short read drained the socket: new bytes raise
+                        // a new edge, so the read that would only return
+                        // `WouldBlock` is skipped (as tokio does).
+                        return;
+                    }
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
                         self.read_again.push(idx);
