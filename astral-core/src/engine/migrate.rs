@@ -343,13 +343,38 @@ impl PeerEngine {
                         .is_none_or(|at| now.saturating_duration_since(at) >= quiet)
                         .then_some(rx)
                 }
+                // A migration the peer never followed: its traffic still
+                // arrives elsewhere a quiet time after our marker (a
+                // follower acknowledges on the target at once, and any of
+                // its frames there confirms). Its marker was overruled or
+                // ignored where no rule saw it; give the migration up at
+                // the second such tick (`Migrating => Open`), and the
+                // realignment above settles where both ends send.
+                (Some(tx), Some(rx))
+                    if rx != tx
+                        && matches!(s.phase, Phase::Migrating { .. })
+                        && !s.awaiting_resume
+                        && !s.owed.resume
+                        && !s.owed.resume_reply =>
+                {
+                    let quiet = srtt(self, Some(tx)).max(srtt(self, Some(rx))) * 2 + interval;
+                    s.placed_at
+                        .is_none_or(|at| now.saturating_duration_since(at) >= quiet)
+                        .then_some(rx)
+                }
                 _ => None,
             };
+            let migrating = matches!(s.phase, Phase::Migrating { .. });
             let seen = s.crossed_seen;
             let Some(s) = self.sessions.get_mut(id) else {
                 continue;
             };
             match candidate {
+                Some(rx) if seen == Some(rx) && migrating => {
+                    s.crossed_seen = None;
+                    tracing::debug!(session = ?id, peer_on = ?rx, "migration never followed: abandoned");
+                    self.on_migration_abandoned(id);
+                }
                 Some(rx) if seen == Some(rx) && local_wins => {
                     s.crossed_seen = None;
                     s.epoch = s.epoch.wrapping_add(1);
