@@ -278,14 +278,17 @@ impl PathMeter {
 
     /// How long output handed to the transport but not yet known to have
     /// arrived takes to drain at our measured delivery rate, at least
-    /// [`MIN_RATE`] (a side that sends only credit measures a tiny rate,
-    /// which is its traffic, not the path; a stream that never carried
-    /// much has no rate yet): what a record sent now waits behind before
-    /// it can be answered.
-    pub fn queueing_ahead(&self, now: Timestamp) -> Duration {
+    /// `min_rate`: what a record sent now waits behind before it can be
+    /// answered. Zero while no rate is measured and `min_rate` is 0 (a
+    /// guess would only delay the suspicion of a dead path). The measured
+    /// rate is a path's when our traffic fills it; a side that sends only
+    /// credit measures its own traffic, and its few bytes ahead then look
+    /// like seconds of queue (callers that must not wait for that pass
+    /// [`MIN_RATE`]).
+    pub fn queueing_ahead(&self, now: Timestamp, min_rate: u64) -> Duration {
         let ahead = self.pos.saturating_sub(self.delivered);
         let rate = self.fwd_rate.get(now, self.rate_window(now)).unwrap_or(0);
-        drain_time(ahead, rate.max(MIN_RATE))
+        drain_time(ahead, rate.max(min_rate))
     }
 
     /// A record of `len` ciphertext bytes left at `now`, when `rx` bytes had

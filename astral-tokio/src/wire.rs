@@ -271,10 +271,16 @@ mod tests {
     }
 
     /// Eight sessions write 3 MiB each at once over one TCP stream while
-    /// their readers start late (the socket fills): every session's bytes
+    /// the receiving node stalls (the socket fills): every session's bytes
     /// arrive exactly once and in order, and both write paths ran (callers
     /// sealing and writing inline, and hand-overs of what the socket did
     /// not take to the transport task).
+    ///
+    /// The receiving node runs on a current-thread runtime of its own, and
+    /// once all eight sessions are accepted that thread blocks until a
+    /// hand-over happened: the receiver then reads nothing at all, so the
+    /// 24 MiB the writers may send (4 MiB windows) cannot fit in the kernel's
+    /// buffers and a `WouldBlock` is certain, not a matter of timing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_share_one_socket_in_order() {
         let (inline0, handed0) = (
@@ -288,31 +294,53 @@ mod tests {
             send_buffer: 4 << 20,
             ..Config::default()
         };
-        let server = Node::with_seed(Identity::from_seed([1; 32]), config.clone(), 1).unwrap();
-        let client = Node::with_seed(Identity::from_seed([2; 32]), config, 2).unwrap();
-        let addr = server.listen("127.0.0.1:0").await.unwrap();
-        let srv = server.clone();
-        tokio::spawn(async move {
-            while let Some(q) = srv.next_query().await {
-                let i: u8 = q.query().parse().unwrap();
-                let mut s = q.accept().unwrap();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    let mut got = Vec::with_capacity(LEN);
-                    s.read_to_end(&mut got).await.unwrap();
-                    assert_eq!(got.len(), LEN, "session {i}");
-                    let bad = (0..LEN).find(|&k| got[k] != byte(i, k));
-                    assert_eq!(bad, None, "session {i}: first wrong byte");
-                    s.write_all(b"ok").await.unwrap();
-                    s.shutdown().await.unwrap();
-                });
-            }
+        let client = Node::with_seed(Identity::from_seed([2; 32]), config.clone(), 2).unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let receiver = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime");
+            rt.block_on(async move {
+                let server = Node::with_seed(Identity::from_seed([1; 32]), config, 1).unwrap();
+                let addr = server.listen("127.0.0.1:0").await.unwrap();
+                ready_tx.send((server.id(), addr)).unwrap();
+                let mut readers = Vec::new();
+                while readers.len() < 8 {
+                    let q = server.next_query().await.expect("eight queries");
+                    let i: u8 = q.query().parse().unwrap();
+                    let mut s = q.accept().unwrap();
+                    readers.push(tokio::spawn(async move {
+                        let mut got = Vec::with_capacity(LEN);
+                        s.read_to_end(&mut got).await.unwrap();
+                        assert_eq!(got.len(), LEN, "session {i}");
+                        let bad = (0..LEN).find(|&k| got[k] != byte(i, k));
+                        assert_eq!(bad, None, "session {i}: first wrong byte");
+                        s.write_all(b"ok").await.unwrap();
+                        s.shutdown().await.unwrap();
+                    }));
+                }
+                // Stall this node's only thread (no reads, no timers) until
+                // the writers' socket is full and a hand-over happened.
+                let stalled = std::time::Instant::now();
+                while HANDED_OVER.load(super::SeqCst) == handed0
+                    && stalled.elapsed() < Duration::from_secs(30)
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                for r in readers {
+                    r.await.expect("a reader passed its checks");
+                }
+                // Keep the node up until the replies are written.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
         });
-        client.connect(server.id(), addr).await.unwrap();
+        let (server_id, addr) = ready_rx.recv().expect("the receiving node listens");
+        client.connect(server_id, addr).await.unwrap();
         let mut writers = Vec::new();
         for i in 0..8u8 {
             let c = client.clone();
-            let peer = server.id();
+            let peer = server_id;
             writers.push(tokio::spawn(async move {
                 let mut s = c.open_session(peer, &i.to_string()).await.unwrap();
                 let data: Vec<u8> = (0..LEN).map(|k| byte(i, k)).collect();
@@ -336,6 +364,10 @@ mod tests {
         let inline = INLINE_WRITES.load(super::SeqCst) - inline0;
         let handed = HANDED_OVER.load(super::SeqCst) - handed0;
         println!("inline writes {inline}, handed to the task {handed}");
+        tokio::task::spawn_blocking(move || receiver.join())
+            .await
+            .unwrap()
+            .expect("the receiving node's checks passed");
         assert!(inline > 0, "callers wrote inline");
         assert!(handed > 0, "a full socket handed over to the task");
     }

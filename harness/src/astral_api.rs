@@ -29,8 +29,23 @@ pub fn identity(n: u64) -> Identity {
 }
 
 /// A node with the default configuration. Must run inside a Tokio runtime.
+/// `ASTRAL_HARNESS_NOTSENT_LOWAT` (bytes, or `off`) overrides
+/// `Config::tcp_notsent_lowat`, for comparing kernel send-buffer depths
+/// (it reaches the processes the netns benchmark starts).
 pub fn node(identity: Identity) -> Result<Node, Error> {
-    Node::new(identity, Config::default()).map_err(|e| e.to_string())
+    let mut config = Config::default();
+    if let Ok(v) = std::env::var("ASTRAL_HARNESS_NOTSENT_LOWAT") {
+        config.tcp_notsent_lowat = match v.trim() {
+            "off" | "0" => None,
+            b => Some(
+                crate::units::parse_size(b)
+                    .ok()
+                    .and_then(|b| u32::try_from(b).ok())
+                    .ok_or_else(|| format!("ASTRAL_HARNESS_NOTSENT_LOWAT={v:?}: bytes or off"))?,
+            ),
+        };
+    }
+    Node::new(identity, config).map_err(|e| e.to_string())
 }
 
 /// A node with `config`. Must run inside a Tokio runtime.

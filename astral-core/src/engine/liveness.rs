@@ -443,6 +443,20 @@ impl PeerEngine {
         drain_time(granted, rate)
     }
 
+    /// The least delivery rate at which our own queued output is assumed
+    /// to drain ahead of a probe (`PathMeter::queueing_ahead`): the
+    /// measured rate alone, except for a superseded engine's probes, which
+    /// must not wait seconds behind a few bytes of credit (its streams
+    /// lead to a process that restarted, or to a live twin that answers
+    /// within a round trip).
+    pub(super) fn queueing_floor(&self) -> u64 {
+        if self.superseded {
+            MIN_RATE
+        } else {
+            0
+        }
+    }
+
     /// Queues a probe on `stream` now (a ping with a fresh nonce). Until
     /// the transport takes it, it counts from now and waits for what is
     /// queued ahead of it now: a transport that takes nothing for that long
@@ -451,12 +465,13 @@ impl PeerEngine {
     fn queue_probe(&mut self, now: Timestamp, stream: StreamId) {
         let nonce = self.rng.next_u64();
         let peer = self.peer_queue(now, stream);
+        let floor = self.queueing_floor();
         if let Some(st) = self.streams.get_mut(stream) {
             if let Some(old) = st.liveness.probe.filter(|p| p.sent.is_some()) {
                 st.liveness.stale = Some(old);
             }
             let mut probe = PingOut::new(nonce, now);
-            probe.behind = st.meter.queueing_ahead(now) + peer;
+            probe.behind = st.meter.queueing_ahead(now, floor) + peer;
             st.liveness.probe = Some(probe);
             st.tx.ctrl.push_back(Frame::Ping { nonce, pong: false });
         }

@@ -133,6 +133,7 @@ impl PeerEngine {
         let mut fresh = None;
 
         // 1. Explicit control frames (pings, pongs, markers, resets, responses).
+        let floor = self.queueing_floor();
         if let Some(st) = self.streams.get_mut(stream) {
             while let Some(f) = st.tx.ctrl.front() {
                 if (out.len() - body) + f.encoded_len() > MAX {
@@ -143,7 +144,7 @@ impl PeerEngine {
                         asks = true;
                         // The probe waits behind what we handed over
                         // before it and the peer has not confirmed.
-                        let behind = st.meter.queueing_ahead(now);
+                        let behind = st.meter.queueing_ahead(now, floor);
                         st.liveness.on_ping_sent(nonce, now, behind);
                         ping = Some(nonce);
                     }
