@@ -262,18 +262,7 @@ struct Transport<I> {
     gone: bool,
     /// Bounds the flush of a stream that is gone.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Reads that returned bytes (for the idle check).
-    reads: u64,
-    /// While the receive buffer keeps spare allocations: fires every
-    /// [`RX_IDLE`], with the read count when it was armed; no read since
-    /// means idle, and the spares go (idle memory: one buffer).
-    rx_idle: Option<(Pin<Box<tokio::time::Sleep>>, u64)>,
 }
-
-/// A transport that read nothing for this long is idle: its receive
-/// buffer sheds the allocations it keeps for reuse
-/// ([`RxBuffer::shed_spare`]).
-const RX_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the write step left behind.
 enum TxLeft {
@@ -316,42 +305,12 @@ impl<I: Io> Transport<I> {
             stream,
             kill,
             phase: Phase::Handshake,
-            // A busy transport reads into a few recycled allocations instead
-            // of page-faulting fresh ones in (perf-profile §13).
-            rx: RxBuffer::recycling(),
+            rx: RxBuffer::default(),
             tx: TxBuffer::default(),
             need_flush: false,
             read_done: false,
             gone: false,
             linger: None,
-            reads: 0,
-            rx_idle: None,
-        }
-    }
-
-    /// A read returned bytes: counts it, and arms the idle check once the
-    /// receive buffer keeps spares.
-    fn note_read(&mut self) {
-        self.reads += 1;
-        if self.rx_idle.is_none() && self.rx.has_spare() {
-            self.rx_idle = Some((Box::pin(tokio::time::sleep(RX_IDLE)), self.reads));
-        }
-    }
-
-    /// The idle check: no read for a whole [`RX_IDLE`] sheds the spares;
-    /// otherwise it is re-armed.
-    fn poll_rx_idle(&mut self, cx: &mut Context<'_>) {
-        while let Some((timer, at)) = self.rx_idle.as_mut() {
-            if timer.as_mut().poll(cx).is_pending() {
-                return;
-            }
-            if *at == self.reads {
-                self.rx.shed_spare();
-                self.rx_idle = None;
-            } else {
-                *at = self.reads;
-                timer.as_mut().reset(tokio::time::Instant::now() + RX_IDLE);
-            }
         }
     }
 
@@ -647,7 +606,6 @@ impl<I: Io> Future for Transport<I> {
             if this.io.is_none() {
                 return Poll::Ready(());
             }
-            this.poll_rx_idle(cx);
             this.try_upgrade();
             let mut progress = false;
             // A full read woke a reader: let it run before the next read.
@@ -666,7 +624,6 @@ impl<I: Io> Future for Transport<I> {
                     }
                     Poll::Ready(Ok(n)) => {
                         progress = true;
-                        this.note_read();
                         // The socket may hold more; a woken reader sits in
                         // this worker's LIFO slot, which no other worker can
                         // steal, until this task returns.

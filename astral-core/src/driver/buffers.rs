@@ -1,7 +1,6 @@
 //! Transport buffering: what was pulled and not written yet, what was
 //! read and not handed on yet.
 
-use std::collections::VecDeque;
 use std::io;
 
 use bytes::{Buf, BytesMut};
@@ -96,28 +95,9 @@ impl TxBuffer {
 /// assert_eq!(&rx.take_whole()[..], &wire[..]);
 /// assert!(rx.is_empty());
 /// ```
-///
-/// Recycling ([`RxBuffer::recycling`]): the records handed on are slices
-/// of the buffer's allocation, so an allocation can be read into again only
-/// once the application has dropped every chunk it holds in it. A
-/// recycling buffer keeps the (up to eight) allocations it read into before
-/// the current one (as empty handles, [`RxBuffer::has_spare`]) and reads
-/// into one again as soon as it is reclaimable (`BytesMut::try_reclaim`:
-/// uniquely owned), so a busy transport cycles through a few allocations instead
-/// of taking a fresh one (and page-faulting it in) for every buffer's worth
-/// while the application still holds the last window of the previous one.
-/// When no spare is reclaimable a fresh allocation is taken and the oldest
-/// spare is let go (it is freed when the application drops it); the driver
-/// sheds the spares when the transport goes idle
-/// ([`RxBuffer::shed_spare`]), so idle memory stays one allocation.
 #[derive(Debug, Default)]
 pub struct RxBuffer {
     buf: BytesMut,
-    /// Previous allocations, oldest first, kept for reuse (recycling only).
-    spares: VecDeque<BytesMut>,
-    recycle: bool,
-    /// Fresh allocations taken so far.
-    allocations: u64,
 }
 
 impl RxBuffer {
@@ -125,67 +105,6 @@ impl RxBuffer {
     pub const READ: usize = 256 * 1024;
     /// Room kept after a read for the rest of a record it ends inside.
     const SLACK: usize = 2 + 65535;
-    /// Room one allocation is made with (reclaimed when it is reused).
-    const ALLOC: usize = Self::READ + Self::SLACK;
-    /// Previous allocations a recycling buffer keeps: the application may
-    /// still hold a window and its own queue (the CLI: 8 chunks of up to
-    /// 1 MiB on their way to stdout) spread over several before this one.
-    const SPARES: usize = 8;
-
-    /// A buffer that recycles its allocations (see the type's docs); the
-    /// driver must call [`RxBuffer::shed_spare`] when the transport goes
-    /// idle.
-    pub fn recycling() -> Self {
-        RxBuffer {
-            recycle: true,
-            ..RxBuffer::default()
-        }
-    }
-
-    /// Whether a previous allocation is kept for reuse.
-    pub fn has_spare(&self) -> bool {
-        !self.spares.is_empty()
-    }
-
-    /// Lets the kept allocations go (the transport is idle): idle memory is
-    /// the current allocation only. `true` if there was one.
-    pub fn shed_spare(&mut self) -> bool {
-        let had = self.has_spare();
-        self.spares = VecDeque::new();
-        had
-    }
-
-    /// Fresh allocations taken so far (a reclaimed one is not counted).
-    pub fn allocations(&self) -> u64 {
-        self.allocations
-    }
-
-    /// Room for a full read in the empty buffer: the current allocation
-    /// reclaimed in place, else the spare's, else a fresh one.
-    fn refill(&mut self) {
-        if self.buf.try_reclaim(Self::ALLOC) {
-            return;
-        }
-        let old = if let Some(i) = self
-            .spares
-            .iter_mut()
-            .position(|s| s.try_reclaim(Self::ALLOC))
-        {
-            // Invariant: `i` is an index `position` just found.
-            let spare = self.spares.remove(i).expect("found");
-            std::mem::replace(&mut self.buf, spare)
-        } else {
-            self.allocations += 1;
-            std::mem::replace(&mut self.buf, BytesMut::with_capacity(Self::ALLOC))
-        };
-        if self.recycle {
-            if self.spares.len() == Self::SPARES {
-                // The oldest is still held: freed when the application drops it.
-                self.spares.pop_front();
-            }
-            self.spares.push_back(old);
-        }
-    }
 
     /// Reserves room and returns how many bytes to read next (never 0): up
     /// to [`RxBuffer::READ`] while the room after the read could still take
@@ -194,9 +113,9 @@ impl RxBuffer {
     pub fn next_read(&mut self) -> usize {
         let missing = RecordOpener::missing(&self.buf);
         if self.buf.is_empty() {
-            if self.buf.capacity() < Self::ALLOC {
-                // Empty: an allocation reclaimed or a new one, no copy.
-                self.refill();
+            if self.buf.capacity() < Self::READ + Self::SLACK {
+                // Empty: a new allocation (or the old one reclaimed), no copy.
+                self.buf.reserve(Self::READ + Self::SLACK);
             }
         } else if self.buf.capacity() - self.buf.len() < missing.max(1) {
             // Cannot happen under the rule; correct (one copy) regardless.
@@ -331,91 +250,6 @@ mod tests {
             records.len()
         );
         assert!(short_reads > 0 && reads < 3 * records.len());
-    }
-
-    /// The application holds on to the chunks handed on for a while
-    /// (a window of them, released out of order at random): a recycling
-    /// buffer never reads into memory a held chunk covers, every held chunk
-    /// keeps its bytes, and the buffer reuses its allocations instead of
-    /// taking a fresh one per buffer's worth.
-    #[test]
-    fn rx_buffer_recycles_without_aliasing_held_bytes() {
-        use rand_chacha::ChaCha8Rng;
-        use rand_core::{RngCore, SeedableRng};
-        let run = |recycle: bool| {
-            let mut rng = ChaCha8Rng::seed_from_u64(11);
-            let mut wire = Vec::new();
-            for i in 0..2000u32 {
-                let len = 16 + (rng.next_u32() as usize % 65_520);
-                wire.extend((len as u16).to_be_bytes());
-                wire.extend((0..len).map(|j| (i as usize * 7 + j) as u8));
-            }
-            let mut rx = if recycle {
-                RxBuffer::recycling()
-            } else {
-                RxBuffer::default()
-            };
-            let (mut at, mut got) = (0, 0usize);
-            // (wire offset, chunk) the application still holds.
-            let mut held: Vec<(usize, BytesMut)> = Vec::new();
-            let (mut checked, mut max_held) = (0usize, 0usize);
-            while at < wire.len() {
-                let want = rx.next_read();
-                let n = want
-                    .min(1 + rng.next_u32() as usize % 70_000)
-                    .min(wire.len() - at);
-                let start = rx.buf_mut().as_ptr() as usize + rx.len();
-                for (_, c) in &held {
-                    let (a, b) = (c.as_ptr() as usize, c.as_ptr() as usize + c.len());
-                    assert!(start + n <= a || b <= start, "read over a held chunk");
-                }
-                rx.read_with(|b| {
-                    b[..n].copy_from_slice(&wire[at..at + n]);
-                    Ok(n)
-                })
-                .unwrap();
-                at += n;
-                let whole = rx.take_whole();
-                if !whole.is_empty() {
-                    // (`BytesMut::clone` would copy: the chunk itself is held.)
-                    let len = whole.len();
-                    held.push((got, whole));
-                    got += len;
-                }
-                // The application releases about as much as arrives, keeping
-                // up to ~320 KiB (a window and more) in hand.
-                while held.iter().map(|(_, c)| c.len()).sum::<usize>() > 320 * 1024 {
-                    let i = rng.next_u32() as usize % held.len().min(3);
-                    let (off, c) = held.remove(i);
-                    assert_eq!(&c[..], &wire[off..off + c.len()], "held bytes changed");
-                    checked += c.len();
-                }
-                max_held = max_held.max(held.len());
-            }
-            for (off, c) in held.drain(..) {
-                assert_eq!(&c[..], &wire[off..off + c.len()], "held bytes changed");
-                checked += c.len();
-            }
-            assert_eq!((got, checked), (wire.len(), wire.len()), "exactly once");
-            eprintln!(
-                "recycle {recycle}: {} MiB, {} allocations, up to {max_held} chunks held",
-                wire.len() >> 20,
-                rx.allocations()
-            );
-            assert_eq!(rx.has_spare(), recycle);
-            assert_eq!(rx.shed_spare(), recycle, "idle: the spares go");
-            assert!(!rx.has_spare());
-            rx.allocations()
-        };
-        let (plain, recycled) = (run(false), run(true));
-        assert!(
-            plain > 100,
-            "the workload needs fresh memory without recycling"
-        );
-        assert!(
-            recycled * 10 < plain,
-            "a busy buffer cycles through a few allocations"
-        );
     }
 
     #[test]
