@@ -308,6 +308,11 @@ impl PeerEngine {
     ///   peer's stream by an ordinary marker (the peer already sends there,
     ///   follows the newer epoch and acknowledges).
     ///
+    /// A `Migrating` session in the same state (its marker overruled or
+    /// ignored at the peer: the peer never acknowledged on the target)
+    /// abandons its migration at that tick and realigns at once, so no
+    /// session, and no drain waiting for it, stays `Migrating` for ever.
+    ///
     /// If both act at once the epochs tie and the lower id's stream wins at
     /// both ends; a restatement never moves the lower id, so the two ends
     /// cannot chase each other. Bounded: a crossed session converges within
@@ -343,36 +348,84 @@ impl PeerEngine {
                         .is_none_or(|at| now.saturating_duration_since(at) >= quiet)
                         .then_some(rx)
                 }
+                // A migration the peer never followed: its traffic still
+                // arrives elsewhere a quiet time after our marker (a
+                // follower acknowledges on the target at once, and any of
+                // its frames there confirms). Its marker was overruled or
+                // ignored where no rule saw it; give the migration up at
+                // the second such tick (`Migrating => Open`), and the
+                // realignment above settles where both ends send.
+                (Some(tx), Some(rx))
+                    if rx != tx
+                        && matches!(s.phase, Phase::Migrating { .. })
+                        && !s.awaiting_resume
+                        && !s.owed.resume
+                        && !s.owed.resume_reply =>
+                {
+                    let quiet = srtt(self, Some(tx)).max(srtt(self, Some(rx))) * 2 + interval;
+                    s.placed_at
+                        .is_none_or(|at| now.saturating_duration_since(at) >= quiet)
+                        .then_some(rx)
+                }
                 _ => None,
             };
+            let migrating = matches!(s.phase, Phase::Migrating { .. });
             let seen = s.crossed_seen;
             let Some(s) = self.sessions.get_mut(id) else {
                 continue;
             };
             match candidate {
-                Some(rx) if seen == Some(rx) && local_wins => {
-                    s.crossed_seen = None;
-                    s.epoch = s.epoch.wrapping_add(1);
-                    let (wire, epoch, tx) = (s.wire, s.epoch, s.tx);
-                    tracing::debug!(session = ?id, peer_on = ?rx, "directions on different streams: restating ours");
-                    if let Some(target) = tx.and_then(|t| self.streams.get(t)).map(|st| st.wire) {
-                        self.push_ctrl(
-                            tx,
-                            Frame::MigrateTo {
-                                session: wire,
-                                target,
-                                epoch,
-                            },
-                        );
-                    }
-                }
                 Some(rx) if seen == Some(rx) => {
                     s.crossed_seen = None;
-                    tracing::debug!(session = ?id, to = ?rx, "directions on different streams: realigning");
-                    self.on_migration_started(id, rx);
+                    if migrating {
+                        tracing::debug!(session = ?id, peer_on = ?rx, "migration never followed: abandoned");
+                        self.on_migration_abandoned(id);
+                    }
+                    // Realign at once (an abandoned migration leaves the
+                    // directions crossed: waiting two more ticks would
+                    // only delay the same step).
+                    self.realign_now(id, rx, local_wins);
                 }
                 other => s.crossed_seen = other,
             }
+        }
+    }
+
+    /// The step of [`Self::realign_crossed`] for one session whose peer
+    /// sends on `rx`: the lower id restates its binding with a new epoch,
+    /// the higher id migrates its sending direction to `rx`. Each only onto
+    /// a stream usable here.
+    fn realign_now(&mut self, id: SessionId, rx: StreamId, local_wins: bool) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let tx = s.tx;
+        let usable = |e: &PeerEngine, t: Option<StreamId>| {
+            t.and_then(|t| e.streams.get(t))
+                .filter(|st| st.is_usable())
+                .map(|st| st.wire)
+        };
+        if local_wins {
+            let Some(target) = usable(self, tx) else {
+                return;
+            };
+            let Some(s) = self.sessions.get_mut(id) else {
+                return;
+            };
+            s.epoch = s.epoch.wrapping_add(1);
+            let (wire, epoch) = (s.wire, s.epoch);
+            tracing::debug!(session = ?id, peer_on = ?rx, "directions on different streams: restating ours");
+            self.push_ctrl(
+                tx,
+                Frame::MigrateTo {
+                    session: wire,
+                    target,
+                    epoch,
+                },
+            );
+        } else if tx != Some(rx) && usable(self, Some(rx)).is_some() {
+            tracing::debug!(session = ?id, to = ?rx, "directions on different streams: realigning");
+            self.on_migration_started(id, rx);
         }
     }
 
