@@ -141,6 +141,10 @@ struct Mark {
     pos: u64,
     /// Output ahead of the record not yet known to have arrived.
     ahead: u64,
+    /// The probe's own record: the credit covering its last byte comes
+    /// only after all of it crossed the bottleneck (a 64 KiB record is
+    /// 65 ms at 8 Mbit/s), so it queues like the bytes ahead.
+    len: u64,
     /// Output position known to have arrived, and since when.
     delivered: u64,
     delivered_at: Timestamp,
@@ -164,8 +168,10 @@ pub(crate) struct Measured {
     /// The round trip.
     pub rtt: Duration,
     /// Upper bound of the queueing our own and the peer's bytes ahead of
-    /// the probe can have caused.
+    /// the probe, and the probe's own record, can have caused.
     pub queueing: Duration,
+    /// The part of `queueing` that is the probe's own record.
+    pub own: Duration,
 }
 
 /// Path measurement of one stream (see the module documentation).
@@ -181,8 +187,15 @@ pub(crate) struct PathMeter {
     /// transport is ordered), and when that was learnt.
     delivered: u64,
     delivered_at: Timestamp,
-    /// Delivery rate of our output, bytes/s.
+    /// Delivery rate of our output, bytes/s: the windowed maximum of
+    /// `fwd_avg`.
     fwd_rate: WindowedMax,
+    /// Moving average (gain 1/8) of the per-sample delivery rates: a
+    /// single sample inflated by a burst (buffers filling at loopback
+    /// speed, acknowledgements bunched) must not set the drain rate for a
+    /// whole rate window (issue 17: one 1.26 MB/s sample on a 1 MB/s path
+    /// made every bound 20 % short).
+    fwd_avg: u64,
     /// The path delay filter, nanoseconds.
     path: WindowedMin,
     has_path: bool,
@@ -239,6 +252,7 @@ impl PathMeter {
             delivered: 0,
             delivered_at: now,
             fwd_rate: WindowedMax::default(),
+            fwd_avg: 0,
             path: WindowedMin::default(),
             has_path: false,
             window,
@@ -309,6 +323,7 @@ impl PathMeter {
             at: now,
             pos: self.pos,
             ahead,
+            len: len as u64,
             delivered: self.delivered,
             delivered_at: self.delivered_at,
             rx,
@@ -382,7 +397,12 @@ impl PathMeter {
             now.saturating_duration_since(mark.delivered_at),
         );
         if fwd > 0 {
-            self.fwd_rate.update(now, fwd, window);
+            self.fwd_avg = if self.fwd_avg == 0 {
+                fwd
+            } else {
+                self.fwd_avg - self.fwd_avg / 8 + fwd / 8
+            };
+            self.fwd_rate.update(now, self.fwd_avg, window);
         }
         let rev_bytes = rx.saturating_sub(mark.rx);
         // A stream that never carried much has measured far less than its
@@ -396,8 +416,9 @@ impl PathMeter {
         // drain at MIN_RATE: a side whose answers wait behind the peer's
         // bulk data holds its estimate (the sender, whose credit samples
         // see the path, decides about it).
-        let queueing = drain_time(mark.ahead, fwd_best) + drain_time(rev_bytes, MIN_RATE);
-        Measured { rtt, queueing }
+        let own = drain_time(mark.len, fwd_best);
+        let queueing = drain_time(mark.ahead, fwd_best) + own + drain_time(rev_bytes, MIN_RATE);
+        Measured { rtt, queueing, own }
     }
 
     /// Folds a sample into the path delay; returns the new estimate (zero
@@ -411,7 +432,9 @@ impl PathMeter {
             // estimate at the queue, and holding would keep it there. Until
             // then the path delay is unknown, and the policy never moves a
             // session off a stream whose delay it does not know.
-            None if m.queueing > m.rtt / 2 => return Duration::ZERO,
+            // (The probe's own record does not count: before a rate is
+            // measured it drains at MIN_RATE, far slower than most paths.)
+            None if m.queueing.saturating_sub(m.own) > m.rtt / 2 => return Duration::ZERO,
             None => m.rtt,
             // Explained by our own traffic: holds the estimate (and lowers
             // it if lower).
@@ -443,6 +466,7 @@ mod tests {
         let queued = Measured {
             rtt: ms(540),
             queueing: ms(520),
+            own: Duration::ZERO,
         };
         assert_eq!(m.fold(t(540), queued), Duration::ZERO);
         assert_eq!(m.path_delay(t(540)), None);
@@ -450,6 +474,7 @@ mod tests {
         let clean = Measured {
             rtt: ms(40),
             queueing: ms(20),
+            own: Duration::ZERO,
         };
         assert_eq!(m.fold(t(600), clean), ms(40));
         // From then on, queued samples hold it.
@@ -528,7 +553,8 @@ mod tests {
         assert_eq!(m.on_pong(t(50), 78, 0), None, "another nonce");
         let s = m.on_pong(t(45), 77, 0).unwrap();
         assert_eq!(s.rtt, ms(40));
-        assert_eq!(s.queueing, Duration::ZERO, "nothing was ahead of it");
+        // Nothing was ahead of it: only its own 40 bytes.
+        assert_eq!(s.queueing, drain_time(40, MIN_RATE));
         assert_eq!(m.on_pong(t(60), 77, 0), None, "answered once");
     }
 
@@ -611,6 +637,68 @@ mod tests {
             .unwrap();
         assert!(risen <= 2_400, "rose {risen} ms after the change");
         assert!(after.iter().all(|(_, p)| *p <= ms(300)));
+    }
+
+    /// A saturating sender through a bottleneck as on the emulated paths
+    /// (issue 17, `astral-wan-placement identical`): 64 KiB records, a
+    /// 40 ms path capped at 1000 B/ms with a standing queue of ours, the
+    /// receiver crediting every fourth record (a quarter window), and a
+    /// first second in which the bottleneck takes bytes 30 % faster (the
+    /// kernel and forwarder buffers filling). Returns the highest path
+    /// estimate after `settle` ms and the samples taken.
+    fn saturated_bottleneck(m: &mut PathMeter, end: u64, settle: u64) -> (Duration, u64) {
+        const REC: u64 = 65_536;
+        const IN_FLIGHT: u64 = 7 * REC;
+        // The idle round trip first.
+        m.on_record(t(0), 40, 0, None, Some(1));
+        let s = m.on_pong(t(40), 1, 0).unwrap();
+        assert_eq!(m.fold(t(40), s), ms(40));
+        let (mut pos, mut credited, mut sent) = (0u64, 0u64, 0u64);
+        // Bottleneck free from (µs); credits on their way: (arrival µs, consumed).
+        let mut free_at = 0u64;
+        let mut credits: VecDeque<(u64, u64)> = VecDeque::new();
+        let (mut worst, mut samples) = (Duration::ZERO, 0u64);
+        for now in 100..end {
+            while let Some(&(at, consumed)) = credits.front() {
+                if at > now * 1000 {
+                    break;
+                }
+                credits.pop_front();
+                credited = consumed;
+                if let Some(s) = m.on_credit(t(now), 1, consumed, 0) {
+                    samples += 1;
+                    let path = m.fold(t(now), s);
+                    if now >= settle {
+                        worst = worst.max(path);
+                    }
+                }
+            }
+            while pos - credited < IN_FLIGHT {
+                pos += REC;
+                sent += 1;
+                m.on_record(t(now), REC as usize, 0, Some((1, pos)), None);
+                let rate = if now < 1_100 { 1_300 } else { 1_000 };
+                // 20 ms to the bottleneck and from it to the receiver,
+                // which credits every fourth record at once; 20 ms back.
+                let start = free_at.max(now * 1000);
+                free_at = start + REC * 1000 / rate;
+                if sent % 4 == 0 {
+                    credits.push_back((free_at + 40_000, pos));
+                }
+            }
+        }
+        (worst, samples)
+    }
+
+    #[test]
+    fn a_standing_queue_of_whole_records_holds_the_idle_path_delay() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        let (worst, samples) = saturated_bottleneck(&mut m, 120_000, 2_000);
+        println!("{samples} samples, highest path delay after 2 s {worst:?}");
+        assert!(samples > 400, "{samples}");
+        // The probe's own record (65 ms at this rate) and the early burst
+        // are ours, not the path's.
+        assert!(worst <= ms(45), "path delay rose to {worst:?}");
     }
 
     #[test]
