@@ -54,7 +54,11 @@ impl YamuxSnow {
 
     fn set_limits(&mut self, streams: usize) {
         let growth = self.window.saturating_sub(YAMUX_CREDIT) * self.sessions;
+        // yamux asserts `window >= 256 KiB × streams` in both setters, so
+        // lift the connection window before changing the stream count (the
+        // idle workload raises it to thousands of streams).
         self.cfg
+            .set_max_connection_receive_window(None)
             .set_max_num_streams(streams)
             .set_max_connection_receive_window(Some(streams * YAMUX_CREDIT + growth));
     }
