@@ -10,6 +10,8 @@
 //!   emulated path.
 //! * `astral-wan-placement` ([`placement`]): automatic migration between
 //!   two emulated paths (issue 17's targets).
+//! * `astral-wan-failover` ([`failover`]): failover when the carrying path
+//!   goes silent (issue 12's targets on emulated paths).
 //! * [`hostile`]: `astral-hostile`, hostile clients against `astral listen`.
 //!
 //! Unsafe code: none in this crate; the `tun` crate owns the TUN ioctls.
@@ -17,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod astral_api;
+pub mod failover;
 pub mod hostile;
 pub mod placement;
 pub mod probe;
