@@ -27,6 +27,33 @@ pub mod units;
 pub mod wan;
 pub mod wanbench;
 
+/// The `main` of every harness tool: logging at `verbose`, a multi-thread
+/// tokio runtime, `tool` run on it; an error is printed as `error: …` and
+/// exits 1.
+pub fn run_tool<F>(verbose: u8, tool: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    init_logging(verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(tool) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr: `warn` by default, `-v` info, `-vv` debug, `-vvv`
 /// trace; `RUST_LOG` overrides when no `-v` is given.
 pub fn init_logging(verbose: u8) {

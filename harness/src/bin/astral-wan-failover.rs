@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use astral_harness::failover::{self, FailoverConfig, Report};
-use astral_harness::init_logging;
+use astral_harness::run_tool;
 use astral_harness::units::{parse_duration, parse_rate};
 use clap::Parser;
 
@@ -121,26 +121,10 @@ async fn run(cli: &Cli) -> Result<bool, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+    run_tool(cli.verbose, async {
+        match run(&cli).await? {
+            true => Ok(()),
+            false => Err("a transfer was not exact".to_string()),
         }
-    };
-    match rt.block_on(run(&cli)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("error: a transfer was not exact");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

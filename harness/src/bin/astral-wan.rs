@@ -15,7 +15,7 @@ use std::time::Duration;
 use astral_harness::units::{parse_duration, parse_fraction, parse_rate, parse_size, Rate};
 use astral_harness::wan::control::{self, ControlSocket};
 use astral_harness::wan::{Forwarder, LinkParams, PathControl, PathParams, Schedule};
-use astral_harness::{init_logging, probe};
+use astral_harness::{probe, run_tool};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -382,22 +382,5 @@ async fn run_probe(what: ProbeCmd) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cli.cmd)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    run_tool(cli.verbose, run(cli.cmd))
 }
