@@ -210,21 +210,7 @@ impl PeerEngine {
             // leaving would cross the directions.
             let quiet = !s.awaiting_resume && !s.owed.resume && !s.owed.resume_reply;
             if matches!(s.phase, Phase::Open) && quiet {
-                let (wire, epoch, tx) = (s.wire, s.epoch, s.tx);
-                let here = tx
-                    .and_then(|t| self.streams.get(t))
-                    .filter(|st| st.is_usable())
-                    .map(|st| st.wire);
-                if let Some(target) = here {
-                    self.push_ctrl(
-                        tx,
-                        Frame::MigrateTo {
-                            session: wire,
-                            target,
-                            epoch,
-                        },
-                    );
-                }
+                self.restate_binding(id, false);
             }
             return;
         }
@@ -400,33 +386,47 @@ impl PeerEngine {
             return;
         };
         let tx = s.tx;
-        let usable = |e: &PeerEngine, t: Option<StreamId>| {
-            t.and_then(|t| e.streams.get(t))
-                .filter(|st| st.is_usable())
-                .map(|st| st.wire)
-        };
         if local_wins {
-            let Some(target) = usable(self, tx) else {
-                return;
-            };
-            let Some(s) = self.sessions.get_mut(id) else {
-                return;
-            };
-            s.epoch = s.epoch.wrapping_add(1);
-            let (wire, epoch) = (s.wire, s.epoch);
             tracing::debug!(session = ?id, peer_on = ?rx, "directions on different streams: restating ours");
-            self.push_ctrl(
-                tx,
-                Frame::MigrateTo {
-                    session: wire,
-                    target,
-                    epoch,
-                },
-            );
-        } else if tx != Some(rx) && usable(self, Some(rx)).is_some() {
+            self.restate_binding(id, true);
+        } else if tx != Some(rx) && self.usable_wire(Some(rx)).is_some() {
             tracing::debug!(session = ?id, to = ?rx, "directions on different streams: realigning");
             self.on_migration_started(id, rx);
         }
+    }
+
+    /// The wire id of stream `t` if it is usable here.
+    fn usable_wire(&self, t: Option<StreamId>) -> Option<u64> {
+        t.and_then(|t| self.streams.get(t))
+            .filter(|st| st.is_usable())
+            .map(|st| st.wire)
+    }
+
+    /// Tells the peer where session `id` sends (a `MigrateTo` naming its
+    /// own sending stream, on that stream), with its epoch, first raised by
+    /// one if `new_epoch`; nothing if that stream is not usable.
+    fn restate_binding(&mut self, id: SessionId, new_epoch: bool) {
+        let Some(tx) = self.sessions.get(id).map(|s| s.tx) else {
+            return;
+        };
+        let Some(target) = self.usable_wire(tx) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        if new_epoch {
+            s.epoch = s.epoch.wrapping_add(1);
+        }
+        let (wire, epoch) = (s.wire, s.epoch);
+        self.push_ctrl(
+            tx,
+            Frame::MigrateTo {
+                session: wire,
+                target,
+                epoch,
+            },
+        );
     }
 
     /// Pings every usable stream with no ping in flight: candidates that
