@@ -168,7 +168,7 @@ impl PeerEngine {
                 continue;
             }
             let query_len = match &s.phase {
-                super::sessions::Phase::Routing { query, .. } if s.owed.query => query.len(),
+                super::sessions::Phase::Routing(r) if s.owed.query => r.query.len(),
                 _ => 0,
             };
             // Worst case: Query + Response + Resume + a credit (a Window,
@@ -298,11 +298,11 @@ fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> (u64, bool) {
     let mut implied: Option<u64> = None;
     if s.owed.query {
         s.owed.query = false;
-        if let Phase::Routing { query, .. } = &s.phase {
+        if let Phase::Routing(r) = &s.phase {
             let _ = Frame::Query {
                 session: wire,
                 buffer: s.recv.base(),
-                query: query.to_string(),
+                query: r.query.to_string(),
             }
             .encode(out);
             frames += 1;
