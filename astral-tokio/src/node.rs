@@ -208,6 +208,12 @@ impl Node {
         })
     }
 
+    /// The peer routing sessions to `remote` (tests of the driver's parts).
+    #[cfg(test)]
+    pub(crate) fn peer_for_tests(&self, remote: NodeId) -> Option<Arc<Peer>> {
+        self.inner().ep.peek(|st| st.route(remote).cloned())
+    }
+
     fn inner(&self) -> &Arc<Inner> {
         &self.handle.inner
     }
@@ -509,7 +515,7 @@ impl Node {
             Ok((p, id, wait))
         })?;
         // Until the answer, a dropped future resets the session.
-        let session = Session::new(engine.clone(), id, peer);
+        let session = Session::new(engine.clone(), id);
         if let Some(timeout) = wait {
             // No stream yet: the wait for one is bounded by the connect
             // timeout (then the session is reset: nothing was sent).
