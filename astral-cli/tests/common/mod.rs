@@ -356,3 +356,99 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// A TCP forwarder between two of the tests' processes whose path can be
+/// stalled: while stalled it moves nothing either way and closes nothing
+/// (a blackholed path: no FIN, no RST, whatever the ends do); lifted, it
+/// delivers what waited, in order (the kernel buffers kept it).
+pub struct Forwarder {
+    pub port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Forwarder {
+    /// Forwards every connection to `127.0.0.1:PORT` to `to`.
+    pub fn start(to: std::net::SocketAddr) -> Forwarder {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        std::thread::spawn(move || {
+            for down in l.incoming() {
+                let Ok(down) = down else { continue };
+                let Ok(up) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || pump(from, to, flag));
+                }
+            }
+        });
+        Forwarder { port, stalled }
+    }
+
+    /// `ID@127.0.0.1:PORT` for `id`.
+    pub fn target(&self, id: &str) -> String {
+        format!("{id}@127.0.0.1:{}", self.port)
+    }
+
+    /// Stops (true) or resumes (false) the path.
+    pub fn stall(&self, on: bool) {
+        self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until EOF (then half-closes `to`) unless the path
+/// is stalled: then it reads nothing, so nothing moves and an end's FIN or
+/// RST stays unread in the kernel.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut buf = vec![0u8; 64 * 1024];
+    from.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    // Both sockets stay open as long as this thread runs (the other
+    // direction's thread holds clones): a stall never closes anything.
+    let _keep = to.try_clone().unwrap();
+    let wait_while_stalled = || {
+        while stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    loop {
+        wait_while_stalled();
+        let r = from.read(&mut buf);
+        // What a read that raced with the stall returned (bytes, an EOF,
+        // a reset) waits for the lift too.
+        wait_while_stalled();
+        match r {
+            Ok(0) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+        }
+    }
+}
