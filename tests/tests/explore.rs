@@ -340,3 +340,44 @@ fn regression_query_on_a_draining_stream_is_answered_elsewhere() {
     ];
     assert_exact(&three_streams(vec![flow(0, 128, 64, true)]), &path);
 }
+
+/// Issue 10 (fuzz input `migration_ordering/crossed-428b31ab`, minimised):
+/// L0 goes silent and both ends resume, A (the higher id) on L1, B on L1
+/// and then, once L1 is suspect too, on L2. B's Resume on L2 moves A there;
+/// B's older Resume on L1, arriving after it, moves A back to L1. B stays
+/// on L2 (the lower id's choice stands), and its estimate of where A sends
+/// (`peer_tx`) is L2, from A's reply that came last; A's is L1. Both
+/// estimates are stale, so neither end saw the crossing and the session
+/// stayed crossed for good. Now an end that a Resume moved restates where
+/// it sends (a marker with a new epoch, after its reply), so the peer
+/// follows.
+#[test]
+fn regression_late_resume_leaves_directions_crossed_unseen() {
+    let path = [
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 1, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 1, to: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 1, to: 1 },
+        AdvanceToTimer,
+        AdvanceToTimer,
+        AdvanceToTimer,
+        AdvanceToTimer,
+        AdvanceToTimer,
+        Deliver { link: 2, to: 0 },
+    ];
+    let flows = vec![astral_sim::explore::FlowPlan {
+        opener: 0,
+        up: 1000,
+        down: 1000,
+        write: 195,
+        hold_fin: true,
+    }];
+    assert_exact(&WorldConfig::small(3, 256, flows), &path);
+}

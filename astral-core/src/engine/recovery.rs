@@ -227,9 +227,20 @@ impl PeerEngine {
         let recovering = matches!(s.phase, Phase::Recovering { .. });
         let moved = !own_stands && s.tx != Some(stream);
         if moved && !reply {
-            // Tell the peer where we send now (`Session::peer_tx`): a flow
-            // frame after the reply.
+            // Tell the peer where we send now: a flow frame after the reply
+            // (`Session::peer_tx`), and a marker naming our new stream
+            // with a new epoch, which the peer follows. The Resume that
+            // moved us may be late: the peer may have sent a newer one on
+            // another stream since (it moved during its recovery) and
+            // stays there (the lower id's choice stands, or it is not
+            // moved by our reply), while our frames from before this move
+            // arrive after the Credit and leave its estimate stale; ours is
+            // stale too, and neither end sees the crossing (fuzz inputs
+            // migration_ordering/crossed-428b31ab and
+            // drain_ordering/crossed-e4056e70). The marker makes the move
+            // explicit; later markers and Resumes order by epoch.
             s.owed.credit = true;
+            s.owed.restate = true;
         }
         if recovering {
             self.on_resumed(id, resent);

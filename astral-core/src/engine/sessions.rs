@@ -88,6 +88,11 @@ pub(crate) struct Owed {
     pub credit: bool,
     /// Our pin state (a Pin frame), after it changed or a stream died.
     pub pin: bool,
+    /// A restatement of where we send (`MigrateTo` naming our sending
+    /// stream, with a new epoch, after any Resume reply): a peer's Resume
+    /// moved us, and the peer must not go on estimating from stale frames
+    /// (`peer_tx`) where we send.
+    pub restate: bool,
 }
 
 impl Owed {
@@ -98,6 +103,7 @@ impl Owed {
             || self.resume_reply
             || self.credit
             || self.pin
+            || self.restate
     }
 }
 
