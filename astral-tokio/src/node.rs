@@ -549,7 +549,7 @@ impl Node {
             Ok((p, id, wait))
         })?;
         // Until the answer, a dropped future resets the session.
-        let session = Session::new(engine.clone(), id, peer);
+        let session = Session::new(engine.clone(), id);
         if let Some(timeout) = wait {
             // No stream yet: the wait for one is bounded by the connect
             // timeout (then the session is reset: nothing was sent).

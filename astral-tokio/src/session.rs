@@ -30,10 +30,12 @@ fn closed_reason(sh: &PeerState, id: SessionId) -> CloseReason {
 /// The handle of a session, held inline by a [`Session`] and shared by its
 /// halves: its drop releases the session with socket semantics (see
 /// [`Session`]).
+///
+/// The peer's id is not stored here: it is the engine's (`Peer::remote`),
+/// and 32 bytes per handle were a sixth of an idle session's cost.
 struct SessionRef {
     inner: Arc<Peer>,
     id: SessionId,
-    peer: NodeId,
 }
 
 impl Drop for SessionRef {
@@ -249,9 +251,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(inner: Arc<Peer>, id: SessionId, peer: NodeId) -> Session {
+    /// The handle of session `id` of the engine `inner`.
+    pub(crate) fn new(inner: Arc<Peer>, id: SessionId) -> Session {
         Session {
-            r: SessionRef { inner, id, peer },
+            r: SessionRef { inner, id },
         }
     }
 
@@ -270,7 +273,7 @@ impl Session {
     /// # fn f(s: astral_tokio::Session) { println!("talking to {}", s.peer()); }
     /// ```
     pub fn peer(&self) -> NodeId {
-        self.r.peer
+        self.r.inner.remote
     }
 
     /// Snapshot of the session (state, streams, counters); `None` once the
@@ -387,7 +390,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("id", &self.r.id)
-            .field("peer", &self.r.peer)
+            .field("peer", &self.r.inner.remote)
             .finish()
     }
 }
@@ -627,7 +630,7 @@ impl IncomingQuery {
     /// ```
     pub fn accept(mut self) -> Result<Session> {
         self.q.accept()?;
-        Ok(Session::new(self.q.peer.clone(), self.q.id, self.q.from))
+        Ok(Session::new(self.q.peer.clone(), self.q.id))
     }
 
     /// Rejects with `code` (non-zero; see [`astral_core::codes`]); the

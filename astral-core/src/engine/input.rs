@@ -461,7 +461,7 @@ impl PeerEngine {
         };
         match s.phase {
             Phase::Pending { .. } => self.rebind(id, Some(tx)),
-            Phase::Routing { .. } => {}
+            Phase::Routing(_) => {}
             Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
                 s.owed.response = Some(codes::ACCEPTED);
                 // A querier still waiting for our Response answers a Resume
@@ -472,7 +472,7 @@ impl PeerEngine {
                 let before = s.send.sent();
                 let _ = s.send.retransmit_from(0, u64::MAX);
                 let resent = before.saturating_sub(s.send.sent());
-                s.tx_since = s.tx_since.min(s.send.sent());
+                s.set_tx_since(s.tx_since().min(s.send.sent()));
                 if matches!(s.phase, Phase::Recovering { .. }) {
                     self.on_resumed(id, resent);
                 }
@@ -513,7 +513,7 @@ impl PeerEngine {
         let Some(s) = self.sessions.get(id) else {
             return;
         };
-        if s.role != Role::Querier || !matches!(s.phase, Phase::Routing { .. }) {
+        if s.role != Role::Querier || !matches!(s.phase, Phase::Routing(_)) {
             return;
         }
         if code != codes::ACCEPTED {

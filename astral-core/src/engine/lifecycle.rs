@@ -348,7 +348,7 @@ impl PeerEngine {
                     if let Some(s) = self.sessions.get_mut(id) {
                         match s.phase {
                             Phase::Recovering { .. } => s.owed.resume = true,
-                            Phase::Routing { .. } => s.owed.query = true,
+                            Phase::Routing(_) => s.owed.query = true,
                             _ => {}
                         }
                     }

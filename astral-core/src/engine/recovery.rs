@@ -32,7 +32,7 @@ impl PeerEngine {
             };
             let bound = s.tx == Some(dead);
             match s.phase {
-                Phase::Routing { .. } => {
+                Phase::Routing(_) => {
                     // Resend the query: the responder answers duplicates.
                     if let Some(s) = self.sessions.get_mut(id) {
                         s.owed.query = true;
@@ -144,7 +144,7 @@ impl PeerEngine {
         let Some(s) = self.sessions.get(id) else {
             return;
         };
-        if matches!(s.phase, Phase::Routing { .. }) && !reply {
+        if matches!(s.phase, Phase::Routing(_)) && !reply {
             // The responder resumes only sessions it accepted: its Response
             // was lost (on a stream that died at its end only, which ours
             // still thinks alive). Ask again where it resumes; it answers a
@@ -155,7 +155,7 @@ impl PeerEngine {
             self.rebind(id, Some(stream));
             return;
         }
-        if matches!(s.phase, Phase::Pending { .. } | Phase::Routing { .. }) {
+        if matches!(s.phase, Phase::Pending { .. } | Phase::Routing(_)) {
             return;
         }
         // Our choice stands over the stream the Resume came on when: we are
@@ -178,7 +178,7 @@ impl PeerEngine {
         }
         // Bytes sent on the stream the Resume came on are on their way.
         let live_from = if s.tx == Some(stream) {
-            s.tx_since
+            s.tx_since()
         } else {
             u64::MAX
         };
@@ -188,7 +188,7 @@ impl PeerEngine {
             return;
         }
         let resent = before.saturating_sub(s.send.sent());
-        s.tx_since = s.tx_since.min(s.send.sent());
+        s.set_tx_since(s.tx_since().min(s.send.sent()));
         self.settle_send_charge(id);
         let Some(s) = self.sessions.get_mut(id) else {
             return;

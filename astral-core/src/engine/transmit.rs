@@ -169,7 +169,7 @@ impl PeerEngine {
                 continue;
             }
             let query_len = match &s.phase {
-                super::sessions::Phase::Routing { query, .. } if s.owed.query => query.len(),
+                super::sessions::Phase::Routing(r) if s.owed.query => r.query.len(),
                 _ => 0,
             };
             // Worst case: Query + Response + Resume + a credit (a Window,
@@ -301,11 +301,11 @@ fn encode_session_control(s: &mut Session, stream_wire: u64, out: &mut BytesMut)
     let mut implied: Option<u64> = None;
     if s.owed.query {
         s.owed.query = false;
-        if let Phase::Routing { query, .. } = &s.phase {
+        if let Phase::Routing(r) = &s.phase {
             let _ = Frame::Query {
                 session: wire,
                 buffer: s.recv.base(),
-                query: query.to_string(),
+                query: r.query.to_string(),
             }
             .encode(out);
             frames += 1;
@@ -395,11 +395,11 @@ fn encode_session_control(s: &mut Session, stream_wire: u64, out: &mut BytesMut)
         // again when it reads this, and follows it (a recovering session
         // ignores markers). Not from `Migrating` (our own marker, newer,
         // says where we send) nor `Recovering` (a Resume of ours does).
-        s.epoch = s.epoch.wrapping_add(1);
+        s.set_epoch(s.epoch().wrapping_add(1));
         let _ = Frame::MigrateTo {
             session: wire,
             target: stream_wire,
-            epoch: s.epoch,
+            epoch: s.epoch(),
         }
         .encode(out);
         frames += 1;
