@@ -452,3 +452,72 @@ fn pump(
         }
     }
 }
+
+/// A `connect … echo` whose stdout is read line by line.
+pub struct Echo {
+    pub child: Child,
+    pub stdin: std::process::ChildStdin,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Echo {
+    pub fn spawn(args: &[&str]) -> Echo {
+        let mut child = Child::spawn(
+            "astral connect",
+            Command::new(BIN)
+                .args(args)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let stdin = child.inner.stdin.take().unwrap();
+        let out = child.inner.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let err = lines(child.inner.stderr.take().unwrap());
+        Echo {
+            child,
+            stdin,
+            out: rx,
+            err,
+            log: Vec::new(),
+        }
+    }
+
+    /// Sends `line` and waits for it to come back.
+    pub fn echo(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let got = self
+            .out
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("no echo of {line:?} ({e}); stderr: {:#?}", self.log()));
+        assert_eq!(got, line);
+    }
+
+    /// Stderr lines so far.
+    pub fn log(&mut self) -> &[String] {
+        while let Ok(l) = self.err.try_recv() {
+            self.log.push(l);
+        }
+        &self.log
+    }
+
+    /// Waits for exit; (exit code, all of stderr).
+    pub fn exit(mut self, limit: Duration) -> (Option<i32>, String) {
+        let st = self.child.wait(limit);
+        while let Ok(l) = self.err.recv_timeout(Duration::from_secs(5)) {
+            self.log.push(l);
+        }
+        (st.code(), self.log.join("\n"))
+    }
+}
