@@ -208,6 +208,12 @@ impl Node {
         })
     }
 
+    /// The peer routing sessions to `remote` (tests of the driver's parts).
+    #[cfg(test)]
+    pub(crate) fn peer_for_tests(&self, remote: NodeId) -> Option<Arc<Peer>> {
+        self.inner().ep.peek(|st| st.route(remote).cloned())
+    }
+
     fn inner(&self) -> &Arc<Inner> {
         &self.handle.inner
     }

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::ctx::{Ctl, NodeCtx, TransportSlot};
 use crate::error::{Error, Result};
 use crate::sessions::Sessions;
-use crate::wire::Wire;
+use crate::wire::{Pulled, Wire};
 
 /// Where inbound queries go (to the node's `Incoming`s).
 pub(crate) type QueryTx = mpsc::UnboundedSender<PendingQuery>;
@@ -190,11 +190,12 @@ impl Peer {
             match &t.wire {
                 // An idle socket is written by this call, without a task
                 // hop; a busy one by its holder, which looks again.
-                Some(w) if w.is_direct() => {
-                    if w.pull_inline(engine, now) {
-                        inline.push(w.clone());
-                    }
-                }
+                Some(w) if w.is_direct() => match w.pull_inline(engine, now) {
+                    Pulled::Inline => inline.push(w.clone()),
+                    // A burst: the task writes it with what follows.
+                    Pulled::ToTask => wake.extend(w.task_waker()),
+                    Pulled::Nothing => {}
+                },
                 _ => wake.extend(t.waker.take()),
             }
         }
