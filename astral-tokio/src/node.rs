@@ -948,6 +948,23 @@ impl Node {
             notified.await;
         }
     }
+
+    /// Resolves once everything queued for `peer` was handed to its
+    /// transports (see [`Session::flushed`]); at once if there is no such
+    /// peer. Never while a transport cannot write: bound it with a timeout.
+    ///
+    /// ```no_run
+    /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) {
+    /// let _ = tokio::time::timeout(std::time::Duration::from_secs(2), node.flushed(peer)).await;
+    /// node.shutdown();
+    /// # }
+    /// ```
+    pub async fn flushed(&self, peer: NodeId) {
+        let p = self.inner().ep.peek(|st| st.route(peer).cloned());
+        if let Some(p) = p {
+            p.flushed().await;
+        }
+    }
 }
 
 impl Role {
