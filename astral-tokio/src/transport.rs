@@ -347,6 +347,7 @@ impl<I: Io> Transport<I> {
             layer.sealer,
             std::mem::take(&mut self.tx),
             direct,
+            up.peer.flush_watch(),
         );
         let stream = self.stream;
         up.peer.peek(|ps| {
@@ -585,9 +586,13 @@ impl<I: Io> Transport<I> {
         let stream = self.stream;
         self.try_upgrade();
         match &self.phase {
-            Phase::Up { peer, .. } => peer.peek(|ps| {
-                ps.transports.remove(&stream);
-            }),
+            Phase::Up { peer, .. } => {
+                peer.peek(|ps| {
+                    ps.transports.remove(&stream);
+                });
+                // A flush waiter no longer waits for this transport.
+                peer.flush_watch().notify();
+            }
             Phase::Handshake => self.ep.peek(|st| {
                 st.handshaking.remove(&stream);
             }),

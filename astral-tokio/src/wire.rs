@@ -37,7 +37,7 @@
 //! written through a shared reference (TCP) are written inline; the task
 //! is the only writer of any other transport.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
 
@@ -45,6 +45,7 @@ use astral_core::driver::{RecordSealer, TxBuffer, UnsealedRecords};
 use astral_core::noise::NoiseError;
 use astral_core::{PeerEngine, StreamId, Timestamp};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// Inline writes and hand-overs to the task, counted for the tests.
 #[cfg(test)]
@@ -81,6 +82,46 @@ pub(crate) enum Pulled {
     /// A small batch in a burst: it went to the task with the token; the
     /// caller wakes the task ([`Wire::task_waker`]).
     ToTask,
+}
+
+/// Waiters for a peer's transports to go idle ([`Wire`]s notify it when
+/// they free their token or end).
+#[derive(Debug, Default)]
+pub(crate) struct FlushWatch {
+    waiters: AtomicUsize,
+    notify: Notify,
+}
+
+impl FlushWatch {
+    /// Wakes the waiters, if there are any (one atomic load otherwise).
+    pub fn notify(&self) {
+        if self.waiters.load(SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Waits until `flushed()` holds, re-checking it whenever a transport
+    /// of the peer goes idle.
+    pub async fn wait(&self, mut flushed: impl FnMut() -> bool) {
+        struct Waiter<'a>(&'a AtomicUsize);
+        impl Drop for Waiter<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, SeqCst);
+            }
+        }
+        self.waiters.fetch_add(1, SeqCst);
+        let _waiter = Waiter(&self.waiters);
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Enabled before the check: a release after it wakes us.
+            notified.as_mut().enable();
+            if flushed() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// What the token holder owns.
@@ -124,6 +165,8 @@ pub(crate) struct Wire {
     direct: Option<Arc<TcpStream>>,
     /// The transport task, woken when the token is handed to it.
     task: Mutex<Option<Waker>>,
+    /// The peer's flush waiters, told whenever the token is freed.
+    flush: Arc<FlushWatch>,
     /// System calls that wrote this socket (inline and by the task).
     #[cfg(test)]
     pub writes: std::sync::atomic::AtomicU64,
@@ -147,6 +190,7 @@ impl Wire {
         sealer: RecordSealer,
         buf: TxBuffer,
         direct: Option<Arc<TcpStream>>,
+        flush: Arc<FlushWatch>,
     ) -> Arc<Wire> {
         Arc::new(Wire {
             stream,
@@ -160,6 +204,7 @@ impl Wire {
             }),
             direct,
             task: Mutex::new(None),
+            flush,
             #[cfg(test)]
             writes: std::sync::atomic::AtomicU64::new(0),
         })
@@ -197,7 +242,15 @@ impl Wire {
     /// releaser must make sure the output is written).
     fn release(&self) -> bool {
         self.token.store(FREE, SeqCst);
-        self.more.swap(false, SeqCst)
+        let more = self.more.swap(false, SeqCst);
+        self.flush.notify();
+        more
+    }
+
+    /// Nobody holds the token: nothing is buffered here (the engine may
+    /// still have output, see [`crate::peer::Peer::flushed`]).
+    pub fn is_idle(&self) -> bool {
+        self.token.load(SeqCst) == FREE
     }
 
     /// The transport read something or went idle: the next small output
@@ -460,6 +513,84 @@ mod tests {
     /// from another session would not match.
     fn byte(i: u8, k: usize) -> u8 {
         ((k as u64).wrapping_mul(2_654_435_761) >> 13) as u8 ^ i.wrapping_mul(37)
+    }
+
+    /// `Session::flushed` waits for the real condition: while the
+    /// receiving node is stalled (its only thread blocked, so it reads
+    /// nothing) and 16 MiB cannot fit in the kernel's buffers, it stays
+    /// pending and the peer is not flushed; once the receiver reads, it
+    /// resolves, and then nothing is queued in the engine or buffered in
+    /// a transport. After the graceful close it resolves at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flushed_waits_until_the_transport_took_everything() {
+        const BIG: usize = 16 << 20;
+        let config = Config {
+            recv_window: BIG as u32,
+            max_recv_window: BIG as u32,
+            send_buffer: BIG as u32,
+            ..Config::default()
+        };
+        let client = Node::with_seed(Identity::from_seed([8; 32]), config.clone(), 8).unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let go2 = go.clone();
+        let receiver = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime");
+            rt.block_on(async move {
+                let server = Node::with_seed(Identity::from_seed([7; 32]), config, 7).unwrap();
+                let addr = server.listen("127.0.0.1:0").await.unwrap();
+                ready_tx.send((server.id(), addr)).unwrap();
+                let mut s = server
+                    .next_query()
+                    .await
+                    .expect("a query")
+                    .accept()
+                    .unwrap();
+                // Stall: no reads, no timers, until the writer checked.
+                while !go2.load(super::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let mut got = Vec::with_capacity(BIG);
+                s.read_to_end(&mut got).await.unwrap();
+                assert_eq!(got.len(), BIG);
+                s.shutdown().await.unwrap();
+                assert_eq!(s.closed().await, crate::CloseReason::Graceful);
+                s.flushed().await;
+                // Keep the node up until the writer saw the close.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        });
+        let (server_id, addr) = ready_rx.recv().expect("the receiving node listens");
+        client.connect(server_id, addr).await.unwrap();
+        let mut s = client.open_session(server_id, "flush").await.unwrap();
+        s.write_all(&vec![7u8; BIG]).await.unwrap();
+        s.shutdown().await.unwrap();
+        let peer = client.peer_for_tests(server_id).expect("a peer");
+        let stalled = tokio::time::timeout(Duration::from_millis(300), s.flushed()).await;
+        assert!(stalled.is_err(), "flushed while the receiver reads nothing");
+        assert!(
+            !peer.is_flushed(),
+            "bytes wait in the engine or the transport"
+        );
+        go.store(true, super::SeqCst);
+        tokio::time::timeout(Duration::from_secs(30), s.flushed())
+            .await
+            .expect("flushed once the receiver reads");
+        assert!(peer.is_flushed());
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(s.closed().await, crate::CloseReason::Graceful);
+        tokio::time::timeout(Duration::from_secs(5), s.flushed())
+            .await
+            .expect("flushed at once after the graceful close");
+        assert!(peer.is_flushed());
+        tokio::task::spawn_blocking(move || receiver.join())
+            .await
+            .unwrap()
+            .expect("the receiving node's checks passed");
     }
 
     /// Eight sessions write 3 MiB each at once over one TCP stream while
