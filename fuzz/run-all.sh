@@ -9,9 +9,8 @@
 # Needs a nightly toolchain and cargo-fuzz. The committed seeds
 # (fuzz/corpus/<target>, from astral_sim::fuzzing::corpus) are read, not
 # written: new inputs go to target/fuzz-corpus/<target> (FUZZ_WORK to move
-# it), crashes to fuzz/artifacts/<target>. Known defects of the current
-# core are left out of the schedules (ASTRAL_FUZZ_KNOWN_DEFECTS=skip), so a
-# crash is a new finding; set ASTRAL_FUZZ_KNOWN_DEFECTS=all to fuzz them too.
+# it), crashes to fuzz/artifacts/<target>. The schedule targets leave
+# nothing out: every crash is a finding.
 # No sanitizer by default (FUZZ_SANITIZER=address to change): the code under
 # test is safe Rust, and instrumentation would cost most of the executions.
 set -euo pipefail
@@ -19,7 +18,6 @@ cd "$(dirname "$0")"
 
 secs="${1:-600}"
 shift || true
-export ASTRAL_FUZZ_KNOWN_DEFECTS="${ASTRAL_FUZZ_KNOWN_DEFECTS:-skip}"
 work="${FUZZ_WORK:-target/fuzz-corpus}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 max_len=4096
@@ -30,7 +28,7 @@ if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-echo "fuzzing ${#targets[@]} targets for ${FUZZ_RUNS:+$FUZZ_RUNS runs (seed ${FUZZ_SEED:-1}) instead of }${secs}s each (max_len $max_len, sanitizer $sanitizer, known defects: $ASTRAL_FUZZ_KNOWN_DEFECTS; load: $(uptime | sed 's/.*load average: //'))"
+echo "fuzzing ${#targets[@]} targets for ${FUZZ_RUNS:+$FUZZ_RUNS runs (seed ${FUZZ_SEED:-1}) instead of }${secs}s each (max_len $max_len, sanitizer $sanitizer; load: $(uptime | sed 's/.*load average: //'))"
 failed=0
 for target in "${targets[@]}"; do
   dir="$work/$target"

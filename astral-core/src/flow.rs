@@ -78,19 +78,14 @@ const COALESCE_LIMIT: usize = 4096;
 /// ([`SendBuf::capacity`]).
 #[derive(Debug, Default)]
 pub struct SendBuf {
-    /// Retained chunks; the first starts exactly at `min(acked, written)`
-    /// (credited bytes are trimmed off the front chunk).
-    chunks: VecDeque<Bytes>,
-    /// Small writes not yet cut into a chunk (boxed: idle sessions pay 8 bytes).
-    tail: Option<Box<BytesMut>>,
+    /// The retained bytes, allocated by the first write into an empty
+    /// buffer and freed once everything written is credited (an idle
+    /// direction pays one pointer).
+    queue: Option<Box<SendQueue>>,
     written: u64,
     sent: u64,
     sent_max: u64,
     acked: u64,
-    /// Position of `sent` within `chunks`: index and offset in that chunk
-    /// (`usize`: one `write_bytes` chunk may exceed 4 GiB).
-    cursor_idx: usize,
-    cursor_off: usize,
     /// Highest offset the peer allowed us to send (the grant): bytes below
     /// it may be sent, never bytes above.
     limit: u64,
@@ -106,7 +101,33 @@ pub struct SendBuf {
     retransmitted: u64,
 }
 
+/// The retained bytes of a [`SendBuf`] and its transmission cursor.
+#[derive(Debug, Default)]
+struct SendQueue {
+    /// Retained chunks; the first starts exactly at `min(acked, written)`
+    /// (credited bytes are trimmed off the front chunk).
+    chunks: VecDeque<Bytes>,
+    /// Small writes not yet cut into a chunk.
+    tail: BytesMut,
+    /// Position of `sent` within `chunks`: index and offset in that chunk
+    /// (`usize`: one `write_bytes` chunk may exceed 4 GiB).
+    cursor_idx: usize,
+    cursor_off: usize,
+}
+
+impl SendQueue {
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+    }
+}
+
 impl SendBuf {
+    fn queue(&mut self) -> &mut SendQueue {
+        self.queue.get_or_insert_with(Default::default)
+    }
+
     /// Total bytes the application wrote.
     pub fn written(&self) -> u64 {
         self.written
@@ -180,13 +201,12 @@ impl SendBuf {
         if n == 0 {
             return 0;
         }
-        let tail = self.tail.get_or_insert_with(Default::default);
-        tail.extend_from_slice(&data[..n]);
-        let full = tail.len() >= COALESCE_LIMIT;
-        self.written += n as u64;
-        if full {
-            self.seal_tail();
+        let q = self.queue();
+        q.tail.extend_from_slice(&data[..n]);
+        if q.tail.len() >= COALESCE_LIMIT {
+            q.seal_tail();
         }
+        self.written += n as u64;
         n
     }
 
@@ -201,18 +221,11 @@ impl SendBuf {
         if n < COALESCE_LIMIT {
             return self.write(&data, n);
         }
-        self.seal_tail();
-        self.chunks.push_back(data);
+        let q = self.queue();
+        q.seal_tail();
+        q.chunks.push_back(data);
         self.written += n as u64;
         n
-    }
-
-    fn seal_tail(&mut self) {
-        if let Some(tail) = self.tail.as_mut() {
-            if !tail.is_empty() {
-                self.chunks.push_back(tail.split().freeze());
-            }
-        }
     }
 
     /// Marks the end of this direction: a Fin follows the last byte.
@@ -241,19 +254,21 @@ impl SendBuf {
         if want == 0 {
             return None;
         }
-        if self.cursor_idx >= self.chunks.len() {
-            self.seal_tail();
+        // Sendable bytes exist, so they were written: the queue is there.
+        let q = self.queue.as_deref_mut()?;
+        if q.cursor_idx >= q.chunks.len() {
+            q.seal_tail();
         }
-        let chunk = self.chunks.get(self.cursor_idx)?;
-        let off = self.cursor_off;
+        let chunk = q.chunks.get(q.cursor_idx)?;
+        let off = q.cursor_off;
         let n = want.min(chunk.len() - off);
         let piece = chunk.slice(off..off + n);
         let offset = self.sent;
         if off + n == chunk.len() {
-            self.cursor_idx += 1;
-            self.cursor_off = 0;
+            q.cursor_idx += 1;
+            q.cursor_off = 0;
         } else {
-            self.cursor_off += n;
+            q.cursor_off += n;
         }
         self.sent += n as u64;
         self.retransmitted += self.sent.min(self.sent_max).saturating_sub(offset);
@@ -315,22 +330,25 @@ impl SendBuf {
             // The peer credited bytes we were about to retransmit: skip them.
             self.seek_from(base, upto);
         }
+        let Some(q) = self.queue.as_deref_mut() else {
+            return;
+        };
         // Everything below `upto` was sent (sent >= upto), so the cursor is
         // at or after it and trimming never passes the cursor.
         while base < upto {
-            let Some(front) = self.chunks.front_mut() else {
+            let Some(front) = q.chunks.front_mut() else {
                 break;
             };
             let len = front.len() as u64;
             if base + len <= upto {
                 base += len;
-                self.chunks.pop_front();
-                self.cursor_idx = self.cursor_idx.saturating_sub(1);
+                q.chunks.pop_front();
+                q.cursor_idx = q.cursor_idx.saturating_sub(1);
             } else {
                 let cut = (upto - base) as usize;
                 front.advance(cut);
-                if self.cursor_idx == 0 {
-                    self.cursor_off -= cut;
+                if q.cursor_idx == 0 {
+                    q.cursor_off -= cut;
                 }
                 base = upto;
             }
@@ -339,16 +357,22 @@ impl SendBuf {
     }
 
     /// An idle direction keeps no allocation: once everything written is
-    /// credited, drop the chunk queue's buffer and the small-write tail.
+    /// credited, drop the queue (chunks, small-write tail and cursor).
     fn shed_idle(&mut self) {
-        if self.chunks.is_empty() && self.acked >= self.written {
-            if self.chunks.capacity() > 0 {
-                self.chunks = VecDeque::new();
-            }
-            if self.tail.as_ref().is_some_and(|t| t.is_empty()) {
-                self.tail = None;
-            }
+        if self.acked >= self.written
+            && self
+                .queue
+                .as_deref()
+                .is_some_and(|q| q.chunks.is_empty() && q.tail.is_empty())
+        {
+            self.queue = None;
         }
+    }
+
+    /// Whether the retained-bytes queue is allocated (tests).
+    #[cfg(test)]
+    pub(crate) fn has_queue(&self) -> bool {
+        self.queue.is_some()
     }
 
     /// Rewinds transmission to `max(received, acked)`, clamped to what is
@@ -380,20 +404,22 @@ impl SendBuf {
     }
 
     fn seek_from(&mut self, base: u64, offset: u64) {
-        let mut pos = base;
-        let mut idx = 0usize;
-        while idx < self.chunks.len() {
-            let len = self.chunks[idx].len() as u64;
-            if offset < pos + len {
-                break;
+        if let Some(q) = self.queue.as_deref_mut() {
+            let mut pos = base;
+            let mut idx = 0usize;
+            while idx < q.chunks.len() {
+                let len = q.chunks[idx].len() as u64;
+                if offset < pos + len {
+                    break;
+                }
+                pos += len;
+                idx += 1;
             }
-            pos += len;
-            idx += 1;
+            q.cursor_idx = idx;
+            // `offset` lies within chunk `idx` (or at the end): the
+            // difference is below that chunk's length, which is a usize.
+            q.cursor_off = (offset - pos) as usize;
         }
-        self.cursor_idx = idx;
-        // `offset` lies within chunk `idx` (or at the end): the difference
-        // is below that chunk's length, which is a usize.
-        self.cursor_off = (offset - pos) as usize;
         self.sent = offset;
     }
 }

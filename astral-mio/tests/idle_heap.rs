@@ -145,7 +145,9 @@ fn idle_sessions_cost_a_bounded_heap_per_end() {
     println!("astral-mio, {n} idle sessions: {per_end:.0} B per session per end (live heap)");
     assert_eq!(ids.len(), n);
     assert_eq!(a.core().sessions().count(), n);
-    // Issue 11's target is 512 B per end; this bound catches a per-session
-    // buffer.
-    assert!(per_end <= 1024.0, "{per_end:.0} B per session per end");
+    // Issue 11's target: 512 B per end, the driver's and the application's
+    // handle included (docs/FLOW.md, "Idle sessions"; measured 384-449 B at
+    // 10k, 16k and 100k sessions). The session tables grow by doubling
+    // (the wire-id map), so counts just past a power of two cost the most.
+    assert!(per_end <= 512.0, "{per_end:.0} B per session per end");
 }

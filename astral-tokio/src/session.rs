@@ -30,10 +30,12 @@ fn closed_reason(sh: &PeerState, id: SessionId) -> CloseReason {
 /// The handle of a session, held inline by a [`Session`] and shared by its
 /// halves: its drop releases the session with socket semantics (see
 /// [`Session`]).
+///
+/// The peer's id is not stored here: it is the engine's (`Peer::remote`),
+/// and 32 bytes per handle were a sixth of an idle session's cost.
 struct SessionRef {
     inner: Arc<Peer>,
     id: SessionId,
-    peer: NodeId,
 }
 
 impl Drop for SessionRef {
@@ -249,9 +251,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(inner: Arc<Peer>, id: SessionId, peer: NodeId) -> Session {
+    /// The handle of session `id` of the engine `inner`.
+    pub(crate) fn new(inner: Arc<Peer>, id: SessionId) -> Session {
         Session {
-            r: SessionRef { inner, id, peer },
+            r: SessionRef { inner, id },
         }
     }
 
@@ -270,7 +273,7 @@ impl Session {
     /// # fn f(s: astral_tokio::Session) { println!("talking to {}", s.peer()); }
     /// ```
     pub fn peer(&self) -> NodeId {
-        self.r.peer
+        self.r.inner.remote
     }
 
     /// Snapshot of the session (state, streams, counters); `None` once the
@@ -346,6 +349,27 @@ impl Session {
         self.r.closed().await
     }
 
+    /// Resolves once everything queued for this session's peer (this
+    /// session's last frames, such as the final credit of a graceful close,
+    /// and any other session's) was handed to the peer's transports: the
+    /// core has no output for them and no transport holds bytes it has not
+    /// written to its socket. At once if that holds already; never while a
+    /// transport cannot write (bound it with a timeout).
+    ///
+    /// A process that exits right after a graceful close waits for this,
+    /// then shuts the node down ([`Node::shutdown`](crate::Node::shutdown)
+    /// drops what is still queued in favour of its Goodbye).
+    ///
+    /// ```no_run
+    /// # async fn f(s: astral_tokio::Session) {
+    /// s.closed().await;
+    /// let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.flushed()).await;
+    /// # }
+    /// ```
+    pub async fn flushed(&self) {
+        self.r.inner.flushed().await;
+    }
+
     /// Closes the session like dropping it (see [`Session`]): bytes written
     /// are delivered; unread or later incoming bytes reset it.
     ///
@@ -387,7 +411,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("id", &self.r.id)
-            .field("peer", &self.r.peer)
+            .field("peer", &self.r.inner.remote)
             .finish()
     }
 }
@@ -464,6 +488,15 @@ impl SessionReader {
         self.r.closed().await
     }
 
+    /// [`Session::flushed`] on this half.
+    ///
+    /// ```no_run
+    /// # async fn f(r: astral_tokio::SessionReader) { r.flushed().await; }
+    /// ```
+    pub async fn flushed(&self) {
+        self.r.inner.flushed().await;
+    }
+
     /// Aborts the whole session (both directions), as [`Session::reset`]:
     /// for a reader that meets an error its application cannot recover from.
     ///
@@ -530,6 +563,15 @@ impl SessionWriter {
     /// ```
     pub async fn closed(&self) -> CloseReason {
         self.r.closed().await
+    }
+
+    /// [`Session::flushed`] on this half.
+    ///
+    /// ```no_run
+    /// # async fn f(w: astral_tokio::SessionWriter) { w.flushed().await; }
+    /// ```
+    pub async fn flushed(&self) {
+        self.r.inner.flushed().await;
     }
 
     /// Aborts the whole session (both directions), as [`Session::reset`]:
@@ -627,7 +669,7 @@ impl IncomingQuery {
     /// ```
     pub fn accept(mut self) -> Result<Session> {
         self.q.accept()?;
-        Ok(Session::new(self.q.peer.clone(), self.q.id, self.q.from))
+        Ok(Session::new(self.q.peer.clone(), self.q.id))
     }
 
     /// Rejects with `code` (non-zero; see [`astral_core::codes`]); the

@@ -417,11 +417,96 @@ fn an_untuned_peer_interoperates() {
 
 /// The fixed part of a session's cost (docs/FLOW.md, "What a node
 /// promises"): its state in the engine's table, before any buffered byte.
+/// Printed part by part; the bound is the measured size (x86-64), so any
+/// growth of an idle session is a decision made in this test.
 #[test]
 fn per_session_state_is_bounded() {
-    let state = std::mem::size_of::<super::sessions::Session>();
+    use std::mem::size_of;
+    let state = size_of::<super::sessions::Session>();
+    let parts = [
+        ("Phase", size_of::<super::sessions::Phase>()),
+        ("SendBuf", size_of::<crate::flow::SendBuf>()),
+        ("RecvBuf", size_of::<crate::flow::RecvBuf>()),
+        ("WindowTuner", size_of::<crate::window::WindowTuner>()),
+        ("Charge", size_of::<super::budget::Charge>()),
+        ("Owed", size_of::<super::sessions::Owed>()),
+        ("Option<StreamId>", size_of::<Option<StreamId>>()),
+        (
+            "Option<Box<Moves>>",
+            size_of::<Option<Box<super::sessions::Moves>>>(),
+        ),
+        (
+            "Moves (boxed, moved sessions only)",
+            size_of::<super::sessions::Moves>(),
+        ),
+    ];
     println!("size_of::<Session>() = {state} bytes");
+    for (name, size) in parts {
+        println!("  {name}: {size}");
+    }
+    if size_of::<usize>() == 8 {
+        assert!(state <= 280, "Session grew to {state} bytes");
+        assert_eq!(
+            size_of::<Option<super::sessions::Session>>(),
+            state,
+            "slab slot niche"
+        );
+        assert!(size_of::<super::sessions::Phase>() <= 24);
+        assert!(size_of::<crate::flow::SendBuf>() <= 72);
+        assert!(size_of::<crate::window::WindowTuner>() <= 24);
+    }
     assert!(state <= 1024, "{state}");
+}
+
+/// What only a busy or moved session needs is allocated on the way in and
+/// (for the send queue) freed on the way out: an idle session that sent,
+/// received and never moved holds neither; a migration allocates the move
+/// bookkeeping, which then stays (it carries the epoch).
+#[test]
+fn idle_sessions_hold_no_send_queue_and_unmoved_ones_no_move_state() {
+    let mut n = Net::new(Config::default());
+    let w0 = n.wire(MS * 5);
+    let (sa, sb) = n.session();
+    let probe = |node: &mut Node, id: SessionId| {
+        let e = node.engine_for_test(id.engine()).unwrap();
+        let s = e.sessions.get(id).unwrap();
+        (s.send.has_queue(), s.has_moves())
+    };
+    assert_eq!(
+        probe(&mut n.a, sa),
+        (false, false),
+        "opened, nothing written"
+    );
+    n.a.session(sa).unwrap().write(&[1u8; 10_000]).unwrap();
+    assert_eq!(
+        probe(&mut n.a, sa),
+        (true, false),
+        "written: the queue exists"
+    );
+    n.transfer(sa, sb, 300_000);
+    n.run_for(MS * 100);
+    assert_eq!(
+        probe(&mut n.a, sa),
+        (false, false),
+        "everything credited: the queue is freed"
+    );
+    assert_eq!(probe(&mut n.b, sb), (false, false));
+    // A move allocates the bookkeeping, and the epoch it holds survives.
+    let w1 = n.wire(MS * 5);
+    let target = if n.a.session_info(sa).unwrap().send_stream == Some(n.wires[w0].a) {
+        n.wires[w1].a
+    } else {
+        n.wires[w0].a
+    };
+    n.a.migrate(n.now, sa, target).unwrap();
+    n.run_for(MS * 100);
+    let info = n.a.session_info(sa).unwrap();
+    assert_eq!(info.stats.migrations, 1);
+    assert_eq!(info.send_stream, Some(target));
+    assert_eq!(probe(&mut n.a, sa), (false, true));
+    let e = n.a.engine_for_test(sa.engine()).unwrap();
+    assert_eq!(e.sessions.get(sa).unwrap().epoch(), 1);
+    n.transfer(sa, sb, 100_000);
 }
 
 #[test]

@@ -463,7 +463,7 @@ impl PeerEngine {
         };
         match s.phase {
             Phase::Pending { .. } => self.rebind(id, Some(tx)),
-            Phase::Routing { .. } => {}
+            Phase::Routing(_) => {}
             Phase::Open | Phase::Migrating { .. } | Phase::Recovering { .. } => {
                 s.owed.response = Some(codes::ACCEPTED);
                 // A querier still waiting for our Response answers a Resume
@@ -474,7 +474,7 @@ impl PeerEngine {
                 let before = s.send.sent();
                 let _ = s.send.retransmit_from(0, u64::MAX);
                 let resent = before.saturating_sub(s.send.sent());
-                s.tx_since = s.tx_since.min(s.send.sent());
+                s.set_tx_since(s.tx_since().min(s.send.sent()));
                 if matches!(s.phase, Phase::Recovering { .. }) {
                     self.on_resumed(id, resent);
                 }
@@ -515,7 +515,7 @@ impl PeerEngine {
         let Some(s) = self.sessions.get(id) else {
             return;
         };
-        if s.role != Role::Querier || !matches!(s.phase, Phase::Routing { .. }) {
+        if s.role != Role::Querier || !matches!(s.phase, Phase::Routing(_)) {
             return;
         }
         if code != codes::ACCEPTED {
@@ -559,9 +559,16 @@ impl PeerEngine {
                 }
                 if s.app.read_closed {
                     // The application closed its read side: consume (and
-                    // credit) whatever arrives so the peer can finish.
+                    // credit) whatever arrives so the peer can finish. A
+                    // credit below the batching threshold goes out after
+                    // `credit_delay`, as after a read: otherwise a peer
+                    // whose limit came from a Resume (the base window,
+                    // below a quarter of a window the tuner grew) waited
+                    // for it for ever (fuzz input
+                    // recovery_ordering/closed-reader-stall-00725b29).
                     s.recv.discard_readable();
                     self.schedule_ctrl(id);
+                    self.defer_credit(id);
                 } else {
                     self.signal_readable(id);
                 }

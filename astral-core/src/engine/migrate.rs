@@ -174,7 +174,8 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        if let Phase::Routing { early_marker, .. } = &mut s.phase {
+        let newer = epoch_newer(epoch, s.epoch());
+        if let Phase::Routing(r) = &mut s.phase {
             // The responder migrated the session before its Response
             // reached us (the marker went out on another stream): keep the
             // newest marker's epoch and target for when the Response
@@ -182,18 +183,18 @@ impl PeerEngine {
             // Response's stream, win later: the two ends on different
             // streams, the responder `Migrating` for ever (fuzz input
             // migration_ordering/still-migrating-crossed-9f1e05be).
-            if epoch_newer(epoch, s.epoch) {
-                s.epoch = epoch;
-                *early_marker = target;
+            if newer {
+                r.early_marker = target;
+                s.set_epoch(epoch);
             }
             return;
         }
         if !s.state().is_established() {
             return;
         }
-        let follow = epoch_newer(epoch, s.epoch) || (epoch == s.epoch && !local_wins_tie);
-        if epoch_newer(epoch, s.epoch) {
-            s.epoch = epoch;
+        let follow = epoch_newer(epoch, s.epoch()) || (epoch == s.epoch() && !local_wins_tie);
+        if epoch_newer(epoch, s.epoch()) {
+            s.set_epoch(epoch);
         }
         s.rx = Some(stream);
         if !follow {
@@ -265,12 +266,13 @@ impl PeerEngine {
                 s.tx == Some(cur.id)
                     && matches!(s.phase, Phase::Open)
                     && !s.pins.any()
-                    && s.placed_at
+                    && s.placed_at()
                         .is_none_or(|at| now.saturating_duration_since(at) >= cooldown)
             });
             for id in ids {
                 if let Some(s) = self.sessions.get_mut(id) {
-                    s.policy_moves = s.policy_moves.saturating_add(1);
+                    let m = s.moves_mut();
+                    m.policy_moves = m.policy_moves.saturating_add(1);
                 }
                 self.on_migration_started(id, target);
             }
@@ -310,7 +312,7 @@ impl PeerEngine {
         let interval = self.shared.config.policy_interval;
         let ids = self
             .sessions
-            .ids_where(|s| s.crossed_seen.is_some() || s.peer_tx != s.tx);
+            .ids_where(|s| s.crossed_seen().is_some() || s.peer_tx != s.tx);
         for id in ids {
             let Some(s) = self.sessions.get(id) else {
                 continue;
@@ -332,7 +334,7 @@ impl PeerEngine {
                             .is_some_and(|st| st.is_usable()) =>
                 {
                     let quiet = srtt(self, Some(tx)).max(srtt(self, Some(rx))) * 2 + interval;
-                    s.placed_at
+                    s.placed_at()
                         .is_none_or(|at| now.saturating_duration_since(at) >= quiet)
                         .then_some(rx)
                 }
@@ -351,20 +353,20 @@ impl PeerEngine {
                         && !s.owed.resume_reply =>
                 {
                     let quiet = srtt(self, Some(tx)).max(srtt(self, Some(rx))) * 2 + interval;
-                    s.placed_at
+                    s.placed_at()
                         .is_none_or(|at| now.saturating_duration_since(at) >= quiet)
                         .then_some(rx)
                 }
                 _ => None,
             };
             let migrating = matches!(s.phase, Phase::Migrating { .. });
-            let seen = s.crossed_seen;
+            let seen = s.crossed_seen();
             let Some(s) = self.sessions.get_mut(id) else {
                 continue;
             };
             match candidate {
                 Some(rx) if seen == Some(rx) => {
-                    s.crossed_seen = None;
+                    s.set_crossed_seen(None);
                     if migrating {
                         tracing::debug!(session = ?id, peer_on = ?rx, "migration never followed: abandoned");
                         self.on_migration_abandoned(id);
@@ -374,7 +376,7 @@ impl PeerEngine {
                     // only delay the same step).
                     self.realign_now(id, rx, local_wins);
                 }
-                other => s.crossed_seen = other,
+                other => s.set_crossed_seen(other),
             }
         }
     }
@@ -418,9 +420,9 @@ impl PeerEngine {
             return;
         };
         if new_epoch {
-            s.epoch = s.epoch.wrapping_add(1);
+            s.set_epoch(s.epoch().wrapping_add(1));
         }
-        let (wire, epoch) = (s.wire, s.epoch);
+        let (wire, epoch) = (s.wire, s.epoch());
         self.push_ctrl(
             tx,
             Frame::MigrateTo {

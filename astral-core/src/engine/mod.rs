@@ -42,11 +42,11 @@ use crate::{codes, EngineId, NodeId, SessionId, StreamId, Timestamp};
 
 use budget::{Charge, PeerBudget};
 pub(crate) use sessions::SeededState;
-use sessions::{Phase, Session, SessionTable, TimeWaitTable};
+use sessions::{Phase, Routing, Session, SessionTable, TimeWaitTable};
 use streams::StreamTable;
 
 pub use handle::SessionHandle;
-pub use lifecycle::{DetachedRecordLayer, NewStream};
+pub use lifecycle::{DetachedRecordLayer, NewStream, Superseded, Supersession};
 
 /// The sans-IO engine of one peer. Created by the [`Endpoint`](crate::Endpoint)
 /// (see [`Endpoint::engine_for`](crate::Endpoint::engine_for)); the
@@ -248,11 +248,11 @@ impl PeerEngine {
             }
         };
         let deadline = now + self.config().routing_timeout;
-        let phase = Phase::Routing {
+        let phase = Phase::Routing(Box::new(Routing {
             query: query.into(),
             deadline,
             early_marker: None,
-        };
+        }));
         let (window, reserved) = self.initial_window();
         let charge = Charge {
             recv: reserved,
@@ -427,10 +427,10 @@ impl PeerEngine {
         s.queued.data = false;
         s.queued.ctrl = false;
         if old != stream {
-            s.tx_since = s.send.sent();
+            s.set_tx_since(s.send.sent());
             if old.is_some() {
                 // A move (not the first placement) starts the cooldown.
-                s.placed_at = Some(self.last_now);
+                s.moves_mut().placed_at = Some(self.last_now);
             }
             let wire = s.wire;
             if let Some(o) = old.and_then(|o| self.streams.get_mut(o)) {
@@ -586,8 +586,8 @@ fn stats_of(s: &Session) -> SessionStats {
         bytes_retained: s.send.retained(),
         bytes_in_flight: s.send.sent_max().min(written) - s.send.acked().min(written),
         bytes_buffered: s.recv.buffered(),
-        migrations: s.migrations,
-        recoveries: s.recoveries,
+        migrations: s.moves().migrations,
+        recoveries: s.moves().recoveries,
         peer_window: s.send.peer_window(),
         local_window: s.recv.window(),
         peer_limit: s.send.limit(),

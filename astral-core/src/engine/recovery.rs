@@ -32,7 +32,7 @@ impl PeerEngine {
             };
             let bound = s.tx == Some(dead);
             match s.phase {
-                Phase::Routing { .. } => {
+                Phase::Routing(_) => {
                     // Resend the query: the responder answers duplicates.
                     if let Some(s) = self.sessions.get_mut(id) {
                         s.owed.query = true;
@@ -144,7 +144,7 @@ impl PeerEngine {
         let Some(s) = self.sessions.get(id) else {
             return;
         };
-        if matches!(s.phase, Phase::Routing { .. }) && !reply {
+        if matches!(s.phase, Phase::Routing(_)) && !reply {
             // The responder resumes only sessions it accepted: its Response
             // was lost (on a stream that died at its end only, which ours
             // still thinks alive). Ask again where it resumes; it answers a
@@ -155,7 +155,7 @@ impl PeerEngine {
             self.rebind(id, Some(stream));
             return;
         }
-        if matches!(s.phase, Phase::Pending { .. } | Phase::Routing { .. }) {
+        if matches!(s.phase, Phase::Pending { .. } | Phase::Routing(_)) {
             return;
         }
         // Our choice stands over the stream the Resume came on when: we are
@@ -178,7 +178,7 @@ impl PeerEngine {
         }
         // Bytes sent on the stream the Resume came on are on their way.
         let live_from = if s.tx == Some(stream) {
-            s.tx_since
+            s.tx_since()
         } else {
             u64::MAX
         };
@@ -188,7 +188,7 @@ impl PeerEngine {
             return;
         }
         let resent = before.saturating_sub(s.send.sent());
-        s.tx_since = s.tx_since.min(s.send.sent());
+        s.set_tx_since(s.tx_since().min(s.send.sent()));
         self.settle_send_charge(id);
         let Some(s) = self.sessions.get_mut(id) else {
             return;
@@ -227,9 +227,20 @@ impl PeerEngine {
         let recovering = matches!(s.phase, Phase::Recovering { .. });
         let moved = !own_stands && s.tx != Some(stream);
         if moved && !reply {
-            // Tell the peer where we send now (`Session::peer_tx`): a flow
-            // frame after the reply.
+            // Tell the peer where we send now: a flow frame after the reply
+            // (`Session::peer_tx`), and a marker naming our new stream
+            // with a new epoch, which the peer follows. The Resume that
+            // moved us may be late: the peer may have sent a newer one on
+            // another stream since (it moved during its recovery) and
+            // stays there (the lower id's choice stands, or it is not
+            // moved by our reply), while our frames from before this move
+            // arrive after the Credit and leave its estimate stale; ours is
+            // stale too, and neither end sees the crossing (fuzz inputs
+            // migration_ordering/crossed-428b31ab and
+            // drain_ordering/crossed-e4056e70). The marker makes the move
+            // explicit; later markers and Resumes order by epoch.
             s.owed.credit = true;
+            s.owed.restate = true;
         }
         if recovering {
             self.on_resumed(id, resent);

@@ -30,17 +30,9 @@ impl BuildHasher for SeededState {
 #[derive(Debug)]
 pub(crate) enum Phase {
     /// Our query is out (or waits for a stream); kept to resend it after a
-    /// stream death.
-    Routing {
-        query: Box<str>,
-        deadline: Timestamp,
-        /// The target of the newest migration marker that overtook the
-        /// Response (the responder migrated the session before we saw it
-        /// open); followed once the Response arrives. Its epoch is in
-        /// `Session::epoch` already, so an older marker arriving after the
-        /// Response is ignored.
-        early_marker: Option<StreamId>,
-    },
+    /// stream death. Boxed: the phase is short-lived, and an open session
+    /// should not carry its size.
+    Routing(Box<Routing>),
     /// The peer's query waits for the application.
     Pending {
         deadline: Timestamp,
@@ -59,10 +51,23 @@ pub(crate) enum Phase {
     },
 }
 
+/// The data of [`Phase::Routing`].
+#[derive(Debug)]
+pub(crate) struct Routing {
+    pub query: Box<str>,
+    pub deadline: Timestamp,
+    /// The target of the newest migration marker that overtook the
+    /// Response (the responder migrated the session before we saw it
+    /// open); followed once the Response arrives. Its epoch is in
+    /// `Session::epoch` already, so an older marker arriving after the
+    /// Response is ignored.
+    pub early_marker: Option<StreamId>,
+}
+
 impl Phase {
     pub fn state(&self) -> SessionState {
         match self {
-            Phase::Routing { .. } => SessionState::Routing,
+            Phase::Routing(_) => SessionState::Routing,
             Phase::Pending { .. } => SessionState::Pending,
             Phase::Open => SessionState::Open,
             Phase::Migrating { .. } => SessionState::Migrating,
@@ -88,6 +93,11 @@ pub(crate) struct Owed {
     pub credit: bool,
     /// Our pin state (a Pin frame), after it changed or a stream died.
     pub pin: bool,
+    /// A restatement of where we send (`MigrateTo` naming our sending
+    /// stream, with a new epoch, after any Resume reply): a peer's Resume
+    /// moved us, and the peer must not go on estimating from stale frames
+    /// (`peer_tx`) where we send.
+    pub restate: bool,
 }
 
 impl Owed {
@@ -98,6 +108,7 @@ impl Owed {
             || self.resume_reply
             || self.credit
             || self.pin
+            || self.restate
     }
 }
 
@@ -146,8 +157,6 @@ pub(crate) struct Session {
     pub wire: u64,
     pub role: Role,
     pub phase: Phase,
-    /// Highest migration epoch seen or used (serial-number arithmetic).
-    pub epoch: u32,
     /// Stream this side sends on.
     pub tx: Option<StreamId>,
     /// Stream the peer's traffic last arrived on.
@@ -157,13 +166,9 @@ pub(crate) struct Session {
     /// out on the stream the peer leaves, a Resume reply on the stream our
     /// Resume came on: they do not count.)
     pub peer_tx: Option<StreamId>,
-    /// Convergence of crossed bindings (defect 4 of issue 10): `peer_tx`
-    /// at the last policy tick, if it differed from ours.
-    pub crossed_seen: Option<StreamId>,
-    /// Offset from which everything was sent on `tx` (set when `tx`
-    /// changes, lowered by a rewind): a Resume that arrives on `tx` proves
-    /// those bytes are on their way, so they are not sent again.
-    pub tx_since: u64,
+    /// Migration and recovery bookkeeping, allocated at the first move
+    /// (see [`Moves`]): a session that never moves pays one pointer.
+    moves: Option<Box<Moves>>,
     /// A Resume of ours is out and the peer has not answered it yet (the
     /// tie-break of crossed Resumes uses it).
     pub awaiting_resume: bool,
@@ -177,6 +182,23 @@ pub(crate) struct Session {
     pub app: AppSignals,
     pub queued: Queued,
     pub pins: Pins,
+}
+
+/// What only a session that moved (migrated, recovered, was realigned)
+/// needs. Held behind an `Option<Box<..>>` in [`Session`]: allocated on the
+/// first write of a value other than the default (a move, not a frame), and
+/// kept from then on (the epoch must outlive the move).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Moves {
+    /// Highest migration epoch seen or used (serial-number arithmetic).
+    pub epoch: u32,
+    /// Convergence of crossed bindings (defect 4 of issue 10): `peer_tx`
+    /// at the last policy tick, if it differed from ours.
+    pub crossed_seen: Option<StreamId>,
+    /// Offset from which everything was sent on `tx` (set when `tx`
+    /// changes, lowered by a rewind): a Resume that arrives on `tx` proves
+    /// those bytes are on their way, so they are not sent again.
+    pub tx_since: u64,
     /// When the sending stream last changed after the first placement
     /// (none: never moved): the policy's per-session cooldown counts from
     /// here.
@@ -187,6 +209,17 @@ pub(crate) struct Session {
     pub policy_moves: u32,
 }
 
+/// The state of a session that never moved.
+static UNMOVED: Moves = Moves {
+    epoch: 0,
+    crossed_seen: None,
+    tx_since: 0,
+    placed_at: None,
+    migrations: 0,
+    recoveries: 0,
+    policy_moves: 0,
+};
+
 impl Session {
     /// A session granting `window` in its Query/Response, which reserved
     /// `charge` from the budget for it.
@@ -195,12 +228,10 @@ impl Session {
             wire,
             role,
             phase,
-            epoch: 0,
             tx: None,
             rx: None,
             peer_tx: None,
-            crossed_seen: None,
-            tx_since: 0,
+            moves: None,
             awaiting_resume: false,
             send: SendBuf::default(),
             recv: RecvBuf::new(window),
@@ -210,11 +241,59 @@ impl Session {
             app: AppSignals::default(),
             queued: Queued::default(),
             pins: Pins::default(),
-            placed_at: None,
-            migrations: 0,
-            recoveries: 0,
-            policy_moves: 0,
         }
+    }
+
+    /// The session's move bookkeeping (defaults if it never moved).
+    pub fn moves(&self) -> &Moves {
+        self.moves.as_deref().unwrap_or(&UNMOVED)
+    }
+
+    /// Mutable move bookkeeping, allocated on first use: call it only to
+    /// write a value other than the default (the setters below skip the
+    /// allocation for defaults).
+    pub fn moves_mut(&mut self) -> &mut Moves {
+        self.moves.get_or_insert_with(Default::default)
+    }
+
+    /// Whether the move bookkeeping is allocated (tests).
+    #[cfg(test)]
+    pub fn has_moves(&self) -> bool {
+        self.moves.is_some()
+    }
+
+    pub fn epoch(&self) -> u32 {
+        self.moves().epoch
+    }
+
+    pub fn set_epoch(&mut self, epoch: u32) {
+        if epoch != self.epoch() {
+            self.moves_mut().epoch = epoch;
+        }
+    }
+
+    pub fn tx_since(&self) -> u64 {
+        self.moves().tx_since
+    }
+
+    pub fn set_tx_since(&mut self, offset: u64) {
+        if offset != self.tx_since() {
+            self.moves_mut().tx_since = offset;
+        }
+    }
+
+    pub fn crossed_seen(&self) -> Option<StreamId> {
+        self.moves().crossed_seen
+    }
+
+    pub fn set_crossed_seen(&mut self, seen: Option<StreamId>) {
+        if seen != self.crossed_seen() {
+            self.moves_mut().crossed_seen = seen;
+        }
+    }
+
+    pub fn placed_at(&self) -> Option<Timestamp> {
+        self.moves().placed_at
     }
 
     pub fn state(&self) -> SessionState {

@@ -335,7 +335,7 @@ fn a_stale_recovery_deadline_never_closes_a_later_recovery() {
     let eid = sa.engine();
     if let Some(e) = p.a.engine_for_test(eid) {
         if let Some(s) = e.sessions.get_mut(sa) {
-            s.recoveries = u32::from(u16::MAX) + 5;
+            s.moves_mut().recoveries = u32::from(u16::MAX) + 5;
         }
     }
     let first = p.a.session_info(sa).unwrap().send_stream.unwrap();
@@ -1146,7 +1146,7 @@ fn a_marker_older_than_the_peers_epoch_is_answered_with_the_peers_binding() {
     let j = links.into_iter().find(|&l| l != i).unwrap();
     if let Some(e) = p.b.engine_for_test(sb.engine()) {
         if let Some(s) = e.sessions.get_mut(sb) {
-            s.epoch = 7;
+            s.set_epoch(7);
         }
     }
     let ja = p.links[j].a;

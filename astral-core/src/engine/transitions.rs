@@ -44,8 +44,8 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        let early_marker = match s.phase {
-            Phase::Routing { early_marker, .. } => early_marker,
+        let early_marker = match &s.phase {
+            Phase::Routing(r) => r.early_marker,
             _ => None,
         };
         s.phase = Phase::Open;
@@ -120,8 +120,8 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        s.epoch = s.epoch.wrapping_add(1);
-        let (wire, epoch, old) = (s.wire, s.epoch, s.tx);
+        s.set_epoch(s.epoch().wrapping_add(1));
+        let (wire, epoch, old) = (s.wire, s.epoch(), s.tx);
         let started_from = match (&s.phase, old) {
             (Phase::Open, Some(old)) => Some(old),
             // From Migrating, `from` stays the stream the migration first
@@ -183,7 +183,8 @@ impl PeerEngine {
             return;
         };
         s.phase = Phase::Open;
-        s.migrations = s.migrations.saturating_add(1);
+        let m = s.moves_mut();
+        m.migrations = m.migrations.saturating_add(1);
         if let Some(to) = s.tx {
             self.events.push_back(Event::Migrated {
                 session: id,
@@ -216,7 +217,8 @@ impl PeerEngine {
         s.phase = Phase::Open;
         s.owed.credit = true;
         if from != Some(target) {
-            s.migrations = s.migrations.saturating_add(1);
+            let m = s.moves_mut();
+            m.migrations = m.migrations.saturating_add(1);
             if let Some(from) = from {
                 self.events.push_back(Event::Migrated {
                     session: id,
@@ -274,7 +276,15 @@ impl PeerEngine {
             return;
         };
         s.phase = Phase::Open;
-        s.recoveries = s.recoveries.saturating_add(1);
+        let m = s.moves_mut();
+        m.recoveries = m.recoveries.saturating_add(1);
+        // Where a recovery leaves us sending was chosen by Resumes, which
+        // carry no epoch: restate it with a new one (after our reply), so
+        // that a marker of ours still in flight from before the recovery
+        // cannot move the peer back onto a stream we left (fuzz input
+        // drain_ordering/crossed-after-recovery-6e044062).
+        s.owed.restate = true;
+        self.schedule_ctrl(id);
         self.events.push_back(Event::Recovered {
             session: id,
             resent_bytes,
@@ -288,7 +298,8 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        s.recoveries = s.recoveries.saturating_add(1);
+        let m = s.moves_mut();
+        m.recoveries = m.recoveries.saturating_add(1);
         self.events.push_back(Event::Recovered {
             session: id,
             resent_bytes,
@@ -367,10 +378,9 @@ impl PeerEngine {
         let Some(s) = self.sessions.get(id) else {
             return;
         };
+        let routing_due = matches!(&s.phase, Phase::Routing(r) if r.deadline <= now);
         match s.phase {
-            Phase::Routing { deadline, .. } if deadline <= now => {
-                self.close(now, id, CloseReason::RoutingTimeout)
-            }
+            Phase::Routing(_) if routing_due => self.close(now, id, CloseReason::RoutingTimeout),
             Phase::Pending { deadline } if deadline <= now => {
                 let (wire, stream) = (s.wire, s.tx);
                 self.push_ctrl(

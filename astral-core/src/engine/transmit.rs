@@ -164,6 +164,7 @@ impl PeerEngine {
         }
 
         // 2. Per-session control: query, response, resume, credit.
+        let stream_wire = self.streams.get(stream).map_or(0, |st| st.wire);
         while let Some(id) = self
             .streams
             .get_mut(stream)
@@ -176,17 +177,18 @@ impl PeerEngine {
                 continue;
             }
             let query_len = match &s.phase {
-                super::sessions::Phase::Routing { query, .. } if s.owed.query => query.len(),
+                super::sessions::Phase::Routing(r) if s.owed.query => r.query.len(),
                 _ => 0,
             };
             // Worst case: Query + Response + Resume + a credit (a Window,
-            // the larger of the two) + Pin.
+            // the larger of the two) + Pin + a restated marker.
             let need = size::QUERY_HEADER
                 + query_len
                 + size::RESPONSE
                 + size::RESUME
                 + size::WINDOW
-                + size::PIN;
+                + size::PIN
+                + size::MIGRATE_TO;
             if (out.len() - body) + need > MAX {
                 if let Some(st) = self.streams.get_mut(stream) {
                     st.tx.ctrl_sessions.push_front(id);
@@ -201,7 +203,7 @@ impl PeerEngine {
             let Some(s) = self.sessions.get_mut(id) else {
                 continue;
             };
-            let (n, asked) = encode_session_control(s, out);
+            let (n, asked) = encode_session_control(s, stream_wire, out);
             frames += n;
             asks |= asked;
             if s.is_done() {
@@ -296,7 +298,8 @@ impl PeerEngine {
 }
 
 /// Encodes the control frames session `s` owes (Query, Response, Resume,
-/// credit, Pin) into `out`; returns how many, and whether one of them asks
+/// credit, Pin, restated marker) into `out`, on its sending stream, whose
+/// wire id is `stream_wire`; returns how many, and whether one of them asks
 /// the peer for an answer (a Query or a Resume that is not a reply). `out`
 /// has room for the worst case.
 ///
@@ -305,7 +308,7 @@ impl PeerEngine {
 /// Query, Response or Resume (which imply only the base window), a Window
 /// restates the limit if an earlier grant went further: a grant that died
 /// with a stream is never lost for good.
-fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> (u64, bool) {
+fn encode_session_control(s: &mut Session, stream_wire: u64, out: &mut BytesMut) -> (u64, bool) {
     let mut frames = 0;
     let mut asks = false;
     s.queued.ctrl = false;
@@ -314,11 +317,11 @@ fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> (u64, bool) {
     let mut implied: Option<u64> = None;
     if s.owed.query {
         s.owed.query = false;
-        if let Phase::Routing { query, .. } = &s.phase {
+        if let Phase::Routing(r) = &s.phase {
             let _ = Frame::Query {
                 session: wire,
                 buffer: s.recv.base(),
-                query: query.to_string(),
+                query: r.query.to_string(),
             }
             .encode(out);
             frames += 1;
@@ -399,6 +402,20 @@ fn encode_session_control(s: &mut Session, out: &mut BytesMut) -> (u64, bool) {
         let _ = Frame::Pin {
             session: wire,
             pinned: s.pins.local,
+        }
+        .encode(out);
+        frames += 1;
+    }
+    if std::mem::take(&mut s.owed.restate) && matches!(s.phase, Phase::Open) {
+        // After the reply and the Credit: a peer still recovering is open
+        // again when it reads this, and follows it (a recovering session
+        // ignores markers). Not from `Migrating` (our own marker, newer,
+        // says where we send) nor `Recovering` (a Resume of ours does).
+        s.set_epoch(s.epoch().wrapping_add(1));
+        let _ = Frame::MigrateTo {
+            session: wire,
+            target: stream_wire,
+            epoch: s.epoch(),
         }
         .encode(out);
         frames += 1;

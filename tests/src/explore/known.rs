@@ -56,14 +56,6 @@ pub struct KnownDefects {
     /// `PeerUnreachable` at both ends beside a healthy stream (found by
     /// the drain fuzzer): no one-sided kill once any stream has died.
     pub skip_half_open_after_a_death: bool,
-    /// Issue 10 defect 4, what is left of it: the fuzzers still find
-    /// sessions whose two directions end on different streams within
-    /// minutes (docs/MIGRATION.md, Evidence; `fuzz/regressions/*/known-*`).
-    /// With this flag the schedule fuzzers count them as passing, so that
-    /// a timed run goes on to look for other findings. Off everywhere but
-    /// `ASTRAL_FUZZ_KNOWN_DEFECTS=crossed`: the explorer's CI bound, the
-    /// property suites and the fuzz harness in `cargo test` check bindings.
-    pub allow_crossed_bindings: bool,
 }
 
 impl KnownDefects {
@@ -76,9 +68,11 @@ impl KnownDefects {
     /// flags name is fixed; their shortest counterexamples are regression
     /// tests in `tests/tests/explore.rs`. (Crossed bindings, defect 4, were
     /// allowed by a flag until the higher node id learnt to realign its
-    /// sending direction, `engine/migrate.rs` `realign_crossed`: the settle
-    /// check that both directions of an open session use one stream always
-    /// fails now.)
+    /// sending direction, `engine/migrate.rs` `realign_crossed`, and the
+    /// timed fuzz runs could count them as passing until an end moved by a
+    /// Resume learnt to restate its binding, `engine/recovery.rs`: the
+    /// settle check that both directions of an open session use one stream
+    /// always applies now.)
     pub fn current_core() -> KnownDefects {
         KnownDefects::none()
     }
@@ -93,7 +87,6 @@ impl KnownDefects {
             skip_reset_after_query_resent: true,
             skip_half_open_while_routing: true,
             skip_half_open_after_a_death: true,
-            allow_crossed_bindings: true,
         }
     }
 

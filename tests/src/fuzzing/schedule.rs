@@ -10,8 +10,6 @@
 //! [`World`] (real engines, every record a separate delivery); then the
 //! world settles and the same oracle as the explorer's checks it.
 
-use std::sync::OnceLock;
-
 use arbitrary::{Arbitrary, Unstructured};
 
 use crate::explore::known::Situation;
@@ -283,26 +281,6 @@ impl Schedule {
     }
 }
 
-/// The exclusions the fuzz targets apply, from the environment:
-/// `ASTRAL_FUZZ_KNOWN_DEFECTS=skip` leaves out the known defects of the
-/// current core ([`KnownDefects::current_core`]) so that a crash is a new
-/// finding; `=crossed` also lets sessions end with their two directions on
-/// different streams ([`KnownDefects::allow_crossed_bindings`]); unset,
-/// nothing is left out.
-pub fn known_defects_from_env() -> KnownDefects {
-    static KNOWN: OnceLock<KnownDefects> = OnceLock::new();
-    *KNOWN.get_or_init(
-        || match std::env::var("ASTRAL_FUZZ_KNOWN_DEFECTS").as_deref() {
-            Ok("skip") => KnownDefects::current_core(),
-            Ok("crossed") => KnownDefects {
-                allow_crossed_bindings: true,
-                ..KnownDefects::current_core()
-            },
-            _ => KnownDefects::none(),
-        },
-    )
-}
-
 /// What a schedule did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunStats {
@@ -387,9 +365,7 @@ fn drive(
     }
     let settled = w.settle_and_check();
     let mut problems = settled.problems;
-    if !known.allow_crossed_bindings {
-        problems.extend(settled.crossed);
-    }
+    problems.extend(settled.crossed);
     stats.counters = w.counters;
     if problems.is_empty() {
         Ok(stats)
