@@ -50,11 +50,13 @@
 //! 20 Mbit/s transfer kept the session for good). Only a sample with
 //! nothing of ours ahead of it tells the path delay again. So a sample that
 //! our traffic explains at most a quarter of is *clean*, and the estimate
-//! is *stale* once a path window passed without one
-//! ([`PathMeter::is_stale`]). The first clean sample after that replaces
-//! the estimate, higher or lower (BBR's min-RTT expiry); later ones lower
-//! it as usual. A sender whose carrying stream went stale drains its own
-//! queue to take one (BBR's ProbeRTT; `engine/probe.rs`).
+//! is *stale* once a path window passed without a clean sample that agrees
+//! with it (within a quarter; [`PathMeter::is_stale`]). A sender whose
+//! loaded carrying stream went stale drains its own queue and sends probe
+//! pings (BBR's ProbeRTT; `engine/probe.rs`): the first probe sample
+//! replaces the estimate, higher or lower (BBR's min-RTT expiry), capped
+//! at the loaded srtt; later ones lower it as usual. No other sample
+//! replaces it: a lone clean sample may be a scheduling hiccup.
 
 use std::collections::VecDeque;
 use std::time::Duration;
