@@ -132,6 +132,9 @@ pub async fn run(a: ConnectArgs, quiet: bool) -> Result<ExitCode, AnyError> {
     let peer = targets[0].peer;
     let node = Node::new(identity, config.clone())
         .map_err(|e| usage(format!("invalid node settings: {}", describe(&e))))?;
+    // Held until we exit: the lock on KEY.incarnation (a restart names
+    // the instance it replaces; a twin names nothing).
+    let _record = crate::instance::announce(&a.key.key, &node);
     let reg = Registry::new();
     registry::follow(&node, reg.clone());
     let mut sockets = Vec::new();

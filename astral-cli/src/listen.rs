@@ -93,6 +93,9 @@ pub async fn run(a: ListenArgs, quiet: bool) -> Result<ExitCode, AnyError> {
     let identity = a.key.load()?;
     let node = Node::new(identity, config.clone())
         .map_err(|e| usage(format!("invalid node settings: {}", describe(&e))))?;
+    // Held until we exit: the lock on KEY.incarnation (a restart names
+    // the instance it replaces; a twin names nothing).
+    let _record = crate::instance::announce(&a.key.key, &node);
     // The policy is in force before the first socket listens.
     if let Some(f) = &allow {
         let n = f.apply(&node)?;

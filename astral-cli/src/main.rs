@@ -22,6 +22,7 @@ mod demo;
 mod dialer;
 mod error;
 mod forward;
+mod instance;
 mod keys;
 mod listen;
 mod logging;

@@ -39,8 +39,10 @@ const DEPTH: usize = 8;
 const PIPE_SIZE: usize = 1 << 20;
 /// How long to wait for the peer to acknowledge the end of the session.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Time for the last acknowledgement to reach the socket before exiting.
-const LINGER: Duration = Duration::from_millis(100);
+/// Bound on the wait for the session's last frames (the final credit) to
+/// reach the socket after a graceful close; only a transport that takes
+/// nothing waits this long (the node's shutdown then gives up on it too).
+const FLUSH_TIMEOUT: Duration = astral_tokio::astral_core::driver::LINGER_TIMEOUT;
 
 /// A duplicate of stdin or stdout as a plain file: unbuffered reads and
 /// writes of any size (std's `Stdout` is line-buffered).
@@ -221,7 +223,15 @@ pub async fn join(s: Session) -> Result<(), AnyError> {
     }
     match tokio::time::timeout(CLOSE_TIMEOUT, r.closed()).await {
         Ok(CloseReason::Graceful) => {
-            tokio::time::sleep(LINGER).await;
+            // The close built our last frames; wait until the transport
+            // took them: the node's shutdown, next, drops what the core
+            // still queues in favour of its Goodbye. Usually at once.
+            if tokio::time::timeout(FLUSH_TIMEOUT, r.flushed())
+                .await
+                .is_err()
+            {
+                tracing::info!("the last frames were not written within {FLUSH_TIMEOUT:?}");
+            }
             Ok(())
         }
         Ok(reason) => Err(err(ended(&reason))),

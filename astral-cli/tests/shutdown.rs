@@ -31,6 +31,8 @@ fn pair(dir: &Dir) -> (Listener, Connect) {
         &format!("{ida}@{}", l.addrs[0]),
         "q",
     ]);
+    // The control socket is created after the "listening on" lines.
+    wait_for(Duration::from_secs(20), || control.exists().then_some(()));
     wait_for(Duration::from_secs(20), || {
         (ctl(&control, &["sessions"])
             .as_array()

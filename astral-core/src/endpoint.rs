@@ -24,7 +24,7 @@ use rand_core::{RngCore, SeedableRng};
 use crate::accept::AcceptPolicy;
 use crate::admission::{Admission, AdmissionStats, Admitted, Source};
 use crate::config::ConfigError;
-use crate::engine::{NewStream, PeerEngine};
+use crate::engine::{NewStream, PeerEngine, Superseded, Supersession};
 use crate::error::{ConnectError, OpenError};
 use crate::event::{Event, StreamCloseReason};
 use crate::noise::handshake::screen_early_input;
@@ -76,6 +76,9 @@ pub struct Endpoint {
     identity: Identity,
     local_id: NodeId,
     incarnation: u64,
+    /// The earlier instance of this identity this one replaces, stated in
+    /// every handshake ([`Endpoint::set_supersedes`]).
+    supersedes: Option<u64>,
     rng: ChaCha20Rng,
     next_stream: u64,
     handshakes: BTreeMap<StreamId, Handshaking>,
@@ -124,6 +127,7 @@ impl Endpoint {
             local_id: identity.node_id(),
             identity,
             incarnation,
+            supersedes: None,
             rng,
             next_stream: 1,
             handshakes: BTreeMap::new(),
@@ -152,6 +156,25 @@ impl Endpoint {
     /// This node instance's incarnation (sent in every handshake).
     pub fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+
+    /// Says, in every handshake from now on, that this instance replaces
+    /// the earlier instance `previous` of the same identity, which is gone:
+    /// a peer that still has sessions with `previous` ends them at once
+    /// (`CloseReason::PeerRestarted`) instead of probing its streams first
+    /// (docs/PROTOCOL.md, "Supersedes"). Only a caller that *knows* no
+    /// other process runs with this key may say so (the `astral` tool
+    /// holds a lock on a record next to the key file): a live twin named
+    /// here would have its sessions cut off. `None` (the default) says
+    /// nothing; the peer then treats an unknown incarnation as a restart or
+    /// a twin and probes. Set it before the first stream.
+    pub fn set_supersedes(&mut self, previous: Option<u64>) {
+        self.supersedes = previous.filter(|p| *p != self.incarnation);
+    }
+
+    /// The earlier instance this one says it replaces.
+    pub fn supersedes(&self) -> Option<u64> {
+        self.supersedes
     }
 
     /// The configuration in force.
@@ -241,7 +264,7 @@ impl Endpoint {
             self.incarnation,
             seed,
         ) {
-            Ok(hs) => hs,
+            Ok(hs) => hs.with_supersedes(self.supersedes),
             Err(e) => {
                 self.shared.streams.release();
                 return Err(ConnectError::Noise(e));
@@ -318,7 +341,7 @@ impl Endpoint {
         ) {
             Ok(hs) => {
                 if let Some(h) = self.handshakes.get_mut(&id) {
-                    h.hs = Some(hs);
+                    h.hs = Some(hs.with_supersedes(self.supersedes));
                 }
                 self.advance(now, id);
             }
@@ -551,7 +574,8 @@ impl Endpoint {
             }
             self.admission.stats_mut().completed += 1;
         }
-        let (engine, created, superseded) = self.route_incarnation(est.remote, est.incarnation);
+        let (engine, created, superseded) =
+            self.route_incarnation(est.remote, est.incarnation, est.supersedes);
         self.ready.push_back(NewStream {
             stream,
             engine,
@@ -564,12 +588,14 @@ impl Endpoint {
 
     /// The engine for `(peer, incarnation)`: an existing one, the peer's
     /// engine that has not met any incarnation yet, or a new one (then the
-    /// peer's engines of other incarnations are superseded).
+    /// peer's engines of other incarnations are superseded: the one the
+    /// handshake named in `supersedes` as gone, the others presumed).
     fn route_incarnation(
         &mut self,
         peer: NodeId,
         incarnation: u64,
-    ) -> (EngineId, Option<PeerEngine>, Vec<EngineId>) {
+        supersedes: Option<u64>,
+    ) -> (EngineId, Option<PeerEngine>, Vec<Superseded>) {
         if let Some(&id) = self.by_incarnation.get(&(peer, incarnation)) {
             return (id, None, Vec::new());
         }
@@ -582,10 +608,17 @@ impl Endpoint {
                 }
             }
         }
-        let superseded: Vec<EngineId> = self
+        let superseded: Vec<Superseded> = self
             .by_incarnation
             .range((peer, 0)..=(peer, u64::MAX))
-            .map(|(_, id)| *id)
+            .map(|(&(_, inc), &engine)| Superseded {
+                engine,
+                how: if supersedes == Some(inc) {
+                    Supersession::Announced
+                } else {
+                    Supersession::Presumed
+                },
+            })
             .collect();
         match self.create_engine(peer, Some(incarnation)) {
             Some((id, engine)) => (id, Some(engine), superseded),
@@ -649,10 +682,11 @@ impl Endpoint {
             stream_id: wire,
             features: Features::ALL,
             incarnation,
+            supersedes: None,
             initiator: false,
             cipher: crate::noise::RecordCipher::insecure_for_fuzzing(),
         };
-        let (engine, created, superseded) = self.route_incarnation(peer, incarnation);
+        let (engine, created, superseded) = self.route_incarnation(peer, incarnation, None);
         Some(NewStream {
             stream,
             engine,

@@ -66,6 +66,11 @@ pub enum StreamCloseReason {
     /// one to the same peer instance).
     #[error("the peer shut down")]
     PeerShutdown,
+    /// The peer restarted: its new instance said, in its handshake, that
+    /// it replaces the instance this stream led to (docs/PROTOCOL.md,
+    /// "Supersedes").
+    #[error("the peer restarted (its new instance replaces this one)")]
+    PeerRestarted,
     /// An inbound handshake gave up its place: every stream slot was taken
     /// and its source held the most handshakes (`docs/SECURITY.md`).
     #[error("handshake evicted: the node is full and this source held the most handshakes")]

@@ -88,7 +88,9 @@ pub use admission::{AdmissionStats, Source, SourceKey};
 pub use bytes;
 pub use config::{Config, ConfigError};
 pub use endpoint::{Endpoint, EngineRef, PolicyFactory};
-pub use engine::{DetachedRecordLayer, NewStream, PeerEngine, SessionHandle};
+pub use engine::{
+    DetachedRecordLayer, NewStream, PeerEngine, SessionHandle, Superseded, Supersession,
+};
 pub use error::{
     ConnectError, DrainError, MigrateError, OpenError, ReadError, SessionError, WriteError,
 };

@@ -130,6 +130,20 @@ impl Node {
         self.endpoint.incarnation()
     }
 
+    /// States in every later handshake that this instance replaces the
+    /// earlier instance `previous` of the same identity, which is gone; see
+    /// [`Endpoint::set_supersedes`] (only for a caller that knows no twin
+    /// runs with this key).
+    pub fn set_supersedes(&mut self, previous: Option<u64>) {
+        self.endpoint.set_supersedes(previous);
+    }
+
+    /// The earlier instance this one says it replaces
+    /// ([`Node::set_supersedes`]).
+    pub fn supersedes(&self) -> Option<u64> {
+        self.endpoint.supersedes()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         self.endpoint.config()
@@ -238,10 +252,10 @@ impl Node {
                 self.insert_engine(e);
             }
             for old in ns.superseded().to_vec() {
-                if let Some(e) = self.engine_mut(old) {
-                    e.handle_superseded(now);
+                if let Some(e) = self.engine_mut(old.engine) {
+                    e.handle_superseded(now, old.how);
                 }
-                self.sync(old);
+                self.sync(old.engine);
             }
             let (sid, eid) = (ns.stream(), ns.engine());
             match self.engine_mut(eid) {

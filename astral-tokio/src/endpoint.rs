@@ -219,8 +219,8 @@ impl EpDriver {
             st.peers.insert(peer.id, peer);
         }
         for old in ns.superseded().to_vec() {
-            if let Some(p) = st.peers.get(&old) {
-                p.with(|ps, now| ps.engine.handle_superseded(now));
+            if let Some(p) = st.peers.get(&old.engine) {
+                p.with(|ps, now| ps.engine.handle_superseded(now, old.how));
             }
         }
         let (sid, eid) = (ns.stream(), ns.engine());

@@ -208,6 +208,12 @@ impl Node {
         })
     }
 
+    /// The peer routing sessions to `remote` (tests of the driver's parts).
+    #[cfg(test)]
+    pub(crate) fn peer_for_tests(&self, remote: NodeId) -> Option<Arc<Peer>> {
+        self.inner().ep.peek(|st| st.route(remote).cloned())
+    }
+
     fn inner(&self) -> &Arc<Inner> {
         &self.handle.inner
     }
@@ -223,6 +229,46 @@ impl Node {
     /// ```
     pub fn id(&self) -> NodeId {
         self.inner().local_id
+    }
+
+    /// This node instance's incarnation: 64 random bits drawn at start,
+    /// sent in every handshake (docs/PROTOCOL.md). A program that keeps a
+    /// record of it next to its key can name it in the next instance's
+    /// [`Node::set_supersedes`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use astral_tokio::{Node, Identity, Config};
+    /// let a = Node::with_seed(Identity::from_seed([1; 32]), Config::default(), 1).unwrap();
+    /// let b = Node::with_seed(Identity::from_seed([1; 32]), Config::default(), 2).unwrap();
+    /// assert_ne!(a.incarnation(), b.incarnation());
+    /// # }
+    /// ```
+    pub fn incarnation(&self) -> u64 {
+        self.inner().ep.with(|st, _| st.core.incarnation())
+    }
+
+    /// States in every later handshake that this instance replaces the
+    /// earlier instance `previous` of the same key, which is gone: a peer
+    /// still holding sessions with `previous` ends them at once
+    /// (`PeerRestarted`) instead of probing its streams for an RTO. Call it
+    /// before the first `listen` or `connect`, and only when no other
+    /// process can be running with this key (the `astral` tool knows it by
+    /// holding a lock on `KEY.incarnation`; docs/MIGRATION.md, "Restarts
+    /// and twins"): a live twin named here would have its sessions cut
+    /// off. `None` (the default) says nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use astral_tokio::{Node, Identity, Config};
+    /// let node = Node::new(Identity::from_seed([1; 32]), Config::default()).unwrap();
+    /// node.set_supersedes(Some(0x1234)); // the previous instance's incarnation
+    /// # }
+    /// ```
+    pub fn set_supersedes(&self, previous: Option<u64>) {
+        self.inner()
+            .ep
+            .with(|st, _| st.core.set_supersedes(previous));
     }
 
     /// Sets the redial backoff (default 100 ms doubling to 5 s, +25 %
@@ -900,6 +946,23 @@ impl Node {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Resolves once everything queued for `peer` was handed to its
+    /// transports (see [`Session::flushed`]); at once if there is no such
+    /// peer. Never while a transport cannot write: bound it with a timeout.
+    ///
+    /// ```no_run
+    /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) {
+    /// let _ = tokio::time::timeout(std::time::Duration::from_secs(2), node.flushed(peer)).await;
+    /// node.shutdown();
+    /// # }
+    /// ```
+    pub async fn flushed(&self, peer: NodeId) {
+        let p = self.inner().ep.peek(|st| st.route(peer).cloned());
+        if let Some(p) = p {
+            p.flushed().await;
         }
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::ctx::{Ctl, NodeCtx, TransportSlot};
 use crate::error::{Error, Result};
 use crate::sessions::Sessions;
-use crate::wire::Wire;
+use crate::wire::{FlushWatch, Pulled, Wire};
 
 /// Where inbound queries go (to the node's `Incoming`s).
 pub(crate) type QueryTx = mpsc::UnboundedSender<PendingQuery>;
@@ -54,6 +54,8 @@ pub(crate) struct Peer {
     timer: Notify,
     queries: QueryTx,
     me: Weak<Peer>,
+    /// Told when a transport of this peer goes idle ([`Peer::flushed`]).
+    flush: Arc<FlushWatch>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -85,6 +87,7 @@ impl Peer {
             timer: Notify::new(),
             queries,
             me: me.clone(),
+            flush: Arc::default(),
         });
         tokio::spawn(peer.clone().timer_task());
         peer
@@ -166,6 +169,28 @@ impl Peer {
         retired
     }
 
+    /// The watch every [`Wire`] of this peer tells when it goes idle.
+    pub fn flush_watch(&self) -> Arc<FlushWatch> {
+        self.flush.clone()
+    }
+
+    /// Whether everything queued for this peer was handed to its
+    /// transports: the engine has no output for any established stream,
+    /// and no transport holds bytes it has not written (its write token is
+    /// free).
+    pub fn is_flushed(&self) -> bool {
+        self.peek(|st| {
+            st.transports.iter().all(|(id, t)| {
+                !st.engine.wants_transmit(*id) && t.wire.as_ref().is_none_or(|w| w.is_idle())
+            })
+        })
+    }
+
+    /// Resolves once [`Peer::is_flushed`] holds (at once if it does).
+    pub async fn flushed(&self) {
+        self.flush.wait(|| self.is_flushed()).await;
+    }
+
     /// Wakes the timer task (at shutdown, so it sees the watch).
     pub fn wake_timer(&self) {
         self.timer.notify_one();
@@ -190,11 +215,12 @@ impl Peer {
             match &t.wire {
                 // An idle socket is written by this call, without a task
                 // hop; a busy one by its holder, which looks again.
-                Some(w) if w.is_direct() => {
-                    if w.pull_inline(engine, now) {
-                        inline.push(w.clone());
-                    }
-                }
+                Some(w) if w.is_direct() => match w.pull_inline(engine, now) {
+                    Pulled::Inline => inline.push(w.clone()),
+                    // A burst: the task writes it with what follows.
+                    Pulled::ToTask => wake.extend(w.task_waker()),
+                    Pulled::Nothing => {}
+                },
                 _ => wake.extend(t.waker.take()),
             }
         }

@@ -349,6 +349,27 @@ impl Session {
         self.r.closed().await
     }
 
+    /// Resolves once everything queued for this session's peer (this
+    /// session's last frames, such as the final credit of a graceful close,
+    /// and any other session's) was handed to the peer's transports: the
+    /// core has no output for them and no transport holds bytes it has not
+    /// written to its socket. At once if that holds already; never while a
+    /// transport cannot write (bound it with a timeout).
+    ///
+    /// A process that exits right after a graceful close waits for this,
+    /// then shuts the node down ([`Node::shutdown`](crate::Node::shutdown)
+    /// drops what is still queued in favour of its Goodbye).
+    ///
+    /// ```no_run
+    /// # async fn f(s: astral_tokio::Session) {
+    /// s.closed().await;
+    /// let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.flushed()).await;
+    /// # }
+    /// ```
+    pub async fn flushed(&self) {
+        self.r.inner.flushed().await;
+    }
+
     /// Closes the session like dropping it (see [`Session`]): bytes written
     /// are delivered; unread or later incoming bytes reset it.
     ///
@@ -467,6 +488,15 @@ impl SessionReader {
         self.r.closed().await
     }
 
+    /// [`Session::flushed`] on this half.
+    ///
+    /// ```no_run
+    /// # async fn f(r: astral_tokio::SessionReader) { r.flushed().await; }
+    /// ```
+    pub async fn flushed(&self) {
+        self.r.inner.flushed().await;
+    }
+
     /// Aborts the whole session (both directions), as [`Session::reset`]:
     /// for a reader that meets an error its application cannot recover from.
     ///
@@ -533,6 +563,15 @@ impl SessionWriter {
     /// ```
     pub async fn closed(&self) -> CloseReason {
         self.r.closed().await
+    }
+
+    /// [`Session::flushed`] on this half.
+    ///
+    /// ```no_run
+    /// # async fn f(w: astral_tokio::SessionWriter) { w.flushed().await; }
+    /// ```
+    pub async fn flushed(&self) {
+        self.r.inner.flushed().await;
     }
 
     /// Aborts the whole session (both directions), as [`Session::reset`]:

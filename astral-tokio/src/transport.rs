@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use astral_core::driver::{RecordOpener, RxBuffer, TxBuffer, UnsealedRecords, LINGER_TIMEOUT};
+use astral_core::driver::{RecordOpener, RxBuffer, TxBuffer, LINGER_TIMEOUT};
 use astral_core::{NodeId, StreamId};
 use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -262,6 +262,8 @@ struct Transport<I> {
     gone: bool,
     /// Bounds the flush of a stream that is gone.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The task yielded once for the burst whose records it holds.
+    coalesced: bool,
 }
 
 /// What the write step left behind.
@@ -272,21 +274,28 @@ enum TxLeft {
     Pending,
     /// An inline writer holds the token (it hands over or wakes the task).
     Elsewhere,
+    /// An inline writer handed over a small batch of a burst: the task
+    /// goes to the back of the run queue once, so that the tasks already
+    /// queued add their output, and writes it all in one go next time.
+    Coalesce,
 }
 
-/// Writes what `buf` holds until the transport would block.
+/// Writes what `buf` holds until the transport would block; returns the
+/// number of writes that took bytes.
 fn write_out<I: Io>(
     io: &mut I,
     cx: &mut Context<'_>,
     buf: &mut TxBuffer,
     need_flush: &mut bool,
     progress: &mut bool,
-) -> io::Result<()> {
+) -> io::Result<u32> {
+    let mut writes = 0;
     while !buf.is_empty() {
         match io.poll_write(cx, buf.chunk()) {
             Poll::Ready(Ok(0)) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
             Poll::Ready(Ok(n)) => {
                 buf.advance(n);
+                writes += 1;
                 *need_flush = true;
                 *progress = true;
             }
@@ -294,7 +303,7 @@ fn write_out<I: Io>(
             Poll::Pending => break,
         }
     }
-    Ok(())
+    Ok(writes)
 }
 
 impl<I: Io> Transport<I> {
@@ -311,6 +320,7 @@ impl<I: Io> Transport<I> {
             read_done: false,
             gone: false,
             linger: None,
+            coalesced: false,
         }
     }
 
@@ -337,6 +347,7 @@ impl<I: Io> Transport<I> {
             layer.sealer,
             std::mem::take(&mut self.tx),
             direct,
+            up.peer.flush_watch(),
         );
         let stream = self.stream;
         up.peer.peek(|ps| {
@@ -375,7 +386,9 @@ impl<I: Io> Transport<I> {
                 self.try_upgrade();
                 false
             }
-            Phase::Up { peer, opener, .. } => {
+            Phase::Up {
+                peer, opener, wire, ..
+            } => {
                 // Decrypted here, outside the peer's lock.
                 let opened = self.rx.open(opener);
                 if opened.records.is_empty() && opened.error.is_none() {
@@ -389,6 +402,10 @@ impl<I: Io> Transport<I> {
                         ps.engine.handle_record_error(now, stream, e);
                     }
                 });
+                // What the woken readers write is an answer, not a burst:
+                // it goes out inline. (What this call produced, if it went
+                // to the task, is written below in the same poll.)
+                wire.quiet();
                 woke
             }
         }
@@ -426,12 +443,18 @@ impl<I: Io> Transport<I> {
     /// Refills the (empty) buffer of the token holder from the engine;
     /// parks the task if there is nothing. `true` if the stream is gone.
     fn refill_up(peer: &Peer, stream: StreamId, tx: &mut WireTx, cx: &Context<'_>) -> bool {
-        let mut unsealed = UnsealedRecords::with_buffer(tx.buf.take_buffer());
+        // Records an inline writer handed over come first; this pull adds
+        // what was queued after them (one write for a burst).
+        let mut unsealed = tx.take_unsealed();
+        let handed = unsealed.len();
         let gone = peer.with(|ps, now| {
-            let n = ps
-                .engine
-                .poll_transmit_unsealed(now, stream, &mut unsealed, TxBuffer::PULL);
-            if n > 0 {
+            let n = ps.engine.poll_transmit_unsealed(
+                now,
+                stream,
+                &mut unsealed,
+                TxBuffer::PULL.saturating_sub(handed),
+            );
+            if n > 0 || handed > 0 {
                 return false;
             }
             if !ps.engine.has_stream(stream) {
@@ -472,7 +495,7 @@ impl<I: Io> Transport<I> {
                 let Some(io) = self.io.as_mut() else {
                     return Ok(TxLeft::Empty);
                 };
-                write_out(io, cx, &mut self.tx, &mut self.need_flush, progress)?;
+                let _ = write_out(io, cx, &mut self.tx, &mut self.need_flush, progress)?;
                 return Ok(if self.tx.is_empty() {
                     TxLeft::Empty
                 } else {
@@ -489,7 +512,12 @@ impl<I: Io> Transport<I> {
         let Some(mut tx) = wire.task_lock() else {
             return Ok(TxLeft::Elsewhere);
         };
-        if tx.buf.is_empty() && !self.gone {
+        if tx.has_unsealed() && !self.coalesced && !self.gone {
+            self.coalesced = true;
+            return Ok(TxLeft::Coalesce);
+        }
+        self.coalesced = false;
+        if tx.buf.is_empty() && (!self.gone || tx.has_unsealed()) {
             // On an error the task ends holding the token: nothing is
             // written after it.
             self.flush(cx)?;
@@ -497,10 +525,15 @@ impl<I: Io> Transport<I> {
                 self.set_gone();
                 *progress = true;
             }
+            if tx.buf.is_empty() {
+                // Nothing to write: the transport is idle, a burst is over.
+                wire.quiet();
+            }
         }
         if let Some(io) = self.io.as_mut() {
             // On an error the task ends holding the token.
-            write_out(io, cx, &mut tx.buf, &mut self.need_flush, progress)?;
+            let writes = write_out(io, cx, &mut tx.buf, &mut self.need_flush, progress)?;
+            wire.count_writes(writes);
         }
         if tx.buf.is_empty() {
             if wire.task_release(tx) {
@@ -553,9 +586,13 @@ impl<I: Io> Transport<I> {
         let stream = self.stream;
         self.try_upgrade();
         match &self.phase {
-            Phase::Up { peer, .. } => peer.peek(|ps| {
-                ps.transports.remove(&stream);
-            }),
+            Phase::Up { peer, .. } => {
+                peer.peek(|ps| {
+                    ps.transports.remove(&stream);
+                });
+                // A flush waiter no longer waits for this transport.
+                peer.flush_watch().notify();
+            }
             Phase::Handshake => self.ep.peek(|st| {
                 st.handshaking.remove(&stream);
             }),
@@ -656,6 +693,10 @@ impl<I: Io> Future for Transport<I> {
                         Poll::Ready(())
                     }
                 };
+            }
+            if matches!(left, TxLeft::Coalesce) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             if yield_now && !this.gone {
                 // Back of the queue (another worker may take the task over);

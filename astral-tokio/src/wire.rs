@@ -18,6 +18,18 @@
 //!   writable; it releases it once its buffer is empty and the engine has
 //!   nothing more.
 //!
+//! A burst of small output (many sessions opening at once, many one-byte
+//! writes in one task's poll) must not cost a system call each, and a lone
+//! write must not wait for a task hop. So a caller writes inline only when
+//! the transport is quiet: no inline write went out since the transport
+//! last read or went idle, or what it pulled is at least [`SMALL`]. The
+//! first small write of a burst goes out at once; the next one hands its
+//! records and the token to the task, and every later one finds the token
+//! taken and leaves its output in the engine. The task runs after the
+//! caller's poll (tokio puts a task woken from a worker in that worker's
+//! LIFO slot) and pulls, seals and writes everything the burst queued in
+//! one write (`docs/notes/perf-profile.md` §14).
+//!
 //! A party that finds the token taken sets `more` and tries once more;
 //! whoever releases the token checks `more` afterwards and makes sure
 //! someone looks again (the task loops; an inline writer wakes the task),
@@ -25,7 +37,7 @@
 //! written through a shared reference (TCP) are written inline; the task
 //! is the only writer of any other transport.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
 
@@ -33,6 +45,7 @@ use astral_core::driver::{RecordSealer, TxBuffer, UnsealedRecords};
 use astral_core::noise::NoiseError;
 use astral_core::{PeerEngine, StreamId, Timestamp};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// Inline writes and hand-overs to the task, counted for the tests.
 #[cfg(test)]
@@ -40,6 +53,9 @@ pub(crate) static INLINE_WRITES: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
 #[cfg(test)]
 pub(crate) static HANDED_OVER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Small batches of a burst left to the task, counted for the tests.
+#[cfg(test)]
+pub(crate) static DEFERRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Nobody writes: the buffer is empty.
 const FREE: u8 = 0;
@@ -48,13 +64,90 @@ const INLINE: u8 = 1;
 /// The transport task writes (or waits to).
 const TASK: u8 = 2;
 
+/// A pulled batch below this is control-size (a Query, an accept, a
+/// one-byte write, a credit): while the transport is not quiet it is left
+/// to the task to coalesce. A larger batch (bulk data) is written inline
+/// as before.
+pub(crate) const SMALL: usize = 16 * 1024;
+
+/// What [`Wire::pull_inline`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pulled {
+    /// Nothing: the transport is not written inline, or its token holder
+    /// looks again.
+    Nothing,
+    /// The caller seals and writes the batch after the lock
+    /// ([`Wire::write_inline`]).
+    Inline,
+    /// A small batch in a burst: it went to the task with the token; the
+    /// caller wakes the task ([`Wire::task_waker`]).
+    ToTask,
+}
+
+/// Waiters for a peer's transports to go idle ([`Wire`]s notify it when
+/// they free their token or end).
+#[derive(Debug, Default)]
+pub(crate) struct FlushWatch {
+    waiters: AtomicUsize,
+    notify: Notify,
+}
+
+impl FlushWatch {
+    /// Wakes the waiters, if there are any (one atomic load otherwise).
+    pub fn notify(&self) {
+        if self.waiters.load(SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Waits until `flushed()` holds, re-checking it whenever a transport
+    /// of the peer goes idle.
+    pub async fn wait(&self, mut flushed: impl FnMut() -> bool) {
+        struct Waiter<'a>(&'a AtomicUsize);
+        impl Drop for Waiter<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, SeqCst);
+            }
+        }
+        self.waiters.fetch_add(1, SeqCst);
+        let _waiter = Waiter(&self.waiters);
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Enabled before the check: a release after it wakes us.
+            notified.as_mut().enable();
+            if flushed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// What the token holder owns.
 pub(crate) struct WireTx {
     pub sealer: RecordSealer,
     /// Sealed bytes not written yet (empty whenever the token is free).
     pub buf: TxBuffer,
-    /// Pulled by an inline writer under the peer's lock, sealed after it.
+    /// Pulled by an inline writer under the peer's lock, sealed after it
+    /// (by the writer, or by the task it handed them to).
     unsealed: Option<UnsealedRecords>,
+}
+
+impl WireTx {
+    /// Takes the records an inline writer handed over with the token, or
+    /// the empty buffer to pull into.
+    pub fn take_unsealed(&mut self) -> UnsealedRecords {
+        match self.unsealed.take() {
+            Some(u) => u,
+            None => UnsealedRecords::with_buffer(self.buf.take_buffer()),
+        }
+    }
+
+    /// Whether an inline writer handed records over unsealed.
+    pub fn has_unsealed(&self) -> bool {
+        self.unsealed.is_some()
+    }
 }
 
 /// The write side of one established transport (see the module
@@ -63,11 +156,20 @@ pub(crate) struct Wire {
     stream: StreamId,
     token: AtomicU8,
     more: AtomicBool,
+    /// An inline write went out since the transport last read or went
+    /// idle: further small output is left to the task (see the module
+    /// documentation).
+    burst: AtomicBool,
     tx: Mutex<WireTx>,
     /// The socket, for inline writes; `None`: only the task writes.
     direct: Option<Arc<TcpStream>>,
     /// The transport task, woken when the token is handed to it.
     task: Mutex<Option<Waker>>,
+    /// The peer's flush waiters, told whenever the token is freed.
+    flush: Arc<FlushWatch>,
+    /// System calls that wrote this socket (inline and by the task).
+    #[cfg(test)]
+    pub writes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Wire {
@@ -88,11 +190,13 @@ impl Wire {
         sealer: RecordSealer,
         buf: TxBuffer,
         direct: Option<Arc<TcpStream>>,
+        flush: Arc<FlushWatch>,
     ) -> Arc<Wire> {
         Arc::new(Wire {
             stream,
             token: AtomicU8::new(TASK),
             more: AtomicBool::new(false),
+            burst: AtomicBool::new(false),
             tx: Mutex::new(WireTx {
                 sealer,
                 buf,
@@ -100,6 +204,9 @@ impl Wire {
             }),
             direct,
             task: Mutex::new(None),
+            flush,
+            #[cfg(test)]
+            writes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -135,7 +242,38 @@ impl Wire {
     /// releaser must make sure the output is written).
     fn release(&self) -> bool {
         self.token.store(FREE, SeqCst);
-        self.more.swap(false, SeqCst)
+        let more = self.more.swap(false, SeqCst);
+        self.flush.notify();
+        more
+    }
+
+    /// Nobody holds the token: nothing is buffered here (the engine may
+    /// still have output, see [`crate::peer::Peer::flushed`]).
+    pub fn is_idle(&self) -> bool {
+        self.token.load(SeqCst) == FREE
+    }
+
+    /// The transport read something or went idle: the next small output
+    /// is written inline again (a reply is not a burst).
+    pub fn quiet(&self) {
+        self.burst.store(false, SeqCst);
+    }
+
+    /// Counts `n` system calls that wrote the socket (tests only).
+    #[inline]
+    pub fn count_writes(&self, n: u32) {
+        #[cfg(test)]
+        self.writes.fetch_add(u64::from(n), SeqCst);
+        #[cfg(not(test))]
+        let _ = n;
+    }
+
+    /// The task's waker, for a caller that handed it the token.
+    pub fn task_waker(&self) -> Option<Waker> {
+        self.task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The token holder's state. Only the holder locks it, so the lock is
@@ -184,22 +322,33 @@ impl Wire {
 
     /// Under the peer's lock, when the engine has output for this stream:
     /// takes the token if the transport is idle and pulls one batch of
-    /// records. `true`: the caller must [`Wire::write_inline`] once the
-    /// lock is released.
-    pub fn pull_inline(&self, engine: &mut PeerEngine, now: Timestamp) -> bool {
+    /// records. [`Pulled::Inline`]: the caller must [`Wire::write_inline`]
+    /// once the lock is released; [`Pulled::ToTask`]: it must wake the
+    /// task.
+    pub fn pull_inline(&self, engine: &mut PeerEngine, now: Timestamp) -> Pulled {
         if !self.is_direct() || !self.try_acquire(INLINE) {
-            return false;
+            return Pulled::Nothing;
         }
         let mut tx = self.lock_tx();
         debug_assert!(tx.buf.is_empty(), "a free token has an empty buffer");
         let mut unsealed = UnsealedRecords::with_buffer(tx.buf.take_buffer());
         engine.poll_transmit_unsealed(now, self.stream, &mut unsealed, TxBuffer::PULL);
-        if engine.wants_transmit(self.stream) {
+        let more = engine.wants_transmit(self.stream);
+        let small = unsealed.len() < SMALL && !more;
+        tx.unsealed = Some(unsealed);
+        if small && self.burst.load(SeqCst) {
+            // Not the first small write since the transport was quiet: the
+            // task writes this with whatever the burst adds meanwhile.
+            self.token.store(TASK, SeqCst);
+            #[cfg(test)]
+            DEFERRED.fetch_add(1, SeqCst);
+            return Pulled::ToTask;
+        }
+        if more {
             // More than one pull: the task carries on after this batch.
             self.more.store(true, SeqCst);
         }
-        tx.unsealed = Some(unsealed);
-        true
+        Pulled::Inline
     }
 
     /// After the peer's lock was released: seals what
@@ -226,7 +375,9 @@ impl Wire {
             }
         }
         if let Some(sock) = self.direct.as_ref() {
+            self.burst.store(true, SeqCst);
             while !buf.is_empty() {
+                self.count_writes(1);
                 match sock.try_write(buf.chunk()) {
                     Ok(n) if n > 0 => buf.advance(n),
                     // Full, closed or failed: the task waits for room, or
@@ -259,8 +410,102 @@ mod tests {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::{HANDED_OVER, INLINE_WRITES};
-    use crate::{Config, Identity, Node};
+    use super::{DEFERRED, HANDED_OVER, INLINE_WRITES};
+    use crate::{Config, Identity, Node, NodeId};
+
+    /// System calls that wrote `node`'s transports to `remote` so far.
+    fn writes_to(node: &Node, remote: NodeId) -> u64 {
+        let peer = node.peer_for_tests(remote).expect("a peer");
+        peer.peek(|st| {
+            st.transports
+                .values()
+                .filter_map(|t| t.wire.as_ref())
+                .map(|w| w.writes.load(super::SeqCst))
+                .sum()
+        })
+    }
+
+    /// A burst of 200 sessions opened at once (a task each), each then
+    /// writing one byte that the server echoes from a task of its own, is
+    /// written in a handful of system calls per side, not one per Query,
+    /// accept, byte and echo (issue 14: 10k opens cost 60,000 `sendto`).
+    /// One current-thread runtime runs both nodes, so the schedule is the
+    /// same every run; the counts are printed and bounded, and every
+    /// session gets its own byte back.
+    #[test]
+    fn a_burst_of_opens_is_written_in_few_writes() {
+        const N: usize = 200;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+        rt.block_on(async {
+            let deferred0 = DEFERRED.load(super::SeqCst);
+            let server =
+                Node::with_seed(Identity::from_seed([5; 32]), Config::default(), 5).unwrap();
+            let client =
+                Node::with_seed(Identity::from_seed([6; 32]), Config::default(), 6).unwrap();
+            let addr = server.listen("127.0.0.1:0").await.unwrap();
+            let srv = server.clone();
+            tokio::spawn(async move {
+                while let Some(q) = srv.next_query().await {
+                    let mut s = q.accept().unwrap();
+                    // A task per session, as a server would have.
+                    tokio::spawn(async move {
+                        let mut b = [0u8; 1];
+                        s.read_exact(&mut b).await.unwrap();
+                        s.write_all(&b).await.unwrap();
+                        // Held open until the runtime goes.
+                        std::future::pending::<()>().await;
+                    });
+                }
+            });
+            client.connect(server.id(), addr).await.unwrap();
+            // Warm up (the stream is confirmed, the server's peer exists).
+            let mut first = client.open_session(server.id(), "warm").await.unwrap();
+            first.write_all(&[0]).await.unwrap();
+            first.read_exact(&mut [0u8; 1]).await.unwrap();
+            let (c0, s0) = (
+                writes_to(&client, server.id()),
+                writes_to(&server, client.id()),
+            );
+            let mut opens = tokio::task::JoinSet::new();
+            for i in 0..N {
+                let client = client.clone();
+                let peer = server.id();
+                opens.spawn(async move {
+                    let mut s = client.open_session(peer, "burst").await.unwrap();
+                    s.write_all(&[i as u8]).await.unwrap();
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b).await.unwrap();
+                    assert_eq!(b[0], i as u8, "session {i} got its own byte back");
+                    s
+                });
+            }
+            let all = async {
+                let mut sessions = Vec::with_capacity(N);
+                while let Some(s) = opens.join_next().await {
+                    sessions.push(s.expect("an open passed its checks"));
+                }
+                sessions
+            };
+            let sessions = tokio::time::timeout(std::time::Duration::from_secs(30), all)
+                .await
+                .expect("the burst completes");
+            assert_eq!(sessions.len(), N);
+            let client_writes = writes_to(&client, server.id()) - c0;
+            let server_writes = writes_to(&server, client.id()) - s0;
+            let deferred = DEFERRED.load(super::SeqCst) - deferred0;
+            println!(
+                "{N} opens + {N} one-byte writes and echoes: client {client_writes} writes, \
+                 server {server_writes} writes, {deferred} small batches left to the task"
+            );
+            // One write per Query and byte would be 2N on each side.
+            assert!(client_writes <= 16, "client wrote {client_writes} times");
+            assert!(server_writes <= 16, "server wrote {server_writes} times");
+            assert!(deferred > 0, "the burst went through the task");
+        });
+    }
 
     const LEN: usize = 3 << 20;
 
@@ -268,6 +513,84 @@ mod tests {
     /// from another session would not match.
     fn byte(i: u8, k: usize) -> u8 {
         ((k as u64).wrapping_mul(2_654_435_761) >> 13) as u8 ^ i.wrapping_mul(37)
+    }
+
+    /// `Session::flushed` waits for the real condition: while the
+    /// receiving node is stalled (its only thread blocked, so it reads
+    /// nothing) and 16 MiB cannot fit in the kernel's buffers, it stays
+    /// pending and the peer is not flushed; once the receiver reads, it
+    /// resolves, and then nothing is queued in the engine or buffered in
+    /// a transport. After the graceful close it resolves at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flushed_waits_until_the_transport_took_everything() {
+        const BIG: usize = 16 << 20;
+        let config = Config {
+            recv_window: BIG as u32,
+            max_recv_window: BIG as u32,
+            send_buffer: BIG as u32,
+            ..Config::default()
+        };
+        let client = Node::with_seed(Identity::from_seed([8; 32]), config.clone(), 8).unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let go2 = go.clone();
+        let receiver = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime");
+            rt.block_on(async move {
+                let server = Node::with_seed(Identity::from_seed([7; 32]), config, 7).unwrap();
+                let addr = server.listen("127.0.0.1:0").await.unwrap();
+                ready_tx.send((server.id(), addr)).unwrap();
+                let mut s = server
+                    .next_query()
+                    .await
+                    .expect("a query")
+                    .accept()
+                    .unwrap();
+                // Stall: no reads, no timers, until the writer checked.
+                while !go2.load(super::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let mut got = Vec::with_capacity(BIG);
+                s.read_to_end(&mut got).await.unwrap();
+                assert_eq!(got.len(), BIG);
+                s.shutdown().await.unwrap();
+                assert_eq!(s.closed().await, crate::CloseReason::Graceful);
+                s.flushed().await;
+                // Keep the node up until the writer saw the close.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        });
+        let (server_id, addr) = ready_rx.recv().expect("the receiving node listens");
+        client.connect(server_id, addr).await.unwrap();
+        let mut s = client.open_session(server_id, "flush").await.unwrap();
+        s.write_all(&vec![7u8; BIG]).await.unwrap();
+        s.shutdown().await.unwrap();
+        let peer = client.peer_for_tests(server_id).expect("a peer");
+        let stalled = tokio::time::timeout(Duration::from_millis(300), s.flushed()).await;
+        assert!(stalled.is_err(), "flushed while the receiver reads nothing");
+        assert!(
+            !peer.is_flushed(),
+            "bytes wait in the engine or the transport"
+        );
+        go.store(true, super::SeqCst);
+        tokio::time::timeout(Duration::from_secs(30), s.flushed())
+            .await
+            .expect("flushed once the receiver reads");
+        assert!(peer.is_flushed());
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(s.closed().await, crate::CloseReason::Graceful);
+        tokio::time::timeout(Duration::from_secs(5), s.flushed())
+            .await
+            .expect("flushed at once after the graceful close");
+        assert!(peer.is_flushed());
+        tokio::task::spawn_blocking(move || receiver.join())
+            .await
+            .unwrap()
+            .expect("the receiving node's checks passed");
     }
 
     /// Eight sessions write 3 MiB each at once over one TCP stream while

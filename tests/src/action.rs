@@ -214,8 +214,13 @@ impl Sim {
                 l.alive = false;
                 l.ab.clear();
                 l.ba.clear();
-                self.nodes[a].handle_transport_closed(now, sa, "killed by simulator");
-                self.nodes[b].handle_transport_closed(now, sb, "killed by simulator");
+                // An end whose process restarted has no stream to close.
+                let orphaned = l.orphaned;
+                for (n, s) in [(a, sa), (b, sb)] {
+                    if orphaned != Some(n) {
+                        self.nodes[n].handle_transport_closed(now, s, "killed by simulator");
+                    }
+                }
             }
             Action::KillOneSide(li, b_side) => {
                 let (a, b, node, s) = {
@@ -229,7 +234,13 @@ impl Sim {
                 l.alive = false;
                 l.ab.clear();
                 l.ba.clear();
-                self.nodes[node].handle_transport_closed(now, s, "killed by simulator (one side)");
+                if l.orphaned != Some(node) {
+                    self.nodes[node].handle_transport_closed(
+                        now,
+                        s,
+                        "killed by simulator (one side)",
+                    );
+                }
             }
             Action::Connect(a, b, cfg) => {
                 let n = self.nodes.len();

@@ -26,6 +26,10 @@ pub struct Link {
     pub ab: Netem,
     /// Acceptor → dialer.
     pub ba: Netem,
+    /// The end whose process restarted ([`Sim::restart`](crate::Sim::restart)):
+    /// the new process at that node knows nothing of this link (its stream
+    /// handle there may name one of the new process's streams).
+    pub orphaned: Option<usize>,
 }
 
 impl Link {
@@ -50,12 +54,15 @@ impl Link {
             created: now,
             ab,
             ba,
+            orphaned: None,
         }
     }
 
     /// The stream handle of this link at `node`, if it is one of its ends.
     pub fn stream_at(&self, node: usize) -> Option<StreamId> {
-        if node == self.a {
+        if self.orphaned == Some(node) {
+            None
+        } else if node == self.a {
             Some(self.sa)
         } else if node == self.b {
             Some(self.sb)

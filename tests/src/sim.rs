@@ -149,9 +149,21 @@ impl Sim {
         {
             l.ab.apply(now, &crate::LinkChange::Partition);
             l.ba.apply(now, &crate::LinkChange::Partition);
+            l.orphaned = Some(i);
         }
         self.by_session.retain(|(n, _), _| *n != i);
         self.nodes[i] = make_node(Identity::from_seed(key), self.config.clone(), seed)?;
+        Ok(())
+    }
+
+    /// Like [`Sim::restart`], and the new process knows that the old one
+    /// is gone (its host-local record, as the `astral` tool keeps next to
+    /// the key): it states in its handshakes that it supersedes the old
+    /// incarnation.
+    pub fn restart_superseding(&mut self, i: usize, seed: u64) -> Result<(), String> {
+        let old = self.nodes.get(i).ok_or("no such node")?.incarnation();
+        self.restart(i, seed)?;
+        self.nodes[i].set_supersedes(Some(old));
         Ok(())
     }
 
@@ -382,6 +394,10 @@ impl Sim {
         } else {
             (link.b, link.sb)
         };
+        if link.orphaned == Some(node) {
+            // The process this end led to is gone.
+            return true;
+        }
         match d {
             Delivery::Data(data) => {
                 self.trace.delivery(now, li, to_a, &data);
@@ -428,6 +444,9 @@ impl Sim {
         let now = self.now;
         for link in self.links.iter_mut().filter(|l| l.alive) {
             for (node, stream) in [(link.a, link.sa), (link.b, link.sb)] {
+                if link.orphaned == Some(node) {
+                    continue;
+                }
                 let Some(path) = link.outbound(node) else {
                     continue;
                 };

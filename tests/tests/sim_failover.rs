@@ -8,8 +8,10 @@
 //!   with ±50 % jitter, over ten simulated minutes, give no suspect event
 //!   and no migration;
 //! * a shutdown ends the peer's sessions (`PeerShutdown`) within one RTT
-//!   plus 100 ms; a restart with the same key ends the old process's
-//!   sessions (`PeerRestarted`) about one RTO after the new handshake.
+//!   plus 100 ms; a restart with the same key that states which
+//!   incarnation it supersedes ends the old process's sessions
+//!   (`PeerRestarted`) at its new handshake; one that cannot know (it may
+//!   be a twin) about one RTO after it.
 //!
 //! Every test prints what it measured (`--nocapture`).
 
@@ -353,5 +355,112 @@ fn a_restarted_peer_ends_the_old_sessions_soon_after_its_new_handshake() {
         // same key would answer it): about one RTO, not the issue's one
         // RTT (docs/MIGRATION.md, "Failover").
         assert!(took <= rtt * 3 + ms(150), "{took:?} at RTT {rtt:?}");
+    }
+}
+
+/// Streams that came up at node `n` so far.
+fn ups_at(sim: &Sim, n: usize) -> usize {
+    sim.events_matching(|e| matches!(e, Event::StreamUp { .. }))
+        .iter()
+        .filter(|(_, at, _)| *at == n)
+        .count()
+}
+
+#[test]
+fn a_restart_that_names_the_incarnation_it_supersedes_ends_the_old_sessions_at_its_handshake() {
+    // Either side restarts: the dialer (its message 3 names the old
+    // incarnation) or the listener (its message 2 does, when the peer
+    // dials it again).
+    for (restarted, rtt, seed) in [
+        (0, ms(50), 40),
+        (0, ms(5), 41),
+        (0, ms(200), 42),
+        (1, ms(50), 43),
+        (1, ms(200), 44),
+    ] {
+        let other = 1 - restarted;
+        let link = LinkConfig::default().latency(rtt / 2).bandwidth(10_000_000);
+        let mut sim = Sim::new(seed, 2, Config::default());
+        sim.link(0, 1, link.clone());
+        sim.open_flows(&[FlowSpec::new(0, 1, u64::MAX / 4, 0)]);
+        sim.keep_log = true;
+        sim.run_until(Sim::t(secs(3)));
+        assert_eq!(sim.nodes[other].sessions().count(), 1);
+        let old = sim.nodes[restarted].incarnation();
+        // The host crashes (the old transport goes silent, nothing closes
+        // it) and the process comes back with the same key; its record
+        // next to the key says the old incarnation is gone.
+        sim.restart_superseding(restarted, 1000 + seed).unwrap();
+        assert_eq!(sim.nodes[restarted].supersedes(), Some(old));
+        sim.try_link(0, 1, link).expect("node 0 dials again");
+        let before = ups_at(&sim, other);
+        let up = until(&mut sim, secs(5), |s| ups_at(s, other) > before)
+            .expect("the new handshake completes");
+        let took = until(&mut sim, secs(5), |s| {
+            !closed_with(s, other, &CloseReason::PeerRestarted).is_empty()
+        })
+        .expect("the old session ends");
+        // The old process's silent stream was closed with the reason, not
+        // after a probe.
+        let restarted_downs = sim
+            .events_matching(|e| {
+                matches!(
+                    e,
+                    Event::StreamDown {
+                        reason: astral_core::StreamCloseReason::PeerRestarted,
+                        ..
+                    }
+                )
+            })
+            .into_iter()
+            .filter(|(_, at, _)| *at == other)
+            .count();
+        println!(
+            "restart of node {restarted} naming its old incarnation at {rtt:?} RTT: new handshake \
+             {up:?} after the dial, old session ended (PeerRestarted) {took:?} after it, \
+             {restarted_downs} old stream(s) closed PeerRestarted"
+        );
+        // Exact virtual time: in the same millisecond as the handshake.
+        assert_eq!(took, Duration::ZERO, "at RTT {rtt:?}");
+        assert!(took <= rtt);
+        assert_eq!(restarted_downs, 1);
+        assert_eq!(suspects(&sim), 0, "nothing was suspected first");
+        assert_eq!(sim.nodes[other].sessions().count(), 0);
+    }
+}
+
+#[test]
+fn a_restart_that_names_nothing_also_closes_an_old_stream_already_suspect() {
+    // Regression: a stream whose suspicion had already fired when the peer
+    // came back with a new incarnation was never closed by its new probe
+    // (a stream becomes suspect once), so the old sessions waited for
+    // `dead_timeout` (20 s) instead of about one RTO.
+    for (rtt, seed) in [(ms(50), 45), (ms(200), 46)] {
+        let link = LinkConfig::default().latency(rtt / 2).bandwidth(10_000_000);
+        let mut sim = Sim::new(seed, 2, Config::default());
+        sim.link(0, 1, link.clone());
+        sim.open_flows(&[FlowSpec::new(0, 1, u64::MAX / 4, 0)]);
+        sim.keep_log = true;
+        sim.run_until(Sim::t(secs(3)));
+        // The receiver's host crashes; the sender's data goes unanswered
+        // and its stream becomes suspect (there is no other to move to).
+        sim.restart(1, 1000 + seed).unwrap();
+        until(&mut sim, secs(5), |s| suspects(s) > 0).expect("the silent stream is suspect");
+        sim.try_link(0, 1, link).expect("node 0 dials again");
+        let before = ups_at(&sim, 0);
+        until(&mut sim, secs(5), |s| ups_at(s, 0) > before).expect("the new handshake completes");
+        let took = until(&mut sim, secs(5), |s| {
+            !closed_with(s, 0, &CloseReason::PeerRestarted).is_empty()
+        })
+        .expect("the old session ends before dead_timeout");
+        println!(
+            "restart naming nothing, old stream already suspect, {rtt:?} RTT: old session ended \
+             {took:?} after the new handshake"
+        );
+        // The new probe waits one RTO plus our unconfirmed output at no
+        // less than 1 Mbit/s (a live twin's answer queues behind it; the
+        // path's measured rate has expired during the silence): well
+        // under `dead_timeout`.
+        assert!(took < secs(3), "{took:?} at RTT {rtt:?}");
     }
 }

@@ -356,3 +356,168 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// A TCP forwarder between two of the tests' processes whose path can be
+/// stalled: while stalled it moves nothing either way and closes nothing
+/// (a blackholed path: no FIN, no RST, whatever the ends do); lifted, it
+/// delivers what waited, in order (the kernel buffers kept it).
+pub struct Forwarder {
+    pub port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Forwarder {
+    /// Forwards every connection to `127.0.0.1:PORT` to `to`.
+    pub fn start(to: std::net::SocketAddr) -> Forwarder {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        std::thread::spawn(move || {
+            for down in l.incoming() {
+                let Ok(down) = down else { continue };
+                let Ok(up) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || pump(from, to, flag));
+                }
+            }
+        });
+        Forwarder { port, stalled }
+    }
+
+    /// `ID@127.0.0.1:PORT` for `id`.
+    pub fn target(&self, id: &str) -> String {
+        format!("{id}@127.0.0.1:{}", self.port)
+    }
+
+    /// Stops (true) or resumes (false) the path.
+    pub fn stall(&self, on: bool) {
+        self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until EOF (then half-closes `to`) unless the path
+/// is stalled: then it reads nothing, so nothing moves and an end's FIN or
+/// RST stays unread in the kernel.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut buf = vec![0u8; 64 * 1024];
+    from.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    // Both sockets stay open as long as this thread runs (the other
+    // direction's thread holds clones): a stall never closes anything.
+    let _keep = to.try_clone().unwrap();
+    let wait_while_stalled = || {
+        while stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    loop {
+        wait_while_stalled();
+        let r = from.read(&mut buf);
+        // What a read that raced with the stall returned (bytes, an EOF,
+        // a reset) waits for the lift too.
+        wait_while_stalled();
+        match r {
+            Ok(0) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+        }
+    }
+}
+
+/// A `connect … echo` whose stdout is read line by line.
+pub struct Echo {
+    pub child: Child,
+    pub stdin: std::process::ChildStdin,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Echo {
+    pub fn spawn(args: &[&str]) -> Echo {
+        let mut child = Child::spawn(
+            "astral connect",
+            Command::new(BIN)
+                .args(args)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let stdin = child.inner.stdin.take().unwrap();
+        let out = child.inner.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let err = lines(child.inner.stderr.take().unwrap());
+        Echo {
+            child,
+            stdin,
+            out: rx,
+            err,
+            log: Vec::new(),
+        }
+    }
+
+    /// Sends `line` and waits for it to come back.
+    pub fn echo(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let got = self
+            .out
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("no echo of {line:?} ({e}); stderr: {:#?}", self.log()));
+        assert_eq!(got, line);
+    }
+
+    /// Stderr lines so far.
+    pub fn log(&mut self) -> &[String] {
+        while let Ok(l) = self.err.try_recv() {
+            self.log.push(l);
+        }
+        &self.log
+    }
+
+    /// Waits for exit; (exit code, all of stderr).
+    pub fn exit(mut self, limit: Duration) -> (Option<i32>, String) {
+        let st = self.child.wait(limit);
+        while let Ok(l) = self.err.recv_timeout(Duration::from_secs(5)) {
+            self.log.push(l);
+        }
+        (st.code(), self.log.join("\n"))
+    }
+}

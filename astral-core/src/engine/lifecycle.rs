@@ -26,9 +26,32 @@ pub struct NewStream {
     pub(crate) rx: BytesMut,
     /// Engines of older incarnations of the same identity: the peer
     /// restarted (or a second process shares its key).
-    pub(crate) superseded: Vec<EngineId>,
+    pub(crate) superseded: Vec<Superseded>,
     /// The engine, when this stream is the first of a new one.
     pub(crate) created: Option<PeerEngine>,
+}
+
+/// An engine of an earlier incarnation of a peer that came back with a new
+/// one: pass `how` to [`PeerEngine::handle_superseded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Superseded {
+    /// The engine of the earlier incarnation.
+    pub engine: EngineId,
+    /// Whether the new incarnation said that this one is gone.
+    pub how: Supersession,
+}
+
+/// How an engine was superseded by a new incarnation of its peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Supersession {
+    /// The new incarnation's handshake named this incarnation in its
+    /// `supersedes` field: the process behind it is gone (its host-local
+    /// record said so), and its sessions end at once.
+    Announced,
+    /// The new incarnation said nothing about this one: the peer restarted,
+    /// or it is a second live process with the same key (a twin). Its
+    /// streams are probed; one silent for an RTO after its probe is closed.
+    Presumed,
 }
 
 impl std::fmt::Debug for NewStream {
@@ -61,7 +84,7 @@ impl NewStream {
     }
     /// Engines of earlier incarnations of this peer; call
     /// [`PeerEngine::handle_superseded`] on each.
-    pub fn superseded(&self) -> &[EngineId] {
+    pub fn superseded(&self) -> &[Superseded] {
         &self.superseded
     }
     /// The engine this stream needs, when it did not exist before: the
@@ -193,16 +216,31 @@ impl PeerEngine {
 
     /// A newer incarnation of this peer connected: the peer restarted, or a
     /// second process shares its key. Sessions never move between
-    /// incarnations. Without a live stream the old incarnation's sessions
-    /// cannot resume anywhere, so they end at once (`PeerRestarted`, no
-    /// `recovery_timeout` wait); with live streams (a twin, or streams not
-    /// yet known dead) they go on, each stream is probed at once, a stream
-    /// whose probe stays unanswered for an RTO is closed (see
-    /// `liveness.rs`), and they end as soon as the last of those streams is
-    /// gone.
-    pub fn handle_superseded(&mut self, now: Timestamp) {
+    /// incarnations.
+    ///
+    /// [`Supersession::Announced`] (the new incarnation said this one is
+    /// gone): every session ends at once (`PeerRestarted`) and every stream
+    /// closes (`StreamCloseReason::PeerRestarted`), silent ones included.
+    ///
+    /// [`Supersession::Presumed`]: without a live stream the old
+    /// incarnation's sessions cannot resume anywhere, so they end at once
+    /// (`PeerRestarted`, no `recovery_timeout` wait); with live streams (a
+    /// twin, or streams not yet known dead) they go on, each stream is
+    /// probed at once, a stream whose probe stays unanswered for an RTO is
+    /// closed (see `liveness.rs`), and they end as soon as the last of
+    /// those streams is gone.
+    pub fn handle_superseded(&mut self, now: Timestamp, how: Supersession) {
         self.last_now = now;
         self.superseded = true;
+        if how == Supersession::Announced {
+            tracing::debug!(peer = %self.peer, "superseded by the peer's new incarnation");
+            self.end_all(now, CloseReason::PeerRestarted);
+            self.lazy_credits.clear();
+            for id in self.streams.ids() {
+                self.kill_stream(now, id, StreamCloseReason::PeerRestarted);
+            }
+            return;
+        }
         if self.streams.is_empty() {
             self.end_all(now, CloseReason::PeerRestarted);
             return;

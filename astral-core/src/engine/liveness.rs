@@ -54,10 +54,14 @@
 //! simulated ten minutes at 2 s ± 50 %).
 //!
 //! **Superseded engines.** When the peer came back with a new incarnation
-//! (`handle_superseded`), the old incarnation's streams are probed at once;
-//! one that stays silent for an RTO after its probe belonged to the process
-//! that is gone and is closed at once instead of becoming suspect, so its
-//! sessions end about one RTO after the new handshake.
+//! that did not name this one as gone (`handle_superseded` with
+//! `Supersession::Presumed`: it may be a twin), the old incarnation's
+//! streams are probed at once (`must_answer`); one that stays silent for an
+//! RTO after its probe belonged to the process that is gone and is closed
+//! at once instead of becoming suspect (also when it was suspect already),
+//! so its sessions end about one RTO after the new handshake. A new
+//! incarnation that named this one (`Supersession::Announced`) ends it
+//! without a probe (`lifecycle.rs`).
 //!
 //! **Timers.** Each stream keeps the earliest deadline it has in the
 //! engine's timer table (`armed`); a new deadline is inserted only when it
@@ -156,6 +160,10 @@ pub(crate) struct Liveness {
     pub asked_upto: u64,
     /// When the stream became suspect.
     pub suspect_since: Option<Timestamp>,
+    /// The peer came back with a new incarnation and this stream was
+    /// probed for it (`probe_all`): an unanswered probe closes it even if
+    /// it was suspect already (a stream otherwise turns suspect once).
+    pub must_answer: bool,
     /// Earliest liveness timer entry known to be pending for this stream.
     armed: Timestamp,
 }
@@ -178,8 +186,15 @@ impl Liveness {
             awaiting_since: None,
             asked_upto: 0,
             suspect_since: None,
+            must_answer: false,
             armed: Timestamp::MAX,
         }
+    }
+
+    /// Whether an unanswered probe still has an effect: the stream turns
+    /// suspect (once), or, probed for a superseded engine, is closed.
+    fn may_turn_suspect(&self) -> bool {
+        self.suspect_since.is_none() || self.must_answer
     }
 
     /// Whether the peer owes this side something on this stream: an answer
@@ -242,7 +257,7 @@ impl Liveness {
         if let (Some(rto), Some(since)) = (self.rto(), self.awaiting_since) {
             match self.current_probe() {
                 None => next = next.min(since + rto),
-                Some(p) if self.suspect_since.is_none() => {
+                Some(p) if self.may_turn_suspect() => {
                     next = next.min(p.since() + rto + p.behind);
                 }
                 Some(_) => {}
@@ -485,6 +500,7 @@ impl PeerEngine {
             self.queue_probe(now, id);
             if let Some(st) = self.streams.get_mut(id) {
                 st.liveness.awaiting_since.get_or_insert(now);
+                st.liveness.must_answer = true;
             }
         }
     }
@@ -522,8 +538,7 @@ impl PeerEngine {
             match st.liveness.current_probe() {
                 None => probe = now >= since + rto,
                 Some(p) => {
-                    suspect =
-                        st.liveness.suspect_since.is_none() && now >= p.since() + rto + p.behind;
+                    suspect = st.liveness.may_turn_suspect() && now >= p.since() + rto + p.behind;
                 }
             }
         }
@@ -532,7 +547,7 @@ impl PeerEngine {
         }
         if suspect {
             if let Some(st) = self.streams.get_mut(id) {
-                st.liveness.suspect_since = Some(now);
+                st.liveness.suspect_since.get_or_insert(now);
             }
         }
         if let Some(st) = self.streams.get(id) {

@@ -45,7 +45,7 @@ use sessions::{Phase, Routing, Session, SessionTable, TimeWaitTable};
 use streams::StreamTable;
 
 pub use handle::SessionHandle;
-pub use lifecycle::{DetachedRecordLayer, NewStream};
+pub use lifecycle::{DetachedRecordLayer, NewStream, Superseded, Supersession};
 
 /// The sans-IO engine of one peer. Created by the [`Endpoint`](crate::Endpoint)
 /// (see [`Endpoint::engine_for`](crate::Endpoint::engine_for)); the

@@ -28,9 +28,12 @@ const MAX_HANDSHAKE_MESSAGE: usize = 1024;
 const MIN_MSG_1_2: usize = 32 + 16;
 const MIN_MSG_3: usize = 32 + 16 + 16;
 
-/// Length of the message 2 and message 3 payloads (version 2).
+/// Length of the message 2 and message 3 payloads (version 2) without the
+/// optional trailing `supersedes u64`; with it they are 8 bytes longer.
 pub(crate) const MSG2_PAYLOAD: usize = 1 + 8 + 4 + 8;
 pub(crate) const MSG3_PAYLOAD: usize = 1 + 4 + 8;
+/// The optional trailing field: the incarnation this instance replaces.
+pub(crate) const SUPERSEDES: usize = 8;
 
 /// What message 2 taught the initiator.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +41,7 @@ struct Message2 {
     stream_id: u64,
     features: Features,
     incarnation: u64,
+    supersedes: Option<u64>,
 }
 
 enum State {
@@ -87,6 +91,9 @@ pub struct Handshake {
     expected: Option<NodeId>,
     local_features: Features,
     local_incarnation: u64,
+    /// The earlier instance of this identity this one replaces, if it
+    /// knows it (sent in message 2 or 3).
+    local_supersedes: Option<u64>,
     /// Responder: the stream id it assigns (sent in message 2).
     stream_id: u64,
 }
@@ -110,6 +117,9 @@ pub struct Established {
     pub features: Features,
     /// The peer's incarnation (random per node instance).
     pub incarnation: u64,
+    /// The earlier incarnation of the peer's identity that the peer says
+    /// it replaces (that process is gone), if it said so.
+    pub supersedes: Option<u64>,
     /// Whether this side dialled.
     pub initiator: bool,
     /// Encrypts and decrypts this stream's records.
@@ -123,6 +133,7 @@ impl fmt::Debug for Established {
             .field("stream_id", &self.stream_id)
             .field("features", &self.features)
             .field("incarnation", &self.incarnation)
+            .field("supersedes", &self.supersedes)
             .field("initiator", &self.initiator)
             .finish_non_exhaustive()
     }
@@ -189,6 +200,7 @@ impl Handshake {
             expected: Some(remote),
             local_features: features,
             local_incarnation: incarnation,
+            local_supersedes: None,
             stream_id: 0,
         })
     }
@@ -212,8 +224,19 @@ impl Handshake {
             expected: None,
             local_features: features,
             local_incarnation: incarnation,
+            local_supersedes: None,
             stream_id,
         })
+    }
+
+    /// States in this side's handshake message (2 or 3) that this instance
+    /// replaces the earlier instance `previous` of the same identity, which
+    /// is gone (docs/PROTOCOL.md, "Supersedes"). `None` (the default) says
+    /// nothing. A value equal to this instance's own incarnation is not
+    /// sent.
+    pub fn with_supersedes(mut self, previous: Option<u64>) -> Handshake {
+        self.local_supersedes = previous.filter(|p| *p != self.local_incarnation);
+        self
     }
 
     /// The identity this side dialled (initiator only).
@@ -235,7 +258,7 @@ impl Handshake {
     /// message 2, which completes its side.
     pub fn poll_output(&mut self, out: &mut BytesMut) -> Result<bool, NoiseError> {
         let state = std::mem::replace(&mut self.state, State::Failed(NoiseError::NotComplete));
-        let mut payload = [0u8; MSG2_PAYLOAD];
+        let mut payload = [0u8; MSG2_PAYLOAD + SUPERSEDES];
         let (mut noise, number, len, learnt) = match state {
             State::Failed(e) => {
                 self.state = State::Failed(e.clone());
@@ -247,13 +270,15 @@ impl Handshake {
                 payload[1..9].copy_from_slice(&self.stream_id.to_be_bytes());
                 payload[9..13].copy_from_slice(&self.local_features.0.to_be_bytes());
                 payload[13..21].copy_from_slice(&self.local_incarnation.to_be_bytes());
-                (noise, 2, MSG2_PAYLOAD, None)
+                let len = put_supersedes(&mut payload, MSG2_PAYLOAD, self.local_supersedes);
+                (noise, 2, len, None)
             }
             State::SendMessage3(noise, m2) => {
                 payload[0] = VERSION;
                 payload[1..5].copy_from_slice(&m2.features.0.to_be_bytes());
                 payload[5..13].copy_from_slice(&self.local_incarnation.to_be_bytes());
-                (noise, 3, MSG3_PAYLOAD, Some(m2))
+                let len = put_supersedes(&mut payload, MSG3_PAYLOAD, self.local_supersedes);
+                (noise, 3, len, Some(m2))
             }
             other => {
                 // Nothing to send in this state.
@@ -349,7 +374,7 @@ impl Handshake {
                 Ok(State::SendMessage3(noise, m2))
             }
             _ => {
-                let (features, incarnation) = self.parse_message3(payload)?;
+                let (features, incarnation, supersedes) = self.parse_message3(payload)?;
                 let remote = noise
                     .get_remote_static()
                     .and_then(|s| <[u8; 32]>::try_from(s).ok())
@@ -361,6 +386,7 @@ impl Handshake {
                     stream_id: self.stream_id,
                     features,
                     incarnation,
+                    supersedes,
                 };
                 Ok(State::Complete(Box::new(complete(
                     *noise,
@@ -376,29 +402,30 @@ impl Handshake {
         if version != VERSION {
             return Err(NoiseError::Version(version));
         }
-        let p: &[u8; MSG2_PAYLOAD] = payload.try_into().map_err(|_| NoiseError::BadPayload)?;
+        let (p, supersedes) = split_supersedes(payload, MSG2_PAYLOAD)?;
         let be64 = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
         let offered = Features(u32::from_be_bytes([p[9], p[10], p[11], p[12]]));
         Ok(Message2 {
             stream_id: be64(&p[1..9]),
             features: self.local_features.intersect(offered),
             incarnation: be64(&p[13..21]),
+            supersedes,
         })
     }
 
-    fn parse_message3(&self, payload: &[u8]) -> Result<(Features, u64), NoiseError> {
+    fn parse_message3(&self, payload: &[u8]) -> Result<(Features, u64, Option<u64>), NoiseError> {
         let version = *payload.first().ok_or(NoiseError::BadPayload)?;
         if version != VERSION {
             return Err(NoiseError::Version(version));
         }
-        let p: &[u8; MSG3_PAYLOAD] = payload.try_into().map_err(|_| NoiseError::BadPayload)?;
+        let (p, supersedes) = split_supersedes(payload, MSG3_PAYLOAD)?;
         let chosen = Features(u32::from_be_bytes([p[1], p[2], p[3], p[4]]));
         if !self.local_features.contains(chosen) {
             // The initiator picked something we never offered.
             return Err(NoiseError::BadPayload);
         }
         let incarnation = u64::from_be_bytes([p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]]);
-        Ok((chosen, incarnation))
+        Ok((chosen, incarnation, supersedes))
     }
 
     fn read_error(&self, number: u8, e: snow::Error) -> NoiseError {
@@ -445,6 +472,32 @@ impl Handshake {
     }
 }
 
+/// Writes the optional `supersedes` field after the `base` bytes of a
+/// payload; returns the payload's length.
+fn put_supersedes(payload: &mut [u8], base: usize, supersedes: Option<u64>) -> usize {
+    match supersedes {
+        Some(p) => {
+            payload[base..base + SUPERSEDES].copy_from_slice(&p.to_be_bytes());
+            base + SUPERSEDES
+        }
+        None => base,
+    }
+}
+
+/// A version 2 payload of `base` bytes, or `base + 8` with the trailing
+/// `supersedes` field; any other length is `BadPayload`.
+fn split_supersedes(payload: &[u8], base: usize) -> Result<(&[u8], Option<u64>), NoiseError> {
+    if payload.len() == base {
+        return Ok((payload, None));
+    }
+    if payload.len() != base + SUPERSEDES {
+        return Err(NoiseError::BadPayload);
+    }
+    let (p, tail) = payload.split_at(base);
+    let tail: [u8; SUPERSEDES] = tail.try_into().map_err(|_| NoiseError::BadPayload)?;
+    Ok((p, Some(u64::from_be_bytes(tail))))
+}
+
 /// Noise `Split()`: the two transport keys, on which we run the record
 /// ciphers ourselves (in place, no copies) with the Noise nonce format, so
 /// records are standard Noise transport messages; the AES-GCM choice was
@@ -464,6 +517,7 @@ fn complete(
         stream_id: m.stream_id,
         features: m.features,
         incarnation: m.incarnation,
+        supersedes: m.supersedes.filter(|p| *p != m.incarnation),
         initiator,
         cipher,
     })

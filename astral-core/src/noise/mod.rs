@@ -8,8 +8,8 @@
 //! | msg | direction | Noise tokens | payload |
 //! |---|---|---|---|
 //! | 1 | initiator → responder | `e, es` | empty (ignored, reserved) |
-//! | 2 | responder → initiator | `e, ee` | `version u8 (=2) ‖ stream_id u64 ‖ features u32 ‖ incarnation u64` |
-//! | 3 | initiator → responder | `s, se` | `version u8 (=2) ‖ features u32 ‖ incarnation u64` (features: the initiator's choice, the intersection of both offers) |
+//! | 2 | responder → initiator | `e, ee` | `version u8 (=2) ‖ stream_id u64 ‖ features u32 ‖ incarnation u64 [‖ supersedes u64]` |
+//! | 3 | initiator → responder | `s, se` | `version u8 (=2) ‖ features u32 ‖ incarnation u64 [‖ supersedes u64]` (features: the initiator's choice, the intersection of both offers) |
 //!
 //! The incarnation is a random number each node instance draws at start-up:
 //! a peer that comes back with a new one has restarted (or is a second

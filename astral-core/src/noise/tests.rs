@@ -461,6 +461,44 @@ fn bad_message_2_payloads() {
         Err(NoiseError::BadPayload)
     );
     assert_eq!(raw_responder(&v(MSG2_PAYLOAD)), Ok(()));
+    // The optional trailing `supersedes u64`: exactly 8 more bytes.
+    assert_eq!(raw_responder(&v(MSG2_PAYLOAD + 8)), Ok(()));
+    for extra in [7, 9, 16] {
+        assert_eq!(
+            raw_responder(&v(MSG2_PAYLOAD + extra)),
+            Err(NoiseError::BadPayload),
+            "{extra} extra bytes"
+        );
+    }
+}
+
+#[test]
+fn the_supersedes_field_reaches_the_other_side_in_either_direction() {
+    for (i_prev, r_prev) in [
+        (None, None),
+        (Some(0x77), None),
+        (None, Some(0x88)),
+        (Some(1), Some(2)),
+    ] {
+        let (mut i, mut r) = pair(Features::ALL, Features::ALL, [5; 32], [6; 32]);
+        i = i.with_supersedes(i_prev);
+        r = r.with_supersedes(r_prev);
+        let (i_sent, r_sent) = run(&mut i, &mut r, usize::MAX);
+        let (ie, re) = (i.into_established().unwrap(), r.into_established().unwrap());
+        // What each side learnt is what the other said.
+        assert_eq!(re.supersedes, i_prev);
+        assert_eq!(ie.supersedes, r_prev);
+        assert_eq!((ie.incarnation, re.incarnation), (0xB2, 0xA1));
+        // 8 bytes more on the wire when said, the same messages otherwise.
+        let grow = |p: Option<u64>| if p.is_some() { 8 } else { 0 };
+        assert_eq!(i_sent.len(), 2 + 48 + 2 + 64 + MSG3_PAYLOAD + grow(i_prev));
+        assert_eq!(r_sent.len(), 2 + 48 + MSG2_PAYLOAD + grow(r_prev));
+    }
+    // A side never says that it supersedes itself.
+    let (mut i, mut r) = pair(Features::ALL, Features::ALL, [5; 32], [6; 32]);
+    i = i.with_supersedes(Some(0xA1));
+    run(&mut i, &mut r, 1);
+    assert_eq!(r.into_established().unwrap().supersedes, None);
 }
 
 /// Drives a raw snow initiator so the test can send arbitrary message-3 payloads.
@@ -509,6 +547,19 @@ fn bad_message_3_payloads() {
         p
     };
     assert_eq!(raw_initiator(&p3(VERSION, 1), Features::ALL), Ok(()));
+    // With the optional `supersedes u64`, and with a malformed tail.
+    let mut long = p3(VERSION, 1);
+    long.extend_from_slice(&3u64.to_be_bytes());
+    assert_eq!(raw_initiator(&long, Features::ALL), Ok(()));
+    assert_eq!(
+        raw_initiator(&long[..MSG3_PAYLOAD + 7], Features::ALL),
+        Err(NoiseError::BadPayload)
+    );
+    long.push(0);
+    assert_eq!(
+        raw_initiator(&long, Features::ALL),
+        Err(NoiseError::BadPayload)
+    );
     assert_eq!(
         raw_initiator(&[], Features::ALL),
         Err(NoiseError::BadPayload)

@@ -95,7 +95,10 @@ impl RawDialer {
             .hs
             .read_message(&msg2, &mut payload)
             .map_err(|e| format!("message 2: {e}"))?;
-        if n != MSG2_PAYLOAD || payload[0] != VERSION {
+        // With or without the optional trailing `supersedes u64`
+        // (docs/PROTOCOL.md): a listener that restarted names its old
+        // incarnation.
+        if !(n == MSG2_PAYLOAD || n == MSG2_PAYLOAD + 8) || payload[0] != VERSION {
             return Err(format!(
                 "message 2 payload of {n} bytes, version {}",
                 payload[0]
