@@ -381,3 +381,92 @@ fn regression_late_resume_leaves_directions_crossed_unseen() {
     }];
     assert_exact(&WorldConfig::small(3, 256, flows), &path);
 }
+
+/// Found by the recovery fuzzer after session 3's restatement fix (fuzz
+/// input `recovery_ordering/closed-reader-stall-00725b29`, minimised): B
+/// opens flow 1 and closes it at once (it reads nothing more: what arrives
+/// is discarded and credited). L1 dies at A's end only, L0 goes silent and
+/// comes back, and B, once L1's ping timeout ends it, resumes on L0. A's
+/// limit is then what B's Resume implies, its consumed count
+/// plus the base window (256 bytes), below the quarter of B's grown window
+/// (1,742 bytes) that makes a credit worth sending. A sends those 256
+/// bytes and waits; B discards them and never credits them (a discard,
+/// unlike a read, armed no delayed credit): the session stayed open for
+/// good. A discard now defers its credit as a read does.
+#[test]
+fn regression_closed_reader_credits_what_it_discards() {
+    let path = [
+        Close { flow: 1, node: 1 },
+        Wait { millis: 26417 },
+        Reset { flow: 0, node: 0 },
+        Deliver { link: 1, to: 1 },
+        Deliver { link: 1, to: 0 },
+        Deliver { link: 1, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 0, to: 0 },
+        KillOneSide { link: 1, node: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
+        AdvanceToTimer,
+        AdvanceToTimer,
+        AdvanceToTimer,
+        AdvanceToTimer,
+    ];
+    let flow = |opener, up, down| astral_sim::explore::FlowPlan {
+        opener,
+        up,
+        down,
+        write: 256,
+        hold_fin: true,
+    };
+    let flows = vec![
+        flow(0, 3893, 8191),
+        flow(1, 8191, 8191),
+        flow(1, 8191, 8191),
+    ];
+    assert_exact(&WorldConfig::small(2, 256, flows), &path);
+}
+
+/// Found by the drain fuzzer on the first restatement fix (fuzz input
+/// `drain_ordering/crossed-after-recovery-6e044062`, minimised; no drain
+/// is needed): L0 goes silent and both ends resume on L1; a Resume of B's
+/// arriving on L0 moves A back to L0, and A restates it there (a marker
+/// with epoch 1, held in L0). L0 goes silent again at A, which resumes on
+/// L1 (a Resume has no epoch). When L0 delivers, B follows A's old marker
+/// onto L0 while A sends on L1, and both ends' estimates of where the
+/// other sends agree with their own: crossed, unseen. Now a recovery that
+/// ends restates where it leaves the session (a newer epoch), so the old
+/// marker loses.
+#[test]
+fn regression_marker_from_before_a_recovery_leaves_directions_crossed() {
+    let path = [
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Deliver { link: 0, to: 1 },
+        Deliver { link: 0, to: 0 },
+        Kill { link: 2 },
+        Wait { millis: 640 },
+        Deliver { link: 1, to: 1 },
+        Wait { millis: 10353 },
+        Deliver { link: 0, to: 0 },
+        Wait { millis: 3749 },
+        Wait { millis: 640 },
+    ];
+    let flow = |up, down, write| astral_sim::explore::FlowPlan {
+        opener: 0,
+        up,
+        down,
+        write,
+        hold_fin: true,
+    };
+    let flows = vec![flow(4127, 5738, 3841), flow(7082, 2965, 1265)];
+    assert_exact(&WorldConfig::small(3, 4096, flows), &path);
+}

@@ -184,6 +184,7 @@ impl<'a> SessionHandle<'a> {
         let id = self.id;
         self.engine.schedule(id);
         self.engine.schedule_ctrl(id);
+        self.engine.defer_credit(id);
         let now = self.engine.last_now;
         self.engine.maybe_finish(now, id);
     }

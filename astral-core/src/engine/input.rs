@@ -557,9 +557,16 @@ impl PeerEngine {
                 }
                 if s.app.read_closed {
                     // The application closed its read side: consume (and
-                    // credit) whatever arrives so the peer can finish.
+                    // credit) whatever arrives so the peer can finish. A
+                    // credit below the batching threshold goes out after
+                    // `credit_delay`, as after a read: otherwise a peer
+                    // whose limit came from a Resume (the base window,
+                    // below a quarter of a window the tuner grew) waited
+                    // for it for ever (fuzz input
+                    // recovery_ordering/closed-reader-stall-00725b29).
                     s.recv.discard_readable();
                     self.schedule_ctrl(id);
+                    self.defer_credit(id);
                 } else {
                     self.signal_readable(id);
                 }

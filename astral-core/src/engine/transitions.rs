@@ -274,6 +274,13 @@ impl PeerEngine {
         s.phase = Phase::Open;
         let m = s.moves_mut();
         m.recoveries = m.recoveries.saturating_add(1);
+        // Where a recovery leaves us sending was chosen by Resumes, which
+        // carry no epoch: restate it with a new one (after our reply), so
+        // that a marker of ours still in flight from before the recovery
+        // cannot move the peer back onto a stream we left (fuzz input
+        // drain_ordering/crossed-after-recovery-6e044062).
+        s.owed.restate = true;
+        self.schedule_ctrl(id);
         self.events.push_back(Event::Recovered {
             session: id,
             resent_bytes,
