@@ -9,6 +9,8 @@
 //! BENCH_IDLE=10K,100K (compare only) BENCH_PINNED=0 (compare only)
 //! BENCH_QUICK=1 (64 MiB, 2,000 rounds, 100 set-ups, 1 repetition)
 //! BENCH_JSON=1 (or `-- --json`): JSON on stdout, the table on stderr
+//! BENCH_DEFAULT_FLOW=1 (astral with the core's default, auto-tuned flow
+//! control instead of the fixed BENCH_WINDOW)
 //! ```
 //!
 //! Without cargo bench's `--bench` flag (`cargo test --benches`) a bench is
@@ -115,6 +117,7 @@ impl Env {
                     .map(|b| u32::try_from(b).expect("BENCH_NOTSENT_LOWAT fits in u32")),
                 None => d.notsent_lowat,
             },
+            default_flow: flag("BENCH_DEFAULT_FLOW"),
         };
         if let Err(e) = opts.validate() {
             panic!("bench options: {e}");

@@ -87,6 +87,19 @@ impl AstralTokio {
         }
     }
 
+    /// With `on`, both nodes use the core's default flow control (windows
+    /// auto-tuned from the default `recv_window`, the default send buffer
+    /// and memory budgets) instead of the fixed window.
+    pub fn with_default_flow(mut self, on: bool) -> Self {
+        if on {
+            let d = Config::default();
+            self.cfg.recv_window = d.recv_window;
+            self.cfg.max_recv_window = d.max_recv_window;
+            self.cfg.send_buffer = d.send_buffer;
+        }
+        self
+    }
+
     /// The same with `Config::tcp_notsent_lowat = lowat` on both nodes.
     pub fn with_notsent_lowat(mut self, lowat: Option<u32>) -> Self {
         self.cfg.tcp_notsent_lowat = lowat;

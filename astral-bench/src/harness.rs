@@ -59,6 +59,11 @@ pub struct Options {
     /// astral's `Config::tcp_notsent_lowat` (the kernel's unsent-byte bound
     /// per stream; `None`: the system default).
     pub notsent_lowat: Option<u32>,
+    /// astral runs the core's default flow control (windows auto-tuned
+    /// from `Config::recv_window`, the default send buffer, the memory
+    /// budgets) instead of the fixed `window`: what a deployment gets. Not
+    /// like with like against the other contenders' fixed windows.
+    pub default_flow: bool,
 }
 
 impl Default for Options {
@@ -79,6 +84,7 @@ impl Default for Options {
             idle: Vec::new(),
             pinned_echo: false,
             notsent_lowat: astral_tokio::Config::default().tcp_notsent_lowat,
+            default_flow: false,
         }
     }
 }
@@ -121,12 +127,16 @@ pub fn library_contenders(opts: &Options) -> Res<Vec<Box<dyn Contender>>> {
     for c in opts.ciphers() {
         v.push(streamed(SnowTcp::new(c)?));
         v.push(streamed(
-            AstralTokio::new(opts.window, c).with_notsent_lowat(opts.notsent_lowat),
+            AstralTokio::new(opts.window, c)
+                .with_notsent_lowat(opts.notsent_lowat)
+                .with_default_flow(opts.default_flow),
         ));
     }
     if opts.extra_astral_aes() {
         v.push(streamed(
-            AstralTokio::new(opts.window, Cipher::AesGcm).with_notsent_lowat(opts.notsent_lowat),
+            AstralTokio::new(opts.window, Cipher::AesGcm)
+                .with_notsent_lowat(opts.notsent_lowat)
+                .with_default_flow(opts.default_flow),
         ));
     }
     Ok(v)
@@ -648,6 +658,9 @@ impl Report {
             },
             self.elapsed.as_secs_f64(),
         );
+        if o.default_flow {
+            s += "astral: the core's default flow control (auto-tuned windows from 64 KiB, 64 KiB send buffer, memory budgets), not the window above\n";
+        }
         if !o.aes && self.ciphers.contains(&Some(Cipher::AesGcm)) {
             s += "rows ending in -aes: astral's own AES-256-GCM records (what two astral nodes with AES instructions choose); no other contender ran AES-GCM (ask with --aes or BENCH_AES=1), so they have no × snow figure\n";
         }
@@ -857,6 +870,7 @@ impl Report {
                 "parallel_peers": o.parallel,
                 "write_size": o.write_size,
                 "window": o.window,
+                "astral_default_flow": o.default_flow,
                 "echo_rounds": o.rounds,
                 "handshakes": o.handshakes,
                 "reps": o.reps,

@@ -40,10 +40,23 @@
 //! never moves a session off a stream whose delay it does not know (the
 //! sender, which measures it, does).
 //!
-//! What that cannot see: a rise of the carrying path's delay that stays
-//! below its own standing queue. Such a rise changes neither the session's
-//! round trip (the queue shrinks by as much) nor its throughput, so nothing
-//! is lost by staying.
+//! # Clean samples and the drain probe
+//!
+//! Holding has a blind spot: a rise of the carrying path's delay that stays
+//! below the session's own standing queue. In a saturating, ack-clocked
+//! transfer the bytes not yet known delivered always drain in about one
+//! round trip (Little's law), so every loaded sample is explained whatever
+//! the path delay is (issue 17: a 100 ms path that became 300 ms under a
+//! 20 Mbit/s transfer kept the session for good). Only a sample with
+//! nothing of ours ahead of it tells the path delay again. So a sample that
+//! our traffic explains at most a quarter of is *clean*, and the estimate
+//! is *stale* once a path window passed without a clean sample that agrees
+//! with it (within a quarter; [`PathMeter::is_stale`]). A sender whose
+//! loaded carrying stream went stale drains its own queue and sends probe
+//! pings (BBR's ProbeRTT; `engine/probe.rs`): the first probe sample
+//! replaces the estimate, higher or lower (BBR's min-RTT expiry), capped
+//! at the loaded srtt; later ones lower it as usual. No other sample
+//! replaces it: a lone clean sample may be a scheduling hiccup.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -148,6 +161,8 @@ struct Mark {
     /// Output position known to have arrived, and since when.
     delivered: u64,
     delivered_at: Timestamp,
+    /// When the probe that proved `delivered` left.
+    delivered_sent: Timestamp,
     /// Bytes received on the stream so far.
     rx: u64,
 }
@@ -187,6 +202,8 @@ pub(crate) struct PathMeter {
     /// transport is ordered), and when that was learnt.
     delivered: u64,
     delivered_at: Timestamp,
+    /// When the probe that proved `delivered` left.
+    delivered_sent: Timestamp,
     /// Delivery rate of our output, bytes/s: the windowed maximum of
     /// `fwd_avg`.
     fwd_rate: WindowedMax,
@@ -199,6 +216,8 @@ pub(crate) struct PathMeter {
     /// The path delay filter, nanoseconds.
     path: WindowedMin,
     has_path: bool,
+    /// When the last clean sample was folded (see the module docs).
+    clean_at: Option<Timestamp>,
     /// Shortest window of the path delay filter.
     window: Duration,
 }
@@ -251,17 +270,19 @@ impl PathMeter {
             pos: 0,
             delivered: 0,
             delivered_at: now,
+            delivered_sent: now,
             fwd_rate: WindowedMax::default(),
             fwd_avg: 0,
             path: WindowedMin::default(),
             has_path: false,
+            clean_at: None,
             window,
         }
     }
 
     /// The path delay window now: the configured one, or more round trips
     /// of a long path.
-    fn path_window(&self, now: Timestamp) -> Duration {
+    pub(crate) fn path_window(&self, now: Timestamp) -> Duration {
         let path = self.path_delay(now).unwrap_or_default();
         self.window.max(path * WINDOW_RTTS)
     }
@@ -278,6 +299,23 @@ impl PathMeter {
         // The window is at least `self.window` and grows with the value;
         // the estimate is read with the longest window it could have.
         self.path.get(now, Duration::MAX).map(Duration::from_nanos)
+    }
+
+    /// Whether the path delay estimate has gone a whole path window
+    /// without a clean sample (one our traffic explains at most a quarter
+    /// of): under a standing queue of ours it may be out of date, and only
+    /// a sample taken with that queue drained tells (the next clean sample
+    /// replaces it). False while the delay is unknown.
+    pub fn is_stale(&self, now: Timestamp) -> bool {
+        self.has_path
+            && self
+                .clean_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= self.path_window(now))
+    }
+
+    /// Output handed to the transport and not yet known to have arrived.
+    pub fn unconfirmed(&self) -> u64 {
+        self.pos.saturating_sub(self.delivered)
     }
 
     /// Ciphertext bytes handed to the transport so far.
@@ -326,6 +364,7 @@ impl PathMeter {
             len: len as u64,
             delivered: self.delivered,
             delivered_at: self.delivered_at,
+            delivered_sent: self.delivered_sent,
             rx,
         };
         if let Some((session, end)) = data {
@@ -386,15 +425,21 @@ impl PathMeter {
         if mark.pos > self.delivered {
             self.delivered = mark.pos;
             self.delivered_at = now;
+            self.delivered_sent = mark.at;
         }
         let window = self.rate_window(now);
         // BBR's delivery rate: what arrived since the probe's send-time
-        // snapshot, over the time since that snapshot was learnt (never
-        // shorter than the round trip, so bunched acknowledgements do not
-        // inflate it).
+        // snapshot, over the longer of the time since that snapshot was
+        // learnt (never shorter than the round trip, so bunched
+        // acknowledgements do not inflate it) and the time those bytes took
+        // to send (a ping behind bytes that arrived long ago but were not
+        // credited yet, a receiver crediting a quarter window at a time,
+        // confirms them all in one round trip: 196 kB in 40 ms read as
+        // 4.9 MB/s on a 250 kB/s path while a drain probe held data back).
         let fwd = rate(
             self.delivered.saturating_sub(mark.delivered),
-            now.saturating_duration_since(mark.delivered_at),
+            now.saturating_duration_since(mark.delivered_at)
+                .max(mark.at.saturating_duration_since(mark.delivered_sent)),
         );
         if fwd > 0 {
             self.fwd_avg = if self.fwd_avg == 0 {
@@ -423,8 +468,51 @@ impl PathMeter {
 
     /// Folds a sample into the path delay; returns the new estimate (zero
     /// while it is unknown).
+    #[cfg(test)]
     pub fn fold(&mut self, now: Timestamp, m: Measured) -> Duration {
+        self.fold_with(now, m, Duration::MAX, false)
+    }
+
+    /// Folds a sample into the path delay, `srtt` being the stream's
+    /// smoothed RTT with the sample (the delay under load) and `probe`
+    /// whether it answers a drain probe's ping; returns the new estimate
+    /// (zero while it is unknown).
+    ///
+    /// Only a drain probe's clean sample replaces a stale estimate: its
+    /// sender emptied its queue for it and takes several. Any other clean
+    /// sample after a stale window is one alone (the receiver of a bulk
+    /// transfer gets one whenever the sender drains), and one delayed by a
+    /// scheduling hiccup would make its stream look slower than it is.
+    pub fn fold_with(
+        &mut self,
+        now: Timestamp,
+        m: Measured,
+        srtt: Duration,
+        probe: bool,
+    ) -> Duration {
         let window = self.path_window(now);
+        let clean = m.queueing <= m.rtt / 4;
+        let mut m = m;
+        if probe && clean && self.is_stale(now) {
+            // Nothing of ours ahead of it after a window without such a
+            // sample: the path delay now, whatever it was before. At most
+            // the delay under load, though: a path is never slower idle
+            // than loaded, and the few samples a drain probe takes may all
+            // be unlucky on a jittery path (2 s ± 50 %: two probe pings
+            // both read 2.7 s where the loaded srtt was 2.3 s, and the
+            // session left for an identical path).
+            if !srtt.is_zero() {
+                m.rtt = m.rtt.min(srtt);
+            }
+            self.path = WindowedMin::default();
+        }
+        // A clean sample refreshes the estimate if it is a probe's, or
+        // agrees with it (within a quarter): one far above it is news the
+        // next drain probe must check.
+        let agrees = self.path_delay(now).is_none_or(|p| m.rtt <= p + p / 4);
+        if clean && (probe || agrees) {
+            self.clean_at = Some(now);
+        }
         let value = match self.path_delay(now) {
             // A first estimate needs a sample that traffic explains at most
             // half of: one taken behind a standing queue (the peer's bulk
@@ -699,6 +787,75 @@ mod tests {
         // The probe's own record (65 ms at this rate) and the early burst
         // are ours, not the path's.
         assert!(worst <= ms(45), "path delay rose to {worst:?}");
+    }
+
+    #[test]
+    fn a_clean_sample_after_a_stale_window_replaces_the_path_delay() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        let ping = |m: &mut PathMeter, at: u64, rtt: u64, n: u64| {
+            m.on_record(t(at), 40, 0, None, Some(n));
+            let s = m.on_pong(t(at + rtt), n, 0).unwrap();
+            m.fold(t(at + rtt), s)
+        };
+        assert_eq!(ping(&mut m, 0, 100, 1), ms(100));
+        assert!(!m.is_stale(t(100)));
+        // A saturating transfer behind a standing queue: every sample is
+        // explained by our own bytes ahead, so it holds 100 ms, and none is
+        // clean.
+        let loaded = Measured {
+            rtt: ms(500),
+            queueing: ms(450),
+            own: ms(20),
+        };
+        for i in 0..10u64 {
+            assert_eq!(m.fold(t(200 + i * 100), loaded), ms(100));
+        }
+        assert!(!m.is_stale(t(2099)));
+        assert!(m.is_stale(t(2100)), "a window without a clean sample");
+        // The path became 300 ms meanwhile. A clean sample that is no drain
+        // probe's holds the estimate (and does not refresh it)...
+        m.on_record(t(2150), 40, 0, None, Some(2));
+        let s = m.on_pong(t(2450), 2, 0).unwrap();
+        assert_eq!(m.fold_with(t(2450), s, ms(500), false), ms(100));
+        assert!(m.is_stale(t(2450)));
+        // ...the drained probe's replaces it at once (at most the loaded
+        // srtt).
+        m.on_record(t(2500), 40, 0, None, Some(3));
+        let s = m.on_pong(t(2800), 3, 0).unwrap();
+        assert_eq!(m.fold_with(t(2800), s, ms(280), true), ms(280));
+        m.on_record(t(2800), 40, 0, None, Some(4));
+        let s = m.on_pong(t(3100), 4, 0).unwrap();
+        assert_eq!(m.fold_with(t(3100), s, ms(500), true), ms(280));
+        assert!(!m.is_stale(t(3100)));
+        // Loaded samples hold the new value.
+        assert_eq!(m.fold(t(3200), loaded), ms(280));
+        // While fresh, a higher clean sample does not replace it (the
+        // windowed minimum, as before)...
+        assert_eq!(ping(&mut m, 3300, 400, 5), ms(280));
+        // ...and a lower one lowers it at once.
+        assert_eq!(ping(&mut m, 3800, 250, 6), ms(250));
+    }
+
+    #[test]
+    fn a_ping_confirming_bytes_sent_long_ago_does_not_inflate_the_rate() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        // 200 kB sent over the first second (50 ms apart, 10 kB each), then
+        // nothing (a drain probe): the receiver credited only the first
+        // record (it credits a quarter window at a time). A ping at
+        // 1,000 ms is answered 40 ms later and proves all of it delivered.
+        for i in 0..20u64 {
+            m.on_record(t(i * 50), 10_000, 0, Some((1, (i + 1) * 10_000)), None);
+        }
+        // The first record's credit came just before.
+        let s = m.on_credit(t(999), 1, 10_000, 0).unwrap();
+        m.fold(t(999), s);
+        m.on_record(t(1000), 40, 0, None, Some(9));
+        let s = m.on_pong(t(1040), 9, 0).unwrap();
+        m.fold(t(1040), s);
+        // 200 kB over the second they took to send, not over the 40 ms
+        // round trip (5 MB/s).
+        assert!(m.fwd_avg <= 210_000, "{} B/s", m.fwd_avg);
+        assert_eq!(m.unconfirmed(), 0);
     }
 
     #[test]

@@ -182,6 +182,11 @@ pub struct StreamStats {
     pub frames_in: u64,
     /// Frames sent.
     pub frames_out: u64,
+    /// Drain probes started: new data held back until the stream's queue
+    /// drained, for a clean path delay sample (docs/MIGRATION.md).
+    pub drain_probes: u64,
+    /// Total time data was held back by drain probes.
+    pub drain_withheld: Duration,
 }
 
 /// Read-only snapshot of a stream.

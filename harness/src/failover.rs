@@ -47,6 +47,9 @@ pub struct FailoverConfig {
     /// How long the transfer goes on after the blackhole (or after the
     /// lift) before A half-closes.
     pub after: Duration,
+    /// Both nodes' `Config::tcp_notsent_lowat` (`None`: the default,
+    /// 128 KiB; `Some(0)`: the system's).
+    pub notsent_lowat: Option<u32>,
 }
 
 impl FailoverConfig {
@@ -60,6 +63,7 @@ impl FailoverConfig {
             blackhole_at: Duration::from_secs(5),
             lift_after: None,
             after: Duration::from_secs(5),
+            notsent_lowat: None,
         }
     }
 }
@@ -209,7 +213,10 @@ fn collect_events(node: &Node) -> Arc<Mutex<Vec<(Instant, Event)>>> {
 /// Runs one failover (inside a multi-threaded Tokio runtime).
 pub async fn run(cfg: &FailoverConfig) -> Result<Report, String> {
     let queue = cfg.rate.bytes_in(cfg.rtt).max(64 << 10);
-    let config = astral_api::Config::default();
+    let mut config = astral_api::Config::default();
+    if let Some(l) = cfg.notsent_lowat {
+        config.tcp_notsent_lowat = (l > 0).then_some(l);
+    }
     let dead_timeout = config.dead_timeout;
     let b = astral_api::node_with(astral_api::identity(1), config.clone())?;
     let b_addr = astral_api::listen(&b, SocketAddr::from(([127, 0, 0, 1], 0))).await?;

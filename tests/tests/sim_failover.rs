@@ -191,7 +191,9 @@ fn a_saturated_healthy_stream_is_never_suspect() {
         migrations(&sim)
     );
     assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
-    assert!(read >= 250_000 * 600 * 95 / 100, "saturated: {read} B");
+    // 93 % of the link: drain probes (placement, `engine/probe.rs`) idle
+    // it for about three path delays every few seconds.
+    assert!(read >= 250_000 * 600 * 92 / 100, "saturated: {read} B");
     assert_eq!(suspects(&sim), 0);
     assert_eq!(migrations(&sim), 0);
 }

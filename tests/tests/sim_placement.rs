@@ -184,6 +184,70 @@ fn a_carrying_path_that_becomes_three_times_slower_loses_it_within_five_seconds(
     assert!(last >= least(&before) * 8 / 10, "{last} B in the last 2 s");
 }
 
+/// A's `(srtt, path)` of the stream on `link`, ms.
+fn rtt_on(sim: &Sim, link: usize) -> (u128, u128) {
+    sim.links[link]
+        .stream_at(0)
+        .and_then(|id| sim.nodes[0].stream_info(id))
+        .map_or((0, 0), |s| (s.rtt.srtt.as_millis(), s.rtt.path.as_millis()))
+}
+
+#[test]
+fn a_saturated_carrying_path_that_becomes_three_times_slower_loses_it_within_five_seconds() {
+    // As on the emulated paths (`astral-wan-placement slower`): 20 Mbit/s,
+    // a bottleneck buffer deep enough that the saturating transfer keeps a
+    // standing queue on the carrying path before and after the change
+    // (1 MiB: about 370 ms at 100 ms, 270 ms at 300 ms), so the rise of the
+    // path delay hides behind the session's own queue: the round trip and
+    // the throughput barely change.
+    let rate = 2_500_000;
+    let change = secs(20);
+    let buffer = 1 << 20;
+    let mut sim = scenario(
+        17,
+        path(ms(100), rate)
+            .buffer(buffer)
+            .at(change, LinkChange::Latency(ms(150))),
+        path(ms(120), rate).buffer(buffer),
+        u64::MAX / 4,
+    );
+    sim.keep_log = true;
+    sim.run_until(Sim::t(secs(10)));
+    assert_eq!(carrying_link(&sim), Some(0));
+    let before = goodput(&mut sim, Sim::t(change), secs(2));
+    let loaded = rtt_on(&sim, 0);
+    assert!(migrations(&sim).is_empty(), "no move before the change");
+    let mut trace = Vec::new();
+    while sim.now < Sim::t(change + secs(10)) {
+        let at = sim.now + ms(500);
+        sim.run_until(at);
+        trace.push((
+            at.saturating_duration_since(Sim::t(change)).as_millis(),
+            rtt_on(&sim, 0),
+            rtt_on(&sim, 1),
+        ));
+    }
+    let took = moved_after(&sim, change);
+    println!(
+        "3x slower, saturated: moved {took:?} after the change; {} Migrated events; \
+         A's srtt/path of the carrying stream before the change {loaded:?} ms; \
+         goodput per 2 s before {before:?}; after the change (ms, carrying, other) {trace:?}",
+        migrations(&sim).len()
+    );
+    // The standing queue is there: the loaded round trip is far above the
+    // path's 100 ms, and the link is full (the median 2 s slice; a slice
+    // with a drain probe carries less).
+    assert!(loaded.0 >= 250, "srtt {loaded:?}");
+    let mut sorted: Vec<u64> = before.iter().map(|(_, b)| *b).collect();
+    sorted.sort_unstable();
+    assert!(sorted[sorted.len() / 2] >= rate * 2 * 8 / 10, "{before:?}");
+    let took = took.expect("the session moved");
+    assert!(took <= secs(5), "took {took:?}");
+    assert_eq!(carrying_link(&sim), Some(1));
+    assert_eq!(migrations(&sim).len(), 2);
+    assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
+}
+
 /// Ten simulated minutes of one transfer over two identical links:
 /// returns (migrations, bytes delivered, samples on the carrying stream).
 fn identical_paths(seed: u64, link: LinkConfig) -> (usize, u64, u64) {
@@ -191,10 +255,18 @@ fn identical_paths(seed: u64, link: LinkConfig) -> (usize, u64, u64) {
     sim.keep_log = true;
     sim.run_until(Sim::t(secs(600)));
     let carrying = carrying_link(&sim).expect("the session is placed");
+    let stats = |l: usize| {
+        sim.links[l]
+            .stream_at(0)
+            .and_then(|id| sim.nodes[0].stream_info(id))
+            .map(|s| (s.stats.drain_probes, s.stats.drain_withheld))
+    };
     println!(
-        "samples at node 0: carrying stream {}, idle stream {}",
+        "samples at node 0: carrying stream {}, idle stream {}; drain probes (count, data withheld) {:?} / {:?}",
         samples_on(&sim, carrying),
-        samples_on(&sim, 1 - carrying)
+        samples_on(&sim, 1 - carrying),
+        stats(carrying),
+        stats(1 - carrying)
     );
     assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
     (
@@ -213,12 +285,18 @@ fn identical_capped_paths_under_a_saturating_transfer_never_trade_the_session() 
         "identical 40 ms / 2 Mbit/s, 600 s: {moves} migrations, {read} B delivered, {samples} RTT samples on the carrying stream"
     );
     assert_eq!(moves, 0);
-    // Saturated: at least 95 % of the capacity of one path.
-    assert!(read >= rate * 600 * 95 / 100, "{read} B");
+    // Saturated: at least 92 % of the capacity of one path. (The drain
+    // probes that keep the carrying path's delay truthful cost about 7 %
+    // here: 99.6 % of capacity without them; a probe idles the link for
+    // about three path delays every 3 s, plus the simulator's restart of
+    // a pipeline that hands bytes over in whole chunks.)
+    assert!(read >= rate * 600 * 92 / 100, "{read} B");
     // Credits sample the busy stream (round trips of about a second
-    // behind its standing queue) at least twice a second: ten times what
-    // keep-alive pings alone give (one per 5 s).
-    assert!(samples >= 600 * 2, "{samples} samples");
+    // behind its standing queue) at least 1.5 times a second: more than
+    // seven times what keep-alive pings alone give (one per 5 s). (Drain
+    // probes hold new records back for about a third of the time here:
+    // the standing queue is a second deep.)
+    assert!(samples >= 600 * 3 / 2, "{samples} samples");
 }
 
 #[test]

@@ -295,9 +295,11 @@ impl PeerEngine {
         // Clears the liveness ping or probe it answers; the sample comes
         // from the path meter (which knows what queued ahead of the ping).
         let _ = st.liveness.take_pong(nonce, now);
+        let probe = st.is_probe_ping(nonce);
         if let Some(m) = st.meter.on_pong(now, nonce, st.stats.bytes_in) {
-            st.take_sample(now, m, true);
+            st.take_sample(now, m, true, probe);
         }
+        self.on_probe_progress(now, stream, Some(nonce));
         self.on_drain_pong(now, stream, nonce);
     }
 
@@ -622,9 +624,10 @@ impl PeerEngine {
     fn sample_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {
         if let Some(st) = self.streams.get_mut(stream) {
             if let Some(m) = st.meter.on_credit(now, wire, consumed, st.stats.bytes_in) {
-                st.take_sample(now, m, false);
+                st.take_sample(now, m, false, false);
             }
         }
+        self.on_probe_progress(now, stream, None);
     }
 
     fn on_credit(&mut self, now: Timestamp, stream: StreamId, wire: u64, consumed: u64) {

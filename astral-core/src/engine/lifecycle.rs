@@ -191,6 +191,7 @@ impl PeerEngine {
             stats: StreamStats::default(),
             resets: TokenBucket::new(now, per_sec),
             meter: PathMeter::new(now, self.shared.config.path_window),
+            probe: Default::default(),
             preference: StreamPreference::NORMAL,
             peer_preference: StreamPreference::NORMAL,
         });

@@ -539,6 +539,16 @@ impl PeerEngine {
                 None => probe = now >= since + rto,
                 Some(p) => {
                     suspect = st.liveness.may_turn_suspect() && now >= p.since() + rto + p.behind;
+                    if suspect {
+                        tracing::debug!(
+                            stream = %id,
+                            silent_since = ?since,
+                            probe_since = ?p.since(),
+                            ?rto,
+                            behind = ?p.behind,
+                            "probe unanswered"
+                        );
+                    }
                 }
             }
         }

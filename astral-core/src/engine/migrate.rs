@@ -248,7 +248,9 @@ impl PeerEngine {
             return;
         }
         let cands = self.candidates();
-        if cands.len() < 2 || self.sessions.is_empty() {
+        let placing = cands.len() >= 2 && !self.sessions.is_empty();
+        self.tick_drain_probes(now, placing);
+        if !placing {
             return;
         }
         self.probe_streams(now);

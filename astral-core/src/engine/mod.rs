@@ -15,6 +15,7 @@ mod input;
 mod lifecycle;
 mod liveness;
 mod migrate;
+mod probe;
 mod recovery;
 mod sessions;
 mod shutdown;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::liveness::Liveness;
+use super::probe::DrainProbe;
 use crate::frame::Frame;
 use crate::noise::{Features, RecordCipher};
 use crate::path::{Measured, PathMeter};
@@ -72,10 +73,6 @@ pub(crate) struct TxQueues {
 }
 
 impl TxQueues {
-    pub fn is_empty(&self) -> bool {
-        self.ctrl.is_empty() && self.ctrl_sessions.is_empty() && self.data.is_empty()
-    }
-
     /// Releases burst capacity once the queues are empty again.
     pub fn shrink_if_idle(&mut self) {
         fn shrink<T>(q: &mut VecDeque<T>) {
@@ -119,6 +116,8 @@ pub(crate) struct PeerStream {
     pub resets: TokenBucket,
     /// RTT samples from credits and pings, path delay, rates.
     pub meter: PathMeter,
+    /// The drain probe that refreshes a stale path delay (`probe.rs`).
+    pub probe: DrainProbe,
     /// This node's preference for the stream, and the peer's.
     pub preference: StreamPreference,
     pub peer_preference: StreamPreference,
@@ -142,9 +141,18 @@ impl PeerStream {
         self.local_drain != LocalDrain::No || self.remote_drain || self.leaving.is_some()
     }
 
-    /// Whether anything is queued for this stream.
+    /// Whether anything is queued for this stream that may go now (session
+    /// data waits while a drain probe withholds it).
     pub fn has_output(&self) -> bool {
-        !self.tx.is_empty()
+        !self.tx.ctrl.is_empty()
+            || !self.tx.ctrl_sessions.is_empty()
+            || (!self.tx.data.is_empty() && !self.withholds_data())
+    }
+
+    /// A drain probe holds new session data back (never on a stream being
+    /// drained or closed: its data must leave).
+    pub fn withholds_data(&self) -> bool {
+        self.probe.withholds() && !self.is_draining()
     }
 
     /// What the stream is worth to placement: the stricter of both ends'
@@ -157,14 +165,15 @@ impl PeerStream {
     /// than the current RTO is left out: a receiver that read late, not the
     /// path (a ping, which the peer answers at once, always counts).
     /// Every sample feeds the probe timeout's estimate (`liveness.rs`).
-    pub fn take_sample(&mut self, now: Timestamp, m: Measured, from_ping: bool) {
+    /// `probe`: the sample answers a drain probe's ping (`probe.rs`).
+    pub fn take_sample(&mut self, now: Timestamp, m: Measured, from_ping: bool, probe: bool) {
         self.liveness.silence.sample(m.rtt);
         let rtt = &mut self.liveness.rtt;
         if !from_ping && rtt.samples > 0 && m.rtt > rtt.rto(m.rtt) {
             return;
         }
         rtt.sample(m.rtt);
-        rtt.path = self.meter.fold(now, m);
+        rtt.path = self.meter.fold_with(now, m, rtt.srtt, probe);
     }
 
     pub fn info(&self, engine: EngineId, peer: NodeId) -> StreamInfo {

@@ -205,11 +205,15 @@ impl PeerEngine {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        let from = s.tx;
         let migrating_from = match s.phase {
             Phase::Migrating { from, .. } => Some(from),
             _ => None,
         };
+        // Where the session sent before: the stream our own migration left,
+        // if one is under way. Both ends moving to the same stream at once
+        // (the peer's marker wins the tie-break and names our own target)
+        // is still a move of ours: reported, like a confirmed one.
+        let from = migrating_from.or(s.tx);
         s.phase = Phase::Open;
         s.owed.credit = true;
         if from != Some(target) {

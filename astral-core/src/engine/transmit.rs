@@ -90,7 +90,15 @@ impl PeerEngine {
     ) -> usize {
         let start = out.len();
         while out.len() - start < max_bytes {
+            let probe = self.streams.get(stream).is_some_and(|s| s.probe_ping_due());
             if !self.build_record(now, stream, out) {
+                break;
+            }
+            if probe && !self.streams.get(stream).is_some_and(|s| s.probe_ping_due()) {
+                // The drain probe's ping leaves alone, in a write of its
+                // own: a transport or forwarder that took it in one chunk
+                // with the data behind it would make it wait for that data
+                // (`probe.rs`).
                 break;
             }
         }
@@ -203,8 +211,13 @@ impl PeerEngine {
             }
         }
 
-        // 3. Data, round robin with a quantum; Fin after a direction's last byte.
-        while (out.len() - body) + size::DATA_AT_HEADER < MAX {
+        // 3. Data, round robin with a quantum; Fin after a direction's last
+        // byte. None while a drain probe holds it back (`probe.rs`).
+        let withheld = self
+            .streams
+            .get(stream)
+            .is_some_and(|st| st.withholds_data());
+        while !withheld && (out.len() - body) + size::DATA_AT_HEADER < MAX {
             let Some((id, more)) = self.streams.get_mut(stream).and_then(|st| {
                 st.tx
                     .data
@@ -276,6 +289,9 @@ impl PeerEngine {
         st.stats.records_out += 1;
         let len = out.len() - header;
         st.meter.on_record(now, len, st.stats.bytes_in, fresh, ping);
+        if let Some(nonce) = ping {
+            st.on_probe_ping_sent(now, nonce);
+        }
         self.after_record_sent(now, stream, asks, ping);
         true
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use astral_harness::failover::{self, FailoverConfig, Report};
 use astral_harness::run_tool;
-use astral_harness::units::{parse_duration, parse_rate};
+use astral_harness::units::{parse_duration, parse_rate, parse_size};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -41,6 +41,11 @@ struct Cli {
     /// How long the transfer goes on after the blackhole (or the lift).
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     after: Duration,
+    /// Both nodes' TCP_NOTSENT_LOWAT: unsent bytes each stream's kernel
+    /// socket may hold (K, M suffixes; 0: the system's) [default: the
+    /// library's, 128K].
+    #[arg(long, value_parser = parse_size)]
+    tcp_notsent_lowat: Option<usize>,
     /// Runs (each on fresh nodes and forwarders).
     #[arg(long, default_value_t = 1)]
     runs: usize,
@@ -106,6 +111,10 @@ async fn run(cli: &Cli) -> Result<bool, String> {
     cfg.blackhole_at = cli.blackhole_at;
     cfg.lift_after = cli.lift_after;
     cfg.after = cli.after;
+    if let Some(l) = cli.tcp_notsent_lowat {
+        cfg.notsent_lowat =
+            Some(u32::try_from(l).map_err(|_| "--tcp-notsent-lowat: at most 4 GiB")?);
+    }
     let mut all_exact = true;
     for run in 0..cli.runs.max(1) {
         let r = failover::run(&cfg).await?;
