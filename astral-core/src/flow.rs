@@ -564,14 +564,26 @@ impl RecvBuf {
     }
 
     /// Whether a Credit frame is worth sending now (batched: a quarter
-    /// window consumed, or end-of-stream reached).
+    /// window consumed, or end-of-stream reached, or the peer's remaining
+    /// credit below a quarter window).
+    ///
+    /// The last rule keeps a session from stalling when the limit granted
+    /// falls short of `advertised + window`: a Resume, Query or Response
+    /// grants only the base window, and the window may have grown since
+    /// (a quarter of it can exceed the base). Without it a reader that
+    /// consumed everything the peer may send, but less than the threshold
+    /// since the last advertisement, would never grant again. After a full
+    /// grant (`limit == advertised + window`) it fires no earlier than the
+    /// first rule.
     pub fn credit_due(&self) -> bool {
         let value = self.credit_value();
         if value <= self.advertised {
             return false;
         }
         let threshold = u64::from((self.window / 4).max(1));
-        self.eof_read || value - self.advertised >= threshold
+        self.eof_read
+            || value - self.advertised >= threshold
+            || self.limit.saturating_sub(value) < threshold
     }
 
     /// Records that `value` was advertised.
@@ -865,6 +877,39 @@ mod tests {
         r.read_chunk(50).unwrap();
         assert!(r.credit_due());
         r.mark_advertised(r.credit_value());
+        assert!(!r.credit_due());
+    }
+
+    /// Regression (`fuzz/regressions/migration_ordering/stuck-after-ping-timeout-bb1fb354`,
+    /// `stuck-bd1d293c`): a Resume grants only the base window, so after a
+    /// recovery the peer's limit can be less than a quarter of the grown
+    /// window beyond the last advertisement. Once the reader consumes up
+    /// to that limit the peer is blocked, and a grant must be due although
+    /// the batching threshold (a quarter of the window) is not reached.
+    #[test]
+    fn a_grant_is_due_when_the_peer_is_out_of_credit() {
+        let mut r = RecvBuf::new(64);
+        r.on_data(0, Bytes::from(vec![0u8; 64])).unwrap();
+        r.read_chunk(64).unwrap();
+        // The window grew (auto-tuning) to 292: threshold 73 > base 64.
+        r.set_window(292);
+        let g = r.grant();
+        assert_eq!((g.consumed, u64::from(g.window)), (64, 292));
+        r.on_data(64, Bytes::from(vec![0u8; 292])).unwrap();
+        r.read_chunk(292).unwrap();
+        // The stream carrying the next grant dies; the recovery's Resume
+        // advertises the consumed count with the base window only.
+        assert_eq!(r.grant_resume(), 356);
+        assert_eq!(r.limit(), 356 + 64);
+        r.on_data(356, Bytes::from(vec![0u8; 64])).unwrap();
+        r.read_chunk(64).unwrap();
+        // The peer has no credit left (limit == consumed): 64 bytes
+        // consumed since the Resume are below the threshold of 73, yet a
+        // grant must go out or the session stalls for ever.
+        assert_eq!(r.credit_value(), r.limit());
+        assert!(r.credit_due(), "the peer is blocked: a grant is due");
+        let g = r.grant();
+        assert_eq!((g.consumed, g.window), (420, 292));
         assert!(!r.credit_due());
     }
 
