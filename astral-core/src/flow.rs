@@ -569,12 +569,14 @@ impl RecvBuf {
     ///
     /// The last rule keeps a session from stalling when the limit granted
     /// falls short of `advertised + window`: a Resume, Query or Response
-    /// grants only the base window, and the window may have grown since
-    /// (a quarter of it can exceed the base). Without it a reader that
-    /// consumed everything the peer may send, but less than the threshold
-    /// since the last advertisement, would never grant again. After a full
-    /// grant (`limit == advertised + window`) it fires no earlier than the
-    /// first rule.
+    /// grants only the base window, and the tuner may grow the window
+    /// after a read found a grant due but before it is encoded (a quarter
+    /// of the new window can exceed what was consumed since). A reader
+    /// that consumed everything the peer may send would then never grant
+    /// again: the read armed no delayed credit (it was due then). A peer
+    /// with no credit left is always owed a grant. After a full grant
+    /// (`limit == advertised + window`) the rule fires no earlier than the
+    /// quarter-window one.
     pub fn credit_due(&self) -> bool {
         let value = self.credit_value();
         if value <= self.advertised {
@@ -882,34 +884,37 @@ mod tests {
 
     /// Regression (`fuzz/regressions/migration_ordering/stuck-after-ping-timeout-bb1fb354`,
     /// `stuck-bd1d293c`): a Resume grants only the base window, so after a
-    /// recovery the peer's limit can be less than a quarter of the grown
-    /// window beyond the last advertisement. Once the reader consumes up
-    /// to that limit the peer is blocked, and a grant must be due although
-    /// the batching threshold (a quarter of the window) is not reached.
+    /// recovery the peer's limit is `consumed + base`. The reader consumes
+    /// up to it (a grant is due then), but before the control frame goes
+    /// out the tuner grows the window, and a quarter of the new window
+    /// exceeds what was consumed since the Resume: the grant was no longer
+    /// due, no delayed credit was armed (the read had found it due), the
+    /// peer stayed blocked at its limit and the session open for ever.
     #[test]
     fn a_grant_is_due_when_the_peer_is_out_of_credit() {
         let mut r = RecvBuf::new(64);
         r.on_data(0, Bytes::from(vec![0u8; 64])).unwrap();
         r.read_chunk(64).unwrap();
-        // The window grew (auto-tuning) to 292: threshold 73 > base 64.
-        r.set_window(292);
+        r.set_window(256);
         let g = r.grant();
-        assert_eq!((g.consumed, u64::from(g.window)), (64, 292));
-        r.on_data(64, Bytes::from(vec![0u8; 292])).unwrap();
-        r.read_chunk(292).unwrap();
+        assert_eq!((g.consumed, g.window), (64, 256));
+        r.on_data(64, Bytes::from(vec![0u8; 256])).unwrap();
+        r.read_chunk(256).unwrap();
         // The stream carrying the next grant dies; the recovery's Resume
         // advertises the consumed count with the base window only.
-        assert_eq!(r.grant_resume(), 356);
-        assert_eq!(r.limit(), 356 + 64);
-        r.on_data(356, Bytes::from(vec![0u8; 64])).unwrap();
+        assert_eq!(r.grant_resume(), 320);
+        assert_eq!(r.limit(), 320 + 64);
+        r.on_data(320, Bytes::from(vec![0u8; 64])).unwrap();
         r.read_chunk(64).unwrap();
-        // The peer has no credit left (limit == consumed): 64 bytes
-        // consumed since the Resume are below the threshold of 73, yet a
-        // grant must go out or the session stalls for ever.
+        assert!(r.credit_due(), "a quarter window (64) consumed");
+        // The tuner grows the window (threshold 73) before the grant is
+        // encoded. The peer has no credit left (limit == consumed): the
+        // grant must stay due.
+        r.set_window(292);
         assert_eq!(r.credit_value(), r.limit());
         assert!(r.credit_due(), "the peer is blocked: a grant is due");
         let g = r.grant();
-        assert_eq!((g.consumed, g.window), (420, 292));
+        assert_eq!((g.consumed, g.window), (384, 292));
         assert!(!r.credit_due());
     }
 
