@@ -54,6 +54,48 @@ where
     }
 }
 
+/// The options every scenario tool shares (`astral-wan-failover`,
+/// `astral-wan-placement`): how many runs, JSON output, logging.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Runs (each on fresh nodes and forwarders).
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// One JSON object per run on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl RunArgs {
+    /// Runs `run` `--runs` times (at least once), printing each report as
+    /// one JSON line or as `run N: <summary>`; returns the reports.
+    pub async fn each<R, F, Fut>(
+        &self,
+        mut run: F,
+        summary: impl Fn(&R) -> String,
+    ) -> Result<Vec<R>, String>
+    where
+        R: serde::Serialize,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<R, String>>,
+    {
+        let mut reports = Vec::new();
+        for i in 0..self.runs.max(1) {
+            let r = run().await?;
+            if self.json {
+                println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            } else {
+                println!("run {}: {}", i + 1, summary(&r));
+            }
+            reports.push(r);
+        }
+        Ok(reports)
+    }
+}
+
 /// Logs to stderr: `warn` by default, `-v` info, `-vv` debug, `-vvv`
 /// trace; `RUST_LOG` overrides when no `-v` is given.
 pub fn init_logging(verbose: u8) {

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use astral_harness::failover::{self, FailoverConfig, Report};
-use astral_harness::run_tool;
 use astral_harness::units::{parse_duration, parse_rate, parse_size};
+use astral_harness::{run_tool, RunArgs};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -46,15 +46,8 @@ struct Cli {
     /// library's, 128K].
     #[arg(long, value_parser = parse_size)]
     tcp_notsent_lowat: Option<usize>,
-    /// Runs (each on fresh nodes and forwarders).
-    #[arg(long, default_value_t = 1)]
-    runs: usize,
-    /// One JSON object per run on stdout instead of the summary.
-    #[arg(long)]
-    json: bool,
-    /// More logging (-v info, -vv debug).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    each: RunArgs,
 }
 
 fn opt_ms(v: Option<f64>) -> String {
@@ -115,22 +108,13 @@ async fn run(cli: &Cli) -> Result<bool, String> {
         cfg.notsent_lowat =
             Some(u32::try_from(l).map_err(|_| "--tcp-notsent-lowat: at most 4 GiB")?);
     }
-    let mut all_exact = true;
-    for run in 0..cli.runs.max(1) {
-        let r = failover::run(&cfg).await?;
-        all_exact &= r.exact;
-        if cli.json {
-            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-        } else {
-            println!("run {}: {}", run + 1, summary(&r));
-        }
-    }
-    Ok(all_exact)
+    let reports = cli.each.each(|| failover::run(&cfg), summary).await?;
+    Ok(reports.iter().all(|r| r.exact))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    run_tool(cli.verbose, async {
+    run_tool(cli.each.verbose, async {
         match run(&cli).await? {
             true => Ok(()),
             false => Err("a transfer was not exact".to_string()),

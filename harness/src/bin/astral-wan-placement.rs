@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use astral_harness::placement::{self, PlacementConfig, Report, Scenario};
-use astral_harness::run_tool;
 use astral_harness::units::{parse_duration, parse_rate, parse_size};
+use astral_harness::{run_tool, RunArgs};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -39,15 +39,8 @@ struct Cli {
     /// auto-tuned default.
     #[arg(long, value_parser = parse_size)]
     window: Option<usize>,
-    /// Runs (each on fresh nodes and forwarders).
-    #[arg(long, default_value_t = 1)]
-    runs: usize,
-    /// One JSON object per run on stdout instead of the summary.
-    #[arg(long)]
-    json: bool,
-    /// More logging (-v info, -vv debug).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    each: RunArgs,
 }
 
 fn summary(r: &Report) -> String {
@@ -112,18 +105,11 @@ async fn run(cli: &Cli) -> Result<(), String> {
     if let Some(w) = cli.window {
         cfg.window = Some(u32::try_from(w).map_err(|_| "--window: at most 4 GiB")?);
     }
-    for run in 0..cli.runs.max(1) {
-        let r = placement::run(&cfg).await?;
-        if cli.json {
-            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-        } else {
-            println!("run {}: {}", run + 1, summary(&r));
-        }
-    }
+    cli.each.each(|| placement::run(&cfg), summary).await?;
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    run_tool(cli.verbose, run(&cli))
+    run_tool(cli.each.verbose, run(&cli))
 }
