@@ -150,7 +150,10 @@ async fn forward(
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if tx.send((tokio::time::Instant::now(), buf[..n].to_vec())).is_err() {
+                if tx
+                    .send((tokio::time::Instant::now(), buf[..n].to_vec()))
+                    .is_err()
+                {
                     return;
                 }
             }
