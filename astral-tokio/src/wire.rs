@@ -577,7 +577,10 @@ mod tests {
             assert!(wire.release(), "its output waits: someone must look");
 
             assert!(wire.try_acquire(INLINE));
-            assert!(wire.task_lock(true).is_none(), "a task that must see it empty");
+            assert!(
+                wire.task_lock(true).is_none(),
+                "a task that must see it empty"
+            );
             assert!(wire.release(), "it is woken");
             assert!(wire.is_idle());
             // The transport carries on as before.
