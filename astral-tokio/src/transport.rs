@@ -509,7 +509,9 @@ impl<I: Io> Transport<I> {
         };
         let (peer, wire) = (peer.clone(), wire.clone());
         wire.register_task(cx);
-        let Some(mut tx) = wire.task_lock() else {
+        // A stream that is gone waits for the holder to finish before it
+        // hangs up; otherwise whoever brings output asks for the task.
+        let Some(mut tx) = wire.task_lock(self.gone) else {
             return Ok(TxLeft::Elsewhere);
         };
         if tx.has_unsealed() && !self.coalesced && !self.gone {

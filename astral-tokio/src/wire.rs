@@ -300,10 +300,28 @@ impl Wire {
         }
     }
 
-    /// The task's hold of the token: `None` while an inline writer holds it
-    /// (it hands over or wakes the task when done).
-    pub fn task_lock(&self) -> Option<MutexGuard<'_, WireTx>> {
-        if self.token.load(SeqCst) == TASK || self.try_acquire(TASK) {
+    /// The task's hold of the token: `None` while an inline writer holds it.
+    ///
+    /// With `notify`, the holder wakes the task once it releases the token
+    /// (a task that must see the buffer empty, such as one flushing a
+    /// stream that is gone). Without it the task does not ask to be woken:
+    /// it is looking for output, not bringing any. Every call that gives
+    /// the engine output for this stream runs under the peer's lock and
+    /// ends in [`Wire::pull_inline`], which asks for the wake itself if the
+    /// token is taken. Asking here too made every inline writer the task
+    /// met mid-write wake it afterwards for nothing: a spurious poll, often
+    /// a wake-up of an idle worker, per credit round trip
+    /// (`docs/notes/perf-profile.md` §15).
+    pub fn task_lock(&self, notify: bool) -> Option<MutexGuard<'_, WireTx>> {
+        let took = self.token.load(SeqCst) == TASK
+            || if notify {
+                self.try_acquire(TASK)
+            } else {
+                self.token
+                    .compare_exchange(FREE, TASK, SeqCst, SeqCst)
+                    .is_ok()
+            };
+        if took {
             Some(self.lock_tx())
         } else {
             None
@@ -410,7 +428,7 @@ mod tests {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::{DEFERRED, HANDED_OVER, INLINE_WRITES};
+    use super::{DEFERRED, HANDED_OVER, INLINE, INLINE_WRITES};
     use crate::{Config, Identity, Node, NodeId};
 
     /// System calls that wrote `node`'s transports to `remote` so far.
@@ -504,6 +522,72 @@ mod tests {
             assert!(client_writes <= 16, "client wrote {client_writes} times");
             assert!(server_writes <= 16, "server wrote {server_writes} times");
             assert!(deferred > 0, "the burst went through the task");
+        });
+    }
+
+    /// The transport task that finds an inline writer mid-write (it polls
+    /// after every read) is looking for output, not bringing any: the
+    /// writer owes it no wake-up when it frees the token. A producer that
+    /// finds the token taken is owed one (its output waits for the
+    /// holder), and so is a task that asks to see the buffer empty (a
+    /// stream that is gone). Before, every such meeting cost a spurious
+    /// poll of the task, usually a wake-up of an idle worker: 1,444 per
+    /// 256 MiB of one session's bulk (`docs/notes/perf-profile.md` §15).
+    #[test]
+    fn the_task_meeting_an_inline_writer_is_not_woken_for_nothing() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+        rt.block_on(async {
+            let server =
+                Node::with_seed(Identity::from_seed([9; 32]), Config::default(), 9).unwrap();
+            let client =
+                Node::with_seed(Identity::from_seed([10; 32]), Config::default(), 10).unwrap();
+            let addr = server.listen("127.0.0.1:0").await.unwrap();
+            let srv = server.clone();
+            tokio::spawn(async move {
+                while let Some(q) = srv.next_query().await {
+                    let mut s = q.accept().unwrap();
+                    tokio::spawn(async move {
+                        let mut b = [0u8; 1];
+                        while s.read_exact(&mut b).await.is_ok() {
+                            s.write_all(&b).await.unwrap();
+                        }
+                    });
+                }
+            });
+            client.connect(server.id(), addr).await.unwrap();
+            let mut s = client.open_session(server.id(), "echo").await.unwrap();
+            s.write_all(&[1]).await.unwrap();
+            s.read_exact(&mut [0u8; 1]).await.unwrap();
+            let peer = client.peer_for_tests(server.id()).expect("a peer");
+            let wire = peer
+                .peek(|st| st.transports.values().find_map(|t| t.wire.clone()))
+                .expect("an established transport");
+            // This thread runs the transport task too: nothing else touches
+            // the token until the next await.
+            assert!(wire.is_idle(), "an idle transport's token is free");
+            assert!(wire.try_acquire(INLINE), "an inline writer takes it");
+            assert!(wire.task_lock(false).is_none(), "the task finds it taken");
+            assert!(!wire.release(), "the writer owes the task nothing");
+
+            assert!(wire.try_acquire(INLINE));
+            assert!(!wire.try_acquire(INLINE), "a producer finds it taken");
+            assert!(wire.release(), "its output waits: someone must look");
+
+            assert!(wire.try_acquire(INLINE));
+            assert!(
+                wire.task_lock(true).is_none(),
+                "a task that must see it empty"
+            );
+            assert!(wire.release(), "it is woken");
+            assert!(wire.is_idle());
+            // The transport carries on as before.
+            s.write_all(&[2]).await.unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(b, [2]);
         });
     }
 

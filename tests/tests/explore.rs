@@ -9,9 +9,11 @@
 //! fixes; the counterexample tests below replay the shortest trace found for
 //! each and pass once its defect is fixed.
 
+use astral_core::CloseReason;
 use astral_sim::explore::scenarios::{self, flow};
 use astral_sim::explore::{
-    explore, render, replay, Action, Action::*, KnownDefects, Report, Scenario, WorldConfig,
+    explore, render, replay, Action, Action::*, KnownDefects, Outcome, Report, Scenario,
+    WorldConfig,
 };
 
 fn scale() -> u8 {
@@ -469,4 +471,104 @@ fn regression_marker_from_before_a_recovery_leaves_directions_crossed() {
     };
     let flows = vec![flow(4127, 5738, 3841), flow(7082, 2965, 1265)];
     assert_exact(&WorldConfig::small(3, 4096, flows), &path);
+}
+
+// ----- The oracle's outage measure ------------------------------------------
+//
+// A session may end by a timeout only after an outage as long as the timeout
+// (docs/MIGRATION.md, "What recovery_timeout promises"). These tests check
+// what the measure counts, on the world the explorer and the fuzzers share.
+
+/// Time with a link up at both ends and nothing in flight counts as outage
+/// while a node sends sessions on a half-open stream (closed at the other
+/// end) that it does not suspect yet: `blind`. Once the silence makes both
+/// ends suspect their streams, the sessions resume on the new link and the
+/// time counts no more. (The schedule of fuzz input
+/// `recovery_ordering/unreachable-near-timeout-bab1d85b`, reduced.)
+#[test]
+fn outage_counts_time_blind_on_a_half_open_stream() {
+    use astral_sim::explore::World;
+    use std::time::Duration;
+    let config = two_streams(vec![flow(0, 128, 64, true)]);
+    let mut w = World::new(&config);
+    w.deliver_all();
+    // B's end of L0 dies: B resumes on L1, A answers there (its reply
+    // waits in L1); then A's end of L1 dies with the reply: A resumes on
+    // L0, where B's end is gone. Each end now sends on a stream that is
+    // dead at the other end, and neither knows it.
+    assert_eq!(w.apply(KillOneSide { link: 0, node: 1 }), Outcome::Done);
+    assert_eq!(w.apply(Deliver { link: 1, to: 0 }), Outcome::Done);
+    assert_eq!(w.apply(KillOneSide { link: 1, node: 0 }), Outcome::Done);
+    assert!(w.is_quiet() && w.is_blind());
+    // A new link comes up: connected, and quiet once its handshake is done.
+    assert_eq!(w.apply(Connect { dialer: 0 }), Outcome::Done);
+    w.deliver_all();
+    assert!(w.is_quiet() && w.is_blind());
+    let before = (w.outage, w.blind, w.late, w.held);
+    assert_eq!(w.apply(Wait { millis: 50 }), Outcome::Done);
+    assert_eq!(w.blind - before.1, Duration::from_millis(50));
+    assert_eq!(w.outage - before.0, Duration::from_millis(50));
+    assert_eq!((w.late, w.held), (before.2, before.3));
+    // The probes go unanswered, the streams become suspect, the sessions
+    // resume on L2.
+    for _ in 0..20 {
+        if !w.is_blind() {
+            break;
+        }
+        w.apply(AdvanceToTimer);
+        w.deliver_all();
+    }
+    assert!(!w.is_blind(), "still blind after 20 timers");
+    let blind = w.blind;
+    w.deliver_all();
+    assert!(w.is_quiet());
+    w.apply(AdvanceToTimer);
+    assert_eq!(w.blind, blind, "no longer blind: nothing more counts");
+    let settled = w.settle_and_check();
+    assert!(
+        settled.problems.is_empty() && settled.crossed.is_empty(),
+        "{:?} {:?}",
+        settled.problems,
+        settled.crossed
+    );
+    assert!(w.flows[0]
+        .closed
+        .iter()
+        .all(|c| *c == Some(CloseReason::Graceful)));
+}
+
+/// A `Wait` that passes over a due timer, while connected, quiet and not
+/// blind, counts the time from the timer's due time on as outage (`late`):
+/// the engine could not probe, retransmit or notice anything meanwhile.
+/// A wait that ends before the timer, and an advance to the timer itself,
+/// count nothing.
+#[test]
+fn outage_counts_time_a_due_timer_waits() {
+    use astral_sim::explore::World;
+    use std::time::Duration;
+    let config = two_streams(vec![flow(0, 128, 64, true)]);
+    let mut w = World::new(&config);
+    w.deliver_all();
+    assert!(w.is_quiet() && !w.is_blind());
+    let before = w.outage;
+    w.apply(AdvanceToTimer);
+    w.deliver_all();
+    assert_eq!(w.outage, before, "an advance to the timer counts nothing");
+    let left = |w: &World| {
+        w.next_timer()
+            .expect("a timer")
+            .saturating_duration_since(w.now)
+    };
+    let half = u32::try_from(left(&w).as_millis() / 2).expect("a short wait");
+    assert!(half > 0, "the next timer is {:?} away", left(&w));
+    w.apply(Wait { millis: half });
+    assert_eq!(w.outage, before, "a wait short of the timer counts nothing");
+    let to_due = left(&w);
+    let millis = u32::try_from(to_due.as_millis()).expect("a short wait") + 700;
+    w.apply(Wait { millis });
+    let late = Duration::from_millis(u64::from(millis)) - to_due;
+    assert!(late >= Duration::from_millis(700));
+    assert_eq!(w.late, late);
+    assert_eq!(w.outage - before, late);
+    assert_eq!((w.blind, w.held), (Duration::ZERO, Duration::ZERO));
 }

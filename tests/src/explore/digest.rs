@@ -52,10 +52,12 @@ pub fn digest(world: &World) -> u128 {
     }
     let _ = write!(
         text,
-        "outage={:?},{:?},{:?},{:?},{};",
+        "outage={:?},{:?},{:?},{:?},{:?},{:?},{};",
         world.outage,
         world.held,
         world.disconnected,
+        world.blind,
+        world.late,
         world.disconnected_since().map(|t| t.as_nanos()),
         world.deaths
     );

@@ -342,15 +342,32 @@ pub struct World {
     pub violations: Vec<String>,
     /// Coverage counters.
     pub counters: Counters,
-    /// Outage so far: the time with no link up at both ends plus the time
-    /// that passed while records were in flight (added up, whether or not
-    /// the periods touch: an upper bound). Only an outage as long as a
-    /// timeout lets a session end by a timeout.
+    /// Outage so far: the time in which the engines could not complete an
+    /// exchange although they did everything right, added up (whether or
+    /// not the periods touch: an upper bound). It is the sum of
+    /// `disconnected` (no link up at both ends), `held` (records in flight),
+    /// `blind` (a node sends sessions on a stream that is dead at the other
+    /// end and that it has not yet found silent) and `late` (a node's timer
+    /// was due but the world did not run it). Only an outage as long as a
+    /// timeout lets a session end by a timeout (docs/MIGRATION.md, "What
+    /// recovery_timeout promises").
     pub outage: Duration,
     /// Time that passed while records were in flight.
     pub held: Duration,
     /// Time with no link up at both ends (periods that ended).
     pub disconnected: Duration,
+    /// Time that passed, with a link up at both ends and nothing in flight,
+    /// while a node had sessions sending on a stream that is closed at the
+    /// other end only (half-open) and that it did not suspect yet: their
+    /// frames (a Resume, a Query, data) are lost, and the node cannot know
+    /// before the stream's silence makes it suspect (two RTOs) or dead
+    /// (`dead_timeout`).
+    pub blind: Duration,
+    /// Time that passed, with a link up at both ends, nothing in flight and
+    /// no node blind, after a node's timer fell due and before the world
+    /// ran it (a `Wait` over a timer: a driver that wakes up late). The
+    /// engine's probes, retransmissions and deadlines wait meanwhile.
+    pub late: Duration,
     /// Streams that died other than by a completed drain.
     pub deaths: u32,
     disconnected_since: Option<Timestamp>,
@@ -393,6 +410,8 @@ impl World {
             outage: Duration::ZERO,
             disconnected: Duration::ZERO,
             held: Duration::ZERO,
+            blind: Duration::ZERO,
+            late: Duration::ZERO,
             deaths: 0,
             disconnected_since: None,
             ids,
@@ -700,10 +719,19 @@ impl World {
 
     fn advance_to(&mut self, t: Timestamp) {
         self.note_connectivity();
+        let passed = t.saturating_duration_since(self.now);
         if !self.is_quiet() {
             // The network held records while time passed: as good as an
             // outage for every timeout that ran meanwhile.
-            self.held += t.saturating_duration_since(self.now);
+            self.held += passed;
+        } else if self.disconnected_since.is_none() {
+            // Connected and quiet: the time counts for the engines unless
+            // they could not use it (one period counts once: blind first).
+            if self.is_blind() {
+                self.blind += passed;
+            } else if let Some(due) = self.next_timer().filter(|d| *d < t) {
+                self.late += t.saturating_duration_since(due.max(self.now));
+            }
         }
         self.now = self.now.max(t);
         let now = self.now;
@@ -732,7 +760,21 @@ impl World {
         let ongoing = self.disconnected_since.map_or(Duration::ZERO, |since| {
             self.now.saturating_duration_since(since)
         });
-        self.outage = self.held + self.disconnected + ongoing;
+        self.outage = self.held + self.disconnected + ongoing + self.blind + self.late;
+    }
+
+    /// Whether a node sends sessions on a half-open stream (closed at the
+    /// other end) that it does not suspect yet: what it sends there is lost
+    /// and it cannot know so before the stream's silence shows.
+    pub fn is_blind(&self) -> bool {
+        self.links.iter().any(|l| {
+            (0..2).any(|n| {
+                l.end[1 - n].is_none()
+                    && l.end[n]
+                        .and_then(|s| self.nodes[n].stream_info(s))
+                        .is_some_and(|s| !s.suspect && s.sessions > 0)
+            })
+        })
     }
 
     /// Until nothing changes: events handled, applications served, output
