@@ -322,6 +322,12 @@ impl PathMeter {
                 .is_none_or(|at| now.saturating_duration_since(at) >= self.path_window(now))
     }
 
+    /// The smoothed delivery rate of our output, bytes/s (0 before one is
+    /// measured).
+    pub fn delivery_rate(&self) -> u64 {
+        self.fwd_avg
+    }
+
     /// Output handed to the transport and not yet known to have arrived.
     pub fn unconfirmed(&self) -> u64 {
         self.pos.saturating_sub(self.delivered)

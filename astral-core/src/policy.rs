@@ -35,6 +35,12 @@ pub struct Candidate {
     pub sessions: usize,
     /// The stricter of both ends' preferences for it.
     pub preference: StreamPreference,
+    /// False while `path` was just raised by a single drain-probe sample
+    /// that a confirming probe has not checked yet (`engine/probe.rs`): a
+    /// policy should not move sessions off the stream on it yet (one
+    /// sample may be a scheduling hiccup or jitter; the confirmation comes
+    /// within a drain and two round trips).
+    pub path_settled: bool,
 }
 
 impl Candidate {
@@ -49,6 +55,7 @@ impl Candidate {
             established_at: Timestamp::ZERO,
             sessions: 0,
             preference: StreamPreference::NORMAL,
+            path_settled: true,
         }
     }
 }
@@ -88,6 +95,9 @@ pub trait Policy: Send + std::fmt::Debug {
 ///   causes on the stream that carries it, can only make the current stream
 ///   look better than it is, never worse, so two equal paths never trade
 ///   a session.
+/// * Nothing moves off a stream whose path is not settled
+///   ([`Candidate::path_settled`]); the sustain keeps counting meanwhile,
+///   so a confirmed rise moves the sessions as soon as both hold.
 #[derive(Debug, Clone)]
 pub struct RttPolicy {
     /// Required relative improvement, e.g. 0.3 = the candidate's delay at
@@ -167,7 +177,9 @@ impl Policy for RttPolicy {
         };
         match self.better_since.get(&current.id) {
             Some(&(target, since)) if target == best.id => {
-                if now.saturating_duration_since(since) >= self.sustain {
+                // An unsettled path keeps the sustain running but moves
+                // nothing until it is confirmed.
+                if now.saturating_duration_since(since) >= self.sustain && current.path_settled {
                     self.better_since.remove(&current.id);
                     Some(best.id)
                 } else {
@@ -176,7 +188,7 @@ impl Policy for RttPolicy {
             }
             _ => {
                 self.better_since.insert(current.id, (best.id, now));
-                if self.sustain.is_zero() {
+                if self.sustain.is_zero() && current.path_settled {
                     self.better_since.remove(&current.id);
                     return Some(best.id);
                 }
@@ -239,6 +251,32 @@ mod tests {
         assert_eq!(p.migrate_target(t(0), &all[0], &all), None);
         assert_eq!(p.migrate_target(t(3), &all[0], &all), None);
         assert_eq!(p.migrate_target(t(5), &all[0], &all), StreamId::new(2));
+    }
+
+    #[test]
+    fn an_unsettled_path_moves_nothing_but_keeps_the_sustain_running() {
+        let mut p = RttPolicy::new(0.3, Duration::from_secs(1));
+        // The carrying stream's path was just raised by one probe sample
+        // (300 ms against a 120 ms candidate): the sustain starts...
+        let mut raised = cp(1, 500, 300);
+        raised.path_settled = false;
+        let all = [raised, c(2, 120)];
+        assert_eq!(p.migrate_target(t(0), &all[0], &all), None);
+        // ...and is met, but nothing moves while the rise is unconfirmed.
+        assert_eq!(p.migrate_target(t(1000), &all[0], &all), None);
+        assert_eq!(p.migrate_target(t(1250), &all[0], &all), None);
+        // Confirmed: it moves at once, the sustain having counted all along.
+        raised.path_settled = true;
+        let all = [raised, c(2, 120)];
+        assert_eq!(p.migrate_target(t(1500), &all[0], &all), StreamId::new(2));
+        // Without a sustain, likewise only once settled.
+        let mut p = RttPolicy::new(0.3, Duration::ZERO);
+        raised.path_settled = false;
+        let all = [raised, c(2, 120)];
+        assert_eq!(p.migrate_target(t(0), &all[0], &all), None);
+        raised.path_settled = true;
+        let all = [raised, c(2, 120)];
+        assert_eq!(p.migrate_target(t(0), &all[0], &all), StreamId::new(2));
     }
 
     #[test]

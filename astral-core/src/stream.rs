@@ -185,6 +185,9 @@ pub struct StreamStats {
     /// Drain probes started: new data held back until the stream's queue
     /// drained, for a clean path delay sample (docs/MIGRATION.md).
     pub drain_probes: u64,
+    /// Of those, confirming probes: a probe's sample raised the path delay
+    /// by more than a quarter, and the policy waited for a second look.
+    pub drain_confirms: u64,
     /// Total time data was held back by drain probes.
     pub drain_withheld: Duration,
 }

@@ -64,6 +64,15 @@ pub struct Sim {
 /// accepted.
 pub const DUPLICATE_QUERY: u8 = 3;
 
+/// Most bytes pulled from a node into one chunk of a link. A link
+/// delivers a chunk whole, after its last byte was serialised, and frees
+/// its room only then: a whole 256 KiB buffer pulled as one chunk crosses
+/// a 2 Mbit/s link as one 1 s unit, the link idles for its latency before
+/// the next one, and a pipeline once emptied (a drain probe) stayed in
+/// such units for good (issue 17: 3 % of the link). A TCP sender hands
+/// the network segments; 16 KiB is the forwarder's read size (`harness`).
+pub const MAX_CHUNK: usize = 16 * 1024;
+
 /// Seed of link `index`'s jitter, derived without drawing from the
 /// workload's generator (so adding links leaves write and read sizes alone).
 fn link_seed(seed: u64, index: usize) -> u64 {
@@ -456,7 +465,12 @@ impl Sim {
                         break;
                     }
                     self.buf.clear();
-                    let n = self.nodes[node].poll_transmit(now, stream, &mut self.buf, room);
+                    let n = self.nodes[node].poll_transmit(
+                        now,
+                        stream,
+                        &mut self.buf,
+                        room.min(MAX_CHUNK),
+                    );
                     if n == 0 {
                         break;
                     }

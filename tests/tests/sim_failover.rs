@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use astral_core::{CloseReason, Config, Event, StreamId, Timestamp};
+use astral_core::{CloseReason, Config, Event, StreamId, StreamStats, Timestamp};
 use astral_sim::{Action, FlowSpec, LinkConfig, Sim};
 
 fn ms(n: u64) -> Duration {
@@ -264,7 +264,7 @@ fn a_saturated_two_way_stream_is_never_suspect() {
 
 /// Two paths of 2 s RTT ± 50 % (one way 0.5 s plus 0..1 s of jitter:
 /// round trips of 1 to 3 s), ten simulated minutes of `spec`.
-fn jittered(seed: u64, spec: FlowSpec) -> (usize, usize, u64) {
+fn jittered(seed: u64, spec: FlowSpec) -> (usize, usize, u64, Vec<StreamStats>) {
     let link = LinkConfig::default()
         .latency(ms(500))
         .jitter(secs(1))
@@ -276,7 +276,13 @@ fn jittered(seed: u64, spec: FlowSpec) -> (usize, usize, u64) {
     sim.keep_log = true;
     sim.run_until(Sim::t(secs(600)));
     assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
-    (suspects(&sim), migrations(&sim), sim.flows[0].up.read)
+    let stats = sim.nodes[0].streams().map(|s| s.stats).collect();
+    (
+        suspects(&sim),
+        migrations(&sim),
+        sim.flows[0].up.read,
+        stats,
+    )
 }
 
 #[test]
@@ -285,7 +291,7 @@ fn a_two_second_path_with_half_its_delay_as_jitter_is_never_suspect() {
     let mut spec = FlowSpec::new(0, 1, 40_000 * 600, 40_000 * 600);
     spec.max_write = 4_000;
     spec.write_interval = Some(ms(100));
-    let (s, m, read) = jittered(25, spec);
+    let (s, m, read, _) = jittered(25, spec);
     println!("2 s ± 50 %, paced, 600 s: {s} suspect events, {m} migrations, {read} B up");
     assert!(read >= 40_000 * 600 / 3, "{read} B");
     assert_eq!(s, 0);
@@ -294,8 +300,15 @@ fn a_two_second_path_with_half_its_delay_as_jitter_is_never_suspect() {
 
 #[test]
 fn a_two_second_path_with_half_its_delay_as_jitter_under_a_bulk_transfer_is_never_suspect() {
-    let (s, m, read) = jittered(26, FlowSpec::new(0, 1, u64::MAX / 4, 0));
-    println!("2 s ± 50 %, bulk, 600 s: {s} suspect events, {m} migrations, {read} B up");
+    let (s, m, read, stats) = jittered(26, FlowSpec::new(0, 1, u64::MAX / 4, 0));
+    let probes: Vec<_> = stats
+        .iter()
+        .map(|s| (s.drain_probes, s.drain_confirms, s.drain_withheld))
+        .collect();
+    println!(
+        "2 s ± 50 %, bulk, 600 s: {s} suspect events, {m} migrations, {read} B up; \
+         drain probes per stream at the sender (probes, confirming, data withheld) {probes:?}"
+    );
     assert!(read > 0);
     assert_eq!(s, 0);
     assert_eq!(m, 0);

@@ -296,8 +296,12 @@ impl PeerEngine {
         // from the path meter (which knows what queued ahead of the ping).
         let _ = st.liveness.take_pong(nonce, now);
         let probe = st.is_probe_ping(nonce);
+        let before = st.liveness.rtt.path;
         if let Some(m) = st.meter.on_pong(now, nonce, st.stats.bytes_in) {
             st.take_sample(now, m, true, probe);
+        }
+        if probe {
+            st.on_probe_sample(now, nonce, before);
         }
         self.on_probe_progress(now, stream, Some(nonce));
         self.on_drain_pong(now, stream, nonce);

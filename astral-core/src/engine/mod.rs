@@ -388,6 +388,7 @@ impl PeerEngine {
                 c.established_at = s.established_at;
                 c.sessions = s.senders;
                 c.preference = s.preference();
+                c.path_settled = s.probe.path_settled();
                 c
             })
             .collect()
