@@ -33,8 +33,9 @@ async fn forwarder_bench_runs_both_contenders() {
 }
 
 /// The placement benchmark's machinery: a short run of the faster-path
-/// scenario applies its change, B counts the bytes, the slices add up to
-/// the total, and every sample has the session on one of the two paths.
+/// scenario (with jitter on both paths) applies its change, B counts the
+/// bytes, the slices add up to the total, and every sample has the session
+/// on one of the two paths.
 /// (Whether and when it moves is the benchmark's figure, not asserted.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_bench_runs_and_accounts_for_its_bytes() {
@@ -42,9 +43,11 @@ async fn placement_bench_runs_and_accounts_for_its_bytes() {
     let cfg = PlacementConfig {
         duration: Duration::from_secs(4),
         change_at: Duration::from_secs(2),
+        jitter: Duration::from_millis(5),
         ..PlacementConfig::new(Scenario::Faster)
     };
     let r = placement::run(&cfg).await.unwrap();
+    assert_eq!(r.jitter_ms, 5.0);
     assert_eq!(
         r.change.as_ref().map(|c| c.0.as_str()),
         Some("path 2: delay 5ms")
