@@ -189,6 +189,15 @@ pub(crate) struct Measured {
     pub own: Duration,
 }
 
+impl Measured {
+    /// Whether the traffic ahead of the probe explains at most a quarter
+    /// of the sample: it measured the path, not a queue (see the module
+    /// documentation).
+    pub fn is_clean(&self) -> bool {
+        self.queueing <= self.rtt / 4
+    }
+}
+
 /// Path measurement of one stream (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct PathMeter {
@@ -497,7 +506,7 @@ impl PathMeter {
         probe: bool,
     ) -> Duration {
         let window = self.path_window(now);
-        let clean = m.queueing <= m.rtt / 4;
+        let clean = m.is_clean();
         let mut m = m;
         if probe && clean && self.is_stale(now) {
             // Nothing of ours ahead of it after a window without such a

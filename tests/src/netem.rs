@@ -107,6 +107,13 @@ pub struct LinkConfig {
     pub jitter: Duration,
     /// Changes at offsets from the moment the link is created.
     pub schedule: Vec<(Duration, LinkChange)>,
+    /// Largest piece the bottleneck delivers at once (`None`: a chunk the
+    /// node hands over, up to the whole buffer, arrives whole once all of
+    /// it is serialised). A real bottleneck delivers packet by packet, so
+    /// the first bytes of a 256 KiB burst arrive long before its last;
+    /// tests that time what a receiver reads behind a standing queue set
+    /// this (e.g. 16 KiB, a few packets).
+    pub segment: Option<usize>,
 }
 
 impl Default for LinkConfig {
@@ -118,6 +125,7 @@ impl Default for LinkConfig {
             buffer: 256 * 1024,
             jitter: Duration::ZERO,
             schedule: Vec::new(),
+            segment: None,
         }
     }
 }
@@ -136,6 +144,7 @@ impl LinkConfig {
             bandwidth: Some(125_000_000),
             buffer: 256 * 1024,
             schedule: Vec::new(),
+            segment: None,
         }
     }
 
@@ -147,6 +156,7 @@ impl LinkConfig {
             bandwidth: Some(6_250_000),
             buffer: 256 * 1024,
             schedule: Vec::new(),
+            segment: None,
         }
     }
 
@@ -159,6 +169,7 @@ impl LinkConfig {
             bandwidth: Some(1_250_000),
             buffer: 1024 * 1024,
             schedule: Vec::new(),
+            segment: None,
         }
     }
 
@@ -171,6 +182,7 @@ impl LinkConfig {
             bandwidth: Some(250_000),
             buffer: 64 * 1024,
             schedule: Vec::new(),
+            segment: None,
         }
     }
 
@@ -201,6 +213,13 @@ impl LinkConfig {
     /// Sets the transport buffer (bytes in flight per direction).
     pub fn buffer(mut self, bytes: usize) -> Self {
         self.buffer = bytes;
+        self
+    }
+
+    /// Delivers what the node hands over in pieces of at most `bytes`, each
+    /// as soon as it is serialised (see [`LinkConfig::segment`]).
+    pub fn segment(mut self, bytes: usize) -> Self {
+        self.segment = Some(bytes.max(1));
         self
     }
 
@@ -239,6 +258,7 @@ pub struct Netem {
     jitter: Duration,
     bandwidth: Option<u64>,
     buffer: usize,
+    segment: Option<usize>,
     rng: ChaCha8Rng,
     queue: VecDeque<Chunk>,
     in_flight: usize,
@@ -268,6 +288,7 @@ impl Netem {
             jitter: config.jitter,
             bandwidth: config.bandwidth,
             buffer: config.buffer,
+            segment: config.segment,
             rng: ChaCha8Rng::seed_from_u64(seed),
             queue: VecDeque::new(),
             in_flight: 0,
@@ -320,6 +341,19 @@ impl Netem {
         if self.closed || data.is_empty() {
             return;
         }
+        let mut data = data;
+        if let Some(seg) = self.segment {
+            while data.len() > seg {
+                let piece = data.split_to(seg);
+                self.send_piece(now, piece);
+            }
+        }
+        self.send_piece(now, data);
+    }
+
+    /// Serialises one piece after the ones before it and schedules its
+    /// delivery.
+    fn send_piece(&mut self, now: Timestamp, data: Bytes) {
         let n = data.len();
         let start = self.free_at.max(now);
         let serial = self.bandwidth.map_or(Duration::ZERO, |bw| {
@@ -543,6 +577,37 @@ mod tests {
         };
         assert_eq!(times(1), times(1));
         assert_ne!(times(1), times(2));
+    }
+
+    #[test]
+    fn a_segmented_link_delivers_a_burst_piece_by_piece() {
+        // 1 MB/s, 1 ms one way: 4000 B in 1000 B pieces, each delivered
+        // once serialised; unsegmented, all of it only after 4 ms.
+        let cfg = LinkConfig::default()
+            .latency(Duration::from_millis(1))
+            .bandwidth(1_000_000);
+        let mut whole = Netem::new(&cfg, Direction::AtoB, 1, Timestamp::ZERO);
+        whole.handle_input(Timestamp::ZERO, Bytes::from(vec![7u8; 4000]));
+        assert_eq!(
+            whole.poll_timeout(),
+            Some(Timestamp::ZERO + Duration::from_millis(5))
+        );
+        let mut seg = Netem::new(&cfg.segment(1000), Direction::AtoB, 1, Timestamp::ZERO);
+        seg.handle_input(Timestamp::ZERO, Bytes::from(vec![7u8; 4000]));
+        assert_eq!(seg.in_flight(), 4000);
+        let mut got = Vec::new();
+        while let Some(at) = seg.poll_timeout() {
+            match seg.poll_output(at) {
+                Some(Delivery::Data(d)) => got.push((at, d.len())),
+                other => panic!("{other:?}"),
+            }
+        }
+        let at = |n: u64| Timestamp::ZERO + Duration::from_millis(n);
+        assert_eq!(
+            got,
+            vec![(at(2), 1000), (at(3), 1000), (at(4), 1000), (at(5), 1000)]
+        );
+        assert_eq!(seg.in_flight(), 0);
     }
 
     #[test]

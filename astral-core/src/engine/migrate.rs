@@ -161,9 +161,9 @@ impl PeerEngine {
         // is ignored; so is one naming a stream being drained (the peer
         // moves off it when it sees the Drain, with a newer marker), or one
         // we suspect (our probe on it went unanswered: it may be dead).
-        let target = self
-            .streams
-            .by_wire(target)
+        let known = self.streams.by_wire(target);
+        let suspected = known.is_some_and(|t| !t.is_draining() && t.is_suspect());
+        let target = known
             .filter(|t| !t.is_draining() && !t.is_suspect())
             .map(|t| t.id);
         if let Some(t) = target {
@@ -216,13 +216,33 @@ impl PeerEngine {
             return;
         }
         let Some(t) = target else {
-            tracing::debug!(session = ?id, "MigrateTo names an unknown, dead or draining stream; ignored");
+            tracing::debug!(session = ?id, "MigrateTo names an unknown, dead, draining or suspect stream; ignored");
+            let quiet = !s.awaiting_resume && !s.owed.resume && !s.owed.resume_reply;
             if matches!(s.phase, Phase::Migrating { .. }) {
                 // The peer's marker won over ours: it will never follow
                 // ours, so our migration cannot be confirmed. Its own
                 // target is gone here: the peer recovers or moves on with a
                 // newer marker, and that settles where both ends send.
                 self.on_migration_abandoned(id);
+            }
+            if suspected && quiet {
+                // A stream we suspect may be alive for the peer, which
+                // then stays on it (a frame of ours sent there before we
+                // left it confirms its migration): the directions would
+                // stay crossed (fuzz input
+                // migration_ordering/crossed-suspect-target-f93204e8).
+                // Tell the peer where we send, with a newer epoch: it
+                // follows (our next record on that stream also clears any
+                // suspicion of it there). Bounded: each restatement needs
+                // a newer marker naming a stream we suspect, and a record
+                // on a suspect stream makes it healthy.
+                let open = self
+                    .sessions
+                    .get(id)
+                    .is_some_and(|s| matches!(s.phase, Phase::Open));
+                if open {
+                    self.restate_binding(id, true);
+                }
             }
             return;
         };

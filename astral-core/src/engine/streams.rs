@@ -164,10 +164,15 @@ impl PeerStream {
     /// Folds a round-trip sample into the estimates. A credit sample longer
     /// than the current RTO is left out: a receiver that read late, not the
     /// path (a ping, which the peer answers at once, always counts).
-    /// Every sample feeds the probe timeout's estimate (`liveness.rs`).
-    /// `probe`: the sample answers a drain probe's ping (`probe.rs`).
+    /// Every sample feeds the probe timeouts' loaded estimate, the clean
+    /// ones (nothing much queued ahead of them) their clean estimate
+    /// (`liveness.rs`). `probe`: the sample answers a drain probe's ping
+    /// (`probe.rs`).
     pub fn take_sample(&mut self, now: Timestamp, m: Measured, from_ping: bool, probe: bool) {
         self.liveness.silence.sample(m.rtt);
+        if m.is_clean() {
+            self.liveness.clean.sample(m.rtt);
+        }
         let rtt = &mut self.liveness.rtt;
         if !from_ping && rtt.samples > 0 && m.rtt > rtt.rto(m.rtt) {
             return;
