@@ -87,6 +87,20 @@ impl AstralTokio {
         }
     }
 
+    /// A fresh client node (no redial) and the id of the server at `addr`.
+    fn client(&self, addr: SocketAddr) -> Res<(Node, NodeId)> {
+        let peer = *self
+            .servers
+            .lock()
+            .map_err(|_| "poisoned")?
+            .get(&addr)
+            .ok_or("unknown server address")?;
+        let (id, seed) = fresh(2);
+        let node = Node::with_seed(id, self.cfg.clone(), seed)?;
+        node.set_redial(None);
+        Ok((node, peer))
+    }
+
     /// With `on`, both nodes use the core's default flow control (windows
     /// auto-tuned from the default `recv_window`, the default send buffer
     /// and memory budgets) instead of the fixed window.
@@ -181,17 +195,16 @@ impl Transport for AstralTokio {
         }
     }
     async fn connect(&self, addr: SocketAddr) -> Res<AstralConn> {
-        let peer = *self
-            .servers
-            .lock()
-            .map_err(|_| "poisoned")?
-            .get(&addr)
-            .ok_or("unknown server address")?;
-        let (id, seed) = fresh(2);
-        let node = Node::with_seed(id, self.cfg.clone(), seed)?;
-        node.set_redial(None);
+        let (node, peer) = self.client(addr)?;
         node.connect(peer, addr).await?;
         Ok(AstralConn::Client { node, peer })
+    }
+    /// The session's Query rides behind handshake message 3
+    /// (`Node::connect_and_open`).
+    async fn connect_and_open(&self, addr: SocketAddr) -> Res<(AstralConn, Session)> {
+        let (node, peer) = self.client(addr)?;
+        let (_, s) = node.connect_and_open(peer, addr, QUERY).await?;
+        Ok((AstralConn::Client { node, peer }, s))
     }
     async fn open_stream(&self, c: &mut AstralConn) -> Res<Session> {
         let AstralConn::Client { node, peer } = c else {

@@ -143,6 +143,21 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// multiplexed).
     fn open_stream(&self, c: &mut Self::Conn) -> impl Future<Output = Res<Self::Stream>> + Send;
 
+    /// Client side: connect, handshake and a first stream, as fast as the
+    /// transport allows (the set-up workload). Default: `connect`, then
+    /// `open_stream`; a transport that can open the stream during the
+    /// handshake overrides it.
+    fn connect_and_open(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = Res<(Self::Conn, Self::Stream)>> + Send {
+        async move {
+            let mut c = self.connect(addr).await?;
+            let s = self.open_stream(&mut c).await?;
+            Ok((c, s))
+        }
+    }
+
     /// Largest idle-session count worth running (`None`: no limit).
     fn idle_limit(&self) -> Option<usize> {
         None
@@ -411,8 +426,7 @@ impl<T: Transport> Contender for Streamed<T> {
             let mut lat = Vec::with_capacity(n);
             for _ in 0..n {
                 let start = Instant::now();
-                let mut c = t.connect(addr).await?;
-                let mut s = t.open_stream(&mut c).await?;
+                let (c, mut s) = t.connect_and_open(addr).await?;
                 s.write_all(&[OP_ECHO, 7]).await?;
                 s.flush().await?;
                 let mut byte = [0u8; 1];

@@ -354,7 +354,10 @@ impl Node {
 
     /// Dials `addr` over TCP and runs the handshake expecting `peer`: one
     /// more stream to that peer per call. Resolves once the stream is
-    /// established and the peer has confirmed it (its first record arrived).
+    /// established and the peer has confirmed it (its first record arrived),
+    /// so a listener that refuses this key is an error here. A session
+    /// opened after it returns costs one round trip more than one opened
+    /// while it runs ([`Node::connect_and_open`]).
     /// The address is remembered and redialed if this stream dies.
     ///
     /// Errors: [`Error::Io`] if the TCP connection fails (refused,
@@ -385,6 +388,38 @@ impl Node {
         )?;
         drop(connecting);
         wait_up(stream, rx, Role::Dial(peer)).await
+    }
+
+    /// Dials `addr` like [`Node::connect`] and opens a session for `query`
+    /// on the new stream at the same time: the Query leaves right behind
+    /// the handshake's message 3 instead of after the peer's first record,
+    /// so the session is open 2 round trips after the TCP connection
+    /// instead of 3 (docs/PROTOCOL.md, "Handshake"). The stream's errors
+    /// come first: a dial that fails (the listener refuses this key, a
+    /// wrong id, a timeout) is [`Error::Io`] or [`Error::Handshake`] as from
+    /// `connect`, and the session, dropped, is reset; otherwise the
+    /// session's answer as from [`Node::open_session`]. If the node already
+    /// has a usable stream to `peer`, the query may go out on that one.
+    ///
+    /// ```no_run
+    /// # async fn f(node: astral_tokio::Node, peer: astral_tokio::NodeId) -> Result<(), astral_tokio::Error> {
+    /// let (stream, session) = node.connect_and_open(peer, "127.0.0.1:4000", "echo").await?;
+    /// println!("session {} on stream {stream}", session.id());
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_and_open(
+        &self,
+        peer: NodeId,
+        addr: impl ToSocketAddrs,
+        query: &str,
+    ) -> Result<(StreamId, Session)> {
+        // `biased`: the dial registers itself (`Connecting`) on its first
+        // poll, before the open looks for a stream under way.
+        tokio::try_join!(
+            biased;
+            self.connect(peer, addr),
+            self.open_session(peer, query)
+        )
     }
 
     /// Adds any byte transport (in-memory pipe, Unix socket, SOCKS/Tor
