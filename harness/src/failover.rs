@@ -29,7 +29,15 @@ use tokio::io::AsyncWriteExt;
 
 use crate::astral_api::{self, Event, Node, StreamId};
 use crate::units::Rate;
-use crate::wan::{Forwarder, LinkParams, PathParams};
+use crate::wan::{Forwarder, LinkParams, PathControl, PathKind, PathParams};
+
+/// `SO_RCVBUF` of the forwarders' sockets by default: 16 KiB (32 KiB with
+/// the kernel's doubling, 13 ms at 20 Mbit/s). The forwarders' own default
+/// ([`crate::wan::forwarder::SOCKET_RCVBUF`], 64 KiB, 128 KiB doubled) is
+/// 52 ms of queue at 20 Mbit/s ahead of the emulated bottleneck, which a
+/// real path does not have: at 5 ms that is twice the path's documented
+/// queue (one BDP, at least 64 KiB), and every probe waits behind it.
+pub const FORWARDER_RCVBUF: u32 = 16 * 1024;
 
 /// One run's parameters.
 #[derive(Debug, Clone)]
@@ -50,6 +58,10 @@ pub struct FailoverConfig {
     /// Both nodes' `Config::tcp_notsent_lowat` (`None`: the default,
     /// 128 KiB; `Some(0)`: the system's).
     pub notsent_lowat: Option<u32>,
+    /// `SO_RCVBUF` of the forwarders' sockets
+    /// (`Forwarder::start_with_rcvbuf`): queue ahead of the emulated
+    /// bottleneck that a real path does not have.
+    pub forwarder_rcvbuf: u32,
 }
 
 impl FailoverConfig {
@@ -64,6 +76,7 @@ impl FailoverConfig {
             lift_after: None,
             after: Duration::from_secs(5),
             notsent_lowat: None,
+            forwarder_rcvbuf: FORWARDER_RCVBUF,
         }
     }
 }
@@ -93,6 +106,9 @@ pub struct Report {
     pub pace_mbyte_s: Option<f64>,
     /// Bottleneck buffer of each path and direction, bytes.
     pub queue: usize,
+    /// `SO_RCVBUF` of the forwarders' sockets, bytes (the kernel doubles
+    /// it).
+    pub forwarder_rcvbuf: u32,
     /// A's `dead_timeout`, seconds (the silent stream is closed then).
     pub dead_timeout_s: f64,
     /// The path the session sent on when it was blackholed (1 or 2).
@@ -223,12 +239,12 @@ pub async fn run(cfg: &FailoverConfig) -> Result<Report, String> {
     let log = Arc::new(Mutex::new(ReadLog::default()));
     let reader = tokio::spawn(checking_sink(b.clone(), log.clone()));
     let io = |e: std::io::Error| e.to_string();
-    let f1 = Forwarder::start("127.0.0.1:0", b_addr, link(cfg.rtt, cfg.rate, queue))
-        .await
-        .map_err(io)?;
-    let f2 = Forwarder::start("127.0.0.1:0", b_addr, link(cfg.rtt, cfg.rate, queue))
-        .await
-        .map_err(io)?;
+    let forwarder = |seed| {
+        let path = PathControl::new(PathKind::Forwarder, link(cfg.rtt, cfg.rate, queue));
+        Forwarder::start_with_rcvbuf("127.0.0.1:0", b_addr, path, seed, cfg.forwarder_rcvbuf)
+    };
+    let f1 = forwarder(0).await.map_err(io)?;
+    let f2 = forwarder(0).await.map_err(io)?;
     let a = astral_api::node_with(astral_api::identity(2), config)?;
     let s1 = astral_api::connect_stream(&a, b.id(), f1.local_addr()).await?;
     let s2 = astral_api::connect_stream(&a, b.id(), f2.local_addr()).await?;
@@ -402,6 +418,7 @@ pub async fn run(cfg: &FailoverConfig) -> Result<Report, String> {
         rate_mbit: cfg.rate.bits_per_sec() as f64 / 1e6,
         pace_mbyte_s: cfg.pace.map(|r| r.bytes_per_sec() / 1e6),
         queue,
+        forwarder_rcvbuf: cfg.forwarder_rcvbuf,
         dead_timeout_s: dead_timeout.as_secs_f64(),
         blackholed_path: carrying,
         blackhole_at_s: t0.duration_since(start).as_secs_f64(),

@@ -46,6 +46,11 @@ struct Cli {
     /// library's, 128K].
     #[arg(long, value_parser = parse_size)]
     tcp_notsent_lowat: Option<usize>,
+    /// SO_RCVBUF of the forwarders' sockets (K, M suffixes; the kernel
+    /// doubles it): queue ahead of the emulated bottleneck [default: 16K;
+    /// the forwarder's own default is 64K].
+    #[arg(long, value_parser = parse_size)]
+    forwarder_rcvbuf: Option<usize>,
     #[command(flatten)]
     each: RunArgs,
 }
@@ -56,12 +61,13 @@ fn opt_ms(v: Option<f64>) -> String {
 
 fn summary(r: &Report) -> String {
     let mut s = format!(
-        "rtt {:.0} ms, {:.0} Mbit/s, queue {} B, {}; path {} blackholed at {:.1} s{}: \
+        "rtt {:.0} ms, {:.0} Mbit/s, queue {} B, forwarder SO_RCVBUF {} B, {}; path {} blackholed at {:.1} s{}: \
          suspect {}, data resumed {} after it (stall {}), on path {} at the end; \
          written {} B, read {} B, pattern {}, eof {}, close {}, resent {} B: {}",
         r.rtt_ms,
         r.rate_mbit,
         r.queue,
+        r.forwarder_rcvbuf,
         r.pace_mbyte_s
             .map_or("saturating".to_string(), |p| format!("paced {p:.2} MB/s")),
         r.blackholed_path,
@@ -107,6 +113,9 @@ async fn run(cli: &Cli) -> Result<bool, String> {
     if let Some(l) = cli.tcp_notsent_lowat {
         cfg.notsent_lowat =
             Some(u32::try_from(l).map_err(|_| "--tcp-notsent-lowat: at most 4 GiB")?);
+    }
+    if let Some(b) = cli.forwarder_rcvbuf {
+        cfg.forwarder_rcvbuf = u32::try_from(b).map_err(|_| "--forwarder-rcvbuf: at most 4 GiB")?;
     }
     let reports = cli.each.each(|| failover::run(&cfg), summary).await?;
     Ok(reports.iter().all(|r| r.exact))

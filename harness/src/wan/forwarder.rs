@@ -16,9 +16,11 @@
 //!   while the bottleneck queue has room: a full queue stops reading, and the
 //!   sender's socket buffer then fills (backpressure, queueing delay);
 //! * the forwarder's sockets have small kernel receive buffers
-//!   ([`SOCKET_RCVBUF`]), so bytes waiting ahead of the emulated bottleneck
-//!   are the queue's, not megabytes of autotuned socket buffer that no
-//!   real path has (the sender's own send buffer is the sender's);
+//!   ([`SOCKET_RCVBUF`], or the one given to
+//!   [`Forwarder::start_with_rcvbuf`]), so bytes waiting ahead of the
+//!   emulated bottleneck are the queue's, not megabytes of autotuned socket
+//!   buffer that no real path has (the sender's own send buffer is the
+//!   sender's);
 //! * end-of-stream (FIN) travels through the link like data, so a
 //!   half-close arrives after the delay and after every byte before it;
 //! * a reset from one end (or a write error toward it) resets both ends;
@@ -99,7 +101,21 @@ impl Forwarder {
         path: PathControl,
         seed: u64,
     ) -> io::Result<Forwarder> {
-        let listener = bind_small(listen).await?;
+        Forwarder::start_with_rcvbuf(listen, target, path, seed, SOCKET_RCVBUF).await
+    }
+
+    /// Like [`Forwarder::start_with`] with `rcvbuf` as the `SO_RCVBUF` of
+    /// its sockets instead of [`SOCKET_RCVBUF`]: a smaller one leaves less
+    /// queue ahead of the emulated bottleneck that no real path has (the
+    /// kernel doubles it, and its minimum is about 2 KiB).
+    pub async fn start_with_rcvbuf(
+        listen: impl ToSocketAddrs,
+        target: SocketAddr,
+        path: PathControl,
+        seed: u64,
+        rcvbuf: u32,
+    ) -> io::Result<Forwarder> {
+        let listener = bind_small(listen, rcvbuf).await?;
         let local = listener.local_addr()?;
         let (stop, _) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(
@@ -108,6 +124,7 @@ impl Forwarder {
             path.clone(),
             stop.clone(),
             seed,
+            rcvbuf,
         ));
         Ok(Forwarder {
             local,
@@ -153,9 +170,9 @@ impl Drop for Forwarder {
 /// six seconds of queueing that no router on the emulated path holds.
 pub const SOCKET_RCVBUF: u32 = 64 * 1024;
 
-/// A listener whose accepted sockets inherit [`SOCKET_RCVBUF`] (set
+/// A listener whose accepted sockets inherit `rcvbuf` as `SO_RCVBUF` (set
 /// before `listen`, so the window scale fits it).
-async fn bind_small(listen: impl ToSocketAddrs) -> io::Result<TcpListener> {
+async fn bind_small(listen: impl ToSocketAddrs, rcvbuf: u32) -> io::Result<TcpListener> {
     let mut last = None;
     for addr in tokio::net::lookup_host(listen).await? {
         let socket = if addr.is_ipv4() {
@@ -164,7 +181,7 @@ async fn bind_small(listen: impl ToSocketAddrs) -> io::Result<TcpListener> {
             TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
-        socket.set_recv_buffer_size(SOCKET_RCVBUF)?;
+        socket.set_recv_buffer_size(rcvbuf)?;
         match socket.bind(addr) {
             Ok(()) => return socket.listen(1024),
             Err(e) => last = Some(e),
@@ -173,14 +190,14 @@ async fn bind_small(listen: impl ToSocketAddrs) -> io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address")))
 }
 
-/// Connects to `target` with [`SOCKET_RCVBUF`].
-async fn connect_small(target: SocketAddr) -> io::Result<TcpStream> {
+/// Connects to `target` with `rcvbuf` as `SO_RCVBUF`.
+async fn connect_small(target: SocketAddr, rcvbuf: u32) -> io::Result<TcpStream> {
     let socket = if target.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
-    socket.set_recv_buffer_size(SOCKET_RCVBUF)?;
+    socket.set_recv_buffer_size(rcvbuf)?;
     socket.connect(target).await
 }
 
@@ -190,6 +207,7 @@ async fn accept_loop(
     path: PathControl,
     stop: watch::Sender<bool>,
     seed: u64,
+    rcvbuf: u32,
 ) {
     let mut n: u64 = 0;
     loop {
@@ -210,7 +228,7 @@ async fn accept_loop(
         let conn_seed = seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let (path, stop) = (path.clone(), stop.subscribe());
         tokio::spawn(async move {
-            if let Err(e) = forward(client, target, &path, stop, conn_seed).await {
+            if let Err(e) = forward(client, target, &path, stop, conn_seed, rcvbuf).await {
                 tracing::debug!(%from, %e, "forwarded connection ended");
             }
             path.add_stats(|s| s.open_connections -= 1);
@@ -224,8 +242,9 @@ async fn forward(
     path: &PathControl,
     stop: watch::Receiver<bool>,
     seed: u64,
+    rcvbuf: u32,
 ) -> io::Result<()> {
-    let server = match connect_small(target).await {
+    let server = match connect_small(target, rcvbuf).await {
         Ok(s) => s,
         Err(e) => {
             // As a refused connection looks to a dialer: a reset.
