@@ -181,7 +181,7 @@ impl EpDriver {
                         st.redialer.stream_down(now, *stream, r);
                     }
                 }
-                let _ = self.ctx.events.send(ev);
+                self.ctx.publish(ev);
             }
             while let Some(ns) = st.core.poll_new_stream() {
                 any = true;

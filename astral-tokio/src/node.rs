@@ -564,7 +564,6 @@ impl Node {
         let ctx = inner.ctx.clone();
         // Under the endpoint's lock, so the engine cannot be retired
         // between routing and opening.
-        let mut events = ctx.events.subscribe();
         let (engine, id, wait) = inner.ep.with(|st, _| {
             if st.closed {
                 return Err(Error::Shutdown);
@@ -596,23 +595,24 @@ impl Node {
             // timeout (then the session is reset: nothing was sent).
             let up = async {
                 loop {
+                    // Registered before the check: an event published
+                    // after it wakes this wait.
+                    let changed = ctx.changed.notified();
+                    tokio::pin!(changed);
+                    changed.as_mut().enable();
                     let ready = engine.peek(|ps| {
                         !ps.engine.stream_ids().is_empty() || ps.engine.session(id).is_none()
                     });
                     if ready {
                         return;
                     }
-                    match events.recv().await {
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
+                    changed.await;
                 }
             };
             if tokio::time::timeout(timeout, up).await.is_err() {
                 return Err(Error::Unreachable(peer));
             }
         }
-        drop(events);
         // The pending open parks as the session's reader: SessionOpen and
         // SessionClosed wake it.
         let answer = std::future::poll_fn(|cx| {
@@ -933,7 +933,7 @@ impl Node {
     /// # }
     /// ```
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.inner().ctx.events.subscribe()
+        self.inner().ctx.subscribe()
     }
 
     /// Leaves gracefully and stops the node's tasks: every peer is told

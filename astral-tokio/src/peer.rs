@@ -305,7 +305,7 @@ impl Peer {
             }
             _ => {}
         }
-        let _ = self.ctx.events.send(ev);
+        self.ctx.publish(ev);
     }
 
     /// Sleeps until the engine's next deadline and runs its timers; ends
