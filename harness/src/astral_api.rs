@@ -137,6 +137,21 @@ pub fn stream_rtt_ms(node: &Node, stream: StreamId) -> (f64, f64) {
         })
 }
 
+/// `stream`'s drain probes at `node`: (probes, of them confirming, seconds
+/// data was withheld); zeros once the stream is gone.
+pub fn stream_drain_probes(node: &Node, stream: StreamId) -> (u64, u64, f64) {
+    node.streams()
+        .into_iter()
+        .find(|s| s.id == stream)
+        .map_or((0, 0, 0.0), |s| {
+            (
+                s.stats.drain_probes,
+                s.stats.drain_confirms,
+                s.stats.drain_withheld.as_secs_f64(),
+            )
+        })
+}
+
 /// Opens a session with `peer` for `query`.
 pub async fn open(node: &Node, peer: NodeId, query: &str) -> Result<Session, Error> {
     node.open_session(peer, query)

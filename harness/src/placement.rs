@@ -21,6 +21,11 @@
 //! * [`Scenario::Slower`]: carrying path 100 ms, the other 120 ms; at
 //!   `change_at` the carrying path becomes 3× slower (300 ms): time until
 //!   A moves off it (target ≤ 5 s).
+//!
+//! [`PlacementConfig::jitter`] adds `± jitter` to each direction of both
+//! paths (order kept, as the forwarder's `jitter` command): `identical`
+//! with 10 ms is issue 17's "equal paths with ±50 % jitter" (20 ms one
+//! way ± 10 ms; target 0 migrations).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,6 +63,9 @@ pub struct PlacementConfig {
     pub rate: Rate,
     /// A fixed session window (both nodes; `None`: the default, auto-tuned).
     pub window: Option<u32>,
+    /// Jitter half-width added to each direction of both paths (zero:
+    /// none).
+    pub jitter: Duration,
 }
 
 impl PlacementConfig {
@@ -71,6 +79,7 @@ impl PlacementConfig {
                 change_at: Duration::MAX,
                 rate: Rate::mbit(8),
                 window: None,
+                jitter: Duration::ZERO,
             },
             Scenario::Faster | Scenario::Slower => PlacementConfig {
                 scenario,
@@ -78,6 +87,7 @@ impl PlacementConfig {
                 change_at: Duration::from_secs(20),
                 rate: Rate::mbit(20),
                 window: None,
+                jitter: Duration::ZERO,
             },
         }
     }
@@ -125,6 +135,8 @@ pub struct Report {
     pub queue: usize,
     /// Fixed session window, bytes (`None`: auto-tuned).
     pub window: Option<u32>,
+    /// Jitter half-width on each direction of both paths, ms.
+    pub jitter_ms: f64,
     /// The change and when (seconds), if any.
     pub change: Option<(String, f64)>,
     /// Every migration, both nodes, in order.
@@ -148,16 +160,20 @@ pub struct Report {
     /// Seconds the session's sending stream was on path 1 and on path 2
     /// (A's view, 100 ms samples).
     pub time_on_path_s: [f64; 2],
+    /// A's drain probes on path 1 and path 2 (docs/MIGRATION.md):
+    /// (probes, of them confirming, seconds data was withheld).
+    pub drain_probes: [(u64, u64, f64); 2],
 }
 
 const SLICE: Duration = Duration::from_millis(500);
 const SAMPLE: Duration = Duration::from_millis(100);
 const CHUNK: usize = 64 << 10;
 
-fn link(rtt: Duration, rate: Rate, queue: usize) -> PathParams {
+fn link(rtt: Duration, rate: Rate, queue: usize, jitter: Duration) -> PathParams {
     let mut l = LinkParams::with_delay(rtt / 2);
     l.rate = Some(rate);
     l.queue = queue;
+    l.jitter = jitter;
     PathParams::symmetric(l)
 }
 
@@ -193,12 +209,20 @@ pub async fn run(cfg: &PlacementConfig) -> Result<Report, String> {
     let count = Arc::new(AtomicU64::new(0));
     tokio::spawn(serve_counting_sink(b.clone(), count.clone()));
     let io = |e: std::io::Error| e.to_string();
-    let f1 = Forwarder::start("127.0.0.1:0", b_addr, link(rtt1, cfg.rate, queue))
-        .await
-        .map_err(io)?;
-    let f2 = Forwarder::start("127.0.0.1:0", b_addr, link(rtt2, cfg.rate, queue))
-        .await
-        .map_err(io)?;
+    let f1 = Forwarder::start(
+        "127.0.0.1:0",
+        b_addr,
+        link(rtt1, cfg.rate, queue, cfg.jitter),
+    )
+    .await
+    .map_err(io)?;
+    let f2 = Forwarder::start(
+        "127.0.0.1:0",
+        b_addr,
+        link(rtt2, cfg.rate, queue, cfg.jitter),
+    )
+    .await
+    .map_err(io)?;
     let a = astral_api::node_with(astral_api::identity(2), config)?;
     let s1 = astral_api::connect_stream(&a, b.id(), f1.local_addr()).await?;
     let s2 = astral_api::connect_stream(&a, b.id(), f2.local_addr()).await?;
@@ -302,6 +326,10 @@ pub async fn run(cfg: &PlacementConfig) -> Result<Report, String> {
     writer.abort();
     let elapsed = start.elapsed().as_secs_f64();
     let bytes = count.load(Ordering::Relaxed);
+    let drain_probes = [
+        astral_api::stream_drain_probes(&a, s1),
+        astral_api::stream_drain_probes(&a, s2),
+    ];
     astral_api::shutdown(&a);
     astral_api::shutdown(&b);
 
@@ -343,6 +371,7 @@ pub async fn run(cfg: &PlacementConfig) -> Result<Report, String> {
         rate_mbit: cfg.rate.bits_per_sec() as f64 / 1e6,
         queue,
         window: cfg.window,
+        jitter_ms: cfg.jitter.as_secs_f64() * 1e3,
         change: change
             .zip(changed_at)
             .map(|((p, cmd), at)| (format!("path {p}: {cmd}"), at)),
@@ -359,5 +388,6 @@ pub async fn run(cfg: &PlacementConfig) -> Result<Report, String> {
             f64::from(on_path[0]) * SAMPLE.as_secs_f64(),
             f64::from(on_path[1]) * SAMPLE.as_secs_f64(),
         ],
+        drain_probes,
     })
 }

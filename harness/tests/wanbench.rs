@@ -33,8 +33,9 @@ async fn forwarder_bench_runs_both_contenders() {
 }
 
 /// The placement benchmark's machinery: a short run of the faster-path
-/// scenario applies its change, B counts the bytes, the slices add up to
-/// the total, and every sample has the session on one of the two paths.
+/// scenario (with jitter on both paths) applies its change, B counts the
+/// bytes, the slices add up to the total, and every sample has the session
+/// on one of the two paths.
 /// (Whether and when it moves is the benchmark's figure, not asserted.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_bench_runs_and_accounts_for_its_bytes() {
@@ -42,9 +43,11 @@ async fn placement_bench_runs_and_accounts_for_its_bytes() {
     let cfg = PlacementConfig {
         duration: Duration::from_secs(4),
         change_at: Duration::from_secs(2),
+        jitter: Duration::from_millis(5),
         ..PlacementConfig::new(Scenario::Faster)
     };
     let r = placement::run(&cfg).await.unwrap();
+    assert_eq!(r.jitter_ms, 5.0);
     assert_eq!(
         r.change.as_ref().map(|c| c.0.as_str()),
         Some("path 2: delay 5ms")
@@ -52,9 +55,29 @@ async fn placement_bench_runs_and_accounts_for_its_bytes() {
     assert!(r.bytes > 0, "{r:?}");
     // 20 Mbit/s caps: never above two paths' worth (timer rounding aside).
     assert!(r.goodput_mbit < 42.0, "{r:?}");
-    let sliced: f64 = r.slices_mbit.iter().map(|m| m * 1e6 / 8.0 * 0.5).sum();
+    // Samples every 100 ms from 0.1 s to 3.9 s: seven 0.5 s slices and a
+    // last one of 0.4 s (weighting it 0.5 s made the sum depend on the
+    // rate's shape in the last 0.4 s). The total also counts the bytes
+    // read after the last sample: at most 0.1 s at the cap.
+    let samples = (cfg.duration.as_millis() / 100) as usize - 1;
+    let last = match samples % 5 {
+        0 => 5,
+        k => k,
+    };
+    assert_eq!(r.slices_mbit.len(), samples.div_ceil(5), "{r:?}");
+    let n = r.slices_mbit.len();
+    let sliced: f64 = r
+        .slices_mbit
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let secs = if i + 1 == n { last as f64 * 0.1 } else { 0.5 };
+            m * 1e6 / 8.0 * secs
+        })
+        .sum();
+    let tail = r.rate_mbit * 1e6 / 8.0 * 0.1;
     assert!(
-        (sliced - r.bytes as f64).abs() <= r.bytes as f64 * 0.02 + 1.0,
+        sliced <= r.bytes as f64 * 1.02 + 1.0 && r.bytes as f64 <= sliced * 1.02 + tail,
         "{sliced} vs {}",
         r.bytes
     );

@@ -121,11 +121,19 @@ fn a_path_that_becomes_ten_times_faster_wins_within_five_seconds() {
     let during = goodput(&mut sim, Sim::t(change + secs(10)), secs(2));
     let took = moved_after(&sim, change).expect("the session moved");
     let n = migrations(&sim).len();
+    let confirms = sim.links[0]
+        .stream_at(0)
+        .and_then(|id| sim.nodes[0].stream_info(id))
+        .map(|s| s.stats.drain_confirms);
     println!(
         "10x faster: moved {took:?} after the change; {n} Migrated events; \
-         goodput per 2 s before {before:?}, during and after the move {during:?}; {} RTT samples",
+         goodput per 2 s before {before:?}, during and after the move {during:?}; {} RTT samples; \
+         confirming probes on the 100 ms stream {confirms:?}",
         samples(&sim)
     );
+    // The 10 ms path wins at the trusted estimate of the 100 ms one: no
+    // confirming probe (a second drain) holds data back around the move.
+    assert_eq!(confirms, Some(0));
     assert!(took <= secs(5), "took {took:?}");
     assert_eq!(carrying_link(&sim), Some(1));
     // One move, reported at both ends.

@@ -273,6 +273,8 @@ impl PeerEngine {
         if !placing {
             return;
         }
+        // Again: the probes' tick may have unsettled a path.
+        let cands = self.candidates();
         self.probe_streams(now);
         let cooldown = self.shared.config.migrate_cooldown;
         for cur in cands.iter().filter(|c| c.sessions > 0) {

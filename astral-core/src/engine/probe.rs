@@ -21,15 +21,17 @@
 //! scheduling hiccup (a 40 ms path read 49 ms on a loaded machine) or by
 //! jitter (two pings both read 2.7 s on a 2 s ± 50 % path), and the
 //! carrying stream would look slower than an identical idle stream, whose
-//! estimate is the minimum of a ping every 250 ms. So a probe sample that
-//! raises the estimate by more than a quarter is not acted on alone: the
-//! stream's path is *unsettled* ([`Candidate::path_settled`], the policy
-//! keeps counting its sustain but moves nothing off the stream) and a
-//! confirming probe starts at once: a drain, then [`CONFIRM_PINGS`] pings
-//! one after another with the data withheld, whose samples lower the
-//! estimate if the first was unlucky (the minimum of three, as every probe
-//! took before). The answer to its last ping settles the path. Rises are
-//! rare (a path that really changed), so the dearer probe is too.
+//! estimate is the minimum of a ping every 250 ms. So after a probe sample
+//! raised the estimate, the lowest estimate since the last confirmation
+//! stays the trusted one; while the raised value would let another stream
+//! win by the policy's gain and the trusted one would not, the stream's
+//! path is *unsettled* ([`Candidate::path_settled`]: the policy keeps
+//! counting its sustain but moves nothing off the stream) and a confirming
+//! probe starts at once: a drain, then [`CONFIRM_PINGS`] pings one after
+//! another with the data withheld, whose samples lower the estimate if the
+//! first was unlucky (the minimum of three, as every probe took before).
+//! The answer to its last ping settles the path. Rises that decide a move
+//! are rare (a path that really changed), so the dearer probe is too.
 //!
 //! **Backing off.** While probes keep finding the estimate unchanged
 //! (within a quarter), each waits twice as long as the last: one path
@@ -133,9 +135,12 @@ pub(crate) struct DrainProbe {
     last_ping: Option<u64>,
     /// The probe under way (or whose last ping is out) confirms a rise.
     confirming: bool,
-    /// A probe sample raised the path delay by more than a quarter and no
-    /// confirming probe has answered yet: the path is unsettled.
-    raised: bool,
+    /// While probe samples raised the path delay since the last
+    /// confirmation: the lowest estimate since then (the trusted one).
+    base: Option<Duration>,
+    /// The raise is what would let another stream win: the path is
+    /// unsettled until a confirming probe answers (set at each tick).
+    unsettled: bool,
     /// Probes in a row that found the estimate unchanged (at most
     /// [`MAX_BACKOFF`]).
     unchanged: u8,
@@ -149,10 +154,10 @@ impl DrainProbe {
         self.state != ProbeState::Idle
     }
 
-    /// Whether the path delay is settled: no probe sample raised it without
-    /// a confirming probe's answer since.
+    /// Whether the path delay is settled: no unconfirmed probe sample is
+    /// what would let another stream win.
     pub fn path_settled(&self) -> bool {
-        !self.raised
+        !self.unsettled
     }
 
     /// How long after the last probe started the next may start: one path
@@ -203,27 +208,30 @@ impl PeerEngine {
                 st.probe.last_ping = None;
                 st.probe.settle();
             }
-            if st.probe.raised && (!start || !st.is_usable() || st.senders == 0) {
+            if !start || !st.is_usable() || st.senders == 0 {
                 // Nothing to confirm it for.
-                st.probe.raised = false;
+                st.probe.base = None;
             }
-            if st.probe.raised && !st.probe.confirming && st.probe.last_ping.is_none() {
-                // Confirm a rise only if it could move the session: some
-                // other stream of the same or a lower tier would then be
-                // clearly better. Otherwise it stands as it is (a jittery
-                // path's unlucky sample that changes nothing costs no
-                // second drain).
-                let pref = st.preference();
-                let ours = (st.liveness.rtt.path + pref.penalty).as_nanos();
-                let matters = usable.iter().any(|(id, srtt, p)| {
-                    *id != st.id
+            // A rise needs confirming only if it is what would let another
+            // stream of the same or a lower tier win by the policy's gain:
+            // at the trusted estimate none would. (A path that looks worse
+            // only by a jittery sample that changes nothing costs no second
+            // drain; one whose rivals are far better anyway is left alone.)
+            let pref = st.preference();
+            let id = st.id;
+            let matters = |path: Duration| {
+                let ours = (path + pref.penalty).as_nanos();
+                usable.iter().any(|(other, srtt, p)| {
+                    *other != id
                         && p.tier <= pref.tier
                         && (*srtt + p.penalty).as_nanos() * 1_000_000 <= ours * keep
-                });
-                if !matters {
-                    st.probe.raised = false;
-                }
+                })
+            };
+            let path = st.liveness.rtt.path;
+            if st.probe.base.is_some_and(|b| path <= b) {
+                st.probe.base = None;
             }
+            st.probe.unsettled = st.probe.base.is_some_and(|b| matters(path) && !matters(b));
             let signals = Signals {
                 srtt: st.liveness.rtt.srtt,
                 rate: st.meter.delivery_rate(),
@@ -234,7 +242,8 @@ impl PeerEngine {
                     .min()
                     .unwrap_or_default(),
             };
-            let confirm = st.probe.raised && !st.probe.confirming && st.probe.last_ping.is_none();
+            let confirm =
+                st.probe.unsettled && !st.probe.confirming && st.probe.last_ping.is_none();
             let due = start
                 && st.is_usable()
                 && st.senders > 0
@@ -331,7 +340,8 @@ impl DrainProbe {
     fn settle(&mut self) {
         if self.confirming {
             self.confirming = false;
-            self.raised = false;
+            self.base = None;
+            self.unsettled = false;
         }
     }
 }
@@ -365,10 +375,11 @@ impl super::streams::PeerStream {
     }
 
     /// The sample of the probe ping `nonce` was folded; `before` is the
-    /// path delay it found (zero: unknown). A first probe's sample that
-    /// raised it by more than a quarter unsettles the path (a confirming
-    /// probe follows); one within a quarter backs the interval off. The
-    /// answer to a confirming probe's last ping settles the path.
+    /// path delay it found (zero: unknown). A probe's sample that raised
+    /// it leaves the estimate unconfirmed (the lowest since the last
+    /// confirmation is kept; `tick_drain_probes` decides whether the rise
+    /// matters); one within a quarter backs the interval off. The answer
+    /// to a confirming probe's last ping settles the path.
     pub(super) fn on_probe_sample(&mut self, now: Timestamp, nonce: u64, before: Duration) {
         let after = self.liveness.rtt.path;
         let last = self.probe.last_ping == Some(nonce);
@@ -383,8 +394,10 @@ impl super::streams::PeerStream {
             self.probe.last_ping = None;
         }
         let refreshed = !self.meter.is_stale(now);
+        if !before.is_zero() && after > before {
+            self.probe.base = Some(self.probe.base.map_or(before, |b| b.min(before)));
+        }
         if !before.is_zero() && after > before + before / 4 {
-            self.probe.raised = true;
             self.probe.unchanged = 0;
         } else if refreshed && !before.is_zero() && after + before / 4 >= before {
             self.probe.unchanged = (self.probe.unchanged + 1).min(MAX_BACKOFF);
@@ -461,16 +474,18 @@ mod tests {
     #[test]
     fn a_confirming_probe_settles_the_path_and_nothing_else_does() {
         let mut p = DrainProbe {
-            raised: true,
+            base: Some(ms(40)),
+            unsettled: true,
             ..DrainProbe::default()
         };
         assert!(!p.path_settled());
-        // A first probe giving up (not a confirmation) leaves it raised.
+        // A first probe giving up (not a confirmation) leaves it unsettled.
         p.settle();
         assert!(!p.path_settled());
         p.confirming = true;
         p.settle();
         assert!(p.path_settled());
         assert!(!p.confirming);
+        assert_eq!(p.base, None);
     }
 }

@@ -5,6 +5,7 @@
 //! astral-wan-placement identical --duration 180s      # 0 migrations expected
 //! astral-wan-placement faster                          # idle path 100 ms -> 10 ms at 20 s
 //! astral-wan-placement slower --json                   # carrying path 100 ms -> 300 ms at 20 s
+//! astral-wan-placement identical --jitter 10ms         # 40 ms ± 50 %: 0 migrations expected
 //! ```
 
 use std::process::ExitCode;
@@ -39,17 +40,22 @@ struct Cli {
     /// auto-tuned default.
     #[arg(long, value_parser = parse_size)]
     window: Option<usize>,
+    /// Jitter on each direction of both paths, `± DURATION` (order kept),
+    /// e.g. `identical --jitter 10ms`: 40 ms paths ± 50 %.
+    #[arg(long, value_parser = parse_duration)]
+    jitter: Option<Duration>,
     #[command(flatten)]
     each: RunArgs,
 }
 
 fn summary(r: &Report) -> String {
     let mut s = format!(
-        "{:?}: paths {:.0}/{:.0} ms, {:.0} Mbit/s, queue {} B, window {}; {:.0} s, {} B, {:.2} Mbit/s; \
-         on path 1/2 {:.1}/{:.1} s; migrations a {} b {}",
+        "{:?}: paths {:.0}/{:.0} ms ± {:.0} ms each way, {:.0} Mbit/s, queue {} B, window {}; {:.0} s, {} B, {:.2} Mbit/s; \
+         on path 1/2 {:.1}/{:.1} s; migrations a {} b {}; a's drain probes (all, confirming, withheld s) path 1 {:?} path 2 {:?}",
         r.scenario,
         r.path_rtt_ms[0],
         r.path_rtt_ms[1],
+        r.jitter_ms,
         r.rate_mbit,
         r.queue,
         r.window.map_or("auto".to_string(), |w| format!("{w} B")),
@@ -59,7 +65,9 @@ fn summary(r: &Report) -> String {
         r.time_on_path_s[0],
         r.time_on_path_s[1],
         r.moves_a,
-        r.moves_b
+        r.moves_b,
+        r.drain_probes[0],
+        r.drain_probes[1]
     );
     if let Some((what, at)) = &r.change {
         s += &format!("; change {what} at {at:.1} s");
@@ -101,6 +109,9 @@ async fn run(cli: &Cli) -> Result<(), String> {
         cfg.rate = parse_rate(r)
             .map_err(|e| e.to_string())?
             .ok_or("--rate must be a rate (the paths are capped)")?;
+    }
+    if let Some(j) = cli.jitter {
+        cfg.jitter = j;
     }
     if let Some(w) = cli.window {
         cfg.window = Some(u32::try_from(w).map_err(|_| "--window: at most 4 GiB")?);
