@@ -443,6 +443,36 @@ mod tests {
         })
     }
 
+    /// A server node (seed `seed`) that echoes every session byte by byte
+    /// until its end, a task per session as a server would have, and a
+    /// client node (seed `seed + 1`) connected to it.
+    async fn echo_pair(seed: u8) -> (Node, Node) {
+        let node = |n: u8| {
+            Node::with_seed(
+                Identity::from_seed([n; 32]),
+                Config::default(),
+                u64::from(n),
+            )
+            .unwrap()
+        };
+        let (server, client) = (node(seed), node(seed + 1));
+        let addr = server.listen("127.0.0.1:0").await.unwrap();
+        let srv = server.clone();
+        tokio::spawn(async move {
+            while let Some(q) = srv.next_query().await {
+                let mut s = q.accept().unwrap();
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1];
+                    while s.read_exact(&mut b).await.is_ok() {
+                        s.write_all(&b).await.unwrap();
+                    }
+                });
+            }
+        });
+        client.connect(server.id(), addr).await.unwrap();
+        (server, client)
+    }
+
     /// A burst of 200 sessions opened at once (a task each), each then
     /// writing one byte that the server echoes from a task of its own, is
     /// written in a handful of system calls per side, not one per Query,
@@ -459,26 +489,7 @@ mod tests {
             .expect("a current-thread runtime");
         rt.block_on(async {
             let deferred0 = DEFERRED.load(super::SeqCst);
-            let server =
-                Node::with_seed(Identity::from_seed([5; 32]), Config::default(), 5).unwrap();
-            let client =
-                Node::with_seed(Identity::from_seed([6; 32]), Config::default(), 6).unwrap();
-            let addr = server.listen("127.0.0.1:0").await.unwrap();
-            let srv = server.clone();
-            tokio::spawn(async move {
-                while let Some(q) = srv.next_query().await {
-                    let mut s = q.accept().unwrap();
-                    // A task per session, as a server would have.
-                    tokio::spawn(async move {
-                        let mut b = [0u8; 1];
-                        s.read_exact(&mut b).await.unwrap();
-                        s.write_all(&b).await.unwrap();
-                        // Held open until the runtime goes.
-                        std::future::pending::<()>().await;
-                    });
-                }
-            });
-            client.connect(server.id(), addr).await.unwrap();
+            let (server, client) = echo_pair(5).await;
             // Warm up (the stream is confirmed, the server's peer exists).
             let mut first = client.open_session(server.id(), "warm").await.unwrap();
             first.write_all(&[0]).await.unwrap();
@@ -540,24 +551,7 @@ mod tests {
             .build()
             .expect("a current-thread runtime");
         rt.block_on(async {
-            let server =
-                Node::with_seed(Identity::from_seed([9; 32]), Config::default(), 9).unwrap();
-            let client =
-                Node::with_seed(Identity::from_seed([10; 32]), Config::default(), 10).unwrap();
-            let addr = server.listen("127.0.0.1:0").await.unwrap();
-            let srv = server.clone();
-            tokio::spawn(async move {
-                while let Some(q) = srv.next_query().await {
-                    let mut s = q.accept().unwrap();
-                    tokio::spawn(async move {
-                        let mut b = [0u8; 1];
-                        while s.read_exact(&mut b).await.is_ok() {
-                            s.write_all(&b).await.unwrap();
-                        }
-                    });
-                }
-            });
-            client.connect(server.id(), addr).await.unwrap();
+            let (server, client) = echo_pair(9).await;
             let mut s = client.open_session(server.id(), "echo").await.unwrap();
             s.write_all(&[1]).await.unwrap();
             s.read_exact(&mut [0u8; 1]).await.unwrap();
