@@ -27,24 +27,6 @@ async fn next_close(events: &mut broadcast::Receiver<Event>) -> (CloseReason, In
     }
 }
 
-/// Accepts every query and echoes its bytes back until end-of-stream.
-fn serve_echo(node: &Node) {
-    serve(node, |_, mut s| async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if s.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = s.shutdown().await;
-    });
-}
-
 /// One round trip on an echo session.
 async fn echo(s: &mut astral_tokio::Session, msg: &[u8]) {
     s.write_all(msg).await.unwrap();

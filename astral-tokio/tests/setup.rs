@@ -15,23 +15,6 @@ use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// Echoes every session's bytes until end-of-stream.
-fn serve_echo(node: &astral_tokio::Node) {
-    serve(node, |_, s| async move {
-        let (mut r, mut w) = s.into_split();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = r.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            w.write_all(&buf[..n]).await.unwrap();
-            w.flush().await.unwrap();
-        }
-        w.shutdown().await.unwrap();
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_and_open_echoes_on_the_new_stream() {
     timeout(LIMIT, async {

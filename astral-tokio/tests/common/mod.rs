@@ -140,3 +140,22 @@ where
         }
     });
 }
+
+/// Serves every query as an echo: each session's bytes come back until
+/// its end, then the session closes.
+pub fn serve_echo(node: &Node) {
+    serve(node, |_, mut s| async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = s.shutdown().await;
+    });
+}
