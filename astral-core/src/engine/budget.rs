@@ -168,12 +168,21 @@ impl PeerEngine {
         }
     }
 
-    /// The smoothed RTT that tunes session `id`'s window: of the stream the
-    /// peer's data arrives on (else the one we send on), once sampled.
+    /// The RTT that tunes session `id`'s window: the smallest sample of the
+    /// stream the peer's data arrives on (else the one we send on), once
+    /// sampled.
     pub(super) fn tuning_rtt(&self, id: SessionId) -> Option<std::time::Duration> {
         let s = self.sessions.get(id)?;
         let st = s.rx.or(s.tx).and_then(|t| self.streams.get(t))?;
-        (st.liveness.rtt.samples > 0).then_some(st.liveness.rtt.srtt)
+        let rtt = &st.liveness.rtt;
+        if rtt.samples == 0 {
+            return None;
+        }
+        // The smallest sample: the smoothed RTT and even the path delay
+        // filter include the queue of data the peer has already sent (a
+        // receiver's pings wait behind it), and a window sized to that
+        // queue only lengthens it.
+        Some(if rtt.min.is_zero() { rtt.srtt } else { rtt.min })
     }
 
     /// Bytes `write` may take now: the session's own limit (grant plus
