@@ -40,6 +40,12 @@ pub(crate) const GROW_RTTS: u32 = 2;
 /// Under pressure, a window that takes longer than this many round trips
 /// to be consumed is larger than the flow needs.
 pub(crate) const SHRINK_RTTS: u32 = 8;
+/// The tuning round trip is the smallest sample of this long a window
+/// (BBR's min-RTT filter, 10 s): long enough that a saturating transfer
+/// rarely goes without one sample that its own queue did not lengthen,
+/// short enough that a path whose delay rose for good is seen as slower
+/// within seconds.
+pub(crate) const TUNE_RTT_WINDOW: Duration = Duration::from_secs(10);
 /// Round-trip time assumed before a stream has a sample.
 pub(crate) const INITIAL_RTT: Duration = Duration::from_millis(100);
 /// Floor of the round-trip time used for tuning: on loopback or a LAN the
@@ -137,9 +143,18 @@ impl WindowTuner {
         let rtt = tune_rtt(i.rtt);
         let elapsed = i.now.saturating_duration_since(self.epoch_start);
         let used = i.consumed.saturating_sub(self.epoch_mark);
-        let complete = used >= u64::from(i.window);
+        let window = u64::from(i.window);
+        // Grants go out as reading frees a quarter of the window, counted
+        // from the last credit, in whole records: the grant that closes a
+        // window may come a few bytes short of it. Taken as complete then
+        // (the next grant is a quarter window later: a window that filled
+        // in time would look slow), and judged by its pace: the time a
+        // whole window takes at the rate it was consumed.
+        let complete = used >= window - window / 8;
         let slow = elapsed > rtt * SHRINK_RTTS;
-        if complete && elapsed < rtt * GROW_RTTS && !i.pressure && i.window < i.cap {
+        let whole = elapsed.as_nanos() * u128::from(window) / u128::from(used.max(1));
+        let fast = whole < (rtt * GROW_RTTS).as_nanos();
+        if complete && fast && !i.pressure && i.window < i.cap {
             self.restart_at(i.now, i.consumed);
             self.growths = self.growths.saturating_add(1);
             return i.window.saturating_mul(2).min(i.cap);
@@ -342,5 +357,28 @@ mod tests {
             4000,
             "9 ms after its grant"
         );
+    }
+
+    #[test]
+    fn a_window_closed_a_few_bytes_short_is_judged_by_its_pace() {
+        // Grants go out as reading frees a quarter of the window since the
+        // last credit, in whole records: the grant that closes a window
+        // may come a few bytes short of it (74 B on a rate-limited wire in
+        // `flow_tests`), and the next one a quarter later. Waiting for it
+        // made every such window look slow (26.6 ms for 64 KiB against
+        // 2 x 20 ms, then 53 ms): the window never grew past 64 KiB.
+        let mut t = WindowTuner::default();
+        t.on_data(at(0));
+        assert_eq!(t.decide(input(150, 926, 1000)), 2000, "162 ms a window");
+        assert_eq!(t.growths, 1);
+        // Less than 7/8 of it is not a window yet: nothing is decided and
+        // the measurement goes on from the same grant.
+        assert_eq!(t.decide(input(160, 926 + 1700, 2000)), 2000);
+        // 1900 B in 190 ms: 200 ms a window, not under 2 x 100 ms: kept.
+        assert_eq!(t.decide(input(340, 926 + 1900, 2000)), 2000);
+        assert_eq!(t.growths, 1);
+        // A window consumed more than whole is judged by its pace too:
+        // 2500 B in 240 ms is 192 ms a window.
+        assert_eq!(t.decide(input(580, 926 + 1900 + 2500, 2000)), 4000);
     }
 }
