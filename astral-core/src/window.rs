@@ -12,10 +12,11 @@
 //! in turns, its window arrives as one burst a whole turn after the grant,
 //! and a burst timed from its first byte always looks fast.
 //!
-//! The round trip is the stream's smallest sample (the engine's
-//! `tuning_rtt`), floored at [`MIN_TUNE_RTT`]: the smoothed RTT grows with
-//! the data queued ahead of a receiver's pings, that is with the window
-//! itself.
+//! The round trip is the stream's smallest sample of the last
+//! [`TUNE_RTT_WINDOW`] (the engine's `tuning_rtt`), floored at
+//! [`MIN_TUNE_RTT`]: the smoothed RTT grows with the data queued ahead of a
+//! receiver's pings, that is with the window itself; the smallest sample
+//! ever would never see a path whose delay rose for good as slower.
 //!
 //! Under memory pressure windows stop growing, and a window that takes more
 //! than [`SHRINK_RTTS`] round trips to be consumed (the flow does not need
@@ -68,7 +69,8 @@ pub(crate) struct TuneInput {
     pub base: u32,
     /// The largest window allowed.
     pub cap: u32,
-    /// Smoothed RTT of the stream the peer's data comes on, if sampled.
+    /// Round trip of the stream the peer's data comes on (its smallest
+    /// recent sample), if sampled.
     pub rtt: Option<Duration>,
     /// The memory budget is short.
     pub pressure: bool,

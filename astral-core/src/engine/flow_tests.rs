@@ -98,7 +98,11 @@ impl Net {
             };
             // A rate-limited wire takes output in pieces, each arriving
             // once serialised (not the whole burst at the end of it).
-            let piece = if w.rate.is_some() { 16 * 1024 } else { usize::MAX };
+            let piece = if w.rate.is_some() {
+                16 * 1024
+            } else {
+                usize::MAX
+            };
             loop {
                 let n = self.a.poll_transmit(now, w.a, &mut out, piece);
                 if n == 0 {
@@ -631,4 +635,3 @@ fn a_reader_that_never_reads_holds_at_most_the_budget_plus_floors() {
     );
     assert!(n.b.memory_reserved() <= 4 * 48 * 1024);
 }
-

@@ -52,7 +52,8 @@
 //!    second one would only wait behind the same queue. `behind` is the time
 //!    our own unconfirmed output ahead of the probe takes to drain at the
 //!    measured delivery rate (`PathMeter::queueing_ahead`: a saturated
-//!    stream's probe waits behind its queue) plus the peer's data queued
+//!    stream's probe waits behind its queue; a receiver's credits alone
+//!    are no queue) plus the peer's data queued
 //!    ahead of its answer (`peer_queue`). So the queue counts once: the
 //!    loaded RTO already holds it, and the earlier rule (the loaded RTO
 //!    before the probe and again, plus `behind`, after it) waited for it
