@@ -509,11 +509,13 @@ fn a_receivers_estimate_from_before_the_transfer_does_not_move_the_session() {
         views[1]
     );
     assert!(sim.flows[0].errors.is_empty(), "{:?}", sim.flows[0].errors);
-    // The receiver's view is the stale one...
-    assert!(views[1].0 .2 >= 90.0, "{:?}", views[1]);
-    // ...and the session stays on the faster path.
+    // The session stays on the faster path...
     assert!(moves.is_empty(), "{moves:?}");
     assert_eq!(carrying_link(&sim), Some(0));
+    // ...although the receiver's view is the stale one, by which path 1
+    // would win.
+    let (cur, other) = views[1];
+    assert!(other.0.max(other.1) <= 0.7 * cur.2, "{:?}", views[1]);
 }
 
 #[test]
