@@ -681,10 +681,10 @@ mod tests {
             m.on_record(t(30 + i), 40, 0, None, None);
         }
         assert_eq!(m.unconfirmed(), 80_000);
-        assert_eq!(m.queueing_ahead(t(2100), 0), Duration::ZERO);
+        assert_eq!(m.queueing_ahead(t(2100), 0, 0), Duration::ZERO);
         // A data record among them: what is unconfirmed is a queue again.
         send(&mut m, 2100, 1000, 2000, 0);
-        assert!(m.queueing_ahead(t(2100), 0) > Duration::ZERO);
+        assert!(m.queueing_ahead(t(2100), 0, 0) > Duration::ZERO);
     }
 
     #[test]

@@ -59,7 +59,7 @@
 //!    each session's output beyond its newest credit may have arrived,
 //!    and of that, what the path delivered at our measured rate since the
 //!    newest confirmation came back is left out (`uncredited`; simulator,
-//!    5 ms and 20 Mbit/s with 104 ms of queue: 286 -> 252 ms). A path that
+//!    5 ms and 20 Mbit/s with 104 ms of queue: 287 -> 254 ms). A path that
 //!    confirms more of our output while the probe is out drains the queue
 //!    ahead of it: the suspicion then waits for what is still ahead, with
 //!    the same margins, from that confirmation (`PingOut::progress`), so a
