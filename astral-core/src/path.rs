@@ -228,6 +228,10 @@ pub(crate) struct PathMeter {
     fwd_avg: u64,
     /// The path delay filter, nanoseconds.
     path: WindowedMin,
+    /// The highest round trip of the last path window, nanoseconds: how
+    /// slow the stream can look within its own spread (see
+    /// [`PathMeter::peak`]).
+    peak: WindowedMax,
     has_path: bool,
     /// When the last clean sample was folded (see the module docs).
     clean_at: Option<Timestamp>,
@@ -293,6 +297,7 @@ impl PathMeter {
             fwd_rate: WindowedMax::default(),
             fwd_avg: 0,
             path: WindowedMin::default(),
+            peak: WindowedMax::default(),
             has_path: false,
             clean_at: None,
             window,
@@ -318,6 +323,19 @@ impl PathMeter {
         // The window is at least `self.window` and grows with the value;
         // the estimate is read with the longest window it could have.
         self.path.get(now, Duration::MAX).map(Duration::from_nanos)
+    }
+
+    /// The highest round trip sampled within the last path window (none
+    /// before the first sample, or after a window without one). On an idle
+    /// stream, pinged every policy interval, it is the top of the path's
+    /// own spread: jitter and scheduling noise included. The policy judges
+    /// a candidate by it (`RttPolicy`), so that one high draw of the
+    /// current stream's path delay, which on a jittery path may be its only
+    /// recent clean sample, never passes for a slower path.
+    pub fn peak(&self, now: Timestamp) -> Option<Duration> {
+        self.peak
+            .get(now, self.path_window(now))
+            .map(Duration::from_nanos)
     }
 
     /// Whether the path delay estimate has gone a whole path window
@@ -551,6 +569,7 @@ impl PathMeter {
         probe: bool,
     ) -> Duration {
         let window = self.path_window(now);
+        self.peak.update(now, nanos(m.rtt), window);
         let clean = m.is_clean();
         let mut m = m;
         if probe && clean && self.is_stale(now) {
@@ -997,6 +1016,32 @@ mod tests {
             path = m.fold(t(at + 240), s);
         }
         assert_eq!(path, ms(40), "the peer's queue is not the path");
+    }
+
+    #[test]
+    fn the_peak_is_the_highest_sample_of_the_last_path_window() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        assert_eq!(m.peak(t(0)), None);
+        let ping = |m: &mut PathMeter, at: u64, rtt: u64, n: u64| {
+            m.on_record(t(at), 40, 0, None, Some(n));
+            let s = m.on_pong(t(at + rtt), n, 0).unwrap();
+            m.fold(t(at + rtt), s);
+        };
+        // A jittery 40 ms path, pinged every 250 ms: 20..60 ms.
+        for (i, rtt) in [40u64, 58, 22, 35, 47, 30, 44, 39].into_iter().enumerate() {
+            ping(&mut m, i as u64 * 250, rtt, i as u64);
+        }
+        assert_eq!(m.peak(t(1800)), Some(ms(58)));
+        assert_eq!(m.path_delay(t(1800)), Some(ms(22)));
+        // The path becomes a steady 10 ms: the old spread is forgotten
+        // within a window (between three quarters of one and one).
+        let mut at = 2000;
+        while m.peak(t(at)) > Some(ms(10)) {
+            ping(&mut m, at, 10, at);
+            at += 250;
+            assert!(at <= 2000 + 2250, "{:?}", m.peak(t(at)));
+        }
+        assert_eq!(m.path_delay(t(at)), Some(ms(10)));
     }
 
     #[test]
