@@ -38,10 +38,6 @@ pub(crate) struct NodeCtx {
     /// cycles of a set-up on a fresh node), and a node nobody subscribes
     /// to never needs it (a broadcast without receivers drops events).
     events: std::sync::OnceLock<broadcast::Sender<Event>>,
-    /// Notified after every published event (for waits on the engine's
-    /// state, such as `open_session`'s for a stream, without a broadcast
-    /// receiver).
-    pub changed: Notify,
     /// Becomes `true` once, at shutdown.
     pub shutdown: watch::Sender<bool>,
     /// Peers → endpoint task.
@@ -61,7 +57,6 @@ impl NodeCtx {
             NodeCtx {
                 clock: Clock::new(Instant::now()),
                 events: std::sync::OnceLock::new(),
-                changed: Notify::new(),
                 shutdown,
                 ctl,
                 transports: AtomicUsize::new(0),
@@ -78,13 +73,11 @@ impl NodeCtx {
             .subscribe()
     }
 
-    /// Publishes `ev` to the subscribers (if any) and wakes the waiters of
-    /// [`NodeCtx::changed`].
+    /// Publishes `ev` to the subscribers (if any).
     pub fn publish(&self, ev: Event) {
         if let Some(tx) = self.events.get() {
             let _ = tx.send(ev);
         }
-        self.changed.notify_waiters();
     }
 
     /// The driver's clock as the core's timestamp.

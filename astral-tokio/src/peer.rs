@@ -40,6 +40,9 @@ pub(crate) struct PeerState {
     idle_told: bool,
     /// Wakers to run once the lock is released.
     wake: Vec<Waker>,
+    /// This call handed an inbound query to the application (which the
+    /// channel woke): [`Peer::with_woke`] counts it as a wake-up.
+    handed_query: bool,
     /// Transports whose token this call took: sealed and written inline
     /// once the lock is released.
     inline: Vec<Arc<Wire>>,
@@ -82,6 +85,7 @@ impl Peer {
                 timer_armed: Timestamp::MAX,
                 idle_told: false,
                 wake: Vec::new(),
+                handed_query: false,
                 inline: Vec::new(),
             }),
             timer: Notify::new(),
@@ -109,13 +113,14 @@ impl Peer {
         r
     }
 
-    /// [`Peer::with`], also telling whether the call woke any task.
+    /// [`Peer::with`], also telling whether the call woke any task (a
+    /// session, or whoever takes inbound queries).
     pub fn with_woke<R>(&self, f: impl FnOnce(&mut PeerState, Timestamp) -> R) -> (R, bool) {
         let mut g = self.lock();
         let now = self.ctx.now();
         let r = f(&mut g, now);
         self.after(&mut g, now);
-        let woke = !g.wake.is_empty();
+        let woke = !g.wake.is_empty() || g.handed_query;
         self.unlock(g);
         (r, woke)
     }
@@ -123,6 +128,7 @@ impl Peer {
     /// Releases the lock, then writes what `after` pulled inline and runs
     /// the wakers.
     fn unlock(&self, mut g: MutexGuard<'_, PeerState>) {
+        g.handed_query = false;
         let wake = std::mem::take(&mut g.wake);
         let inline = std::mem::take(&mut g.inline);
         drop(g);
@@ -269,7 +275,10 @@ impl Peer {
                     Some(me) => {
                         let q = PendingQuery::new(me, *session, *peer, query.clone());
                         match self.queries.send(q) {
-                            Ok(()) => true,
+                            Ok(()) => {
+                                st.handed_query = true;
+                                true
+                            }
                             Err(e) => {
                                 // Nobody listens (the node is going away).
                                 // Dropping it here would take this lock
