@@ -152,12 +152,16 @@ pub async fn run(a: ConnectArgs, quiet: bool) -> Result<ExitCode, AnyError> {
     }
     let dialer = Dialer::new(&node, &reg, targets, a.socks5.clone());
     let work = async {
-        dialer.start(n).await?;
+        let opened = dialer.start(n, query.as_deref()).await?;
         if let Some(query) = query {
-            let s = node
-                .open_session(peer, &query)
-                .await
-                .map_err(|e| err(open_error(&query, &e)))?;
+            // The first stream up carried the query (`start` opens it with
+            // the handshake); a dial that came up without it cannot happen,
+            // but would still open here.
+            let opened = match opened {
+                Some(o) => o,
+                None => node.open_session(peer, &query).await,
+            };
+            let s = opened.map_err(|e| err(open_error(&query, &e)))?;
             let short = reg.add_session(s.id(), &query);
             tracing::info!("session {short} open: \"{}\"", escape(&query));
             stdio::join(s).await?;

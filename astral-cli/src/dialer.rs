@@ -50,22 +50,36 @@ impl Dialer {
     /// Dials `n` streams, target `i % len` for the i-th, one after another.
     /// Fails only if none came up; the ones that failed are retried in the
     /// background, and every stream is redialed if it dies.
-    pub async fn start(&self, n: usize) -> Result<(), AnyError> {
+    ///
+    /// With a `query`, the first stream that comes up opens its session
+    /// with the handshake ([`transport::dial_opening`]: one round trip less
+    /// than opening it after the dial), and the answer is returned.
+    pub async fn start(
+        &self,
+        n: usize,
+        query: Option<&str>,
+    ) -> Result<Option<transport::Opened>, AnyError> {
         let mut up = 0;
         let mut first_error = None;
         let mut failed = Vec::new();
+        let mut opened = None;
         for i in 0..n {
             let t = i % self.targets.len();
-            match transport::dial(
+            let q = if opened.is_none() { query } else { None };
+            match transport::dial_opening(
                 &self.node,
                 &self.reg,
                 &self.targets[t],
                 t,
                 self.socks5.as_deref(),
+                q,
             )
             .await
             {
-                Ok(_) => up += 1,
+                Ok((_, o)) => {
+                    up += 1;
+                    opened = opened.or(o);
+                }
                 Err(e) => {
                     if up > 0 || i + 1 < n {
                         tracing::warn!("{e}");
@@ -88,7 +102,7 @@ impl Dialer {
         for t in failed {
             self.redial(t);
         }
-        Ok(())
+        Ok(opened)
     }
 
     /// Stops redialing (before the node shuts down).

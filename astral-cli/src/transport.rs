@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use astral_tokio::{Node, NodeId, Role, StreamCloseReason, StreamId};
+use astral_tokio::{Node, NodeId, Role, Session, StreamCloseReason, StreamId};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_socks::tcp::Socks5Stream;
 
@@ -103,6 +103,29 @@ pub async fn dial(
     index: usize,
     socks5: Option<&str>,
 ) -> Result<StreamId, AnyError> {
+    let (stream, _) = dial_opening(node, reg, target, index, socks5, None).await?;
+    Ok(stream)
+}
+
+/// What [`dial_opening`] opened with the stream: the session, or why the
+/// peer did not give it (the stream itself is up either way).
+pub type Opened = Result<Session, astral_tokio::Error>;
+
+/// Like [`dial`], and with a `query` opens a session on the new stream at
+/// the same time: the Query leaves right behind the handshake's message 3,
+/// so the session is open one round trip sooner than when opened after
+/// `dial` returned (docs/PROTOCOL.md, "Handshake"; the driver's
+/// `Node::connect_and_open` does the same for its own TCP dial). The
+/// stream's errors come first: if the handshake fails the session, dropped,
+/// is reset and never reaches the peer.
+pub async fn dial_opening(
+    node: &Node,
+    reg: &Registry,
+    target: &Target,
+    index: usize,
+    socks5: Option<&str>,
+    query: Option<&str>,
+) -> Result<(StreamId, Option<Opened>), AnyError> {
     let (io, transport, remote) = open(&target.addr, socks5).await?;
     let local = match &io {
         Dialed::Tcp(t) => t.local_addr().ok().map(|a| a.to_string()),
@@ -110,10 +133,34 @@ pub async fn dial(
         Dialed::Unix(_) => None,
     };
     let role = Role::Dial(target.peer);
-    let r = match io {
-        Dialed::Tcp(t) => node.add_tcp(t, role).await,
-        Dialed::Unix(u) => node.add_transport(u, role).await,
-        Dialed::Socks(s) => node.add_transport(s, role).await,
+    let attach = async {
+        match io {
+            Dialed::Tcp(t) => node.add_tcp(t, role).await,
+            Dialed::Unix(u) => node.add_transport(u, role).await,
+            Dialed::Socks(s) => node.add_transport(s, role).await,
+        }
+    };
+    let (r, opened) = match query {
+        None => (attach.await, None),
+        Some(q) => {
+            let open = node.open_session(target.peer, q);
+            tokio::pin!(attach, open);
+            let mut opened = None;
+            // `biased`: the attach's first poll registers the handshake
+            // (a stream to the peer under way) before the open looks for
+            // one; an open polled first would find nothing coming.
+            let r = loop {
+                tokio::select! {
+                    biased;
+                    r = &mut attach => break r,
+                    s = &mut open, if opened.is_none() => opened = Some(s),
+                }
+            };
+            match (r, opened) {
+                (Ok(stream), None) => (Ok(stream), Some(open.await)),
+                (r, opened) => (r, opened),
+            }
+        }
     };
     let stream = r.map_err(|e| handshake_error(target, &remote, e))?;
     let short = reg.add_stream(
@@ -132,7 +179,7 @@ pub async fn dial(
         "stream {short} up: peer {} ({transport} {remote}, dialed)",
         target.peer.short()
     );
-    Ok(stream)
+    Ok((stream, opened))
 }
 
 /// The user's sentence for a failed dial handshake.

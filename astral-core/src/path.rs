@@ -211,6 +211,10 @@ pub(crate) struct PathMeter {
     /// transport is ordered), and when that was learnt.
     delivered: u64,
     delivered_at: Timestamp,
+    /// Output position just after the last record that carried session
+    /// data (new or resent): output beyond it is control alone (credits,
+    /// pongs), which forms no queue of its own.
+    data_end: u64,
     /// When the probe that proved `delivered` left.
     delivered_sent: Timestamp,
     /// Delivery rate of our output, bytes/s: the windowed maximum of
@@ -279,6 +283,7 @@ impl PathMeter {
             pos: 0,
             delivered: 0,
             delivered_at: now,
+            data_end: 0,
             delivered_sent: now,
             fwd_rate: WindowedMax::default(),
             fwd_avg: 0,
@@ -352,7 +357,18 @@ impl PathMeter {
     /// credit measures its own traffic, and its few bytes ahead then look
     /// like seconds of queue (callers that must not wait for that pass
     /// [`MIN_RATE`]).
+    ///
+    /// Zero while everything unconfirmed is control (no record with
+    /// session data since the last confirmed position): a receiver's
+    /// credits are a trickle that queues nowhere, and until a pong confirms
+    /// them (one per keep-alive interval) they add up. Counted, every grant
+    /// of a smaller window (more grants) delayed a receiver's suspicion of
+    /// a dead stream: 95 ms behind 3 s of credits on a 5 ms path
+    /// (`sim_failover`, restart at 5 ms).
     pub fn queueing_ahead(&self, now: Timestamp, min_rate: u64) -> Duration {
+        if self.data_end <= self.delivered {
+            return Duration::ZERO;
+        }
         let ahead = self.pos.saturating_sub(self.delivered);
         let rate = self.fwd_rate.get(now, self.rate_window(now)).unwrap_or(0);
         drain_time(ahead, rate.max(min_rate))
@@ -391,6 +407,12 @@ impl PathMeter {
         if let Some(nonce) = ping {
             self.ping = Some((nonce, mark));
         }
+    }
+
+    /// The record just logged by [`PathMeter::on_record`] carried session
+    /// data (new or resent).
+    pub fn on_data_record(&mut self) {
+        self.data_end = self.pos;
     }
 
     /// A cumulative credit `consumed` of `session` arrived on this stream at
@@ -620,6 +642,26 @@ mod tests {
     /// session 1 up to `end`.
     fn send(m: &mut PathMeter, at: u64, len: usize, end: u64, rx: u64) {
         m.on_record(t(at), len, rx, Some((1, end)), None);
+        m.on_data_record();
+    }
+
+    #[test]
+    fn unconfirmed_control_alone_is_no_queue() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        // One data record, confirmed by a pong 20 ms later: a rate.
+        send(&mut m, 0, 1000, 1000, 0);
+        m.on_record(t(0), 40, 0, None, Some(1));
+        assert!(m.on_pong(t(20), 1, 0).is_some());
+        assert!(m.delivery_rate() > 0);
+        // Then only credits, a few thousand of them, none confirmed.
+        for i in 0..2000 {
+            m.on_record(t(30 + i), 40, 0, None, None);
+        }
+        assert_eq!(m.unconfirmed(), 80_000);
+        assert_eq!(m.queueing_ahead(t(2100), 0), Duration::ZERO);
+        // A data record among them: what is unconfirmed is a queue again.
+        send(&mut m, 2100, 1000, 2000, 0);
+        assert!(m.queueing_ahead(t(2100), 0) > Duration::ZERO);
     }
 
     #[test]

@@ -4,10 +4,19 @@
 //! towards the bandwidth-delay product of its path, the way Linux tunes a
 //! TCP receive buffer and rust-yamux or Chromium's QUIC tune their stream
 //! windows: the receiver measures how long the peer takes to fill (and the
-//! application to consume) one whole window. A window consumed within
-//! [`GROW_RTTS`] round trips was the limit of the flow, so it doubles, up to
-//! `Config::max_recv_window`; a window that takes longer was not the limit,
-//! and stays.
+//! application to consume) one whole window, from the grant that opened it.
+//! A window consumed within [`GROW_RTTS`] round trips was the limit of the
+//! flow, so it doubles, up to `Config::max_recv_window`; a window that takes
+//! longer was not the limit, and stays. Timing from the grant, not from the
+//! window's first byte, matters when sessions share a stream: each is sent
+//! in turns, its window arrives as one burst a whole turn after the grant,
+//! and a burst timed from its first byte always looks fast.
+//!
+//! The round trip is the stream's smallest sample of the last
+//! [`TUNE_RTT_WINDOW`] (the engine's `tuning_rtt`), floored at
+//! [`MIN_TUNE_RTT`]: the smoothed RTT grows with the data queued ahead of a
+//! receiver's pings, that is with the window itself; the smallest sample
+//! ever would never see a path whose delay rose for good as slower.
 //!
 //! Under memory pressure windows stop growing, and a window that takes more
 //! than [`SHRINK_RTTS`] round trips to be consumed (the flow does not need
@@ -32,12 +41,21 @@ pub(crate) const GROW_RTTS: u32 = 2;
 /// Under pressure, a window that takes longer than this many round trips
 /// to be consumed is larger than the flow needs.
 pub(crate) const SHRINK_RTTS: u32 = 8;
+/// The tuning round trip is the smallest sample of this long a window
+/// (BBR's min-RTT filter, 10 s): long enough that a saturating transfer
+/// rarely goes without one sample that its own queue did not lengthen,
+/// short enough that a path whose delay rose for good is seen as slower
+/// within seconds.
+pub(crate) const TUNE_RTT_WINDOW: Duration = Duration::from_secs(10);
 /// Round-trip time assumed before a stream has a sample.
 pub(crate) const INITIAL_RTT: Duration = Duration::from_millis(100);
 /// Floor of the round-trip time used for tuning: on loopback or a LAN the
 /// measured RTT (tens of microseconds) is below the scheduling delays of
-/// the two processes, which a window must also cover.
-pub(crate) const MIN_TUNE_RTT: Duration = Duration::from_millis(1);
+/// the two processes, which a window must also cover. At 250 µs a loopback
+/// session settles at 1–2 MiB, the fastest window there; 1 ms took it to
+/// 4–16 MiB, where cache misses cost more than the window buys
+/// (docs/FLOW.md, "What the tuner reaches").
+pub(crate) const MIN_TUNE_RTT: Duration = Duration::from_micros(250);
 
 /// What the tuner needs to know at a grant.
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +69,8 @@ pub(crate) struct TuneInput {
     pub base: u32,
     /// The largest window allowed.
     pub cap: u32,
-    /// Smoothed RTT of the stream the peer's data comes on, if sampled.
+    /// Round trip of the stream the peer's data comes on (its smallest
+    /// recent sample), if sampled.
     pub rtt: Option<Duration>,
     /// The memory budget is short.
     pub pressure: bool,
@@ -60,10 +79,11 @@ pub(crate) struct TuneInput {
 /// Measurement state of one receiving direction.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WindowTuner {
-    /// When the current measurement began: the first data after the grant
-    /// that opened it. [`ARMED`] while the epoch waits for its first data
-    /// (so idle time before a transfer does not count against the window);
-    /// a sentinel rather than a flag keeps an idle session 8 bytes smaller.
+    /// When the current measurement began: the grant that opened it, or
+    /// for the first measurement (and the first after a move) its first
+    /// data. [`ARMED`] while such an epoch waits for its first data (so
+    /// idle time before a transfer does not count against the window); a
+    /// sentinel rather than a flag keeps an idle session 8 bytes smaller.
     epoch_start: Timestamp,
     /// Consumed count when it began.
     epoch_mark: u64,
@@ -103,10 +123,17 @@ impl WindowTuner {
         }
     }
 
-    /// Begins a new measurement from `consumed`.
+    /// Begins a new measurement from `consumed`, timed from its first data.
     pub fn restart(&mut self, consumed: u64) {
         self.epoch_mark = consumed;
         self.epoch_start = ARMED;
+    }
+
+    /// Begins the next measurement at a grant: from `consumed`, timed from
+    /// `now`, the grant that opens it.
+    fn restart_at(&mut self, now: Timestamp, consumed: u64) {
+        self.epoch_mark = consumed;
+        self.epoch_start = now;
     }
 
     /// The window to grant now (before the budget has its say).
@@ -118,20 +145,29 @@ impl WindowTuner {
         let rtt = tune_rtt(i.rtt);
         let elapsed = i.now.saturating_duration_since(self.epoch_start);
         let used = i.consumed.saturating_sub(self.epoch_mark);
-        let complete = used >= u64::from(i.window);
+        let window = u64::from(i.window);
+        // Grants go out as reading frees a quarter of the window, counted
+        // from the last credit, in whole records: the grant that closes a
+        // window may come a few bytes short of it. Taken as complete then
+        // (the next grant is a quarter window later: a window that filled
+        // in time would look slow), and judged by its pace: the time a
+        // whole window takes at the rate it was consumed.
+        let complete = used >= window - window / 8;
         let slow = elapsed > rtt * SHRINK_RTTS;
-        if complete && elapsed < rtt * GROW_RTTS && !i.pressure && i.window < i.cap {
-            self.restart(i.consumed);
+        let whole = elapsed.as_nanos() * u128::from(window) / u128::from(used.max(1));
+        let fast = whole < (rtt * GROW_RTTS).as_nanos();
+        if complete && fast && !i.pressure && i.window < i.cap {
+            self.restart_at(i.now, i.consumed);
             self.growths = self.growths.saturating_add(1);
             return i.window.saturating_mul(2).min(i.cap);
         }
         if i.pressure && slow && i.window > i.base {
-            self.restart(i.consumed);
+            self.restart_at(i.now, i.consumed);
             self.shrinks = self.shrinks.saturating_add(1);
             return (i.window / 2).max(i.base);
         }
         if complete {
-            self.restart(i.consumed);
+            self.restart_at(i.now, i.consumed);
         }
         i.window
     }
@@ -197,10 +233,14 @@ mod tests {
         // The whole window after 150 ms < 2 × 100 ms: double.
         assert_eq!(t.decide(input(150, 1000, 1000)), 2000);
         assert_eq!(t.growths, 1);
-        // The next epoch waits for data.
-        assert_eq!(t.decide(input(160, 3000, 2000)), 2000);
+        // The next epoch is timed from that grant, not from its first data.
+        assert_eq!(t.decide(input(160, 2000, 2000)), 2000, "incomplete");
         t.on_data(at(170));
-        assert_eq!(t.decide(input(300, 3000, 2000)), 4000);
+        assert_eq!(
+            t.decide(input(300, 3000, 2000)),
+            4000,
+            "150 ms after the grant"
+        );
         let mut w = 4000;
         let mut now = 300;
         let mut consumed = 3000;
@@ -220,7 +260,7 @@ mod tests {
         t.on_data(at(0));
         assert_eq!(t.decide(input(250, 1000, 1000)), 1000);
         assert_eq!(t.growths, 0);
-        // The measurement restarted at the completed window.
+        // The measurement restarted at the completed window's grant.
         t.on_data(at(260));
         assert_eq!(t.decide(input(400, 2000, 1000)), 2000);
     }
@@ -282,9 +322,65 @@ mod tests {
         let mut i = input(150, 1000, 1000);
         i.rtt = None;
         assert_eq!(t.decide(i), 2000, "150 ms < 2 × INITIAL_RTT");
-        t.on_data(at(150));
-        let mut i = input(151, 3000, 2000);
+        let mut i = input(150, 3000, 2000);
+        i.now = at(150) + Duration::from_micros(400);
         i.rtt = Some(Duration::from_micros(20));
-        assert_eq!(t.decide(i), 4000, "1 ms < 2 × MIN_TUNE_RTT");
+        assert_eq!(t.decide(i), 4000, "0.4 ms < 2 × MIN_TUNE_RTT");
+        let mut i = input(150, 7000, 4000);
+        i.now = at(151);
+        i.rtt = Some(Duration::from_micros(20));
+        assert_eq!(t.decide(i), 4000, "0.6 ms >= 2 × MIN_TUNE_RTT");
+    }
+
+    #[test]
+    fn a_window_that_arrives_as_a_late_burst_is_kept() {
+        // Sessions sharing a stream are sent in turns: a session's window
+        // arrives as one burst, long after its grant, and is consumed at
+        // once. Timed from its first byte it would look fast; from the
+        // grant it took a whole turn of the other sessions.
+        let mut t = WindowTuner::default();
+        t.on_data(at(0));
+        let rtt = |mut i: TuneInput| {
+            i.rtt = Some(MS * 10);
+            i
+        };
+        assert_eq!(t.decide(rtt(input(15, 1000, 1000))), 2000);
+        t.on_data(at(60));
+        assert_eq!(
+            t.decide(rtt(input(61, 3000, 2000))),
+            2000,
+            "46 ms after its grant"
+        );
+        assert_eq!(t.growths, 1);
+        // The same window right after its grant grows.
+        t.on_data(at(62));
+        assert_eq!(
+            t.decide(rtt(input(70, 5000, 2000))),
+            4000,
+            "9 ms after its grant"
+        );
+    }
+
+    #[test]
+    fn a_window_closed_a_few_bytes_short_is_judged_by_its_pace() {
+        // Grants go out as reading frees a quarter of the window since the
+        // last credit, in whole records: the grant that closes a window
+        // may come a few bytes short of it (74 B on a rate-limited wire in
+        // `flow_tests`), and the next one a quarter later. Waiting for it
+        // made every such window look slow (26.6 ms for 64 KiB against
+        // 2 x 20 ms, then 53 ms): the window never grew past 64 KiB.
+        let mut t = WindowTuner::default();
+        t.on_data(at(0));
+        assert_eq!(t.decide(input(150, 926, 1000)), 2000, "162 ms a window");
+        assert_eq!(t.growths, 1);
+        // Less than 7/8 of it is not a window yet: nothing is decided and
+        // the measurement goes on from the same grant.
+        assert_eq!(t.decide(input(160, 926 + 1700, 2000)), 2000);
+        // 1900 B in 190 ms: 200 ms a window, not under 2 x 100 ms: kept.
+        assert_eq!(t.decide(input(340, 926 + 1900, 2000)), 2000);
+        assert_eq!(t.growths, 1);
+        // A window consumed more than whole is judged by its pace too:
+        // 2500 B in 240 ms is 192 ms a window.
+        assert_eq!(t.decide(input(580, 926 + 1900 + 2500, 2000)), 4000);
     }
 }

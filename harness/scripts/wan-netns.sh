@@ -20,6 +20,8 @@
 #   WAN_PATH1, WAN_PATH2, ...   `astral-wan tun` flags for path i,
 #                e.g. "--rtt 100ms --rate 100mbit --queue 1mb" (default: none = transparent)
 #   WAN_MTU      MTU of every path (default 1500)
+#   WAN_CC       TCP congestion control in both namespaces (e.g. cubic, bbr;
+#                default: what a new namespace inherits from the host)
 #   ASTRAL_WAN   the astral-wan binary (default: target/release/astral-wan, built if missing)
 #   WAN_RUN      directory for pid files, logs and control sockets (default /run/astral-wan-$P)
 #
@@ -79,6 +81,13 @@ up() {
   ip netns add "$NS_B"
   ip -n "$NS_A" link set lo up
   ip -n "$NS_B" link set lo up
+  if [ -n "${WAN_CC:-}" ]; then
+    # A namespace may only pick an algorithm the host allows.
+    for ns in "$NS_A" "$NS_B"; do
+      ip netns exec "$ns" sysctl -qw "net.ipv4.tcp_congestion_control=$WAN_CC" ||
+        die "WAN_CC=$WAN_CC refused; it must be in the host's net.ipv4.tcp_allowed_congestion_control ($(sysctl -n net.ipv4.tcp_allowed_congestion_control)); as root: sysctl -w net.ipv4.tcp_allowed_congestion_control=\"\$(sysctl -n net.ipv4.tcp_allowed_congestion_control) $WAN_CC\""
+    done
+  fi
   for i in $(seq 1 "$PATHS"); do
     local da="${P}a$i" db="${P}b$i" var="WAN_PATH$i"
     local flags="${!var:-}"

@@ -45,6 +45,15 @@ pub fn node(identity: Identity) -> Result<Node, Error> {
             ),
         };
     }
+    if let Ok(v) = std::env::var("ASTRAL_HARNESS_WINDOW") {
+        let w = crate::units::parse_size(v.trim())
+            .ok()
+            .and_then(|b| u32::try_from(b).ok())
+            .ok_or_else(|| format!("ASTRAL_HARNESS_WINDOW={v:?}: bytes"))?;
+        config.recv_window = w;
+        config.max_recv_window = w;
+        config.send_buffer = w;
+    }
     Node::new(identity, config).map_err(|e| e.to_string())
 }
 

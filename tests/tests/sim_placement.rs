@@ -203,11 +203,14 @@ fn rtt_on(sim: &Sim, link: usize) -> (u128, u128) {
 #[test]
 fn a_saturated_carrying_path_that_becomes_three_times_slower_loses_it_within_five_seconds() {
     // As on the emulated paths (`astral-wan-placement slower`): 20 Mbit/s,
-    // a bottleneck buffer deep enough that the saturating transfer keeps a
-    // standing queue on the carrying path before and after the change
-    // (1 MiB: about 370 ms at 100 ms, 270 ms at 300 ms), so the rise of the
-    // path delay hides behind the session's own queue: the round trip and
-    // the throughput barely change.
+    // a saturating transfer that keeps a standing queue on the carrying
+    // path before and after the change, so the rise of the path delay
+    // hides behind the session's own queue: every loaded sample is
+    // explained by it (the path estimate holds), and only a drain probe
+    // sees the rise. The queue is what the receive window puts in flight
+    // beyond the path's bandwidth-delay product (a window settles at 2-4
+    // of them: 0.5-1 MB here, one to three path delays of queue); the
+    // 1 MiB bottleneck buffer holds it without loss.
     let rate = 2_500_000;
     let change = secs(20);
     let buffer = 1 << 20;
@@ -251,10 +254,16 @@ fn a_saturated_carrying_path_that_becomes_three_times_slower_loses_it_within_fiv
     // The rise was seen by one probe ping and confirmed by a second probe
     // before the session moved.
     assert!(probes.1 >= 1, "{probes:?}");
-    // The standing queue is there: the loaded round trip is far above the
-    // path's 100 ms, and the link is full (the median 2 s slice; a slice
+    // The standing queue is there: the loaded round trip is at least half
+    // a path delay above the path's 100 ms (204 ms with the tuner that
+    // grows only windows that limit their flow; the earlier one, timed
+    // from a window's first byte against the smoothed RTT, grew windows
+    // by their own queue to about 370 ms, which is what the 250 ms this
+    // asked before was calibrated on), the path estimate holds the idle
+    // delay under it, and the link is full (the median 2 s slice; a slice
     // with a drain probe carries less).
-    assert!(loaded.0 >= 250, "srtt {loaded:?}");
+    assert!(loaded.0 >= 150, "srtt {loaded:?}");
+    assert!(loaded.1 <= 110, "path {loaded:?}");
     let mut sorted: Vec<u64> = before.iter().map(|(_, b)| *b).collect();
     sorted.sort_unstable();
     assert!(sorted[sorted.len() / 2] >= rate * 2 * 8 / 10, "{before:?}");
@@ -314,7 +323,12 @@ fn identical_capped_paths_under_a_saturating_transfer_never_trade_the_session() 
     // round trips every 2-3 s cost 3.9 %).
     assert!(read >= rate * 600 * 98 / 100, "{read} B");
     // Backed off: one probe per four path windows once they keep finding
-    // the estimate unchanged (192 probes at one per path window).
+    // the estimate unchanged (192 probes at one per path window). The
+    // rest are re-arms by a loaded signal that moved: while the receive
+    // window grows in the first 30 s its queue lifts the srtt by more
+    // than an eighth between probes (5 times: 260 -> 1054 ms), and three
+    // probes later start in the dip a drain leaves (81 in all; 78 with
+    // the earlier tuner).
     assert!(probes <= 600 / 8 + 10, "{probes} probes");
     // Credits sample the busy stream (round trips of about a second
     // behind its standing queue) at least 1.5 times a second: more than

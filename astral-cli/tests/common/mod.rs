@@ -364,20 +364,31 @@ pub fn rss_kib(pid: u32) -> u64 {
 pub struct Forwarder {
     pub port: u16,
     stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepted: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Forwarder {
     /// Forwards every connection to `127.0.0.1:PORT` to `to`.
     pub fn start(to: std::net::SocketAddr) -> Forwarder {
+        Forwarder::start_delayed(to, Duration::ZERO)
+    }
+
+    /// Like [`Forwarder::start`], and every chunk it reads waits `one_way`
+    /// before it is written on (a path with that one-way delay each way;
+    /// order kept, no rate limit).
+    pub fn start_delayed(to: std::net::SocketAddr, one_way: Duration) -> Forwarder {
         use std::sync::atomic::AtomicBool;
-        use std::sync::Arc;
+        use std::sync::{Arc, Mutex};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let stalled = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(None));
         let flag = stalled.clone();
+        let first = accepted.clone();
         std::thread::spawn(move || {
             for down in l.incoming() {
                 let Ok(down) = down else { continue };
+                first.lock().unwrap().get_or_insert_with(Instant::now);
                 let Ok(up) = std::net::TcpStream::connect(to) else {
                     continue;
                 };
@@ -386,11 +397,21 @@ impl Forwarder {
                     (up, down),
                 ] {
                     let flag = flag.clone();
-                    std::thread::spawn(move || pump(from, to, flag));
+                    std::thread::spawn(move || pump(from, to, flag, one_way));
                 }
             }
         });
-        Forwarder { port, stalled }
+        Forwarder {
+            port,
+            stalled,
+            accepted,
+        }
+    }
+
+    /// When the first connection was accepted (its TCP connection was
+    /// then up at both ends), if one was.
+    pub fn first_accepted(&self) -> Option<Instant> {
+        *self.accepted.lock().unwrap()
     }
 
     /// `ID@127.0.0.1:PORT` for `id`.
@@ -406,11 +427,13 @@ impl Forwarder {
 
 /// Copies `from` to `to` until EOF (then half-closes `to`) unless the path
 /// is stalled: then it reads nothing, so nothing moves and an end's FIN or
-/// RST stays unread in the kernel.
+/// RST stays unread in the kernel. With a `delay`, a second thread writes
+/// each chunk (and the EOF) `delay` after it was read.
 fn pump(
     mut from: std::net::TcpStream,
-    mut to: std::net::TcpStream,
+    to: std::net::TcpStream,
     stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    delay: Duration,
 ) {
     use std::sync::atomic::Ordering;
     let mut buf = vec![0u8; 64 * 1024];
@@ -419,6 +442,27 @@ fn pump(
     // Both sockets stay open as long as this thread runs (the other
     // direction's thread holds clones): a stall never closes anything.
     let _keep = to.try_clone().unwrap();
+    // `None` is the EOF (or a reset): half-close.
+    let (tx, rx) = mpsc::channel::<(Instant, Option<Vec<u8>>)>();
+    std::thread::spawn(move || {
+        let mut to = to;
+        for (due, chunk) in rx {
+            if let Some(left) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(left);
+            }
+            match chunk {
+                Some(c) => {
+                    if to.write_all(&c).is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                    return;
+                }
+            }
+        }
+    });
     let wait_while_stalled = || {
         while stalled.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(5));
@@ -430,13 +474,14 @@ fn pump(
         // What a read that raced with the stall returned (bytes, an EOF,
         // a reset) waits for the lift too.
         wait_while_stalled();
+        let due = Instant::now() + delay;
         match r {
             Ok(0) => {
-                let _ = to.shutdown(std::net::Shutdown::Write);
+                let _ = tx.send((due, None));
                 return;
             }
             Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
+                if tx.send((due, Some(buf[..n].to_vec()))).is_err() {
                     return;
                 }
             }
@@ -446,7 +491,7 @@ fn pump(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
             Err(_) => {
-                let _ = to.shutdown(std::net::Shutdown::Write);
+                let _ = tx.send((due, None));
                 return;
             }
         }

@@ -168,12 +168,26 @@ impl PeerEngine {
         }
     }
 
-    /// The smoothed RTT that tunes session `id`'s window: of the stream the
+    /// The RTT that tunes session `id`'s window: that of the stream the
     /// peer's data arrives on (else the one we send on), once sampled.
     pub(super) fn tuning_rtt(&self, id: SessionId) -> Option<std::time::Duration> {
         let s = self.sessions.get(id)?;
-        let st = s.rx.or(s.tx).and_then(|t| self.streams.get(t))?;
-        (st.liveness.rtt.samples > 0).then_some(st.liveness.rtt.srtt)
+        self.stream_tuning_rtt(s.rx.or(s.tx))
+    }
+
+    /// The RTT that tunes the windows of sessions whose data arrives on
+    /// stream `id`: its smallest sample of the last
+    /// [`TUNE_RTT_WINDOW`](crate::window::TUNE_RTT_WINDOW) (none before the
+    /// first). Not the smoothed RTT, nor the path delay filter: a
+    /// receiver's pings wait behind the data its peer has already queued,
+    /// so both grow with the window itself, and a window sized to that
+    /// queue only lengthens it. Windowed, not the smallest sample ever: a
+    /// path whose delay rose for good must be seen as slower again, or a
+    /// window that limits its flow there would never grow.
+    fn stream_tuning_rtt(&self, id: Option<crate::StreamId>) -> Option<std::time::Duration> {
+        let st = id.and_then(|t| self.streams.get(t))?;
+        let l = &st.liveness;
+        (l.rtt.samples > 0 && !l.tune_rtt.is_zero()).then_some(l.tune_rtt)
     }
 
     /// Bytes `write` may take now: the session's own limit (grant plus
@@ -233,12 +247,7 @@ impl PeerEngine {
         from: Option<crate::StreamId>,
         to: Option<crate::StreamId>,
     ) {
-        let rtt_of = |e: &PeerEngine, t: Option<crate::StreamId>| {
-            t.and_then(|t| e.streams.get(t))
-                .filter(|st| st.liveness.rtt.samples > 0)
-                .map(|st| st.liveness.rtt.srtt)
-        };
-        let (rf, rt) = (rtt_of(self, from), rtt_of(self, to));
+        let (rf, rt) = (self.stream_tuning_rtt(from), self.stream_tuning_rtt(to));
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };

@@ -1,6 +1,6 @@
 //! Unit tests of window auto-tuning and the memory budget: two nodes over
-//! in-memory links with a one-way latency (unlimited bandwidth), in
-//! virtual time. The simulator's suites cover the same with random
+//! in-memory links with a one-way latency (unlimited bandwidth unless a
+//! rate is given), in virtual time. The simulator's suites cover the same with random
 //! schedules; these pin single behaviours.
 
 use std::collections::VecDeque;
@@ -12,11 +12,15 @@ use crate::{Config, Event, Identity, Node, SessionId, StreamId, Timestamp, Write
 
 const MS: Duration = Duration::from_millis(1);
 
-/// A transport with a fixed one-way latency.
+/// A transport with a one-way latency and, optionally, a rate (bytes per
+/// second each way) with an unbounded FIFO queue in front of it.
 struct Wire {
     a: StreamId,
     b: StreamId,
     latency: Duration,
+    rate: Option<u64>,
+    /// When each direction's queue (a → b, b → a) has sent all it holds.
+    busy: [Timestamp; 2],
     to_a: VecDeque<(Timestamp, Bytes)>,
     to_b: VecDeque<(Timestamp, Bytes)>,
     alive: bool,
@@ -56,12 +60,19 @@ impl Net {
     /// A stream from `a` to `b` over a wire with `latency` one way, up and
     /// confirmed (and its first RTT sample taken).
     fn wire(&mut self, latency: Duration) -> usize {
+        self.wire_at(latency, None)
+    }
+
+    /// As [`Net::wire`], with a rate limit of `rate` bytes per second.
+    fn wire_at(&mut self, latency: Duration, rate: Option<u64>) -> usize {
         let a = self.a.connect(self.now, self.b.local_id()).unwrap();
         let b = self.b.accept(self.now).unwrap();
         self.wires.push(Wire {
             a,
             b,
             latency,
+            rate,
+            busy: [Timestamp::ZERO; 2],
             to_a: VecDeque::new(),
             to_b: VecDeque::new(),
             alive: true,
@@ -74,11 +85,39 @@ impl Net {
         let now = self.now;
         for w in self.wires.iter_mut().filter(|w| w.alive) {
             let mut out = BytesMut::new();
-            if self.a.poll_transmit(now, w.a, &mut out, usize::MAX) > 0 {
-                w.to_b.push_back((now + w.latency, out.split().freeze()));
+            // When bytes handed over now arrive: after the queue ahead of
+            // them and their own serialisation, plus the latency.
+            let arrival = |busy: &mut Timestamp, len: usize| {
+                if let Some(rate) = w.rate {
+                    let tx = Duration::from_nanos(len as u64 * 1_000_000_000 / rate.max(1));
+                    *busy = (*busy).max(now) + tx;
+                    *busy + w.latency
+                } else {
+                    now + w.latency
+                }
+            };
+            // A rate-limited wire takes output in pieces, each arriving
+            // once serialised (not the whole burst at the end of it).
+            let piece = if w.rate.is_some() {
+                16 * 1024
+            } else {
+                usize::MAX
+            };
+            loop {
+                let n = self.a.poll_transmit(now, w.a, &mut out, piece);
+                if n == 0 {
+                    break;
+                }
+                let at = arrival(&mut w.busy[0], n);
+                w.to_b.push_back((at, out.split().freeze()));
             }
-            if self.b.poll_transmit(now, w.b, &mut out, usize::MAX) > 0 {
-                w.to_a.push_back((now + w.latency, out.freeze()));
+            loop {
+                let n = self.b.poll_transmit(now, w.b, &mut out, piece);
+                if n == 0 {
+                    break;
+                }
+                let at = arrival(&mut w.busy[1], n);
+                w.to_a.push_back((at, out.split().freeze()));
             }
         }
     }
@@ -312,6 +351,57 @@ fn migrating_to_a_faster_stream_shrinks_the_window() {
     );
     // The transfer goes on at full speed on the new stream.
     n.transfer(sa, sb, 4 << 20);
+}
+
+#[test]
+fn a_window_grows_again_when_its_path_delay_rises_for_good() {
+    // 80 Mbit/s, 20 ms round trip (a bandwidth-delay product of 200 kB):
+    // the window settles at 2-4 of them.
+    let rate = 10_000_000u64;
+    let mut n = Net::new(tuned(16 << 20));
+    let w = n.wire_at(MS * 10, Some(rate));
+    let (sa, sb) = n.session();
+    n.transfer(sa, sb, 16 << 20);
+    let settled = n.b.session_info(sb).unwrap().stats.local_window;
+    assert!(
+        (256 << 10..=1 << 20).contains(&settled),
+        "{settled} B at 20 ms"
+    );
+    // A reroute: the path is 200 ms round trip from now on (2 MB in
+    // flight fill it). The smallest sample the stream ever had stays
+    // 20 ms; against it the window, consumed in a round trip of 200 ms,
+    // never looks fast enough to grow.
+    n.wires[w].latency = MS * 100;
+    let rose = n.now;
+    let mut trace = Vec::new();
+    let mut grown_at = None;
+    while grown_at.is_none() && n.now.saturating_duration_since(rose) < Duration::from_secs(20) {
+        let took = n.transfer(sa, sb, 2 << 20);
+        let window = n.b.session_info(sb).unwrap().stats.local_window;
+        let since = n.now.saturating_duration_since(rose);
+        trace.push((since.as_millis(), window >> 10, took.as_millis()));
+        if window >= 2 << 20 {
+            grown_at = Some(since);
+        }
+    }
+    // Then the flow fills the link again (32 MiB at 10 MB/s: 3.4 s).
+    let took = n.transfer(sa, sb, 32 << 20);
+    let goodput = (32u64 << 20) * 1000 / took.as_millis().max(1) as u64;
+    let window = n.b.session_info(sb).unwrap().stats.local_window;
+    println!(
+        "after the rise (ms, window KiB, ms per 2 MiB): {trace:?}; then {goodput} B/s \
+         with a {} KiB window",
+        window >> 10
+    );
+    // Once the old minimum ages out of the tuning window (10 s), the
+    // window doubles within a few round trips to at least the new
+    // bandwidth-delay product.
+    let grown_at = grown_at.expect("the window grew to the new path");
+    assert!(
+        grown_at <= crate::window::TUNE_RTT_WINDOW + Duration::from_secs(2),
+        "grew {grown_at:?} after the rise: {trace:?}"
+    );
+    assert!(goodput >= rate * 85 / 100, "{goodput} B/s");
 }
 
 /// A budget small enough to run out: 4 sessions' worth above the floors.

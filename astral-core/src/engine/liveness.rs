@@ -52,7 +52,8 @@
 //!    second one would only wait behind the same queue. `behind` is the time
 //!    our own unconfirmed output ahead of the probe takes to drain at the
 //!    measured delivery rate (`PathMeter::queueing_ahead`: a saturated
-//!    stream's probe waits behind its queue) plus the peer's data queued
+//!    stream's probe waits behind its queue; a receiver's credits alone
+//!    are no queue) plus the peer's data queued
 //!    ahead of its answer (`peer_queue`). So the queue counts once: the
 //!    loaded RTO already holds it, and the earlier rule (the loaded RTO
 //!    before the probe and again, plus `behind`, after it) waited for it
@@ -110,7 +111,7 @@ use rand_core::RngCore;
 use super::PeerEngine;
 use crate::event::{Event, StreamCloseReason};
 use crate::frame::Frame;
-use crate::path::{drain_time, WindowedMax, MIN_RATE};
+use crate::path::{drain_time, WindowedMax, WindowedMin, MIN_RATE};
 use crate::stream::{Rtt, RTO_CAP, RTO_FLOOR};
 use crate::timer::EngineTimer;
 use crate::{StreamId, Timestamp};
@@ -177,6 +178,15 @@ pub(crate) struct Liveness {
     /// round trip and its jitter without the queue. The probe timeouts use
     /// it with the queue ahead of the probe added once (`timeouts`).
     pub clean: Rtt,
+    /// The smallest of the samples `rtt` took in the last
+    /// [`TUNE_RTT_WINDOW`](crate::window::TUNE_RTT_WINDOW) (BBR's min-RTT
+    /// filter): the round trip that tunes the receive windows of the
+    /// sessions whose data arrives here (`PeerEngine::tuning_rtt`). Unlike
+    /// `rtt.min`, the smallest sample ever, it follows a path whose delay
+    /// rose for good (a reroute) once the old minimum ages out.
+    tune_min: WindowedMin,
+    /// Its value as of the last sample; zero before the first.
+    pub tune_rtt: Duration,
     /// The keep-alive (or first) ping in flight. One at a time: the
     /// transport is reliable and ordered, so every ping is answered in
     /// turn, and a second one would only measure the same queue.
@@ -224,6 +234,8 @@ impl Liveness {
             rtt: Rtt::default(),
             silence: Rtt::default(),
             clean: Rtt::default(),
+            tune_min: WindowedMin::default(),
+            tune_rtt: Duration::ZERO,
             ping: Some(PingOut::new(nonce, now)),
             probe: None,
             stale: None,
@@ -239,6 +251,17 @@ impl Liveness {
             must_answer: false,
             armed: Timestamp::MAX,
         }
+    }
+
+    /// Feeds a sample that `rtt` took at `now` to the tuning minimum.
+    pub fn sample_tune_rtt(&mut self, now: Timestamp, r: Duration) {
+        let window = crate::window::TUNE_RTT_WINDOW;
+        let nanos = u64::try_from(r.as_nanos()).unwrap_or(u64::MAX);
+        self.tune_min.update(now, nanos, window);
+        // `update` keeps the bucket it just fed, so the filter is never
+        // empty here; `r` is the fallback all the same.
+        let min = self.tune_min.get(now, window).unwrap_or(nanos);
+        self.tune_rtt = Duration::from_nanos(min);
     }
 
     /// Whether an unanswered probe still has an effect: the stream turns

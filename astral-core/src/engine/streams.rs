@@ -179,6 +179,7 @@ impl PeerStream {
         }
         rtt.sample(m.rtt);
         rtt.path = self.meter.fold_with(now, m, rtt.srtt, probe);
+        self.liveness.sample_tune_rtt(now, m.rtt);
     }
 
     pub fn info(&self, engine: EngineId, peer: NodeId) -> StreamInfo {

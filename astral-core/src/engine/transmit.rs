@@ -139,6 +139,7 @@ impl PeerEngine {
         // retransmitted bytes are never sampled).
         let mut ping = None;
         let mut fresh = None;
+        let mut carried = false;
 
         // 1. Explicit control frames (pings, pongs, markers, resets, responses).
         let floor = self.queueing_floor();
@@ -240,6 +241,7 @@ impl PeerEngine {
             let max = if more { room.min(quantum) } else { room };
             let sent_max = s.send.sent_max();
             if let Some((offset, payload)) = s.send.take(max) {
+                carried = true;
                 if offset >= sent_max {
                     fresh = Some((s.wire, offset + payload.len() as u64));
                 }
@@ -289,6 +291,9 @@ impl PeerEngine {
         st.stats.records_out += 1;
         let len = out.len() - header;
         st.meter.on_record(now, len, st.stats.bytes_in, fresh, ping);
+        if carried {
+            st.meter.on_data_record();
+        }
         if let Some(nonce) = ping {
             st.on_probe_ping_sent(now, nonce);
         }
