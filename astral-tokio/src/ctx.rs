@@ -15,6 +15,11 @@ use std::time::Instant;
 use astral_core::{Clock, EngineId, Event, StreamId, Timestamp};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 
+/// Wakers collected under a lock and run once it is released: a call wakes
+/// one or two tasks, so they live inline (a `Vec` allocated and freed twice
+/// per one-byte echo round trip at each end, perf-profile §17).
+pub(crate) type Wakers = smallvec::SmallVec<[std::task::Waker; 4]>;
+
 /// Events kept for `events()` subscribers.
 const EVENT_CAPACITY: usize = 4096;
 
@@ -196,7 +201,7 @@ impl TransportSlot {
         &mut self,
         reason: &astral_core::StreamCloseReason,
         peer: Option<astral_core::NodeId>,
-        wake: &mut Vec<std::task::Waker>,
+        wake: &mut Wakers,
     ) {
         if let Some(tx) = self.connect.take() {
             let _ = tx.send(Err((reason.clone(), peer)));

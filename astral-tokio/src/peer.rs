@@ -13,12 +13,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::Waker;
 
 use astral_core::{codes, EngineId, Event, NodeId, PeerEngine, SessionId, StreamId, Timestamp};
 use tokio::sync::{mpsc, Notify};
 
-use crate::ctx::{Ctl, NodeCtx, TransportSlot};
+use crate::ctx::{Ctl, NodeCtx, TransportSlot, Wakers};
 use crate::error::{Error, Result};
 use crate::sessions::Sessions;
 use crate::wire::{FlushWatch, Pulled, Wire};
@@ -39,13 +38,13 @@ pub(crate) struct PeerState {
     /// `MaybeIdle` was sent and the engine stayed idle since.
     idle_told: bool,
     /// Wakers to run once the lock is released.
-    wake: Vec<Waker>,
+    wake: Wakers,
     /// This call handed an inbound query to the application (which the
     /// channel woke): [`Peer::with_woke`] counts it as a wake-up.
     handed_query: bool,
     /// Transports whose token this call took: sealed and written inline
     /// once the lock is released.
-    inline: Vec<Arc<Wire>>,
+    inline: smallvec::SmallVec<[Arc<Wire>; 2]>,
 }
 
 /// One peer (see the module documentation).
@@ -84,9 +83,9 @@ impl Peer {
                 dead: false,
                 timer_armed: Timestamp::MAX,
                 idle_told: false,
-                wake: Vec::new(),
+                wake: Wakers::new(),
                 handed_query: false,
-                inline: Vec::new(),
+                inline: smallvec::SmallVec::new(),
             }),
             timer: Notify::new(),
             queries,
