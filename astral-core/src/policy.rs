@@ -29,6 +29,10 @@ pub struct Candidate {
     pub path: Duration,
     /// RTT samples taken so far.
     pub samples: u32,
+    /// The highest RTT sample within the stream's last path window (zero:
+    /// unknown): the top of its spread, jitter included. [`RttPolicy`]
+    /// judges a candidate by the higher of this and `srtt`.
+    pub peak: Duration,
     /// When the handshake completed.
     pub established_at: Timestamp,
     /// Sessions currently sending on it.
@@ -52,11 +56,18 @@ impl Candidate {
             srtt,
             path,
             samples,
+            peak: Duration::ZERO,
             established_at: Timestamp::ZERO,
             sessions: 0,
             preference: StreamPreference::NORMAL,
             path_settled: true,
         }
+    }
+
+    /// Its slowest recent round trip: the higher of `srtt` and `peak`
+    /// ([`RttPolicy`] judges a candidate by it).
+    pub fn slowest(&self) -> Duration {
+        self.srtt.max(self.peak)
     }
 }
 
@@ -87,14 +98,19 @@ pub trait Policy: Send + std::fmt::Debug {
 ///   penalty (the delay a new session meets there now), then the oldest.
 /// * A stream of a lower tier wins over the current one as soon as it has
 ///   `min_samples` samples.
-/// * Within a tier, a candidate wins when even its smoothed RTT (plus
+/// * Within a tier, a candidate wins when even its *slowest* recent round
+///   trip (the higher of its smoothed RTT and its [`Candidate::peak`], plus
 ///   penalty) is at least `gain` below the current stream's *path delay*
 ///   (plus penalty), at every evaluation for `sustain`. Comparing the
-///   candidate's typical delay with the current stream's best one is
-///   deliberately lopsided: jitter, and queueing that the session itself
-///   causes on the stream that carries it, can only make the current stream
-///   look better than it is, never worse, so two equal paths never trade
-///   a session.
+///   candidate's worst with the current stream's best is deliberately
+///   lopsided: queueing that the session itself causes on the stream that
+///   carries it can only make the current stream look better than it is;
+///   and on a jittery path the current stream's estimate may rest on one
+///   clean sample (a drain probe's, or the receiver's last before the
+///   sender's data filled the stream), which can be any draw of the path's
+///   spread, up to its top: an equal candidate's peak shows that top too,
+///   so two equal paths never trade a session, however jittery (issue 17:
+///   40 ms ± 50 % paths traded it twice in ten minutes on the srtt alone).
 /// * Nothing moves off a stream whose path is not settled
 ///   ([`Candidate::path_settled`]); the sustain keeps counting meanwhile,
 ///   so a confirmed rise moves the sessions as soon as both hold.
@@ -143,7 +159,7 @@ impl RttPolicy {
         // In parts per million, exactly (70 ms against 100 at gain 0.3 is
         // "at most 70 %", which floating point would get wrong).
         let keep = ((1.0 - self.gain.clamp(0.0, 1.0)) * 1e6).round() as u128;
-        let theirs = (best.srtt + best.preference.penalty).as_nanos();
+        let theirs = (best.slowest() + best.preference.penalty).as_nanos();
         let ours = (current.path + current.preference.penalty).as_nanos();
         theirs * 1_000_000 <= ours * keep
     }
@@ -298,6 +314,33 @@ mod tests {
         assert_eq!(p.migrate_target(t(0), &all[0], &all), StreamId::new(2));
         let all = [c(1, 100), c(2, 71)];
         assert_eq!(p.migrate_target(t(0), &all[0], &all), None);
+    }
+
+    #[test]
+    fn a_candidate_is_judged_by_its_slowest_recent_round_trip() {
+        let mut p = RttPolicy::new(0.3, Duration::ZERO);
+        // Two 40 ms ± 50 % paths: the carrying stream's estimate is one
+        // drain-probe sample from the top of the spread (58 ms); the idle
+        // one's srtt is 40 ms, but its samples of the last window reached
+        // 55 ms. Judged by the srtt it would win (40 <= 0.7 * 58); by its
+        // peak it does not.
+        let mut idle = cp(2, 40, 24);
+        idle.peak = ms(55);
+        let all = [cp(1, 300, 58), idle];
+        assert_eq!(p.migrate_target(t(0), &all[0], &all), None);
+        idle.peak = Duration::ZERO;
+        let all = [cp(1, 300, 58), idle];
+        assert_eq!(p.migrate_target(t(0), &all[0], &all), StreamId::new(2));
+        // A really faster path still wins once its peak is below the bar:
+        // 10 ms with samples up to 12 ms against 100 ms.
+        let mut fast = c(2, 10);
+        fast.peak = ms(12);
+        let all = [c(1, 100), fast];
+        assert_eq!(p.migrate_target(t(0), &all[0], &all), StreamId::new(2));
+        // The peak counts only when above the srtt.
+        assert_eq!(fast.slowest(), ms(12));
+        fast.peak = ms(5);
+        assert_eq!(fast.slowest(), ms(10));
     }
 
     #[test]

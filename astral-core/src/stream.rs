@@ -60,6 +60,10 @@ pub struct Rtt {
     /// Path delay: the windowed minimum of samples, held while the
     /// stream's own traffic explains longer ones; zero until the first.
     pub path: Duration,
+    /// The highest sample within the last path window (as of the latest
+    /// sample): the top of the stream's spread, jitter and queueing
+    /// included; zero until the first.
+    pub peak: Duration,
 }
 
 /// Floor and cap of [`Rtt::rto`]: a retransmission-style timeout never

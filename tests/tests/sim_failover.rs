@@ -165,7 +165,11 @@ fn a_blackholed_carrying_path_fails_over_within_300_ms_at_5_ms() {
 /// queue, so the loaded RTO is about the queue and its variance, and the
 /// probe also waits for our output ahead of it: the suspicion must count
 /// the queue once (before: 667 ms to resume at 256 KiB and 1,214 ms at
-/// 512 KiB; 280 and 394 ms now).
+/// 512 KiB; 286 and 383 ms with the clean-sample timeouts). What the
+/// receiver got but has not credited yet (it credits a quarter window at a
+/// time) is not ahead of the probe: at most what the path delivered since
+/// the newest credit arrived is left out of the queue (session 5: 193 /
+/// 254 / 254 ms; 216 / 287 / 287 ms without).
 #[test]
 fn a_saturating_transfer_behind_a_standing_queue_fails_over_within_300_ms_at_5_ms() {
     for (seed, kib) in [(41, 128), (42, 256), (43, 512)] {
@@ -188,6 +192,11 @@ fn a_saturating_transfer_behind_a_standing_queue_fails_over_within_300_ms_at_5_m
         // of the suspicion after it and the resend.
         if kib <= 256 {
             assert!(stall <= ms(300), "{kib} KiB: {stall:?}");
+        }
+        if kib == 256 {
+            // 287 ms while the bytes the peer had not credited yet counted
+            // as queue ahead of the probe.
+            assert!(stall <= ms(260), "{kib} KiB: {stall:?}");
         }
         assert!(stall <= queue + ms(200), "{kib} KiB: {stall:?}");
     }
@@ -513,10 +522,13 @@ fn a_restart_that_names_nothing_also_closes_an_old_stream_already_suspect() {
             "restart naming nothing, old stream already suspect, {rtt:?} RTT: old session ended \
              {took:?} after the new handshake"
         );
-        // The new probe waits one RTO plus our unconfirmed output at no
-        // less than 1 Mbit/s (a live twin's answer queues behind it; the
-        // path's measured rate has expired during the silence): well
-        // under `dead_timeout`.
-        assert!(took < secs(3), "{took:?} at RTT {rtt:?}");
+        // The new probe waits one RTO plus our unconfirmed output at the
+        // measured rate, at no less than 1 Mbit/s (a live twin's answer
+        // queues behind it), as for a stream that was not suspect: about
+        // one RTO. Regression: its deadline was never armed (the blackholed
+        // transport takes nothing, so the probe's record never left and
+        // armed nothing), and it was only checked at the next keep-alive
+        // (1,747 / 1,371 ms after the handshake).
+        assert!(took <= rtt * 3 + ms(150), "{took:?} at RTT {rtt:?}");
     }
 }

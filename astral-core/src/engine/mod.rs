@@ -379,16 +379,20 @@ impl PeerEngine {
             .iter()
             .filter(|s| s.is_usable())
             .map(|s| {
-                let mut c = Candidate::new(
-                    s.id,
-                    s.liveness.rtt.srtt,
-                    s.liveness.rtt.path,
-                    s.liveness.rtt.samples,
-                );
+                // A stale estimate this side cannot refresh counts as
+                // unknown: the policy never moves sessions off it
+                // (`engine/probe.rs`, `DrainProbe::is_blind`).
+                let path = if s.probe.is_blind() {
+                    std::time::Duration::ZERO
+                } else {
+                    s.liveness.rtt.path
+                };
+                let mut c = Candidate::new(s.id, s.liveness.rtt.srtt, path, s.liveness.rtt.samples);
                 c.established_at = s.established_at;
                 c.sessions = s.senders;
                 c.preference = s.preference();
                 c.path_settled = s.probe.path_settled();
+                c.peak = s.liveness.rtt.peak;
                 c
             })
             .collect()

@@ -146,6 +146,14 @@ pub(crate) struct DrainProbe {
     unchanged: u8,
     /// The loaded signals when the last probe started.
     signals: Signals,
+    /// The path delay is stale and this side cannot refresh it: it carries
+    /// no load of its own to drain and no probe is under way (set at each
+    /// tick). A receiver whose every pong waits behind the peer's bulk
+    /// data holds the estimate it had before the transfer, possibly one
+    /// unlucky sample on a jittery path; the policy treats it as unknown
+    /// and leaves the decision to the sender, whose probes keep its own
+    /// estimate fresh.
+    blind: bool,
 }
 
 impl DrainProbe {
@@ -158,6 +166,13 @@ impl DrainProbe {
     /// what would let another stream win.
     pub fn path_settled(&self) -> bool {
         !self.unsettled
+    }
+
+    /// Whether the path delay is stale and this side cannot refresh it (a
+    /// receiver behind the peer's bulk data): the policy treats it as
+    /// unknown.
+    pub fn is_blind(&self) -> bool {
+        self.blind
     }
 
     /// How long after the last probe started the next may start: one path
@@ -179,17 +194,29 @@ impl PeerEngine {
     /// once on a stream whose path a probe sample raised (the confirming
     /// probe).
     pub(super) fn tick_drain_probes(&mut self, now: Timestamp, start: bool) {
-        let usable: smallvec::SmallVec<[(StreamId, Duration, StreamPreference); 4]> = self
+        // (id, srtt, slowest recent round trip as the policy judges a
+        // candidate, preference).
+        #[allow(clippy::type_complexity)]
+        let usable: smallvec::SmallVec<
+            [(StreamId, Duration, Duration, StreamPreference); 4],
+        > = self
             .streams
             .iter()
             .filter(|s| s.is_usable() && s.liveness.rtt.samples > 0)
-            .map(|s| (s.id, s.liveness.rtt.srtt, s.preference()))
+            .map(|s| {
+                let r = &s.liveness.rtt;
+                (s.id, r.srtt, r.srtt.max(r.peak), s.preference())
+            })
             .collect();
         // The policy's threshold, in parts per million (as `RttPolicy`).
         let keep =
             ((1.0 - self.shared.config.migrate_rtt_gain.clamp(0.0, 1.0)) * 1e6).round() as u128;
         let mut ping = Vec::new();
         for st in self.streams.iter_mut() {
+            st.probe.blind = st.meter.is_stale(now)
+                && st.meter.unconfirmed() < LOADED
+                && !st.probe.withholds()
+                && st.probe.last_ping.is_none();
             let window = st.meter.path_window(now);
             let since = st.probe.started.map(|at| now.saturating_duration_since(at));
             let limit = (st.liveness.rtt.srtt * LIMIT_SRTTS).max(MIN_LIMIT);
@@ -221,10 +248,10 @@ impl PeerEngine {
             let id = st.id;
             let matters = |path: Duration| {
                 let ours = (path + pref.penalty).as_nanos();
-                usable.iter().any(|(other, srtt, p)| {
+                usable.iter().any(|(other, _, slowest, p)| {
                     *other != id
                         && p.tier <= pref.tier
-                        && (*srtt + p.penalty).as_nanos() * 1_000_000 <= ours * keep
+                        && (*slowest + p.penalty).as_nanos() * 1_000_000 <= ours * keep
                 })
             };
             let path = st.liveness.rtt.path;
@@ -238,7 +265,7 @@ impl PeerEngine {
                 other: usable
                     .iter()
                     .filter(|(id, ..)| *id != st.id)
-                    .map(|(_, srtt, _)| *srtt)
+                    .map(|(_, srtt, ..)| *srtt)
                     .min()
                     .unwrap_or_default(),
             };

@@ -179,6 +179,7 @@ impl PeerStream {
         }
         rtt.sample(m.rtt);
         rtt.path = self.meter.fold_with(now, m, rtt.srtt, probe);
+        rtt.peak = self.meter.peak(now).unwrap_or(m.rtt);
         self.liveness.sample_tune_rtt(now, m.rtt);
     }
 
