@@ -545,8 +545,10 @@ fn an_idle_stream_is_suspect_within_a_keepalive_and_two_floored_timeouts() {
     let mut worst = Duration::ZERO;
     let mut best = Duration::MAX;
     for (seed, phase) in [(60, 0), (61, 37), (62, 101), (63, 150), (64, 199)] {
-        let mut config = Config::default();
-        config.keepalive_interval = ms(200);
+        let config = Config {
+            keepalive_interval: ms(200),
+            ..Config::default()
+        };
         let link = LinkConfig::default().latency(ms(1)).bandwidth(10_000_000);
         let mut sim = Sim::new(seed, 2, config);
         let cut_link = sim.link(0, 1, link.clone());
