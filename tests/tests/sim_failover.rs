@@ -532,3 +532,44 @@ fn a_restart_that_names_nothing_also_closes_an_old_stream_already_suspect() {
         assert!(took <= rtt * 3 + ms(150), "{took:?} at RTT {rtt:?}");
     }
 }
+
+/// The real-binary suspect test's case (`astral-cli/tests/suspect.rs`):
+/// two idle streams with a 200 ms keep-alive, one of them blackholed. Only
+/// a keep-alive ping makes an idle stream wait for anything, so the
+/// silence starts with the first ping after the cut; the probe goes out
+/// once that ping is overdue (one floored timeout) and the stream is
+/// suspect one floored timeout after the probe: the next keep-alive (0 to
+/// 200 ms after the cut, by phase) + 100 + 100 ms, never more.
+#[test]
+fn an_idle_stream_is_suspect_within_a_keepalive_and_two_floored_timeouts() {
+    let mut worst = Duration::ZERO;
+    let mut best = Duration::MAX;
+    for (seed, phase) in [(60, 0), (61, 37), (62, 101), (63, 150), (64, 199)] {
+        let config = Config {
+            keepalive_interval: ms(200),
+            ..Config::default()
+        };
+        let link = LinkConfig::default().latency(ms(1)).bandwidth(10_000_000);
+        let mut sim = Sim::new(seed, 2, config);
+        let cut_link = sim.link(0, 1, link.clone());
+        sim.link(0, 1, link);
+        sim.keep_log = true;
+        sim.run_until(Sim::t(secs(3) + ms(phase)));
+        assert_eq!(suspects(&sim), 0, "idle and healthy: never suspect");
+        sim.act(Action::Partition(cut_link));
+        let took = until(&mut sim, secs(5), |s| {
+            s.events_matching(|e| matches!(e, Event::StreamSuspect { .. }))
+                .iter()
+                .any(|(_, n, _)| *n == 0)
+        })
+        .expect("the blackholed idle stream turns suspect");
+        println!(
+            "idle, 200 ms keep-alive, cut at 3 s + {phase} ms: node 0 suspects after {took:?}"
+        );
+        worst = worst.max(took);
+        best = best.min(took);
+    }
+    println!("idle suspicion after the cut: {best:?} to {worst:?}");
+    assert!(worst <= ms(200) + ms(100) + ms(100) + ms(10), "{worst:?}");
+    assert!(best >= ms(200), "{best:?}: two floored timeouts at least");
+}
