@@ -46,7 +46,7 @@ pub struct Config {
     /// Window every open session keeps whatever the budget (and the room it
     /// may always hold for its own writes): what makes progress certain when
     /// the budget is exhausted. Outside the budget, so part of the fixed
-    /// per-session cost (docs/PERFORMANCE.md, "Memory a node promises").
+    /// per-session cost (docs/FLOW.md, "What a node promises").
     pub min_recv_window: u32,
     /// Memory budget per peer: receive windows and retained plus queued
     /// send bytes above each session's `min_recv_window` floors, over all

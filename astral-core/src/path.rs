@@ -268,6 +268,11 @@ fn rate(bytes: u64, d: Duration) -> u64 {
     u64::try_from(u128::from(bytes) * 1_000_000_000 / ns).unwrap_or(u64::MAX)
 }
 
+/// Bytes moved in `d` at `rate` bytes per second.
+fn bytes_in(d: Duration, rate: u64) -> u64 {
+    u64::try_from(d.as_nanos() * u128::from(rate) / 1_000_000_000).unwrap_or(u64::MAX)
+}
+
 /// Time to move `bytes` at `rate` bytes per second (0 if the rate is unknown).
 pub(crate) fn drain_time(bytes: u64, rate: u64) -> Duration {
     if rate == 0 {
@@ -383,13 +388,31 @@ impl PathMeter {
     /// of a smaller window (more grants) delayed a receiver's suspicion of
     /// a dead stream: 95 ms behind 3 s of credits on a 5 ms path
     /// (`sim_failover`, restart at 5 ms).
-    pub fn queueing_ahead(&self, now: Timestamp, min_rate: u64) -> Duration {
+    ///
+    /// `uncredited`: how many of the unconfirmed bytes the peer may hold
+    /// without having confirmed them (credit is batched). Those it
+    /// received are not ahead; it can have received at most what the path
+    /// delivers, at our measured rate, since the newest confirmation
+    /// arrived, so that many (at most `uncredited`) are not counted.
+    pub fn queueing_ahead(&self, now: Timestamp, min_rate: u64, uncredited: u64) -> Duration {
         if self.data_end <= self.delivered {
             return Duration::ZERO;
         }
-        let ahead = self.pos.saturating_sub(self.delivered);
         let rate = self.fwd_rate.get(now, self.rate_window(now)).unwrap_or(0);
+        let since = now.saturating_duration_since(self.delivered_at);
+        let arrived = uncredited.min(bytes_in(since, rate));
+        let ahead = self
+            .pos
+            .saturating_sub(self.delivered)
+            .saturating_sub(arrived);
         drain_time(ahead, rate.max(min_rate))
+    }
+
+    /// How long `bytes` of our output take to drain at our measured
+    /// delivery rate, at least `min_rate` (zero while neither is known).
+    pub fn drain(&self, now: Timestamp, bytes: u64, min_rate: u64) -> Duration {
+        let rate = self.fwd_rate.get(now, self.rate_window(now)).unwrap_or(0);
+        drain_time(bytes, rate.max(min_rate))
     }
 
     /// A record of `len` ciphertext bytes left at `now`, when `rx` bytes had
@@ -677,10 +700,10 @@ mod tests {
             m.on_record(t(30 + i), 40, 0, None, None);
         }
         assert_eq!(m.unconfirmed(), 80_000);
-        assert_eq!(m.queueing_ahead(t(2100), 0), Duration::ZERO);
+        assert_eq!(m.queueing_ahead(t(2100), 0, 0), Duration::ZERO);
         // A data record among them: what is unconfirmed is a queue again.
         send(&mut m, 2100, 1000, 2000, 0);
-        assert!(m.queueing_ahead(t(2100), 0) > Duration::ZERO);
+        assert!(m.queueing_ahead(t(2100), 0, 0) > Duration::ZERO);
     }
 
     #[test]
@@ -708,6 +731,45 @@ mod tests {
         }
         assert_eq!(m.log.len(), LOG_CAPACITY);
         assert!(m.log.capacity() < 2 * LOG_CAPACITY);
+    }
+
+    #[test]
+    fn bytes_the_peer_may_hold_uncredited_are_not_ahead_of_a_probe() {
+        let mut m = PathMeter::new(t(0), ms(2000));
+        // 10 kB records every 100 ms, each credited 50 ms later (the best
+        // rate measured: 200 kB/s, the first record's).
+        for i in 0..20u64 {
+            send(&mut m, i * 100, 10_000, (i + 1) * 10_000, 0);
+            assert!(m
+                .on_credit(t(i * 100 + 50), 1, (i + 1) * 10_000, 0)
+                .is_some());
+        }
+        let rate = m.fwd_rate.get(t(2000), m.rate_window(t(2000))).unwrap();
+        assert_eq!(rate, 200_000);
+        // Then 30 kB more at 2000, nothing confirmed since the credit that
+        // arrived at 1950.
+        send(&mut m, 2000, 30_000, 230_000, 0);
+        assert_eq!(m.unconfirmed(), 30_000);
+        let all = m.drain(t(2000), 30_000, 0);
+        assert_eq!(m.queueing_ahead(t(2000), 0, 0), all);
+        // The peer may hold up to 25 kB uncredited, but the path delivered
+        // at most 50 ms worth since the newest confirmation arrived.
+        let in_50ms = rate / 20;
+        assert_eq!(
+            m.queueing_ahead(t(2000), 0, 25_000),
+            m.drain(t(2000), 30_000 - in_50ms, 0)
+        );
+        // 300 ms later it may hold the whole 25 kB: no more is left out.
+        assert_eq!(
+            m.queueing_ahead(t(2250), 0, 25_000),
+            m.drain(t(2250), 5_000, 0)
+        );
+        assert_eq!(m.queueing_ahead(t(2250), 0, 40_000), Duration::ZERO);
+        // The floor rate still applies to what is left.
+        assert_eq!(
+            m.queueing_ahead(t(2250), 1_000_000_000, 25_000),
+            drain_time(5_000, 1_000_000_000)
+        );
     }
 
     #[test]

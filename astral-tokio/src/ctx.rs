@@ -15,6 +15,11 @@ use std::time::Instant;
 use astral_core::{Clock, EngineId, Event, StreamId, Timestamp};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 
+/// Wakers collected under a lock and run once it is released: a call wakes
+/// one or two tasks, so they live inline (a `Vec` allocated and freed twice
+/// per one-byte echo round trip at each end, perf-profile §17).
+pub(crate) type Wakers = smallvec::SmallVec<[std::task::Waker; 4]>;
+
 /// Events kept for `events()` subscribers.
 const EVENT_CAPACITY: usize = 4096;
 
@@ -38,10 +43,6 @@ pub(crate) struct NodeCtx {
     /// cycles of a set-up on a fresh node), and a node nobody subscribes
     /// to never needs it (a broadcast without receivers drops events).
     events: std::sync::OnceLock<broadcast::Sender<Event>>,
-    /// Notified after every published event (for waits on the engine's
-    /// state, such as `open_session`'s for a stream, without a broadcast
-    /// receiver).
-    pub changed: Notify,
     /// Becomes `true` once, at shutdown.
     pub shutdown: watch::Sender<bool>,
     /// Peers → endpoint task.
@@ -61,7 +62,6 @@ impl NodeCtx {
             NodeCtx {
                 clock: Clock::new(Instant::now()),
                 events: std::sync::OnceLock::new(),
-                changed: Notify::new(),
                 shutdown,
                 ctl,
                 transports: AtomicUsize::new(0),
@@ -78,13 +78,11 @@ impl NodeCtx {
             .subscribe()
     }
 
-    /// Publishes `ev` to the subscribers (if any) and wakes the waiters of
-    /// [`NodeCtx::changed`].
+    /// Publishes `ev` to the subscribers (if any).
     pub fn publish(&self, ev: Event) {
         if let Some(tx) = self.events.get() {
             let _ = tx.send(ev);
         }
-        self.changed.notify_waiters();
     }
 
     /// The driver's clock as the core's timestamp.
@@ -203,7 +201,7 @@ impl TransportSlot {
         &mut self,
         reason: &astral_core::StreamCloseReason,
         peer: Option<astral_core::NodeId>,
-        wake: &mut Vec<std::task::Waker>,
+        wake: &mut Wakers,
     ) {
         if let Some(tx) = self.connect.take() {
             let _ = tx.send(Err((reason.clone(), peer)));

@@ -13,13 +13,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::Waker;
 
 use astral_core::driver::{DetachedRecordLayer, DialId, Redialer};
 use astral_core::{EngineId, Event, NewStream, NodeId, SessionId, StreamId, Timestamp};
 use tokio::sync::Notify;
 
-use crate::ctx::{Ctl, NodeCtx, TransportSlot};
+use crate::ctx::{Ctl, NodeCtx, TransportSlot, Wakers};
 use crate::peer::{Peer, QueryTx};
 
 /// A completed handshake waiting for its transport task.
@@ -49,7 +48,7 @@ pub(crate) struct EpState {
     pub closed: bool,
     /// Deadline the endpoint task sleeps until.
     timer_armed: Timestamp,
-    wake: Vec<Waker>,
+    wake: Wakers,
 }
 
 /// Default bound of a connect and of `open_session`'s wait for a first
@@ -113,7 +112,7 @@ impl EpDriver {
                 connecting: Vec::new(),
                 closed: false,
                 timer_armed: Timestamp::MAX,
-                wake: Vec::new(),
+                wake: Wakers::new(),
             }),
             timer: Notify::new(),
             queries,

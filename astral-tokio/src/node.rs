@@ -13,7 +13,7 @@ use astral_core::{
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::ctx::{Ctl, Kill, NodeCtx};
@@ -325,6 +325,7 @@ impl Node {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let inner = self.inner().clone();
+        configure(&listener, inner.notsent_lowat);
         let mut shutdown = inner.ctx.shutdown.subscribe();
         if *shutdown.borrow() {
             return Err(std::io::Error::other("node shut down"));
@@ -335,7 +336,12 @@ impl Node {
                     r = listener.accept() => match r {
                         Ok((tcp, from)) => {
                             let source = Some(source_of(from));
-                            if let Err(e) = attach_tcp(&inner, tcp, Role::Accept, None, source) {
+                            let r = if ACCEPTED_INHERIT {
+                                attach_configured(&inner, tcp, Role::Accept, None, source)
+                            } else {
+                                attach_tcp(&inner, tcp, Role::Accept, None, source)
+                            };
+                            if let Err(e) = r {
                                 // Strangers trigger this at will: not a warning.
                                 tracing::debug!(%from, %e, "refused inbound transport");
                             }
@@ -377,9 +383,9 @@ impl Node {
         // `open_session` sees this dial under way until the transport is
         // attached (then the redialer and the handshake show it).
         let connecting = Connecting::new(&self.inner().ep, peer);
-        let tcp = tcp_connect(addr, connecting.timeout).await?;
+        let tcp = tcp_connect(addr, connecting.timeout, self.inner().notsent_lowat).await?;
         let addr = tcp.peer_addr()?;
-        let (stream, rx) = attach_tcp(
+        let (stream, rx) = attach_configured(
             self.inner(),
             tcp,
             Role::Dial(peer),
@@ -590,29 +596,6 @@ impl Node {
         })?;
         // Until the answer, a dropped future resets the session.
         let session = Session::new(engine.clone(), id);
-        if let Some(timeout) = wait {
-            // No stream yet: the wait for one is bounded by the connect
-            // timeout (then the session is reset: nothing was sent).
-            let up = async {
-                loop {
-                    // Registered before the check: an event published
-                    // after it wakes this wait.
-                    let changed = ctx.changed.notified();
-                    tokio::pin!(changed);
-                    changed.as_mut().enable();
-                    let ready = engine.peek(|ps| {
-                        !ps.engine.stream_ids().is_empty() || ps.engine.session(id).is_none()
-                    });
-                    if ready {
-                        return;
-                    }
-                    changed.await;
-                }
-            };
-            if tokio::time::timeout(timeout, up).await.is_err() {
-                return Err(Error::Unreachable(peer));
-            }
-        }
         // The pending open parks as the session's reader: SessionOpen and
         // SessionClosed wake it.
         let answer = std::future::poll_fn(|cx| {
@@ -628,8 +611,23 @@ impl Node {
                     .cloned()
                     .unwrap_or(CloseReason::Graceful))),
             })
-        })
-        .await;
+        });
+        tokio::pin!(answer);
+        let answer = match wait {
+            None => answer.await,
+            // No stream yet: the wait for one is bounded by the connect
+            // timeout (then the session is reset: nothing was sent). Only
+            // the answer wakes this task, not every stream that comes up
+            // (a wake-up of the caller per set-up, perf-profile §17): the
+            // timeout looks for a stream when it fires.
+            Some(timeout) => match tokio::time::timeout(timeout, &mut answer).await {
+                Ok(a) => a,
+                Err(_) if engine.peek(|ps| ps.engine.stream_ids().is_empty()) => {
+                    return Err(Error::Unreachable(peer));
+                }
+                Err(_) => answer.await,
+            },
+        };
         match answer {
             Ok(()) => Ok(session),
             Err(reason) => {
@@ -1018,10 +1016,44 @@ fn attach_tcp(
     dial: Option<DialOf>,
     source: Option<Source>,
 ) -> Result<(StreamId, UpRx)> {
-    let _ = tcp.set_nodelay(true);
-    crate::sockopt::set_notsent_lowat(&tcp, inner.notsent_lowat);
+    configure(&tcp, inner.notsent_lowat);
+    attach_configured(inner, tcp, role, dial, source)
+}
+
+/// [`attach_tcp`] for a socket whose options were set already (before its
+/// connection, or on the listener it was accepted from).
+fn attach_configured(
+    inner: &Arc<Inner>,
+    tcp: TcpStream,
+    role: Role,
+    dial: Option<DialOf>,
+    source: Option<Source>,
+) -> Result<(StreamId, UpRx)> {
     attach(&inner.ep, Tcp(Arc::new(tcp)), role.dialed(), dial, source)
 }
+
+/// The driver's options on a TCP socket: no Nagle delay, and
+/// `TCP_NOTSENT_LOWAT` (see [`crate::sockopt`]). Set before a dial
+/// connects and on a listener rather than on every socket once it is
+/// registered with the reactor: on Linux, setting `TCP_NOTSENT_LOWAT` on a
+/// registered socket signals write space and woke a worker for nothing, a
+/// wake-up per set-up (`docs/notes/perf-profile.md` §17); accepted sockets
+/// inherit both options from the listener there.
+#[cfg(unix)]
+fn configure<S: std::os::fd::AsFd>(socket: &S, lowat: Option<u32>) {
+    let _ = socket2::SockRef::from(socket).set_tcp_nodelay(true);
+    crate::sockopt::set_notsent_lowat(socket, lowat);
+}
+
+/// Not Unix: no Nagle delay (`TCP_NOTSENT_LOWAT` is Linux only).
+#[cfg(windows)]
+fn configure<S: std::os::windows::io::AsSocket>(socket: &S, _lowat: Option<u32>) {
+    let _ = socket2::SockRef::from(socket).set_tcp_nodelay(true);
+}
+
+/// Whether sockets accepted from a [`configure`]d listener have its
+/// options (Linux copies them to the accepted socket).
+const ACCEPTED_INHERIT: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 async fn wait_up(stream: StreamId, rx: UpRx, role: Role) -> Result<StreamId> {
     match rx.await {
@@ -1074,8 +1106,42 @@ impl Drop for Connecting {
 }
 
 /// A TCP connection bounded by `timeout`.
-async fn tcp_connect(addr: impl ToSocketAddrs, timeout: Duration) -> std::io::Result<TcpStream> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+/// Connects to the first address `addr` resolves to that accepts, like
+/// `TcpStream::connect`, with the driver's socket options set before the
+/// connection (see [`configure`]).
+async fn tcp_connect(
+    addr: impl ToSocketAddrs,
+    timeout: Duration,
+    lowat: Option<u32>,
+) -> std::io::Result<TcpStream> {
+    let connect = async {
+        let mut last = None;
+        for a in tokio::net::lookup_host(addr).await? {
+            let socket = if a.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            };
+            let r = match socket {
+                Ok(socket) => {
+                    configure(&socket, lowat);
+                    socket.connect(a).await
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "could not resolve to any address",
+            )
+        }))
+    };
+    match tokio::time::timeout(timeout, connect).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -1134,8 +1200,10 @@ async fn endpoint_task(inner: Arc<Inner>, mut ctl: mpsc::UnboundedReceiver<Ctl>)
 async fn redial(inner: Arc<Inner>, d: DialId, peer: NodeId, addr: SocketAddr) {
     tracing::debug!(%peer, %addr, "redialing");
     let timeout = inner.ep.peek(|st| st.connect_timeout);
-    let attached = match tcp_connect(addr, timeout).await {
-        Ok(tcp) => attach_tcp(&inner, tcp, Role::Dial(peer), Some(DialOf::Again(d)), None).is_ok(),
+    let attached = match tcp_connect(addr, timeout, inner.notsent_lowat).await {
+        Ok(tcp) => {
+            attach_configured(&inner, tcp, Role::Dial(peer), Some(DialOf::Again(d)), None).is_ok()
+        }
         Err(e) => {
             tracing::debug!(%peer, %e, "redial failed");
             false

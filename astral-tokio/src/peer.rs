@@ -13,12 +13,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::Waker;
 
 use astral_core::{codes, EngineId, Event, NodeId, PeerEngine, SessionId, StreamId, Timestamp};
 use tokio::sync::{mpsc, Notify};
 
-use crate::ctx::{Ctl, NodeCtx, TransportSlot};
+use crate::ctx::{Ctl, NodeCtx, TransportSlot, Wakers};
 use crate::error::{Error, Result};
 use crate::sessions::Sessions;
 use crate::wire::{FlushWatch, Pulled, Wire};
@@ -39,10 +38,13 @@ pub(crate) struct PeerState {
     /// `MaybeIdle` was sent and the engine stayed idle since.
     idle_told: bool,
     /// Wakers to run once the lock is released.
-    wake: Vec<Waker>,
+    wake: Wakers,
+    /// This call handed an inbound query to the application (which the
+    /// channel woke): [`Peer::with_woke`] counts it as a wake-up.
+    handed_query: bool,
     /// Transports whose token this call took: sealed and written inline
     /// once the lock is released.
-    inline: Vec<Arc<Wire>>,
+    inline: smallvec::SmallVec<[Arc<Wire>; 2]>,
 }
 
 /// One peer (see the module documentation).
@@ -81,8 +83,9 @@ impl Peer {
                 dead: false,
                 timer_armed: Timestamp::MAX,
                 idle_told: false,
-                wake: Vec::new(),
-                inline: Vec::new(),
+                wake: Wakers::new(),
+                handed_query: false,
+                inline: smallvec::SmallVec::new(),
             }),
             timer: Notify::new(),
             queries,
@@ -109,13 +112,27 @@ impl Peer {
         r
     }
 
-    /// [`Peer::with`], also telling whether the call woke any task.
+    /// [`Peer::with`] for a call that gives the engine no time (a session's
+    /// read, write or finish): the clock is read only if the dispatch
+    /// needs it (records pulled for an inline write, a query to reject).
+    /// A one-byte echo round trip read it ~16 times more than snow's, one
+    /// read per peer call (`docs/notes/perf-profile.md` §17.5).
+    pub fn with_untimed<R>(&self, f: impl FnOnce(&mut PeerState) -> R) -> R {
+        let mut g = self.lock();
+        let r = f(&mut g);
+        self.after_at(&mut g, &mut None);
+        self.unlock(g);
+        r
+    }
+
+    /// [`Peer::with`], also telling whether the call woke any task (a
+    /// session, or whoever takes inbound queries).
     pub fn with_woke<R>(&self, f: impl FnOnce(&mut PeerState, Timestamp) -> R) -> (R, bool) {
         let mut g = self.lock();
         let now = self.ctx.now();
         let r = f(&mut g, now);
         self.after(&mut g, now);
-        let woke = !g.wake.is_empty();
+        let woke = !g.wake.is_empty() || g.handed_query;
         self.unlock(g);
         (r, woke)
     }
@@ -123,6 +140,7 @@ impl Peer {
     /// Releases the lock, then writes what `after` pulled inline and runs
     /// the wakers.
     fn unlock(&self, mut g: MutexGuard<'_, PeerState>) {
+        g.handed_query = false;
         let wake = std::mem::take(&mut g.wake);
         let inline = std::mem::take(&mut g.inline);
         drop(g);
@@ -197,6 +215,16 @@ impl Peer {
     }
 
     fn after(&self, st: &mut PeerState, now: Timestamp) {
+        self.after_at(st, &mut Some(now));
+    }
+
+    /// The time of this call: `now` if known, else read once.
+    fn clock(&self, now: &mut Option<Timestamp>) -> Timestamp {
+        *now.get_or_insert_with(|| self.ctx.now())
+    }
+
+    /// [`Peer::after`] with the time read only if needed.
+    fn after_at(&self, st: &mut PeerState, now: &mut Option<Timestamp>) {
         while let Some(ev) = st.engine.poll_event() {
             self.dispatch(st, now, ev);
         }
@@ -215,7 +243,7 @@ impl Peer {
             match &t.wire {
                 // An idle socket is written by this call, without a task
                 // hop; a busy one by its holder, which looks again.
-                Some(w) if w.is_direct() => match w.pull_inline(engine, now) {
+                Some(w) if w.is_direct() => match w.pull_inline(engine, self.clock(now)) {
                     Pulled::Inline => inline.push(w.clone()),
                     // A burst: the task writes it with what follows.
                     Pulled::ToTask => wake.extend(w.task_waker()),
@@ -239,7 +267,7 @@ impl Peer {
         }
     }
 
-    fn dispatch(&self, st: &mut PeerState, now: Timestamp, ev: Event) {
+    fn dispatch(&self, st: &mut PeerState, now: &mut Option<Timestamp>, ev: Event) {
         match &ev {
             Event::Readable { session } => {
                 st.sessions
@@ -269,7 +297,10 @@ impl Peer {
                     Some(me) => {
                         let q = PendingQuery::new(me, *session, *peer, query.clone());
                         match self.queries.send(q) {
-                            Ok(()) => true,
+                            Ok(()) => {
+                                st.handed_query = true;
+                                true
+                            }
                             Err(e) => {
                                 // Nobody listens (the node is going away).
                                 // Dropping it here would take this lock
@@ -283,6 +314,7 @@ impl Peer {
                     None => false,
                 };
                 if !delivered {
+                    let now = self.clock(now);
                     let _ = st.engine.reject_query(now, *session, codes::REJECTED);
                     st.sessions.release(*session);
                 }

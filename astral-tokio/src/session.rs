@@ -60,7 +60,7 @@ impl SessionRef {
             return Poll::Ready(Ok(()));
         }
         let id = self.id;
-        self.inner.with(|sh, _| {
+        self.inner.with_untimed(|sh| {
             let Some(mut h) = sh.engine.session(id) else {
                 return match closed_reason(sh, id) {
                     CloseReason::Graceful => Poll::Ready(Ok(())),
@@ -89,7 +89,7 @@ impl SessionRef {
             return Poll::Ready(Ok(0));
         }
         let id = self.id;
-        self.inner.with(|sh, _| {
+        self.inner.with_untimed(|sh| {
             let Some(mut h) = sh.engine.session(id) else {
                 return Poll::Ready(Err(driver::io_error(closed_reason(sh, id))));
             };
@@ -114,7 +114,7 @@ impl SessionRef {
             return Poll::Ready(Ok(Some(Bytes::new())));
         }
         let id = self.id;
-        self.inner.with(|sh, _| {
+        self.inner.with_untimed(|sh| {
             let Some(mut h) = sh.engine.session(id) else {
                 return match closed_reason(sh, id) {
                     CloseReason::Graceful => Poll::Ready(Ok(None)),
@@ -141,7 +141,7 @@ impl SessionRef {
             return Poll::Ready(Ok(()));
         }
         let id = self.id;
-        self.inner.with(|sh, _| {
+        self.inner.with_untimed(|sh| {
             let Some(mut h) = sh.engine.session(id) else {
                 return Poll::Ready(Err(driver::io_error(closed_reason(sh, id))));
             };
@@ -205,7 +205,7 @@ impl SessionRef {
 
     fn finish(&self) {
         let id = self.id;
-        self.inner.with(|sh, _| {
+        self.inner.with_untimed(|sh| {
             if let Some(mut h) = sh.engine.session(id) {
                 h.finish();
             }

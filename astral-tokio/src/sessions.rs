@@ -108,7 +108,7 @@ impl Sessions {
         read: bool,
         write: bool,
         close: bool,
-        wake: &mut Vec<Waker>,
+        wake: &mut crate::ctx::Wakers,
     ) {
         let Some(p) = self.parked.get_mut(&id) else {
             return;

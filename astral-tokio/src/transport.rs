@@ -21,9 +21,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use astral_core::driver::{RecordOpener, RxBuffer, TxBuffer, LINGER_TIMEOUT};
+use astral_core::driver::{RecordOpener, RxBuffer, TxBuffer, UnsealedRecords, LINGER_TIMEOUT};
 use astral_core::{NodeId, StreamId};
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -264,6 +264,22 @@ struct Transport<I> {
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The task yielded once for the burst whose records it holds.
     coalesced: bool,
+    /// The handshake's last message waits in the write buffer: the first
+    /// records ride behind it in the same write.
+    tail: bool,
+    /// The task yielded once, before writing, to the tasks its last read
+    /// woke (see [`Transport::poll`]); it writes before it yields again.
+    answered: bool,
+}
+
+/// What handing a read on did.
+#[derive(Clone, Copy, Debug, Default)]
+struct Delivered {
+    /// It woke a task (a session reader, or the application taking an
+    /// inbound query).
+    woke: bool,
+    /// It left output for this transport (a Pong, a credit).
+    queued: bool,
 }
 
 /// What the write step left behind.
@@ -321,6 +337,8 @@ impl<I: Io> Transport<I> {
             gone: false,
             linger: None,
             coalesced: false,
+            tail: false,
+            answered: false,
         }
     }
 
@@ -331,17 +349,22 @@ impl<I: Io> Transport<I> {
         }
     }
 
-    /// Takes the keys and the peer once the handshake completed.
-    fn try_upgrade(&mut self) {
+    /// Takes the keys and the peer once the handshake completed; what the
+    /// records that came with the last handshake message did (see
+    /// [`Transport::deliver`]).
+    fn try_upgrade(&mut self) -> Delivered {
         if !matches!(self.phase, Phase::Handshake) {
-            return;
+            return Delivered::default();
         }
         let Some(up) = self.ep.take_upgrade(self.stream) else {
-            return;
+            return Delivered::default();
         };
         let layer = up.layer;
         let direct = self.io.as_ref().and_then(Io::shared);
-        // The task holds the token first: handshake bytes may still wait.
+        // The task holds the token first: handshake bytes may still wait
+        // (the dialer's message 3), and records queued meanwhile (the
+        // first Ping, a Query opened with the dial) go in the same write.
+        self.tail = !self.tx.is_empty();
         let wire = Wire::new(
             self.stream,
             layer.sealer,
@@ -367,24 +390,25 @@ impl<I: Io> Transport<I> {
             let mut front = layer.pending_input;
             front.extend_from_slice(buf);
             *buf = front;
-            let _ = self.deliver();
+            return self.deliver();
         }
+        Delivered::default()
     }
 
     /// Hands what was read on: handshake messages to the endpoint, opened
-    /// records to the peer. `true` if that woke a task (a session reader).
-    fn deliver(&mut self) -> bool {
+    /// records to the peer.
+    fn deliver(&mut self) -> Delivered {
         let stream = self.stream;
         match &mut self.phase {
             Phase::Handshake => {
                 let whole = self.rx.take_whole();
                 if whole.is_empty() {
-                    return false;
+                    return Delivered::default();
                 }
                 self.ep
                     .with(|st, now| st.core.handle_input_owned(now, stream, whole));
-                self.try_upgrade();
-                false
+                // The listener's case: a Query may ride behind message 3.
+                self.try_upgrade()
             }
             Phase::Up {
                 peer, opener, wire, ..
@@ -392,21 +416,22 @@ impl<I: Io> Transport<I> {
                 // Decrypted here, outside the peer's lock.
                 let opened = self.rx.open(opener);
                 if opened.records.is_empty() && opened.error.is_none() {
-                    return false;
+                    return Delivered::default();
                 }
-                let ((), woke) = peer.with_woke(|ps, now| {
+                let (queued, woke) = peer.with_woke(|ps, now| {
                     if !opened.records.is_empty() {
                         ps.engine.handle_records(now, stream, opened.records);
                     }
                     if let Some(e) = opened.error {
                         ps.engine.handle_record_error(now, stream, e);
                     }
+                    ps.engine.wants_transmit(stream)
                 });
                 // What the woken readers write is an answer, not a burst:
                 // it goes out inline. (What this call produced, if it went
                 // to the task, is written below in the same poll.)
                 wire.quiet();
-                woke
+                Delivered { woke, queued }
             }
         }
     }
@@ -479,6 +504,32 @@ impl<I: Io> Transport<I> {
         gone
     }
 
+    /// Seals the records the engine has for the stream now (the first Ping,
+    /// a Query opened with the dial) behind the handshake's last message
+    /// still in the buffer, so that both leave in one write: one system
+    /// call less per set-up at each end, and the listener reads message 3
+    /// and the Query together (`docs/notes/perf-profile.md` §17).
+    fn append_up(peer: &Peer, stream: StreamId, tx: &mut WireTx) {
+        let room = TxBuffer::PULL.saturating_sub(tx.buf.len());
+        let mut unsealed = UnsealedRecords::with_buffer(BytesMut::new());
+        let n = peer.with(|ps, now| {
+            ps.engine
+                .poll_transmit_unsealed(now, stream, &mut unsealed, room)
+        });
+        if n == 0 {
+            return;
+        }
+        match tx.sealer.seal(unsealed) {
+            Ok(sealed) => {
+                // A copy of a few hundred bytes, once per stream.
+                let mut buf = tx.buf.take_buffer();
+                buf.extend_from_slice(&sealed);
+                tx.buf.fill(buf);
+            }
+            Err(e) => peer.with(|ps, now| ps.engine.handle_record_error(now, stream, e)),
+        }
+    }
+
     /// The write step: refill an empty buffer, write until the transport
     /// would block.
     fn poll_tx(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> io::Result<TxLeft> {
@@ -514,6 +565,10 @@ impl<I: Io> Transport<I> {
         let Some(mut tx) = wire.task_lock(self.gone) else {
             return Ok(TxLeft::Elsewhere);
         };
+        if std::mem::take(&mut self.tail) && !tx.buf.is_empty() && !tx.has_unsealed() && !self.gone
+        {
+            Self::append_up(&peer, self.stream, &mut tx);
+        }
         if tx.has_unsealed() && !self.coalesced && !self.gone {
             self.coalesced = true;
             return Ok(TxLeft::Coalesce);
@@ -649,6 +704,9 @@ impl<I: Io> Future for Transport<I> {
             let mut progress = false;
             // A full read woke a reader: let it run before the next read.
             let mut yield_now = false;
+            // A short read woke a task and queued output: let the task run
+            // before this one writes.
+            let mut answer = false;
 
             if !this.read_done && !this.gone {
                 let Some(io) = this.io.as_mut() else {
@@ -666,7 +724,11 @@ impl<I: Io> Future for Transport<I> {
                         // The socket may hold more; a woken reader sits in
                         // this worker's LIFO slot, which no other worker can
                         // steal, until this task returns.
-                        yield_now = this.deliver() && n >= max;
+                        let d = this.deliver();
+                        yield_now = d.woke && n >= max;
+                        // Only when there is something for the answer to
+                        // ride with: a one-byte echo costs no extra poll.
+                        answer = d.woke && d.queued && n < max;
                     }
                     Poll::Ready(Err(e)) => {
                         this.end(Some(e.to_string()));
@@ -676,6 +738,20 @@ impl<I: Io> Future for Transport<I> {
                 }
             }
 
+            if answer && !this.answered && !this.gone {
+                // What the woken task writes (a session's echo, the
+                // Response of a Query it accepts) is an answer to what was
+                // just read: it goes out in the same write as the records
+                // this read queued (a Pong, a credit), inline by that task
+                // or by this one on its next poll, instead of a write of
+                // its own after this task's. Once only: the next poll
+                // writes before it may yield again, so a peer that keeps
+                // the socket busy never starves the write side.
+                this.answered = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            this.answered = false;
             let left = match this.poll_tx(cx, &mut progress) {
                 Ok(left) => left,
                 Err(e) => {

@@ -536,6 +536,70 @@ mod tests {
         });
     }
 
+    /// A set-up's first records ride in the writes that were going out
+    /// anyway (`docs/notes/perf-profile.md` §17): the dialer's message 3
+    /// leaves with its first Ping and the Query of a session opened with
+    /// the dial, and the listener answers them (its Ping, the Pong, and the
+    /// Response of the application that accepts from a task of its own) in
+    /// one write. Before, message 3 went alone and the Response after the
+    /// Ping and Pong: after the set-up and one echoed byte the dialer had
+    /// written 4 times (message 3, Ping and Query, Pong, the byte) and the
+    /// listener 3 (Ping and Pong, Response, the echo); now 3 and 2. One current-thread
+    /// runtime runs both nodes: the same schedule every run.
+    #[test]
+    fn a_set_up_carries_the_query_behind_message_3_and_answers_in_one_write() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+        rt.block_on(async {
+            let node = |n: u8| {
+                Node::with_seed(
+                    Identity::from_seed([n; 32]),
+                    Config::default(),
+                    u64::from(n),
+                )
+                .unwrap()
+            };
+            let (server, client) = (node(31), node(32));
+            let addr = server.listen("127.0.0.1:0").await.unwrap();
+            let srv = server.clone();
+            tokio::spawn(async move {
+                while let Some(q) = srv.next_query().await {
+                    let mut s = q.accept().unwrap();
+                    tokio::spawn(async move {
+                        let mut b = [0u8; 1];
+                        while s.read_exact(&mut b).await.is_ok() {
+                            if s.write_all(&b).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            let (_, mut s) = client
+                .connect_and_open(server.id(), addr, "echo")
+                .await
+                .unwrap();
+            s.write_all(&[7]).await.unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(b, [7]);
+            // Counted before the delayed credits (a timer, later).
+            let client_writes = writes_to(&client, server.id());
+            let server_writes = writes_to(&server, client.id());
+            println!(
+                "set-up + one echoed byte: dialer {client_writes} writes after the \
+                 handshake's message 2, listener {server_writes}"
+            );
+            assert_eq!(
+                client_writes, 3,
+                "dialer: message 3 + Ping + Query, Pong, byte"
+            );
+            assert_eq!(server_writes, 2, "listener: Ping + Pong + Response, echo");
+        });
+    }
+
     /// The transport task that finds an inline writer mid-write (it polls
     /// after every read) is looking for output, not bringing any: the
     /// writer owes it no wake-up when it frees the token. A producer that

@@ -404,6 +404,40 @@ fn a_window_grows_again_when_its_path_delay_rises_for_good() {
     assert!(goodput >= rate * 85 / 100, "{goodput} B/s");
 }
 
+#[test]
+fn migrating_to_a_slower_stream_grows_the_window_to_its_path() {
+    // 80 Mbit/s both; 10 ms round trip, then a move onto a 100 ms stream
+    // (a bandwidth-delay product of 1 MB): the window is measured against
+    // the new stream's own round trip at once, not against the old one.
+    let rate = 10_000_000u64;
+    let mut n = Net::new(tuned(16 << 20));
+    n.wire_at(MS * 5, Some(rate));
+    let (sa, sb) = n.session();
+    n.transfer(sa, sb, 16 << 20);
+    let before = n.b.session_info(sb).unwrap().stats.local_window;
+    assert!(before <= 512 << 10, "{before} B at 10 ms");
+    let slow = n.wire_at(MS * 50, Some(rate));
+    let target = n.wires[slow].b;
+    n.b.migrate(n.now, sb, target).unwrap();
+    let moved = n.now;
+    let mut trace = Vec::new();
+    while n.now.saturating_duration_since(moved) < Duration::from_secs(3) {
+        n.transfer(sa, sb, 1 << 20);
+        let w = n.b.session_info(sb).unwrap().stats.local_window;
+        trace.push((n.now.saturating_duration_since(moved).as_millis(), w >> 10));
+    }
+    println!("{before} B at 10 ms; after the move (ms, window KiB): {trace:?}");
+    let tx = n.a.session_info(sa).unwrap().send_stream;
+    assert_eq!(tx, Some(n.wires[slow].a), "the sender followed");
+    // Within a few of the new round trips (10 ms ones would never see a
+    // 100 ms window consumed fast enough).
+    let grown = trace.iter().find(|(_, w)| *w >= 1024).map(|(t, _)| *t);
+    assert!(
+        grown.is_some_and(|t| t <= 1000),
+        "{before} B, then {trace:?}"
+    );
+}
+
 /// A budget small enough to run out: 4 sessions' worth above the floors.
 fn budgeted() -> Config {
     Config {

@@ -54,7 +54,19 @@
 //!    measured delivery rate (`PathMeter::queueing_ahead`: a saturated
 //!    stream's probe waits behind its queue; a receiver's credits alone
 //!    are no queue) plus the peer's data queued
-//!    ahead of its answer (`peer_queue`). So the queue counts once: the
+//!    ahead of its answer (`peer_queue`). Unconfirmed is not unreceived:
+//!    the peer credits a quarter window at a time, so up to that much of
+//!    each session's output beyond its newest credit may have arrived,
+//!    and of that, what the path delivered at our measured rate since the
+//!    newest confirmation came back is left out (`uncredited`; simulator,
+//!    5 ms and 20 Mbit/s with 104 ms of queue: 287 -> 254 ms). A path that
+//!    confirms more of our output while the probe is out drains the queue
+//!    ahead of it: the suspicion then waits for what is still ahead, with
+//!    the same margins, from that confirmation (`PingOut::progress`), so a
+//!    probe timed short on a healthy, saturated stream is not called
+//!    unanswered while the queue ahead of it moves (the saturated 40 ms /
+//!    2 Mbit/s stream gave 4 false suspicions in 600 s without this). So
+//!    the queue counts once: the
 //!    loaded RTO already holds it, and the earlier rule (the loaded RTO
 //!    before the probe and again, plus `behind`, after it) waited for it
 //!    three times (simulator, 5 ms and 20 Mbit/s with 104 ms of queue:
@@ -108,6 +120,7 @@ use std::time::Duration;
 
 use rand_core::RngCore;
 
+use super::sessions::SessionTable;
 use super::PeerEngine;
 use crate::event::{Event, StreamCloseReason};
 use crate::frame::Frame;
@@ -131,9 +144,17 @@ pub(crate) struct PingOut {
     /// (`PeerEngine::peer_queue`). The answer cannot come sooner, so the
     /// suspicion waits that much longer.
     pub behind: Duration,
+    /// The part of `behind` that is the peer's data (`peer_queue`).
+    pub peer: Duration,
     /// Output position just after the record that carried it: its answer
     /// confirms everything before.
     pub pos: u64,
+    /// The newest confirmation of our output ahead of it heard while it
+    /// is out: when, the position confirmed, and how long what is still
+    /// ahead of it takes from then (`PeerEngine::settle_silence`). A path
+    /// that confirms progress towards the probe is draining the queue
+    /// ahead of it, so the suspicion waits for the rest from then on.
+    pub progress: Option<(Timestamp, u64, Duration)>,
 }
 
 impl PingOut {
@@ -143,7 +164,9 @@ impl PingOut {
             queued: now,
             sent: None,
             behind: Duration::ZERO,
+            peer: Duration::ZERO,
             pos: u64::MAX,
+            progress: None,
         }
     }
 
@@ -364,7 +387,12 @@ impl Liveness {
             },
             Some(p) => {
                 let (_, suspect_after) = self.timeouts(p.behind)?;
-                Due::Suspect(silent.max(p.since() + suspect_after))
+                let mut at = silent.max(p.since() + suspect_after);
+                if let Some((heard, _, rest)) = p.progress {
+                    let (_, after) = self.timeouts(rest)?;
+                    at = at.max(heard + after);
+                }
+                Due::Suspect(at)
             }
         })
     }
@@ -403,6 +431,7 @@ impl Liveness {
             if p.nonce == nonce && p.pos == u64::MAX {
                 p.pos = pos;
                 p.behind += peer;
+                p.peer = peer;
             }
         }
     }
@@ -438,6 +467,31 @@ const RX_RATE_WINDOW: Duration = Duration::from_secs(10);
 /// sending on the stream: session data arrived within this long (or two
 /// smoothed round trips, if longer).
 const PEER_SENDING: Duration = Duration::from_secs(1);
+
+/// How many of our unconfirmed bytes on `stream` the peer may hold
+/// without having credited them yet, so that they are not ahead of a probe
+/// sent now: for each session sending on the stream, what it sent beyond
+/// the peer's latest credit, up to a quarter of the window the peer granted
+/// (a receiver credits as soon as it consumed a quarter window:
+/// `RecvBuf::credit_due`). That is the most the peer can hold uncredited,
+/// so the rest of our unconfirmed output is the least that can be ahead of
+/// the probe; the suspicion's floor, the loaded round trip (`srtt +
+/// rttvar` over the credit samples, each of which timed a record through
+/// the whole queue), covers a queue this leaves out. Zero for a superseded
+/// engine's probes (`superseded`), which are timed as before.
+pub(super) fn uncredited(sessions: &SessionTable, stream: StreamId, superseded: bool) -> u64 {
+    if superseded {
+        return 0;
+    }
+    sessions
+        .iter()
+        .filter(|(_, s)| s.tx == Some(stream))
+        .map(|(_, s)| {
+            let batch = u64::from(s.send.peer_window() / 4);
+            s.send.sent_max().saturating_sub(s.send.acked()).min(batch)
+        })
+        .fold(0u64, u64::saturating_add)
+}
 
 impl PeerEngine {
     /// Arms `stream`'s liveness timer at `at` unless an entry at least as
@@ -481,12 +535,20 @@ impl PeerEngine {
     /// if it owes nothing (a receiver that only granted credit waits for
     /// nothing).
     pub(super) fn settle_silence(&mut self, now: Timestamp, stream: StreamId) {
+        let floor = self.queueing_floor();
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
         let delivered = st.meter.delivered();
         let l = &mut st.liveness;
         l.awaiting_since = l.owed(delivered).then_some(now);
+        if let Some(p) = l.probe.as_mut() {
+            let newest = p.progress.map_or(0, |(_, at, _)| at);
+            if p.sent.is_some() && delivered > newest && delivered < p.pos {
+                let rest = st.meter.drain(now, p.pos - delivered, floor);
+                p.progress = Some((now, delivered, rest + p.peer));
+            }
+        }
         self.start_liveness(stream);
     }
 
@@ -604,12 +666,13 @@ impl PeerEngine {
         let nonce = self.rng.next_u64();
         let peer = self.peer_queue(now, stream);
         let floor = self.queueing_floor();
+        let arrived = uncredited(&self.sessions, stream, self.superseded);
         if let Some(st) = self.streams.get_mut(stream) {
             if let Some(old) = st.liveness.probe.filter(|p| p.sent.is_some()) {
                 st.liveness.stale = Some(old);
             }
             let mut probe = PingOut::new(nonce, now);
-            probe.behind = st.meter.queueing_ahead(now, floor) + peer;
+            probe.behind = st.meter.queueing_ahead(now, floor, arrived) + peer;
             st.liveness.probe = Some(probe);
             st.tx.ctrl.push_back(Frame::Ping { nonce, pong: false });
         }
@@ -625,6 +688,10 @@ impl PeerEngine {
                 st.liveness.awaiting_since.get_or_insert(now);
                 st.liveness.must_answer = true;
             }
+            // Its deadline counts from now even if the transport takes
+            // nothing (a blackholed path with a full buffer), so it is
+            // armed now, not when the record leaves.
+            self.start_liveness(id);
         }
     }
 
@@ -672,6 +739,7 @@ impl PeerEngine {
                     srtt_clean = ?l.clean.srtt,
                     rttvar_clean = ?l.clean.rttvar,
                     behind = ?p.behind,
+                    progress = ?p.progress,
                     "probe unanswered"
                 );
             }
@@ -880,7 +948,9 @@ mod tests {
             queued: t(100),
             sent: Some(t(100)),
             behind: Duration::ZERO,
+            peer: Duration::ZERO,
             pos: 10,
+            progress: None,
         });
         // Records were heard after it, and the stream is silent again
         // since 2000: the probe was due at 250, so the stream turns
@@ -949,10 +1019,34 @@ mod tests {
             queued: t(0),
             sent: Some(t(0)),
             behind: Duration::ZERO,
+            peer: Duration::ZERO,
             pos: 520,
+            progress: None,
         });
         assert!(l.take_pong(7, t(90)).is_some());
         assert!(!l.owed(0));
+    }
+
+    #[test]
+    fn confirmed_progress_towards_the_probe_waits_for_the_rest_from_then() {
+        let mut l = saturated_5ms();
+        l.awaiting_since = Some(t(1000));
+        l.probe = Some(PingOut::new(9, t(1100)));
+        // 40 ms of our output counted ahead of it: due at 1100 + the
+        // loaded round trip (the floor).
+        l.on_ping_sent(9, t(1100), ms(40));
+        l.on_ping_record(9, 500_000, Duration::ZERO);
+        let path = l.silence.srtt + l.silence.rttvar;
+        assert_eq!(l.due(), Some(Due::Suspect(t(1100) + path)));
+        // A credit at 1150 confirms output short of the probe, 150 ms of
+        // it still ahead: the path drains towards it, so the rest is
+        // waited for from then (15 + 5 + 150 ms).
+        l.probe.as_mut().unwrap().progress = Some((t(1150), 100_000, ms(150)));
+        assert_eq!(l.due(), Some(Due::Suspect(t(1150 + 170))));
+        // Almost nothing left ahead: still the floor, from the progress
+        // (the path delivered then).
+        l.probe.as_mut().unwrap().progress = Some((t(1150), 490_000, ms(1)));
+        assert_eq!(l.due(), Some(Due::Suspect(t(1150) + path)));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use bytes::BytesMut;
 
+use super::liveness::uncredited;
 use super::sessions::{Phase, Session};
 use super::streams::LocalDrain;
 use super::PeerEngine;
@@ -143,6 +144,7 @@ impl PeerEngine {
 
         // 1. Explicit control frames (pings, pongs, markers, resets, responses).
         let floor = self.queueing_floor();
+        let superseded = self.superseded;
         if let Some(st) = self.streams.get_mut(stream) {
             while let Some(f) = st.tx.ctrl.front() {
                 if (out.len() - body) + f.encoded_len() > MAX {
@@ -153,7 +155,8 @@ impl PeerEngine {
                         asks = true;
                         // The probe waits behind what we handed over
                         // before it and the peer has not confirmed.
-                        let behind = st.meter.queueing_ahead(now, floor);
+                        let arrived = uncredited(&self.sessions, stream, superseded);
+                        let behind = st.meter.queueing_ahead(now, floor, arrived);
                         st.liveness.on_ping_sent(nonce, now, behind);
                         ping = Some(nonce);
                     }
