@@ -443,19 +443,21 @@ mod tests {
         })
     }
 
-    /// A server node (seed `seed`) that echoes every session byte by byte
-    /// until its end, a task per session as a server would have, and a
-    /// client node (seed `seed + 1`) connected to it.
-    async fn echo_pair(seed: u8) -> (Node, Node) {
-        let node = |n: u8| {
-            Node::with_seed(
-                Identity::from_seed([n; 32]),
-                Config::default(),
-                u64::from(n),
-            )
-            .unwrap()
-        };
-        let (server, client) = (node(seed), node(seed + 1));
+    /// A node with seed `n` and the default configuration.
+    fn seeded(n: u8) -> Node {
+        Node::with_seed(
+            Identity::from_seed([n; 32]),
+            Config::default(),
+            u64::from(n),
+        )
+        .unwrap()
+    }
+
+    /// A server node (seed `seed`) listening on loopback that echoes every
+    /// session byte by byte until its end, a task per session as a server
+    /// would have; and its address.
+    async fn echo_server(seed: u8) -> (Node, std::net::SocketAddr) {
+        let server = seeded(seed);
         let addr = server.listen("127.0.0.1:0").await.unwrap();
         let srv = server.clone();
         tokio::spawn(async move {
@@ -464,11 +466,21 @@ mod tests {
                 tokio::spawn(async move {
                     let mut b = [0u8; 1];
                     while s.read_exact(&mut b).await.is_ok() {
-                        s.write_all(&b).await.unwrap();
+                        if s.write_all(&b).await.is_err() {
+                            break;
+                        }
                     }
                 });
             }
         });
+        (server, addr)
+    }
+
+    /// [`echo_server`] (seed `seed`) and a client node (seed `seed + 1`)
+    /// connected to it.
+    async fn echo_pair(seed: u8) -> (Node, Node) {
+        let (server, addr) = echo_server(seed).await;
+        let client = seeded(seed + 1);
         client.connect(server.id(), addr).await.unwrap();
         (server, client)
     }
@@ -553,30 +565,8 @@ mod tests {
             .build()
             .expect("a current-thread runtime");
         rt.block_on(async {
-            let node = |n: u8| {
-                Node::with_seed(
-                    Identity::from_seed([n; 32]),
-                    Config::default(),
-                    u64::from(n),
-                )
-                .unwrap()
-            };
-            let (server, client) = (node(31), node(32));
-            let addr = server.listen("127.0.0.1:0").await.unwrap();
-            let srv = server.clone();
-            tokio::spawn(async move {
-                while let Some(q) = srv.next_query().await {
-                    let mut s = q.accept().unwrap();
-                    tokio::spawn(async move {
-                        let mut b = [0u8; 1];
-                        while s.read_exact(&mut b).await.is_ok() {
-                            if s.write_all(&b).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-            });
+            let (server, addr) = echo_server(31).await;
+            let client = seeded(32);
             let (_, mut s) = client
                 .connect_and_open(server.id(), addr, "echo")
                 .await
