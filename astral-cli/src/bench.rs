@@ -46,6 +46,12 @@ pub struct BenchArgs {
     /// window and send buffer, yamux's and quinn's stream windows).
     #[arg(long, default_value = "256K", value_parser = crate::options::parse_size)]
     window: u64,
+    /// Run astral with the core's default flow control (receive windows
+    /// auto-tuned from 64 KiB, 64 KiB send buffer, memory budgets: what a
+    /// deployment gets) instead of the fixed --window; the other
+    /// contenders keep --window. Labelled in the report.
+    #[arg(long, conflicts_with = "pipe")]
+    default_flow: bool,
     /// Also run every contender with AES-GCM records (default: ChaChaPoly
     /// everywhere, plus astral's own AES-GCM as a separate row where the
     /// CPU has AES instructions).
@@ -84,6 +90,7 @@ impl BenchArgs {
             write_size: usize::try_from(self.write)?,
             window: u32::try_from(self.window).map_err(|_| err("--window: at most 4 GiB"))?,
             aes: self.aes,
+            default_flow: self.default_flow,
             ..Options::default()
         };
         let opts = Options {
@@ -117,6 +124,10 @@ impl BenchArgs {
             ("BENCH_WRITE", self.write.to_string()),
             ("BENCH_WINDOW", self.window.to_string()),
             ("BENCH_AES", u8::from(self.aes).to_string()),
+            (
+                "BENCH_DEFAULT_FLOW",
+                u8::from(self.default_flow).to_string(),
+            ),
         ]
         .into_iter()
         .chain(

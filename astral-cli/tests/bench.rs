@@ -125,3 +125,46 @@ fn bad_options_are_refused() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// `--default-flow` reaches the harness: the report says astral ran the
+/// core's default flow control, and the JSON carries it (the variable alone
+/// never reached `astral bench`, which takes flags).
+#[test]
+fn default_flow_is_a_flag_and_is_labelled() {
+    let plain: &[&str] = &[
+        "bench",
+        "--bytes",
+        "1M",
+        "--rounds",
+        "20",
+        "--reps",
+        "1",
+        "--sessions",
+        "1",
+        "--parallel",
+        "--handshakes",
+        "0",
+    ];
+    let with = [plain, &["--default-flow"]].concat();
+    let (ok, out, err) = run(&with);
+    assert!(ok, "bench failed:\n{out}\n{err}");
+    assert!(
+        out.contains("astral: the core's default flow control"),
+        "no default-flow label in:\n{out}"
+    );
+    let (ok, out, err) = run(plain);
+    assert!(ok, "bench failed:\n{out}\n{err}");
+    assert!(
+        !out.contains("the core's default flow control"),
+        "labelled without the flag:\n{out}"
+    );
+    let json = [&with[..], &["--json"]].concat();
+    let (ok, out, err) = run(&json);
+    assert!(ok, "bench failed:\n{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(
+        v.pointer("/config/astral_default_flow"),
+        Some(&serde_json::Value::Bool(true)),
+        "{out}"
+    );
+}
