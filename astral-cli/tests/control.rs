@@ -167,10 +167,15 @@ fn tables_json_errors_watch_and_migrate_by_short_ids() {
     ]);
     use std::io::Write;
     conn.stdin.as_mut().unwrap().write_all(b"ping\n").unwrap();
-    // Wait until the listener sees the session.
+    // Wait until the listener has accepted the session. Before that it is
+    // `pending` (the Query arrived, right behind the handshake's message 3,
+    // and waits for the echo service), and its query is `null` until the
+    // service takes it (docs/CLI.md, "JSON keys"): a CI run listed it then.
     let sessions = wait_for(Duration::from_secs(20), || {
         let v = ctl(&control, &["sessions"]);
-        (v.as_array().map_or(0, |a| a.len()) == 1).then_some(v)
+        v.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["state"] == "open")
+            .then_some(v)
     });
     let s = &sessions[0];
     for key in [
