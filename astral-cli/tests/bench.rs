@@ -131,20 +131,13 @@ fn bad_options_are_refused() {
 /// never reached `astral bench`, which takes flags).
 #[test]
 fn default_flow_is_a_flag_and_is_labelled() {
-    let plain: &[&str] = &[
-        "bench",
-        "--bytes",
-        "1M",
-        "--rounds",
-        "20",
-        "--reps",
-        "1",
-        "--sessions",
-        "1",
-        "--parallel",
-        "--handshakes",
-        "0",
-    ];
+    // SMALL's sizes, one session only (the flag changes astral's window).
+    let plain = [
+        &SMALL[..7],
+        &["--sessions", "1", "--parallel", "--handshakes", "0"],
+    ]
+    .concat();
+    let plain = &plain[..];
     let with = [plain, &["--default-flow"]].concat();
     let (ok, out, err) = run(&with);
     assert!(ok, "bench failed:\n{out}\n{err}");
