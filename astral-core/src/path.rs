@@ -398,7 +398,7 @@ impl PathMeter {
         if self.data_end <= self.delivered {
             return Duration::ZERO;
         }
-        let rate = self.fwd_rate.get(now, self.rate_window(now)).unwrap_or(0);
+        let rate = self.windowed_rate(now);
         let since = now.saturating_duration_since(self.delivered_at);
         let arrived = uncredited.min(bytes_in(since, rate));
         let ahead = self
@@ -411,8 +411,12 @@ impl PathMeter {
     /// How long `bytes` of our output take to drain at our measured
     /// delivery rate, at least `min_rate` (zero while neither is known).
     pub fn drain(&self, now: Timestamp, bytes: u64, min_rate: u64) -> Duration {
-        let rate = self.fwd_rate.get(now, self.rate_window(now)).unwrap_or(0);
-        drain_time(bytes, rate.max(min_rate))
+        drain_time(bytes, self.windowed_rate(now).max(min_rate))
+    }
+
+    /// The best delivery rate of the last rate window (0 while unknown).
+    fn windowed_rate(&self, now: Timestamp) -> u64 {
+        self.fwd_rate.get(now, self.rate_window(now)).unwrap_or(0)
     }
 
     /// A record of `len` ciphertext bytes left at `now`, when `rx` bytes had
